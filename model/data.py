@@ -197,6 +197,25 @@ def prefix_targets(sessions: Sessions) -> np.ndarray:
     return targets
 
 
+def cart_so_far(sessions: Sessions) -> np.ndarray:
+    """(E,) bool: an add_cart happened at or before each event in its session (`cart_has_items`)."""
+    ev = sessions.events
+    seen = np.cumsum(ev.actions == ADD_CART)
+    before_session = np.concatenate([[0], seen])[ev.starts][ev.session_of_event()]  # (E,)
+    return (seen - before_session) > 0
+
+
+def abandonment_targets(sessions: Sessions) -> np.ndarray:
+    """(E,) float32: the session ends with items in the cart and no order after the prefix.
+
+    The event-level truth that `abandonment_risk` (model/scoring.py) estimates: cart filled by now
+    or later, and no order follows.
+    """
+    targets = prefix_targets(sessions)
+    has_cart = cart_so_far(sessions) | (targets[:, 0] > 0)
+    return (has_cart & (targets[:, 1] == 0)).astype(np.float32)
+
+
 def build_windows(sessions: Sessions, config: FeatureConfig) -> WindowSet:
     """One window per prefix of every session (memory: E × N × 16 × 4 bytes)."""
     ev = sessions.events
@@ -232,8 +251,8 @@ def split_by_session(
     for cls in SessionClass:
         members = np.flatnonzero(classes == cls)
         ranked = members[np.argsort(unit[members], kind="stable")]
-        n_test = int(round(len(ranked) * test_frac))
-        n_val = int(round(len(ranked) * val_frac))
+        n_test = round(len(ranked) * test_frac)
+        n_val = round(len(ranked) * val_frac)
         split[ranked[:n_test]] = Split.TEST
         split[ranked[n_test : n_test + n_val]] = Split.VAL
     return split
