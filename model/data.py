@@ -9,9 +9,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -96,13 +98,35 @@ class WindowSet:
         return WindowSet(self.X[mask], self.Y[mask], self.session[mask], self.position[mask])
 
 
-def _parse_from_ad(raw: str, where: str) -> bool:
+def _parse_from_ad(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("", "0", "false", "no"):
         return False
     if value in ("1", "true", "yes"):
         return True
-    raise BadEventFile(f"{where}: from_ad must be 1/0/true/false or empty, got {raw!r}")
+    raise ValueError(f"from_ad must be 1/0/true/false or empty, got {raw!r}")
+
+
+def _column(rows: list[list[str]], index: int | None, name: str, path: Path) -> list[str]:
+    if index is None:
+        return [""] * len(rows)
+    try:
+        return [row[index] for row in rows]
+    except IndexError:
+        bad = next(i for i, row in enumerate(rows) if len(row) <= index)
+        raise BadEventFile(f"{path}:{bad + 2}: row has no {name} column") from None
+
+
+def _parse_ts(raw: list[str], path: Path) -> np.ndarray:
+    try:
+        return np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
+    except ValueError:
+        for i, value in enumerate(raw):
+            try:
+                float(value)
+            except ValueError:
+                raise BadEventFile(f"{path}:{i + 2}: ts must be epoch seconds, got {value!r}") from None
+        raise
 
 
 def read_events_csv(path: Path) -> Sessions:
@@ -122,35 +146,30 @@ def read_events_csv(path: Path) -> Sessions:
                 f"{path}: header {columns} lacks {missing}; expected {','.join(CSV_COLUMNS)} "
                 "(convert raw logs with `session-intent prepare`)"
             )
-        i_sid, i_ts, i_act = (columns.index(c) for c in CSV_COLUMNS[:3])
-        i_ad = columns.index("from_ad") if "from_ad" in columns else None
-        codes: dict[str, int] = {}
-        sid_code, ts, actions, from_ad = [], [], [], []
-        action_cache: dict[str, int] = {}
-        for line_no, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                sid, raw_ts, raw_action = row[i_sid], row[i_ts], row[i_act]
-                sid_code.append(codes.setdefault(sid, len(codes)))
-                ts.append(float(raw_ts))
-                act = action_cache.get(raw_action)
-                if act is None:
-                    act = action_cache[raw_action] = action_index(raw_action)
-                actions.append(act)
-                from_ad.append(_parse_from_ad(row[i_ad], where) if i_ad is not None else False)
-            except (IndexError, ValueError) as exc:
-                raise BadEventFile(f"{where}: {exc}") from None
-    if not codes:
+        rows = [row for row in reader if row]
+    if not rows:
         raise BadEventFile(f"{path}: header only, no events")
-    return _group_sessions(
-        np.array(list(codes), dtype=object),
-        np.asarray(sid_code, dtype=np.int64),
-        np.asarray(ts, dtype=np.float64),
-        np.asarray(actions, dtype=np.int8),
-        np.asarray(from_ad, dtype=bool),
-    )
+    index = {name: columns.index(name) if name in columns else None for name in CSV_COLUMNS}
+    codes: dict[str, int] = {}
+    sids = _column(rows, index["session_id"], "session_id", path)
+    sid_code = np.fromiter((codes.setdefault(sid, len(codes)) for sid in sids), dtype=np.int64, count=len(sids))
+    ts = _parse_ts(_column(rows, index["ts"], "ts", path), path)
+    actions = _codes(_column(rows, index["action"], "action", path), action_index, path, np.int8)
+    from_ad = _codes(_column(rows, index["from_ad"], "from_ad", path), _parse_from_ad, path, bool)
+    return _group_sessions(np.array(list(codes), dtype=object), sid_code, ts, actions, from_ad)
+
+
+def _codes(raw: list[str], parse: Callable[[str], Any], path: Path, dtype: Any) -> np.ndarray:
+    """Parse each distinct value once; the first bad value names its line."""
+    distinct: dict[str, int] = {}
+    inverse = np.fromiter((distinct.setdefault(v, len(distinct)) for v in raw), dtype=np.int64, count=len(raw))
+    parsed = np.empty(len(distinct), dtype=dtype)
+    for value, i in distinct.items():
+        try:
+            parsed[i] = parse(value)
+        except ValueError as exc:
+            raise BadEventFile(f"{path}:{raw.index(value) + 2}: {exc}") from None
+    return parsed[inverse]
 
 
 def _group_sessions(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -130,7 +130,7 @@ def utc_offsets(ts: np.ndarray, tz_name: str) -> np.ndarray:
     unique, inverse = np.unique(buckets, return_inverse=True)
     offsets = np.array(
         [
-            int(datetime.fromtimestamp(int(b) * _TZ_BUCKET_S, timezone.utc).astimezone(zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+            int(datetime.fromtimestamp(int(b) * _TZ_BUCKET_S, UTC).astimezone(zone).utcoffset().total_seconds())  # type: ignore[union-attr]
             for b in unique
         ],
         dtype=np.int64,
@@ -208,10 +208,10 @@ def prefix_windows(log: EventLog, config: FeatureConfig, rows: np.ndarray | None
     session_start = log.starts[log.session_of_event()][ends]
     offsets = np.arange(-n_window + 1, 1)
     idx = ends[:, None] + offsets[None, :]  # (P, N)
-    valid = idx >= session_start[:, None]
-    windows = vectors[np.clip(idx, 0, None)] * valid[..., None]
+    windows = vectors[np.clip(idx, 0, None)]  # (P, N, 16), one allocation
+    windows[idx < session_start[:, None]] = 0.0  # front padding, in place
     windows[:, -1, :] = provisional(vectors[ends], log.actions[ends])
-    return windows.astype(np.float32, copy=False)
+    return windows
 
 
 def encode_window(
