@@ -23,24 +23,21 @@ import re
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from model.features import ACTIONS, ADD_CART, ORDER, action_index
-from model.sources import Column, SourceSpec
+from model.sources import Column, SourceSpec, parse_flags, parse_ticks
 
 logger = logging.getLogger(__name__)
 
 HEADER = ("session_id", "ts", "action", "from_ad")
 MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of DESIGN §4
 _PROGRESS_EVERY = 1 << 16
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_TRUE = frozenset({"1", "true", "t", "yes", "y"})
-_FALSE = frozenset({"0", "false", "f", "no", "n"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SERVICE_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 
 
@@ -124,9 +121,7 @@ def _resolve(col: Column | None, header: list[str] | None, spec: SourceSpec) -> 
     return names.index(col)
 
 
-def read_raw(
-    spec: SourceSpec, paths: Sequence[Path], on_rows: Callable[[int], None] | None = None
-) -> RawEvents:
+def read_raw(spec: SourceSpec, paths: Sequence[Path], on_rows: Callable[[int], None] | None = None) -> RawEvents:
     """Read every file with `spec`; on_rows(rows read so far) is called every 65,536 rows and at the end."""
     key_codes: dict[str, int] = {}
     type_codes: dict[str, int] = {}
@@ -137,9 +132,12 @@ def read_raw(
     rows = 0
     key_col = spec.session_col if spec.session_col is not None else spec.user_col
     for path in paths:
-        with open(path, newline="", encoding="utf-8") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is no part of a name
             reader = csv.reader(handle, delimiter=spec.delimiter)
-            header = next(reader, []) if spec.has_header else None
+            header = next(reader, None) if spec.has_header else None
+            if spec.has_header and header is None:
+                logger.warning("%s is empty", path)
+                continue
             ki, ti, ei = (_resolve(c, header, spec) for c in (key_col, spec.ts_col, spec.event_col))
             ai = _resolve(spec.from_ad_col, header, spec)
             width = max(ki, ti, ei, ai) + 1
@@ -167,7 +165,9 @@ def read_raw(
     type_names = list(type_codes)
     type_counts = np.bincount(codes, minlength=len(type_names))
     raw_event_types = {name: int(type_counts[i]) for i, name in enumerate(type_names)}
-    to_action = np.array([action_index(spec.action_map[t]) if t in spec.action_map else -1 for t in type_names])
+    to_action = np.array(
+        [action_index(spec.action_map[t]) if t in spec.action_map else -1 for t in type_names], dtype=np.int64
+    )
     actions = to_action[codes] if codes.size else np.zeros(0, np.int64)
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
@@ -197,71 +197,6 @@ def read_raw(
         dropped_outside_ts_range=dropped,
         malformed={reason: n for reason, n in malformed.items() if n},
     )
-
-
-def parse_ticks(values: list[str], unit: str, tz_name: str = "UTC") -> tuple[np.ndarray, int, np.ndarray]:
-    """(E,) int64 ticks, their scale (ticks per second) and (E,) bool parsed-ok, for one ts unit.
-
-    ISO 8601 without an offset is read in `tz_name`. Integer sources keep an integer scale
-    (1 for s, 1000 for ms); anything fractional goes to microseconds.
-    """
-    n = len(values)
-    ok = np.ones(n, dtype=bool)
-    if unit in ("s", "ms"):
-        base = 1 if unit == "s" else 1000
-        try:
-            return np.array(values, dtype=np.int64).reshape(n), base, ok
-        except ValueError:  # decimals, blanks or junk: the slow path, value by value
-            pass
-        ticks = np.zeros(n, dtype=np.int64)
-        for i, text in enumerate(values):
-            try:
-                ticks[i] = round(float(text) * 1_000_000 / base)
-            except (ValueError, OverflowError):
-                ok[i] = False
-        return _coarsen(ticks, 1_000_000, ok)
-    zone = ZoneInfo(tz_name)
-    cache: dict[str, int | None] = {}
-    ticks = np.zeros(n, dtype=np.int64)
-    for i, text in enumerate(values):
-        micros = cache.get(text, -1)
-        if micros == -1:
-            micros = cache[text] = _iso_micros(text, zone)
-        if micros is None:
-            ok[i] = False
-        else:
-            ticks[i] = micros
-    return _coarsen(ticks, 1_000_000, ok)
-
-
-def _iso_micros(text: str, zone: ZoneInfo) -> int | None:
-    try:
-        moment = datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def _coarsen(ticks: np.ndarray, scale: int, ok: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
-    """Whole seconds (or ms) stay integers in the output: use the coarsest exact scale."""
-    for coarse in (1, 1000):
-        if not (ticks[ok] % (scale // coarse)).any():
-            return ticks // (scale // coarse), coarse, ok
-    return ticks, scale, ok
-
-
-def parse_flags(values: list[str]) -> np.ndarray:
-    """(E,) int8 from_ad: 1 for 1/true/yes, 0 for 0/false/no, -1 for empty or unrecognised."""
-    lookup: dict[str, int] = {}
-    for text in set(values):
-        norm = text.strip().lower()
-        lookup[text] = 1 if norm in _TRUE else 0 if norm in _FALSE else -1
-    odd = sorted(t for t, flag in lookup.items() if flag < 0 and t.strip())
-    if odd:
-        logger.warning("from_ad values read as unknown: %s", odd[:10])
-    return np.fromiter((lookup[t] for t in values), dtype=np.int8, count=len(values))
 
 
 def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:

@@ -1,4 +1,5 @@
-"""How to read one raw clickstream export: the `SourceSpec` and the built-in named sources.
+"""How to read one raw clickstream export: the `SourceSpec`, the built-in named sources, and the
+parsers of raw field values (timestamps, from_ad flags).
 
 A new shop is a new `SourceSpec` (from CLI flags via `build_spec`), never a code change in
 `model/prepare.py`. Column references are either a header name or a 0-based position.
@@ -6,18 +7,26 @@ A new shop is a new `SourceSpec` (from CLI flags via `build_spec`), never a code
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import numpy as np
 
 from model.features import action_index
+
+logger = logging.getLogger(__name__)
 
 Column = str | int
 TsUnit = Literal["s", "ms", "iso"]
 TS_UNITS: tuple[str, ...] = ("s", "ms", "iso")
 DEFAULT_GAP_MINUTES = 30.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TRUE = frozenset({"1", "true", "t", "yes", "y"})
+_FALSE = frozenset({"0", "false", "f", "no", "n"})
 
 
 @dataclass(frozen=True)
@@ -62,7 +71,10 @@ class SourceSpec:
             raise ValueError(f"ts_range {self.ts_range}: the start must be before the end")
         if len(self.delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}")
-        ZoneInfo(self.timezone)  # fail now on a misspelt zone, not after reading 100M rows
+        try:  # fail now on a misspelt zone, not after reading 100M rows
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {self.timezone!r}; expected an IANA name") from err
 
     @property
     def session_mode(self) -> str:
@@ -111,8 +123,16 @@ def parse_epoch_seconds(value: str) -> int:
         return int(text)
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp())
+
+
+_GENERIC_REQUIRED = {
+    "--user-col": "user_col",
+    "--ts-col": "ts_col",
+    "--event-col": "event_col",
+    "--map": "action_map",
+}
 
 
 def build_spec(source: str, **overrides: Any) -> SourceSpec:
@@ -134,9 +154,67 @@ def build_spec(source: str, **overrides: Any) -> SourceSpec:
     return SourceSpec(name=source, **given)
 
 
-_GENERIC_REQUIRED = {
-    "--user-col": "user_col",
-    "--ts-col": "ts_col",
-    "--event-col": "event_col",
-    "--map": "action_map",
-}
+def parse_ticks(values: list[str], unit: str, tz_name: str = "UTC") -> tuple[np.ndarray, int, np.ndarray]:
+    """(E,) int64 ticks, their scale (ticks per second) and (E,) bool parsed-ok, for one ts unit.
+
+    ISO 8601 without an offset is read in `tz_name`. Integer sources keep an integer scale
+    (1 for s, 1000 for ms); anything fractional goes to microseconds.
+    """
+    n = len(values)
+    ok = np.ones(n, dtype=bool)
+    if unit in ("s", "ms"):
+        base = 1 if unit == "s" else 1000
+        try:
+            ticks = np.array(values, dtype=np.int64).reshape(n)
+            return (ticks, 1, ok) if base == 1 else _coarsen(ticks * 1000, 1_000_000, ok)
+        except (ValueError, OverflowError):  # decimals, blanks or junk: the slow path, value by value
+            pass
+        ticks = np.zeros(n, dtype=np.int64)
+        for i, text in enumerate(values):
+            try:
+                ticks[i] = round(float(text) * 1_000_000 / base)
+            except (ValueError, OverflowError):
+                ok[i] = False
+        return _coarsen(ticks, 1_000_000, ok)
+    zone = ZoneInfo(tz_name)
+    cache: dict[str, int | None] = {}
+    ticks = np.zeros(n, dtype=np.int64)
+    for i, text in enumerate(values):
+        if text not in cache:
+            cache[text] = _iso_micros(text, zone)
+        micros = cache[text]
+        if micros is None:
+            ok[i] = False
+        else:
+            ticks[i] = micros
+    return _coarsen(ticks, 1_000_000, ok)
+
+
+def _iso_micros(text: str, zone: ZoneInfo) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _coarsen(ticks: np.ndarray, scale: int, ok: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Whole seconds (or ms) stay integers in the output: use the coarsest exact scale."""
+    for coarse in (1, 1000):
+        if not (ticks[ok] % (scale // coarse)).any():
+            return ticks // (scale // coarse), coarse, ok
+    return ticks, scale, ok
+
+
+def parse_flags(values: list[str]) -> np.ndarray:
+    """(E,) int8 from_ad: 1 for 1/true/yes, 0 for 0/false/no, -1 for empty or unrecognised."""
+    lookup: dict[str, int] = {}
+    for text in set(values):
+        norm = text.strip().lower()
+        lookup[text] = 1 if norm in _TRUE else 0 if norm in _FALSE else -1
+    odd = sorted(t for t, flag in lookup.items() if flag < 0 and t.strip())
+    if odd:
+        logger.warning("from_ad values read as unknown: %s", odd[:10])
+    return np.fromiter((lookup[t] for t in values), dtype=np.int8, count=len(values))

@@ -56,9 +56,10 @@ MEDIAN_LENGTH_TOL = 1
 REMAINDER_WEIGHT: dict[str, float] = {
     "home": 4, "search": 3, "account": 2, "recommend": 2, "ask_question": 1, "contact": 1, "concerned": 1,
 }  # fmt: skip
+# Events every session of a class has. add_cart is listed first: it takes position 0 (generate_sessions).
 MANDATORY: dict[str, dict[str, int]] = {
     "browse": {}, "cart_abandonment": {"add_cart": 1}, "purchase": {"add_cart": 1, "order": 1},
-}  # fmt: skip  (add_cart listed first: it takes position 0, see generate_sessions)
+}  # fmt: skip
 # sigma of log-length: 0.9 puts the mixture's median at 8 with ~3 pp of CDF margin either side.
 LENGTH_SIGMA = 0.9
 # Funnel depth in [0, 1]: where an action tends to sit in a session. Noise lets the funnel interleave.
@@ -73,7 +74,7 @@ DWELL_MEDIAN_S: dict[str, float] = {
     "category": 20, "view_product": 45, "home": 15, "ask_question": 90, "order": 120, "contact": 60,
     "add_cart": 10, "view_cart": 30, "search": 15, "concerned": 40, "account": 40, "recommend": 25,
 }  # fmt: skip
-DWELL_SIGMA = 1.2
+DWELL_SIGMA = 1.3
 # A longer gap would split the session under a 30-minute sessionisation (the real-log adapter's).
 DWELL_CAP_S = 1799
 DWELL_CLASS_FACTOR = (1.0, 1.15, 1.25)  # engaged shoppers read longer; indexed by class
@@ -114,7 +115,9 @@ def length_pmf(mean: float, sigma: float = LENGTH_SIGMA) -> np.ndarray:
     for _ in range(60):  # the mean grows monotonically with mu; bisection to float precision
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if float(pmf(mid) @ k) < mean else (lo, mid)
-    return pmf(0.5 * (lo + hi))
+    result = pmf(0.5 * (lo + hi))
+    result.setflags(write=False)  # cached and shared between calls
+    return result
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,11 @@ def _draw_actions(rng: np.random.Generator, cls: np.ndarray, pos: np.ndarray) ->
 
 
 def generate_sessions(n_sessions: int, seed: int, start: datetime | None = None) -> SynthLog:
-    """Generate `n_sessions` sessions; the same (n_sessions, seed, start) gives identical output."""
+    """Generate `n_sessions` sessions; the same (n_sessions, seed, start) gives identical output.
+
+    `start` is the first day's midnight in shop time (naive means UTC): the daily profile counts hours
+    from it. Default `DEFAULT_START`, never "now", so that output depends on the arguments alone.
+    """
     if n_sessions < 1:
         raise ValueError("n_sessions must be at least 1")
     start = DEFAULT_START if start is None else start

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Re-resolve every pinned version CI installs into constraints.txt, in a throwaway venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+python3 -m venv "$tmp/venv"
+"$tmp/venv/bin/pip" install -q --upgrade pip
+"$tmp/venv/bin/pip" install -q torch==2.13.0
+"$tmp/venv/bin/pip" install -q ".[train,dev]"
+{
+  echo "# Pinned versions of everything CI installs. Regenerate: bash scripts/refresh-constraints.sh"
+  "$tmp/venv/bin/pip" freeze --exclude session-intent | grep -v '^-e '
+} > constraints.txt
+rm -rf "$tmp"
+echo "wrote constraints.txt"
