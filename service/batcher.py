@@ -1,0 +1,310 @@
+"""Micro-batching in front of the engine (DESIGN §7), in Triton's vocabulary.
+
+- `max_batch_size`: most windows per engine run.
+- `max_queue_delay_ms`: how long the oldest queued request may wait for others to join its batch.
+- `max_queue_size`: most windows waiting; past it `submit` sheds at once with `QueueFull` (503).
+- a per-request deadline (`time.monotonic()` seconds): past it the caller gets `DeadlineExceeded` (504),
+  and a request still queued is dropped before it reaches the engine.
+
+One task owns the queue and forms the batches; callers only enqueue and await their future. The
+engine runs on one worker thread, so the event loop keeps serving while a batch runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.metrics import ServiceMetrics
+
+logger = logging.getLogger(__name__)
+
+RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, N, 16) float32 -> (B, 2) float32
+
+
+class QueueFull(RuntimeError):
+    """The bounded queue has no room for the request: shed it now (503 + Retry-After)."""
+
+
+class BatcherStopped(QueueFull):
+    """The batcher is not running (not started yet, or shutting down); also answered with a 503."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """The request's deadline passed before its scores were ready (504)."""
+
+
+class EngineFailed(RuntimeError):
+    """The engine raised, or returned the wrong shape, on the batch that held this request."""
+
+
+@dataclass(eq=False)
+class PendingRequest:
+    """One caller's windows (k, N, 16) and the future it awaits; k > 1 only for explain."""
+
+    windows: np.ndarray
+    deadline: float  # time.monotonic() seconds
+    future: asyncio.Future[np.ndarray]
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    @property
+    def waiting(self) -> bool:
+        """False once its caller gave up (deadline, cancellation) or it was answered."""
+        return not self.future.done()
+
+
+@dataclass(eq=False)
+class Batch:
+    """Requests run together: their windows concatenated into one (B, N, 16) engine input."""
+
+    requests: list[PendingRequest]
+    windows: np.ndarray
+
+    @classmethod
+    def from_requests(cls, requests: Sequence[PendingRequest]) -> Batch:
+        return cls(list(requests), np.concatenate([r.windows for r in requests], axis=0))
+
+    def __len__(self) -> int:
+        return int(self.windows.shape[0])
+
+    def resolve(self, outputs: np.ndarray) -> None:
+        """Hand each caller its rows of the (B, 2) outputs, in the order the windows were concatenated."""
+        start = 0
+        for request in self.requests:
+            stop = start + len(request)
+            if request.waiting:
+                request.future.set_result(outputs[start:stop].copy())
+            start = stop
+
+    def fail(self, error: Exception) -> None:
+        for request in self.requests:
+            if request.waiting:
+                request.future.set_exception(error)
+
+
+class MicroBatcher:
+    """Coalesces concurrent `submit`s into engine batches of at most `max_batch_size` windows."""
+
+    def __init__(
+        self,
+        run_batch: RunBatch,
+        max_batch_size: int = 64,
+        max_queue_delay_ms: float = 2.0,
+        max_queue_size: int = 2048,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_ms < 0:
+            raise ValueError("max_batch_size and max_queue_size must be ≥ 1, max_queue_delay_ms ≥ 0")
+        self.run_batch = run_batch
+        self.max_batch_size = max_batch_size
+        self.max_queue_delay_s = max_queue_delay_ms / 1000.0
+        self.max_queue_size = max_queue_size
+        self.metrics = metrics
+        self._queue: deque[PendingRequest] = deque()
+        self._queued_windows = 0
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight: Batch | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._accepting = False
+        self._window_shape: tuple[int, ...] | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Windows waiting for a batch (not counting the batch being run)."""
+        return self._queued_windows
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._accepting = True
+        self._task = asyncio.create_task(self._serve(), name="micro-batcher")
+
+    async def stop(self, drain: bool = True, timeout_s: float = 5.0) -> None:
+        """Refuse new work; run what is queued (drain) or fail it with BatcherStopped, then stop the task."""
+        self._accepting = False
+        if self._task is None:
+            return
+        if drain:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drained(), timeout_s)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        self._fail_queued(BatcherStopped("the batcher stopped before this request ran"))
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    async def submit(self, window: np.ndarray, deadline_s: float) -> np.ndarray:
+        """Scores (2,) of one window (N, 16), by `deadline_s` on the `time.monotonic()` clock."""
+        return (await self.submit_many(window[None], deadline_s))[0]
+
+    async def submit_many(self, windows: np.ndarray, deadline_s: float) -> np.ndarray:
+        """Scores (k, 2) of windows (k, N, 16); one engine batch when k ≤ max_batch_size."""
+        windows = self._checked(windows)
+        if len(windows) == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        chunks = [windows[i : i + self.max_batch_size] for i in range(0, len(windows), self.max_batch_size)]
+        futures = [r.future for r in self._enqueue(chunks, deadline_s)]
+        time_left = max(deadline_s - time.monotonic(), 0.0)
+        try:
+            if len(futures) == 1:
+                return await asyncio.wait_for(futures[0], time_left)
+            # return_exceptions: every chunk's outcome is retrieved; the first failure is raised below.
+            parts = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), time_left)
+        except DeadlineExceeded:  # the owner dropped it: expired while queued
+            self._count_timeout()
+            raise
+        except TimeoutError:
+            self._count_timeout()
+            raise DeadlineExceeded("scores were not ready within the request deadline") from None
+        failures = [p for p in parts if isinstance(p, BaseException)]
+        if failures:
+            if any(isinstance(f, DeadlineExceeded) for f in failures):
+                self._count_timeout()
+            raise failures[0]
+        return np.concatenate([p for p in parts if isinstance(p, np.ndarray)], axis=0)
+
+    def _checked(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        if windows.ndim != 3:
+            raise ValueError(f"expected windows of shape (k, N, 16), got {windows.shape}")
+        if self._window_shape is None:
+            self._window_shape = windows.shape[1:]
+        if windows.shape[1:] != self._window_shape:
+            raise ValueError(f"window shape {windows.shape[1:]} differs from this batcher's {self._window_shape}")
+        return windows
+
+    def _enqueue(self, chunks: list[np.ndarray], deadline_s: float) -> list[PendingRequest]:
+        if not self._accepting or not self.running:
+            raise BatcherStopped("the batcher is not running")
+        total = sum(len(c) for c in chunks)
+        if self._queued_windows + total > self.max_queue_size:
+            if self.metrics is not None:
+                self.metrics.shed.inc()
+            raise QueueFull(f"{self._queued_windows} windows queued, the bound is {self.max_queue_size}")
+        if deadline_s <= time.monotonic():
+            self._count_timeout()
+            raise DeadlineExceeded("the request deadline passed before it was queued")
+        loop = asyncio.get_running_loop()
+        requests = [PendingRequest(chunk, deadline_s, loop.create_future()) for chunk in chunks]
+        was_empty = not self._queue
+        self._queue.extend(requests)
+        self._queued_windows += total
+        self._observe_depth()
+        # Wake the owner only when it has something to do: a first request, or a full batch.
+        if was_empty or self._queued_windows >= self.max_batch_size:
+            self._wakeup.set()
+        return requests
+
+    async def _serve(self) -> None:
+        """The one owner of the queue: wait, form a batch, run it, answer its callers; until cancelled."""
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    await self._wait_for_fill()
+                    batch = self._next_batch()
+                    if batch is not None:
+                        await self._run(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here must not leave callers waiting until their deadlines
+            logger.exception("the micro-batcher's queue task died")
+            self._accepting = False
+            self._fail_queued(BatcherStopped("the micro-batcher failed; see the service log"))
+            raise
+
+    async def _wait_for_fill(self) -> None:
+        """Until a full batch is queued or the oldest request has waited max_queue_delay."""
+        flush_at = self._queue[0].enqueued_at + self.max_queue_delay_s
+        while self._queued_windows < self.max_batch_size:
+            remaining = flush_at - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+
+    def _next_batch(self) -> Batch | None:
+        """Dequeue whole requests up to max_batch_size windows; drop expired and abandoned ones."""
+        now = time.monotonic()
+        taken: list[PendingRequest] = []
+        size = 0
+        while self._queue and size + len(self._queue[0]) <= self.max_batch_size:
+            request = self._queue.popleft()
+            self._queued_windows -= len(request)
+            if request.waiting and request.deadline <= now:
+                request.future.set_exception(DeadlineExceeded("the request deadline passed while it was queued"))
+            if not request.waiting:
+                continue
+            taken.append(request)
+            size += len(request)
+            if self.metrics is not None:
+                self.metrics.stage.labels(stage="queue").observe(now - request.enqueued_at)
+        self._observe_depth()
+        return Batch.from_requests(taken) if taken else None
+
+    async def _run(self, batch: Batch) -> None:
+        assert self._executor is not None, "started batchers own an executor"
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        self._in_flight = batch
+        try:
+            outputs = np.asarray(await loop.run_in_executor(self._executor, self.run_batch, batch.windows))
+            if outputs.shape != (len(batch), 2):
+                raise ValueError(f"engine returned shape {outputs.shape} for a batch of {len(batch)}")
+        except asyncio.CancelledError:
+            batch.fail(BatcherStopped("the batcher stopped while this request's batch ran"))
+            raise
+        except Exception as exc:
+            logger.exception("engine failed on a batch of %d windows", len(batch))
+            error = EngineFailed(f"engine failed on a batch of {len(batch)} windows: {exc!r}")
+            error.__cause__ = exc
+            batch.fail(error)
+            return
+        finally:
+            self._in_flight = None
+        if self.metrics is not None:
+            self.metrics.stage.labels(stage="infer").observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(batch))
+        batch.resolve(outputs)
+
+    async def _drained(self) -> None:
+        while (self._queue or self._in_flight is not None) and self.running:
+            await asyncio.sleep(0.001)
+
+    def _fail_queued(self, error: Exception) -> None:
+        while self._queue:
+            request = self._queue.popleft()
+            if request.waiting:
+                request.future.set_exception(error)
+        self._queued_windows = 0
+        self._observe_depth()
+
+    def _count_timeout(self) -> None:
+        if self.metrics is not None:
+            self.metrics.timeouts.inc()
+
+    def _observe_depth(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(self._queued_windows)

@@ -1,0 +1,101 @@
+-- Append one click to a session, atomically, in one round trip (DESIGN §7).
+--
+-- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
+-- KEYS[2]  meta hash    <prefix>:{sid}:m   c count, t last ts (ms), a sticky from_ad, k cart flag, + scores
+-- KEYS[3]  event ids    <prefix>:{sid}:e   8-byte digest of event_id -> "index" or "index|scores"
+-- ARGV[1]  event-id digest, '' when the click has no event_id
+-- ARGV[2]  action index (0..15)
+-- ARGV[3]  ts in integer milliseconds
+-- ARGV[4]  from_ad as sent: '1' sets the session's sticky flag, anything else leaves it
+-- ARGV[5]  window length N
+-- ARGV[6]  idle TTL in seconds
+-- ARGV[7]  how many event ids to remember
+-- ARGV[8]  action index of add_cart
+--
+-- Reply: {event_index, duplicate 0/1, out_of_order 0/1, cart 0/1, stored answer or '', model or '',
+--         packed event 1, ..., packed event k}
+-- A packed event is one integer, ts_ms * 32 + action * 2 + from_ad, so the list stays a compact
+-- run of integers (< 2^53, exact in Lua's doubles up to the year 2200).
+
+local window_key, meta_key, ids_key = KEYS[1], KEYS[2], KEYS[3]
+local digest = ARGV[1]
+local action = tonumber(ARGV[2])
+local ts_ms = tonumber(ARGV[3])
+local window = tonumber(ARGV[5])
+local ttl = tonumber(ARGV[6])
+local id_memory = tonumber(ARGV[7])
+local add_cart = tonumber(ARGV[8])
+
+local function refresh_ttl()
+  redis.call('EXPIRE', window_key, ttl)
+  redis.call('EXPIRE', meta_key, ttl)
+  redis.call('EXPIRE', ids_key, ttl)
+end
+
+-- "index" or "index|answer" -> index, answer ('' while the event is not scored yet)
+local function split_seen(value)
+  local sep = string.find(value, '|', 1, true)
+  if not sep then
+    return tonumber(value), ''
+  end
+  return tonumber(string.sub(value, 1, sep - 1)), string.sub(value, sep + 1)
+end
+
+local function reply(index, duplicate, out_of_order, answer)
+  local meta = redis.call('HMGET', meta_key, 'k', 'mo')
+  local out = {index, duplicate, out_of_order, tonumber(meta[1]) or 0, answer, meta[2] or ''}
+  local events = redis.call('LRANGE', window_key, 0, -1)
+  for i = 1, #events do
+    out[#out + 1] = events[i]
+  end
+  return out
+end
+
+-- Keep the `id_memory` most recent event ids; runs only for sessions longer than that.
+local function forget_old_ids()
+  local count = redis.call('HLEN', ids_key)
+  if count <= id_memory then
+    return
+  end
+  local flat = redis.call('HGETALL', ids_key)
+  local entries = {}
+  for i = 1, #flat, 2 do
+    entries[#entries + 1] = {split_seen(flat[i + 1]), flat[i]}
+  end
+  table.sort(entries, function(x, y) return x[1] < y[1] end)
+  local old = {}
+  for i = 1, count - id_memory do
+    old[#old + 1] = entries[i][2]
+  end
+  redis.call('HDEL', ids_key, unpack(old))
+end
+
+if digest ~= '' then
+  local seen = redis.call('HGET', ids_key, digest)
+  if seen then
+    refresh_ttl()
+    local index, answer = split_seen(seen)
+    return reply(index, 1, 0, answer)
+  end
+end
+
+local meta = redis.call('HMGET', meta_key, 't', 'a', 'k')
+local last_ts = tonumber(meta[1])
+local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
+local cart = meta[3] == '1' or action == add_cart
+local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
+
+local index = redis.call('HINCRBY', meta_key, 'c', 1) - 1
+redis.call('HSET', meta_key, 't', ARGV[3], 'a', sticky_ad and '1' or '0', 'k', cart and '1' or '0')
+
+local packed = ts_ms * 32 + action * 2 + (sticky_ad and 1 or 0)
+redis.call('RPUSH', window_key, string.format('%.0f', packed))
+redis.call('LTRIM', window_key, -window, -1)
+
+if digest ~= '' and id_memory > 0 then
+  redis.call('HSET', ids_key, digest, index)
+  forget_old_ids()
+end
+
+refresh_ttl()
+return reply(index, 0, out_of_order, '')

@@ -1,0 +1,58 @@
+-- Write back the scores of one batch (DESIGN §7): one call per batch on a single Redis, one per
+-- hash slot on a cluster (a script's keys must share a slot).
+--
+-- KEYS     m_1, e_1, ..., m_k, e_k    meta hash and event-id hash of each scored session
+--          [risk_zset, expiry_zset]   the at-risk index, when this call also updates it
+-- ARGV[1]  k, the number of session records
+-- ARGV[2]  idle TTL in seconds (an index entry expires with its session)
+-- ARGV[3]  j, the number of index entries
+-- then k records of 10 fields: session_id, event-id digest or '', event_index, p_add_cart,
+--          p_make_order, abandonment_risk, intent code, model, window length, ts
+-- then j index entries of 2 fields: session_id, abandonment_risk
+--
+-- A session that no longer exists (deleted, or expired while its batch ran) is not recreated:
+-- only a live meta hash gets scores. The index is only eventually consistent with the sessions;
+-- readers check that a session is live before they return it.
+
+local k = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+local j = tonumber(ARGV[3])
+local FIELDS = 10
+
+for r = 0, k - 1 do
+  local meta_key, ids_key = KEYS[2 * r + 1], KEYS[2 * r + 2]
+  local base = 4 + r * FIELDS
+  local digest, index = ARGV[base + 1], tonumber(ARGV[base + 2])
+  local p_add, p_order, risk, intent = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6]
+  local model, window, ts = ARGV[base + 7], ARGV[base + 8], ARGV[base + 9]
+  if redis.call('EXISTS', meta_key) == 1 then
+    -- Batches may finish out of order for one session; the meta keeps the newest event's scores.
+    local scored = tonumber(redis.call('HGET', meta_key, 'x'))
+    if not scored or index >= scored then
+      redis.call('HSET', meta_key, 'x', index, 'pa', p_add, 'po', p_order, 'r', risk, 'i', intent,
+        'mo', model, 'n', window, 'st', ts)
+    end
+    if digest ~= '' and redis.call('HEXISTS', ids_key, digest) == 1 then
+      redis.call('HSET', ids_key, digest, table.concat({index, p_add, p_order, risk, intent, window}, '|'))
+    end
+  end
+end
+
+if j > 0 then
+  local risk_key, expiry_key = KEYS[2 * k + 1], KEYS[2 * k + 2]
+  local now = redis.call('TIME')
+  local expires_at = tonumber(now[1]) + tonumber(now[2]) / 1e6 + ttl
+  local base = 3 + k * FIELDS
+  for e = 0, j - 1 do
+    local session_id, risk = ARGV[base + 2 * e + 1], ARGV[base + 2 * e + 2]
+    redis.call('ZADD', risk_key, risk, session_id)
+    redis.call('ZADD', expiry_key, expires_at, session_id)
+  end
+  -- Keep the index bounded even when nobody reads it: drop a few entries past their expiry.
+  local dead = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', expires_at - ttl, 'LIMIT', 0, 256)
+  if #dead > 0 then
+    redis.call('ZREM', risk_key, unpack(dead))
+    redis.call('ZREM', expiry_key, unpack(dead))
+  end
+end
+return k + j

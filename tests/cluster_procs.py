@@ -1,0 +1,97 @@
+"""A real local Redis Cluster for tests: cluster-enabled redis-servers joined by `redis-cli --cluster create`."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+from tests.redis_procs import RedisServer, redis_binary
+
+BUS_PORT_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_cluster_ports(count: int, low: int = 20000, high: int = 30000) -> list[int]:
+    """`count` loopback ports whose cluster bus ports (+10000) are free too; the OS picks ephemeral ones too high."""
+    start = low + (int(time.monotonic_ns()) // 1000) % (high - low)  # spread runs that overlap in time
+    ports: list[int] = []
+    for offset in range(high - low):
+        port = low + (start - low + offset) % (high - low)
+        if _port_is_free(port) and _port_is_free(port + BUS_PORT_OFFSET):
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"no {count} free port pairs in {low}..{high}")
+
+
+class RedisClusterProcs:
+    """`masters * (1 + replicas)` cluster-mode redis-servers in tmp dirs; `start()` creates the cluster."""
+
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+        self.workdir = workdir
+        self.replicas = replicas
+        ports = free_cluster_ports(masters * (1 + replicas))
+        cluster_args = (
+            "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(node_timeout_ms),
+        )
+        self.nodes = [RedisServer(workdir / f"node-{p}", port=p, extra_args=cluster_args) for p in ports]
+
+    @property
+    def startup_node(self) -> tuple[str, int]:
+        return "127.0.0.1", self.nodes[0].port
+
+    def start(self, timeout_s: float = 20.0) -> RedisClusterProcs:
+        try:
+            for node in self.nodes:
+                node.start()
+            self._create(timeout_s)
+            self._wait_until_ok(timeout_s)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _create(self, timeout_s: float) -> None:
+        args = [
+            redis_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
+            "--cluster-replicas", str(self.replicas), "--cluster-yes",
+        ]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if done.returncode != 0 or "[OK] All 16384 slots covered" not in done.stdout:
+            raise RuntimeError(f"redis-cli --cluster create failed ({done.returncode}): {done.stdout}{done.stderr}")
+
+    def _wait_until_ok(self, timeout_s: float) -> None:
+        """Every node reports cluster_state:ok and knows every other node."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(self._node_ready(n.port) for n in self.nodes):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"cluster did not reach cluster_state:ok within {timeout_s}s")
+
+    def _node_ready(self, port: int) -> bool:
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+        try:
+            info = client.cluster("INFO")
+            return info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == len(self.nodes)
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -1,0 +1,98 @@
+"""SessionWindowStore, unchanged, on a real six-node Redis Cluster (3 masters, 3 replicas)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from model.features import ACTION_INDEX
+from service.windows import ScoreRecord, SessionWindowStore
+from tests.cluster_procs import RedisClusterProcs
+from tests.redis_procs import redis_binary
+
+T0 = 1_764_000_000.0
+VIEW = ACTION_INDEX["view_product"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
+    try:
+        redis_binary("redis-server"), redis_binary("redis-cli")
+    except RuntimeError as exc:
+        pytest.skip(f"cannot build a Redis Cluster here: {exc}")
+    started = time.monotonic()
+    procs = RedisClusterProcs(tmp_path_factory.mktemp("cluster")).start()
+    print(f"\n6-node cluster up in {time.monotonic() - started:.2f}s")
+    yield procs
+    procs.stop()
+
+
+@pytest.fixture()
+async def client(cluster: RedisClusterProcs) -> AsyncIterator[RedisCluster]:
+    host, port = cluster.startup_node
+    client = RedisCluster(host=host, port=port)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+def record(session_id: str, event_id: str | None, event_index: int, risk: float) -> ScoreRecord:
+    return ScoreRecord(
+        session_id=session_id, event_id=event_id, event_index=event_index, p_add_cart=0.5, p_make_order=0.25,
+        abandonment_risk=risk, intent="cart_abandonment", model="m@1", window_len=min(event_index + 1, 10),
+        ts=T0 + event_index,
+    )
+
+
+async def test_a_session_lives_on_one_slot_and_sessions_spread_over_masters(client: RedisCluster) -> None:
+    store = SessionWindowStore(client)
+    sessions = [f"s-{i}" for i in range(30)]
+    for session_id in sessions:
+        assert len({client.keyslot(k) for k in store.keys(session_id)}) == 1
+    masters = {getattr(client.get_node_from_key(store.keys(s)[0]), "name", None) for s in sessions}
+    assert len(masters) == 3
+    assert client.keyslot(store.risk_key) == client.keyslot(store.expiry_key)
+
+
+async def test_store_api_on_a_cluster(client: RedisCluster) -> None:
+    store = SessionWindowStore(client, window=10)
+    results = await asyncio.gather(*(store.append_event("hot", f"h-{i}", i % 12, T0 + i, None) for i in range(60)))
+    assert sorted(r.event_index for r in results) == list(range(60))
+    ts_by_index = {r.event_index: float(r.ts[-1]) for r in results}
+    window = await store.read_window("hot")
+    assert window is not None and window.ts.tolist() == [ts_by_index[i] for i in range(50, 60)]
+
+    sessions = [f"s-{i}" for i in range(30)]
+    appended = await asyncio.gather(*(store.append_event(s, f"{s}-0", VIEW, T0, None) for s in sessions))
+    pairs = enumerate(zip(sessions, appended, strict=True))
+    await store.write_scores([record(s, f"{s}-0", r.event_index, i / 100) for i, (s, r) in pairs])
+
+    retry = await store.append_event("s-7", "s-7-0", VIEW, T0, None)
+    assert retry.duplicate and retry.stored_answer is not None
+    assert retry.stored_answer["abandonment_risk"] == 0.07 and retry.stored_answer["intent"] == "cart_abandonment"
+    scores = await store.read_scores("s-29")
+    assert scores is not None and scores["abandonment_risk"] == 0.29
+
+    top = await store.at_risk(min_risk=0.2, limit=5)
+    assert [r["session_id"] for r in top] == ["s-29", "s-28", "s-27", "s-26", "s-25"]
+    assert await store.delete_session("s-29")
+    assert await client.exists(*store.keys("s-29")) == 0
+    assert await client.zscore(store.risk_key, "s-29") is None
+    assert await client.zscore(store.expiry_key, "s-29") is None
+    assert [r["session_id"] for r in await store.at_risk(min_risk=0.27, limit=5)] == ["s-28", "s-27"]
+    assert await store.ping()
+
+
+async def test_at_risk_drops_a_session_deleted_while_its_batch_wrote_the_index(client: RedisCluster) -> None:
+    """On a cluster the index write is a separate call: it can land after a delete; readers must not care."""
+    store = SessionWindowStore(client)
+    await store.append_event("late", None, VIEW, T0, None)
+    await store.delete_session("late")
+    await store.write_scores([record("late", None, 0, 0.9)])  # the batch's write lands after the delete
+    assert await client.zscore(store.risk_key, "late") == 0.9
+    assert await store.at_risk(min_risk=0.0, limit=10) == []
+    assert await client.zscore(store.risk_key, "late") is None
