@@ -1,0 +1,194 @@
+"""`session-intent train`: common event CSV → trained model directory (model.pt + card.json).
+
+Wired into the console script by `cli/main.py` through `register(app)`. torch and sklearn are
+imported inside the command, so that `serve` runs in an image without them.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command to the console script."""
+    app.command("train")(train)
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="Event CSV in the common form session_id,ts,action,from_ad.")],
+    output: Annotated[Path, typer.Option("-o", "--output", file_okay=False, help="Model directory to write.")],
+    arch: Annotated[str, typer.Option("--arch", help="lstm_gru | lstm_gru_small | lstm | gru | lstm_attn.")] = (
+        "lstm_gru_small"
+    ),
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most epochs; early stopping may end sooner.")] = 30,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights and batch order.")] = 0,
+    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = 10,
+    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = "UTC",
+    split: Annotated[str, typer.Option("--split", help="session (hash, stratified) | time (later days test).")] = (
+        "session"
+    ),
+    teacher: Annotated[
+        Path | None, typer.Option("--teacher", file_okay=False, help="Model directory to distil from.")
+    ] = None,
+    alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the true labels.")] = 0.5,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Distillation temperature.")] = 1.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Flat validation epochs before stopping.")] = 4,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", min=0.0, help="Wall-clock budget for the training loop.")
+    ] = None,
+    threads: Annotated[
+        int, typer.Option("--threads", min=0, help="torch threads; 0: torch's default (1 is fastest on a busy box).")
+    ] = 1,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", file_okay=False, help="Cache of encoded windows.")
+    ] = None,
+    data_licence: Annotated[str, typer.Option("--data-licence", help="Licence terms of the data, for the card.")] = (
+        "unknown"
+    ),
+) -> None:
+    """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
+    from model.card import ModelCard
+    from model.checkpoint import load_model, predict_proba, save_model
+    from model.data import BadEventFile, Split, load_dataset, slot_coverage
+    from model.features import FeatureConfig
+    from model.nets import ARCHS, NetConfig
+    from model.thresholds import abandonment_inputs, tune_thresholds, validation_metrics
+    from model.train import TrainConfig, TrainingDataError, train_model
+
+    console = Console()
+    if arch not in ARCHS:
+        _fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+    if split not in ("session", "time"):
+        _fail(console, f"--split must be 'session' or 'time', got {split!r}")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        _fail(console, f"unknown --timezone {timezone!r}; use an IANA name such as UTC or Asia/Shanghai")
+    features = FeatureConfig(timezone=timezone, window=window)
+    teacher_net, teacher_card = None, None
+    if teacher is not None:
+        try:
+            teacher_net, teacher_card = load_model(teacher)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(console, f"--teacher: {exc}")
+        if teacher_card.features.window != window:
+            _fail(console, f"--teacher was trained with --window {teacher_card.features.window}; pass the same")
+
+    began = time.perf_counter()
+    try:
+        with console.status(f"reading and windowing {data}"):
+            dataset = load_dataset(data, features, split, cache_dir)
+    except BadEventFile as exc:
+        _fail(console, str(exc))
+    net_cfg = NetConfig.for_arch(arch, window=window)
+    train_cfg = TrainConfig(
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, threads=threads,
+        max_minutes=max_minutes, temperature=temperature,
+    )  # fmt: skip
+    try:
+        net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)
+    except TrainingDataError as exc:
+        _fail(console, f"cannot train on {data}: {exc}")
+
+    val = dataset.part(Split.VAL)
+    p_val = predict_proba(net, val.X)
+    cart, y_abandon = abandonment_inputs(dataset, val)
+    thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
+    train_sessions = dataset.sessions.select(dataset.split == Split.TRAIN)
+    card = ModelCard(
+        name=output.name,
+        arch=arch,
+        hparams={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(), "alpha": alpha if teacher else None},
+        features=features,
+        thresholds=thresholds,
+        metrics={"validation": validation_metrics(p_val, val.Y, cart, y_abandon, thresholds)},
+        data={
+            "name": dataset.name,
+            "sha256": dataset.sha256,
+            "n_sessions": len(dataset.sessions),
+            "n_windows": len(dataset.windows),
+            "licence": data_licence,
+            "split": split,
+        },
+        slot_coverage=slot_coverage(train_sessions),
+        seed=seed,
+        git_commit=git_commit(),
+        extra={
+            "train_seconds": round(time.perf_counter() - began, 2),
+            "n_parameters": net.n_parameters(),
+            "history": _json_safe(history),
+            "teacher": {"path": str(teacher), "name": teacher_card.name, "arch": teacher_card.arch}
+            if teacher_card
+            else None,
+        },
+    )
+    save_model(output, net, card)
+    console.print(_summary(card, history, output))
+
+
+def git_commit() -> str:
+    """Short commit hash of the code that trained the model; "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]error:[/] {message}", soft_wrap=True)  # unwrapped: paths stay copyable
+    raise typer.Exit(code=2)
+
+
+def _json_safe(value: Any) -> Any:
+    """nan → None and floats to 6 digits, recursively: card.json stays strict JSON, and readable."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _summary(card: Any, history: dict[str, Any], output: Path) -> Table:
+    table = Table(title=f"{card.arch} → {output}  ({card.extra['n_parameters']:,} parameters)")
+    for column in ("validation", "n", "positives", "ROC-AUC", "PR-AUC", "F1 @ τ", "τ"):
+        table.add_column(column, justify="left" if column == "validation" else "right")
+    for label, m in card.metrics["validation"].items():
+        table.add_row(
+            label,
+            f"{m['n']:,}",
+            f"{m['positives']:,}",
+            _fmt(m["roc_auc"]),
+            _fmt(m["pr_auc"]),
+            _fmt(m["f1"]),
+            _fmt(m["threshold"]),
+        )
+    n_epochs = len(history["train_loss"])
+    table.caption = (
+        f"{n_epochs} epochs ({history['stopped']}), best epoch {history['best_epoch']}, "
+        f"training loop {history['seconds']:.1f} s, total {card.extra['train_seconds']:.1f} s; "
+        f"{card.data['n_sessions']:,} sessions, {card.data['n_windows']:,} windows"
+    )
+    return table

@@ -1,0 +1,160 @@
+"""The model zoo (DESIGN §6): recurrent nets that map a raw (B, N, 16) window to (B, 2) logits.
+
+Outputs are logits for [add_cart, make_order]; a sigmoid per label gives the probabilities.
+The log1p dwell scaling of model/features.py lives inside the network (`DwellScaling`), so an
+exported graph takes the raw vectors that serving encodes.
+
+Windows are zero-padded at the front (oldest first), so the recurrent nets read the last time step.
+Every arch uses whole nn.LSTM / nn.GRU modules, never unrolled cells: the legacy ONNX exporter then
+emits LSTM / GRU ops, which ONNX Runtime can quantize (LSTM) or run fused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from model.features import N_ACTIONS, SCALE_DIVISOR, VECTOR_DIM
+
+N_LABELS = 2  # [add_cart, make_order]
+LABELS: tuple[str, ...] = ("add_cart", "make_order")
+
+# Which recurrent layers each arch stacks, by the NetConfig field holding the layer's size.
+_RECURRENT_STACKS: dict[str, tuple[str, ...]] = {
+    "lstm_gru": ("lstm", "gru"),
+    "lstm_gru_small": ("lstm", "gru"),
+    "lstm": ("lstm",),
+    "gru": ("gru",),
+}
+ARCHS: tuple[str, ...] = (*_RECURRENT_STACKS, "lstm_attn")
+
+# Published sizes, and our choices where the paper gives none (see docs/training.md).
+_ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "lstm_gru": {"lstm_units": 500, "gru_units": 300, "dropout": 0.2},
+    "lstm": {"lstm_units": 500, "dropout": 0.2},
+    "gru": {"gru_units": 300, "dropout": 0.2},
+    "lstm_attn": {"lstm_units": 128, "attn_heads": 4, "dropout": 0.3},
+    "lstm_gru_small": {"lstm_units": 64, "gru_units": 32, "dropout": 0.2},
+}
+
+
+@dataclass
+class NetConfig:
+    """Everything that fixes a network's shape; saved in model.pt and the card, so a loader rebuilds it."""
+
+    arch: str = "lstm_gru"
+    lstm_units: int = 500
+    gru_units: int = 300
+    attn_heads: int = 4
+    dropout: float = 0.2
+    window: int = 10  # N, the window length the net was trained on (FeatureConfig.window)
+    input_dim: int = VECTOR_DIM
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of: {', '.join(ARCHS)}")
+        if self.arch == "lstm_attn" and self.lstm_units % self.attn_heads:
+            raise ValueError(f"lstm_units ({self.lstm_units}) must be divisible by attn_heads ({self.attn_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def for_arch(cls, arch: str, window: int = 10, **overrides: Any) -> NetConfig:
+        """The arch's default sizes (published where published), with `overrides` on top."""
+        if arch not in _ARCH_DEFAULTS:
+            raise ValueError(f"unknown arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+        return cls(arch=arch, window=window, **{**_ARCH_DEFAULTS[arch], **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> NetConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+class DwellScaling(nn.Module):
+    """log1p(x) / log1p(600) on the 12 dwell slots; the 4 flag slots pass through. (B, N, 16) → (B, N, 16)."""
+
+    def forward(self, windows: Tensor) -> Tensor:
+        dwell, flags = windows[..., :N_ACTIONS], windows[..., N_ACTIONS:]
+        return torch.cat([torch.log1p(dwell) / SCALE_DIVISOR, flags], dim=-1)
+
+
+class RecurrentEncoder(nn.Module):
+    """Stacked single-layer LSTM/GRU modules with dropout after each; (B, N, D) → last step (B, H)."""
+
+    def __init__(self, kinds: tuple[str, ...], cfg: NetConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = cfg.input_dim
+        for kind in kinds:
+            units = cfg.lstm_units if kind == "lstm" else cfg.gru_units
+            rnn = nn.LSTM if kind == "lstm" else nn.GRU
+            layers.append(rnn(size, units, batch_first=True))
+            size = units
+        self.layers = nn.ModuleList(layers)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = size
+
+    def forward(self, x: Tensor, pad: Tensor) -> Tensor:
+        for layer in self.layers:
+            x, _ = layer(x)  # (B, N, H)
+            x = self.dropout(x)
+        return x[:, -1, :]  # newest event: windows are front-padded
+
+
+class AttentionEncoder(nn.Module):
+    """LSTM, then multi-head self-attention read at the newest position, residual + LayerNorm. → (B, H).
+
+    Only the newest position's attention output is ever used, so it is the only query computed;
+    padded steps are masked out of the keys (the newest step is always a real event).
+    """
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(cfg.input_dim, cfg.lstm_units, batch_first=True)
+        self.attn = nn.MultiheadAttention(cfg.lstm_units, cfg.attn_heads, dropout=cfg.dropout, batch_first=True)
+        self.norm = nn.LayerNorm(cfg.lstm_units)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.out_dim = cfg.lstm_units
+
+    def forward(self, x: Tensor, pad: Tensor) -> Tensor:
+        h, _ = self.lstm(x)  # (B, N, H)
+        h = self.dropout(h)
+        newest = h[:, -1:, :]  # (B, 1, H)
+        attended, _ = self.attn(newest, h, h, key_padding_mask=pad, need_weights=False)  # (B, 1, H)
+        return self.norm(newest + self.dropout(attended))[:, 0, :]
+
+
+class IntentNet(nn.Module):
+    """Raw windows (B, N, 16) float32 → logits (B, 2) for [add_cart, make_order]."""
+
+    def __init__(self, cfg: NetConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.scaling = DwellScaling()
+        self.encoder: RecurrentEncoder | AttentionEncoder
+        if cfg.arch == "lstm_attn":
+            self.encoder = AttentionEncoder(cfg)
+        else:
+            self.encoder = RecurrentEncoder(_RECURRENT_STACKS[cfg.arch], cfg)
+        self.head = nn.Linear(self.encoder.out_dim, N_LABELS)
+
+    def forward(self, windows: Tensor) -> Tensor:
+        # A front-padding step is all zeros; a real event has its dwell (≥ 1 s) in one action slot.
+        pad = windows[..., :N_ACTIONS].sum(dim=-1) == 0  # (B, N) bool
+        summary = self.encoder(self.scaling(windows), pad)  # (B, H)
+        return self.head(summary)  # (B, 2) logits
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def build_net(cfg: NetConfig) -> IntentNet:
+    """A freshly initialised network for `cfg` (seed torch first for reproducible weights)."""
+    return IntentNet(cfg)

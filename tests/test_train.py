@@ -1,0 +1,230 @@
+"""Training on real (synthetic) windows with tiny nets: overfitting, early stopping, determinism,
+distillation, threshold tuning, and the `train` command end to end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from sklearn.metrics import average_precision_score, f1_score
+from torch.nn import functional as F
+from typer.testing import CliRunner
+
+from cli.train_command import register
+from model.card import ModelCard
+from model.checkpoint import load_model, predict_logits, predict_proba
+from model.data import Dataset, Split, WindowSet, load_dataset
+from model.features import ACTIONS, ADD_CART, FeatureConfig
+from model.nets import NetConfig, build_net
+from model.scoring import abandonment_risk
+from model.synth import generate_sessions, write_csv
+from model.thresholds import abandonment_inputs, tune_thresholds
+from model.train import TrainConfig, fit, train_model
+
+WINDOW = 6
+TINY = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=12, gru_units=8)
+QUICK = TrainConfig(epochs=3, batch_size=128, seed=3)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread() -> Iterator[None]:
+    """Tiny nets gain nothing from threads, and the shared 2-core box loses a lot to oversubscription."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def synth_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "shop.csv"
+    write_csv(generate_sessions(400, seed=11), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(synth_csv: Path) -> Dataset:
+    return load_dataset(synth_csv, FeatureConfig(window=WINDOW))
+
+
+def bce(net: torch.nn.Module, part: WindowSet) -> float:
+    logits = torch.from_numpy(predict_logits(net, part.X))  # type: ignore[arg-type]
+    return F.binary_cross_entropy_with_logits(logits, torch.from_numpy(part.Y)).item()
+
+
+def distinct_windows(part: WindowSet, n: int, seed: int = 0) -> WindowSet:
+    """n windows with pairwise different X (identical windows could carry conflicting labels)."""
+    _, first = np.unique(part.X.reshape(len(part), -1), axis=0, return_index=True)
+    chosen = np.random.default_rng(seed).choice(first, size=n, replace=False)
+    mask = np.zeros(len(part), dtype=bool)
+    mask[chosen] = True
+    return part.take(mask)
+
+
+def test_tiny_model_overfits_64_windows(dataset: Dataset) -> None:
+    few = distinct_windows(dataset.part(Split.TRAIN), 64)
+    assert few.Y[:, 0].any() and few.Y[:, 1].any()
+    torch.manual_seed(0)
+    net = build_net(replace(TINY, dropout=0.0))
+    before = bce(net, few)
+    cfg = TrainConfig(epochs=300, batch_size=64, lr=1e-2, patience=None, schedule="none", grad_clip=0.0)
+    history = fit(net, few, few, cfg, show_progress=False)
+    after = bce(net, few)
+    assert after <= 0.1 * before, (before, after, history["train_loss"][-5:])
+
+
+def test_training_is_deterministic_with_a_seed(dataset: Dataset) -> None:
+    net_a, hist_a = train_model(dataset, TINY, QUICK, show_progress=False)
+    net_b, hist_b = train_model(dataset, TINY, QUICK, show_progress=False)
+    assert hist_a["train_loss"] == hist_b["train_loss"]
+    assert hist_a["val_pr_auc"] == hist_b["val_pr_auc"]
+    for (name, a), b in zip(net_a.state_dict().items(), net_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    _, hist_c = train_model(dataset, TINY, replace(QUICK, seed=4), show_progress=False)
+    assert hist_c["train_loss"] != hist_a["train_loss"]
+    assert not torch.are_deterministic_algorithms_enabled()  # the global setting is restored
+
+
+def test_early_stopping_keeps_the_best_epoch(dataset: Dataset) -> None:
+    """Validation labels shuffled: PR-AUC is noise, so training stops `patience` epochs after the best."""
+    val = dataset.part(Split.VAL)
+    noisy = WindowSet(val.X, np.random.default_rng(0).permutation(val.Y), val.session, val.position)
+    torch.manual_seed(0)
+    net = build_net(TINY)
+    cfg = TrainConfig(epochs=40, batch_size=256, patience=1, seed=0)
+    history = fit(net, dataset.part(Split.TRAIN), noisy, cfg, show_progress=False)
+    n_epochs = len(history["train_loss"])
+    assert history["stopped"] == "patience" and n_epochs < cfg.epochs
+    assert n_epochs == history["best_epoch"] + cfg.patience + 1  # type: ignore[operator]
+    assert history["best_val_pr_auc"] == max(history["val_pr_auc"])
+    restored = average_precision_score(noisy.Y[:, 1], predict_logits(net, noisy.X)[:, 1])
+    assert restored == pytest.approx(history["best_val_pr_auc"], abs=1e-6)
+
+
+def test_time_budget_cuts_training_short(dataset: Dataset) -> None:
+    _, history = train_model(dataset, TINY, replace(QUICK, epochs=50, max_minutes=0.0), show_progress=False)
+    assert history["stopped"] == "time budget"
+    assert len(history["train_loss"]) == 1
+
+
+def test_distillation_learns_the_teachers_soft_labels(dataset: Dataset) -> None:
+    """alpha=0: the student fits only the teacher, whose biased head says p_add_cart ≈ 0.95 everywhere."""
+    torch.manual_seed(1)
+    teacher = build_net(TINY).eval()
+    with torch.no_grad():
+        teacher.head.weight.zero_()
+        teacher.head.bias.copy_(torch.tensor([3.0, -3.0]))
+    cfg = replace(QUICK, epochs=4, lr=1e-2)
+    student, history = train_model(dataset, TINY, cfg, teacher=teacher, alpha=0.0, show_progress=False)
+    plain, _ = train_model(dataset, TINY, cfg, show_progress=False)
+    val_x = dataset.part(Split.VAL).X
+    assert history["distilled"] and history["alpha"] == 0.0
+    assert predict_proba(student, val_x)[:, 0].mean() > 0.8
+    assert predict_proba(plain, val_x)[:, 0].mean() < 0.5
+
+
+def test_distillation_refuses_a_teacher_with_another_window(dataset: Dataset) -> None:
+    teacher = build_net(replace(TINY, window=WINDOW + 2))
+    with pytest.raises(ValueError, match="teacher was trained on windows of N=8"):
+        train_model(dataset, TINY, QUICK, teacher=teacher, show_progress=False)
+
+
+def test_thresholds_maximise_f1_on_validation() -> None:
+    rng = np.random.default_rng(0)
+    n = 200
+    y = (rng.random((n, 2)) < 0.2).astype(np.float32)
+    p = np.clip(0.5 * y + 0.6 * rng.random((n, 2)), 0, 1).astype(np.float32)
+    cart = rng.random(n) < 0.3
+    y_abandon = ((cart | (y[:, 0] > 0)) & (y[:, 1] == 0)).astype(np.float32)
+    tau = tune_thresholds(p, y, cart, y_abandon)
+
+    def brute_force(truth: np.ndarray, score: np.ndarray) -> float:
+        return max(f1_score(truth, score >= t) for t in np.unique(score))
+
+    assert f1_score(y[:, 1], p[:, 1] >= tau.order) == pytest.approx(brute_force(y[:, 1], p[:, 1]))
+    risk = abandonment_risk(p[:, 0], p[:, 1], cart)
+    assert f1_score(y_abandon, risk >= tau.risk) == pytest.approx(brute_force(y_abandon, risk))
+
+
+def test_abandonment_inputs_index_the_windows_event(dataset: Dataset) -> None:
+    val = dataset.part(Split.VAL)
+    cart, y_abandon = abandonment_inputs(dataset, val)
+    assert cart.shape == y_abandon.shape == (len(val),)
+    # Where the whole prefix fits in the window, the window itself shows whether the cart has items.
+    whole = val.position < WINDOW
+    in_window = (val.X[whole, :, ADD_CART] > 0).any(axis=1)
+    np.testing.assert_array_equal(cart[whole], in_window)
+    # An order follows ⇒ not abandoned; a cart so far and no order after ⇒ abandoned.
+    assert not (y_abandon.astype(bool) & (val.Y[:, 1] > 0)).any()
+    np.testing.assert_array_equal(y_abandon[cart & (val.Y[:, 1] == 0)], 1.0)
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)  # keep `train` a subcommand, as in cli/main.py
+    return app
+
+
+def test_train_command_writes_a_loadable_model_dir(tmp_path: Path, synth_csv: Path) -> None:
+    out = tmp_path / "models" / "shop"
+    args = ["train", "--data", str(synth_csv), "-o", str(out), "--arch", "lstm_gru_small", "--epochs", "2",
+            "--seed", "5", "--window", "8", "--timezone", "Europe/Madrid", "--data-licence", "CC0"]  # fmt: skip
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    assert "make_order" in result.output
+    net, card = load_model(out)
+    raw = json.loads((out / "card.json").read_text())
+    assert raw["arch"] == card.arch == "lstm_gru_small"
+    assert card.features == FeatureConfig(timezone="Europe/Madrid", window=8)
+    assert card.hparams["net"] == net.config.to_dict() and card.hparams["train"]["seed"] == 5
+    assert card.seed == 5 and card.git_commit
+    assert card.data["licence"] == "CC0" and len(card.data["sha256"]) == 64
+    assert set(card.slot_coverage) == set(ACTIONS) and sum(card.slot_coverage.values()) > 0
+    assert 0.0 <= card.thresholds.order <= 1.0 and 0.0 <= card.thresholds.risk <= 1.0
+    assert set(card.metrics["validation"]) == {"add_cart", "make_order", "abandonment_risk"}
+    assert card.extra["train_seconds"] > 0
+    data = load_dataset(synth_csv, card.features)
+    assert predict_proba(net, data.part(Split.TEST).X).shape == (len(data.part(Split.TEST)), 2)
+
+
+def test_train_command_distils_from_a_teacher_dir(tmp_path: Path, synth_csv: Path) -> None:
+    base = ["train", "--data", str(synth_csv), "--epochs", "1", "--window", "8"]
+    assert CliRunner().invoke(cli(), [*base, "-o", str(tmp_path / "big"), "--arch", "gru"]).exit_code == 0
+    result = CliRunner().invoke(cli(), [*base, "-o", str(tmp_path / "small"), "--teacher", str(tmp_path / "big")])
+    assert result.exit_code == 0, result.output
+    card = ModelCard.load(tmp_path / "small")
+    assert card.extra["teacher"]["arch"] == "gru" and card.hparams["alpha"] == 0.5
+    mismatch = CliRunner().invoke(
+        cli(), [*base[:-1], "6", "-o", str(tmp_path / "x"), "--teacher", str(tmp_path / "big")]
+    )
+    assert mismatch.exit_code == 2 and "--window 8" in mismatch.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("user,time,event\n1,2,view\n", "lacks"),
+        ("session_id,ts,action,from_ad\ns1,100,teleport,0\n", "unknown action"),
+        ("session_id,ts,action,from_ad\ns1,100,home,0\ns1,101,home,0\n", "no session has"),
+    ],
+)
+def test_train_command_explains_a_file_it_cannot_use(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    result = CliRunner().invoke(cli(), ["train", "--data", str(path), "-o", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_train_command_refuses_an_unknown_timezone(tmp_path: Path, synth_csv: Path) -> None:
+    args = ["train", "--data", str(synth_csv), "-o", str(tmp_path / "m"), "--timezone", "Mars/Olympus"]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 2 and "unknown --timezone" in result.output
