@@ -23,11 +23,21 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
 
 
 def _register_all() -> None:
-    from cli import bench_data_command, prepare_command, synth_command
+    from cli import (
+        bench_data_command,
+        bench_engine_command,
+        bench_service_command,
+        evaluate_command,
+        export_command,
+        prepare_command,
+        serve_command,
+        synth_command,
+        train_command,
+    )
 
-    for module in (synth_command, prepare_command):
+    for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command):
         module.register(app)
-    for bench_module in (bench_data_command,):
+    for bench_module in (bench_data_command, bench_engine_command, bench_service_command):
         bench_module.register_bench(bench_app)
 
 

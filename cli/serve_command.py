@@ -1,0 +1,59 @@
+"""`session-intent serve`: the scoring service in one uvicorn worker (scale out with replicas, DESIGN §9)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [SI_HOST; 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [SI_PORT; 8000].")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="Model directory [SI_MODEL_DIR; models/default].")] = None,
+    precision: Annotated[str | None, typer.Option(help="int8 | fp32 | fp16 | torch [SI_PRECISION; int8].")] = None,
+    redis_url: Annotated[str | None, typer.Option(help="Redis URL [SI_REDIS_URL; unset: embedded].")] = None,
+    redis_cluster: Annotated[
+        bool | None, typer.Option("--redis-cluster/--no-redis-cluster", help="[SI_REDIS_CLUSTER; false]")
+    ] = None,
+    max_batch_size: Annotated[int | None, typer.Option(help="[SI_MAX_BATCH_SIZE; 64]")] = None,
+    max_queue_delay_ms: Annotated[float | None, typer.Option(help="[SI_MAX_QUEUE_DELAY_MS; 2]")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error [SI_LOG_LEVEL; info].")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="uvicorn's access log.")] = False,
+) -> None:
+    """Run the HTTP scoring service; every option overrides its SI_* variable (see docs/service.md)."""
+    import uvicorn
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from model.card import FingerprintMismatch, ModelCard, check_fingerprint
+    from service.app import create_app
+    from service.settings import Settings
+
+    console = Console(stderr=True)
+    given: dict[str, Any] = {
+        "host": host, "port": port, "model_dir": model_dir, "precision": precision, "redis_url": redis_url,
+        "redis_cluster": redis_cluster, "max_batch_size": max_batch_size, "max_queue_delay_ms": max_queue_delay_ms,
+        "log_level": log_level,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    # Fail before binding a port: a model for another feature layout never serves a request.
+    try:
+        card = ModelCard.load(settings.model_dir)
+        check_fingerprint(card.fingerprint, str(settings.model_dir / "card.json"))
+    except (FileNotFoundError, FingerprintMismatch) as exc:
+        console.print(f"[red]refusing to start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    logging.getLogger().setLevel(settings.log_level.upper())
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
+                log_level=settings.log_level, access_log=access_log, lifespan="on")

@@ -1,0 +1,129 @@
+"""The app factory and its lifespan: engine, Redis (external or embedded), batcher, warmup.
+
+Startup order fails fast: the model is loaded (and its fingerprint checked) before anything else
+starts. The app serves /readyz as 503 until a warmup batch has run through the batcher; Redis being
+unreachable at startup does not stop the process, it only keeps /readyz red until Redis answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from model.card import FingerprintMismatch
+from model.features import VECTOR_DIM
+from service import routes_events, routes_ops, routes_reads
+from service.auth import ApiKeyAuth
+from service.batcher import MicroBatcher
+from service.deps import ServiceState
+from service.embedded_redis import EmbeddedRedis
+from service.engine import load_engine
+from service.errors import BoundaryMiddleware, install_error_handlers
+from service.metrics import ServiceMetrics
+from service.providers import NoUsableProvider
+from service.scorer import ScoreWriter, SessionScorer
+from service.settings import Settings
+from service.windows import SessionWindowStore
+
+log = logging.getLogger(__name__)
+
+WARMUP_DEADLINE_S = 30.0
+
+
+def connect_redis(url: str, settings: Settings) -> Any:
+    """An asyncio client that reconnects by itself after Redis comes back (each call dials if needed).
+
+    One retry on a connection error only: after a restart a pooled socket fails before the script ran.
+    Timeouts are not retried, since a timed-out EVALSHA may have appended already.
+    """
+    timeout = settings.redis_timeout_ms / 1000
+    if settings.redis_cluster:
+        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                     max_connections=settings.redis_max_connections)
+    retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+    # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
+                                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
+    return Redis.from_pool(pool)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: ServiceMetrics = app.state.metrics
+    if not settings.auth_active:
+        log.warning("AUTH IS OFF: every route is open to anyone who can reach this service. Set SI_API_KEYS "
+                    "(sha256 digests) and SI_REDIS_URL for anything but a local trial.")
+    try:
+        engine = await asyncio.to_thread(
+            load_engine, settings.model_dir, precision=settings.precision, providers=settings.providers,
+            intra_op_threads=settings.intra_op_threads, trt_cache_dir=settings.trt_cache_dir,
+        )
+    except (FingerprintMismatch, FileNotFoundError, NoUsableProvider) as exc:
+        log.critical("refusing to start: %s", exc)
+        raise
+    async with AsyncExitStack() as stack:
+        url = settings.redis_url
+        if url is None:
+            embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            stack.callback(embedded.stop)
+            url = embedded.url
+        client = connect_redis(url, settings)
+        stack.push_async_callback(client.aclose)
+        store = SessionWindowStore(client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix)
+        writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
+                             max_records=settings.score_flush_records)
+        writer.start()
+        stack.push_async_callback(writer.stop)
+        batcher = MicroBatcher(engine.run, max_batch_size=settings.max_batch_size,
+                               max_queue_delay_ms=settings.max_queue_delay_ms,
+                               max_queue_size=settings.max_queue_size, metrics=metrics)
+        await batcher.start()
+        stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
+        scorer = SessionScorer(store, batcher, engine.card, engine.model_id, metrics,
+                               deadline_s=settings.request_deadline_ms / 1000, writer=writer)
+        metrics.model.info({"model": engine.model_id, "provider": engine.provider, "window": str(engine.window),
+                            "fingerprint": engine.card.fingerprint})
+        state = ServiceState(settings=settings, metrics=metrics, redis=client, store=store, engine=engine,
+                             batcher=batcher, scorer=scorer)
+        app.state.service = state
+        await asyncio.to_thread(engine.warmup)
+        # Ready means warmed: one real batch through the batcher, as a click would travel.
+        await batcher.submit(np.zeros((engine.window, VECTOR_DIM), dtype=np.float32),
+                             time.monotonic() + WARMUP_DEADLINE_S)
+        state.warmed = True
+        log.info("ready: model %s on %s, redis %s", engine.model_id, engine.provider,
+                 "embedded" if settings.embedded_redis else "external")
+        yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A fresh app with its own metrics registry; nothing starts until the lifespan runs."""
+    settings = settings or Settings()
+    metrics = ServiceMetrics()
+    app = FastAPI(
+        title="session-intent",
+        summary="Real-time purchase-intent scoring of e-commerce sessions.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
+    install_error_handlers(app, metrics, settings.retry_after_s)
+    app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    for module in (routes_events, routes_reads, routes_ops):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,37 @@
+"""What a route handler may depend on: the running service's parts, built by the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from service.batcher import MicroBatcher
+from service.engine import Engine
+from service.metrics import ServiceMetrics
+from service.scorer import SessionScorer
+from service.settings import Settings
+from service.windows import SessionWindowStore
+
+
+@dataclass
+class ServiceState:
+    """One replica's live parts; `warmed` turns true once a warmup batch has run through the batcher."""
+
+    settings: Settings
+    metrics: ServiceMetrics
+    redis: Any  # redis.asyncio.Redis or RedisCluster
+    store: SessionWindowStore
+    engine: Engine
+    batcher: MicroBatcher
+    scorer: SessionScorer
+    warmed: bool = False
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]

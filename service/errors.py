@@ -1,0 +1,163 @@
+"""The one error boundary (DESIGN §7): every failure becomes a JSON `{"error", "fields"?}` body here.
+
+- bad input → 422 naming each field; body over `max_body_bytes` → 413;
+- Redis down, or the batch queue full → 503 with `Retry-After`; a passed deadline → 504;
+- anything else → 500, traceback logged here and never sent.
+
+`BoundaryMiddleware` wraps the whole app: it enforces the body limit, catches what no handler did,
+and records the request histogram, so that even its own 413/500 answers are measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
+from service.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+class BodyTooLarge(HTTPException):
+    """Raised while streaming a body past the limit; an HTTPException so FastAPI's body reader re-raises it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds {limit} bytes")
+
+
+def error_response(status: int, message: str, *, fields: list[dict[str, str]] | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if fields is not None:
+        body["fields"] = fields
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """pydantic error dicts → [{"field": "body.action", "message": ...}], without echoing the input."""
+    out = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ())]
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        out.append({"field": ".".join(loc) or "body", "message": message})
+    return out
+
+
+def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s: int) -> None:
+    """Register the handlers for every exception type a route may raise."""
+    retry_after = {"Retry-After": str(retry_after_s)}
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(422, "invalid request", fields=field_errors(exc.errors()))
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels(cause="redis").inc()
+        log.warning("redis unavailable: %s", exc)
+        return error_response(503, "session store unavailable; retry later", headers=retry_after)
+
+    async def on_queue_full(_: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels(cause="overload").inc()
+        return error_response(503, "overloaded; retry later", headers=retry_after)
+
+    async def on_deadline(_: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels(cause="deadline").inc()
+        return error_response(504, "scoring did not finish within the request deadline")
+
+    async def on_engine_failed(_: Request, exc: Exception) -> JSONResponse:
+        metrics.errors.labels(cause="engine").inc()
+        log.error("engine failed: %s", exc, exc_info=exc)
+        return error_response(500, "model inference failed")
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    for redis_error in REDIS_DOWN:
+        app.add_exception_handler(redis_error, on_redis_down)
+    app.add_exception_handler(QueueFull, on_queue_full)
+    app.add_exception_handler(DeadlineExceeded, on_deadline)
+    app.add_exception_handler(EngineFailed, on_engine_failed)
+
+
+class BoundaryMiddleware:
+    """Pure ASGI: body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = int(message["status"]), True
+            await send(message)
+
+        try:
+            if self._declared_length(scope) > self.max_body_bytes:
+                await error_response(413, f"request body exceeds {self.max_body_bytes} bytes")(
+                    scope, receive, send_tracked
+                )
+                return
+            await self.app(scope, self._limited(receive), send_tracked)
+        except Exception as exc:
+            self.metrics.errors.labels(cause="internal").inc()
+            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+            if started:
+                raise  # too late for a clean answer; the server closes the connection
+            await error_response(500, "internal error")(scope, receive, send_tracked)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(route=template, method=scope.get("method", ""), status=str(status)).observe(
+                time.perf_counter() - start
+            )
+
+    @staticmethod
+    def _declared_length(scope: Scope) -> int:
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return 0
+        return 0
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count streamed (e.g. chunked) body bytes; past the limit, raise 413 inside the body read."""
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge(self.max_body_bytes)
+            return message
+
+        return receive_limited

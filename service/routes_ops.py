@@ -1,0 +1,46 @@
+"""Probes and metrics for operators and orchestrators; open, no API key."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.deps import ServiceState, StateDep
+from service.schemas import ReadyOut
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["ops"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut, "description": "not ready"}})
+async def readyz(state: StateDep) -> JSONResponse:
+    """Readiness: Redis answers now and a warmup batch has run through the engine."""
+    redis_ok = await _redis_answers(state)
+    ready = ReadyOut(ready=redis_ok and state.warmed, redis=redis_ok, warmed=state.warmed,
+                     model=state.engine.model_id, provider=state.engine.provider)
+    return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
+
+
+@router.get("/metrics")
+async def metrics(state: StateDep) -> Response:
+    """Prometheus exposition of this replica's series."""
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _redis_answers(state: ServiceState) -> bool:
+    try:
+        return bool(await asyncio.wait_for(state.store.ping(), timeout=state.settings.redis_timeout_ms / 1000))
+    except Exception as exc:  # any failure to answer means not ready; the probe itself must not fail
+        log.debug("readiness ping failed: %s", exc)
+        return False

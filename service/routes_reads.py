@@ -1,0 +1,53 @@
+"""Reads for the coupon engine and support staff (`risk:read`). Only /explain runs the model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi.exceptions import RequestValidationError
+
+from service.auth import require_scope
+from service.deps import StateDep
+from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
+
+router = APIRouter(
+    prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope("risk:read"))],
+    responses=error_responses(401, 403, 422, 503),
+)
+
+
+@router.get("/sessions/{session_id}/risk", response_model=RiskOut, responses=error_responses(404))
+async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
+    """The scores stored with the session's latest scored event; never runs the model."""
+    stored = await state.store.read_scores(session_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no scores for this session (unknown or expired)")
+    return RiskOut.model_validate({**stored, "session_id": session_id})
+
+
+@router.get("/at-risk", response_model=AtRiskOut)
+async def list_at_risk(
+    state: StateDep,
+    min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.")] = 0.5,
+    limit: Annotated[int | None, Query(ge=1, description="At most this many (capped by SI_AT_RISK_MAX_LIMIT).")] = None,
+) -> AtRiskOut:
+    """Live sessions with abandonment_risk ≥ min_risk, riskiest first, from stored scores; never runs the model."""
+    settings = state.settings
+    wanted = settings.at_risk_default_limit if limit is None else limit
+    if wanted > settings.at_risk_max_limit:
+        raise RequestValidationError([{
+            "loc": ("query", "limit"), "type": "less_than_equal",
+            "msg": f"Input should be less than or equal to {settings.at_risk_max_limit} (SI_AT_RISK_MAX_LIMIT)",
+        }])
+    rows = await state.store.at_risk(min_risk, wanted)
+    return AtRiskOut.model_validate({"min_risk": min_risk, "limit": wanted, "sessions": rows})
+
+
+@router.get("/sessions/{session_id}/explain", response_model=ExplainOut, responses=error_responses(404, 504))
+async def explain_session(session_id: SessionId, state: StateDep) -> ExplainOut:
+    """Each event's contribution by occlusion. The one read that RUNS THE MODEL: one engine batch of N+1 windows."""
+    explained = await state.scorer.explain(session_id)
+    if explained is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no live session with events")
+    return explained

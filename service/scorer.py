@@ -1,0 +1,208 @@
+"""One click → one score (DESIGN §7): the store, the encoder, the batcher and the derived scores, in order.
+
+    append (1 Redis call) ─► encode_window ─► MicroBatcher.submit ─► risk + intent ─► ScoreWriter
+
+Scores go back to Redis behind the answer: the `ScoreWriter` gathers the records answered within
+`SI_SCORE_FLUSH_MS` (or until `SI_SCORE_FLUSH_RECORDS` wait) into one `write_scores` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import numpy as np
+
+from model.card import ModelCard
+from model.features import ACTION_INDEX, ACTIONS, encode_window
+from model.scoring import abandonment_risk, intent_name
+from service.batcher import MicroBatcher
+from service.metrics import ServiceMetrics
+from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
+from service.windows import ScoreRecord, SessionWindowStore
+
+log = logging.getLogger(__name__)
+
+# Scores are float32 model outputs: 6 decimals keep their resolution, and keep answers stored per event
+# id and per session short in Redis. Risk and intent are derived from the rounded values, so an answer
+# is consistent with itself.
+DECIMALS = 6
+
+
+class ScoreWriter:
+    """Write-behind of answered scores: one `write_scores` call once `max_records` wait or the oldest is
+    `flush_s` old.
+
+    The answer does not wait for its write (DESIGN §7: response, then one write per batch), and
+    coalescing over a short interval rather than per engine batch is what keeps Redis at about one
+    round trip per click when batches are small. Reads of /risk and /at-risk trail a click by up to
+    `flush_s`; a retry in that gap is answered from `unwritten`, so it still gets the first answer.
+    One task owns the buffer; at most one write is in flight.
+    """
+
+    def __init__(self, store: SessionWindowStore, metrics: ServiceMetrics, flush_s: float = 0.1,
+                 max_records: int = 64) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.flush_s = flush_s
+        self.max_records = max_records
+        self._pending: list[ScoreRecord] = []
+        self._unwritten: dict[tuple[str, str], ScoreRecord] = {}  # (session_id, event_id) -> record
+        self._has_records = asyncio.Event()
+        self._full = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._serve(), name="score-writer")
+
+    async def stop(self) -> None:
+        """Write what is buffered (never cutting a write short), then end the task."""
+        self._stopping = True
+        self._has_records.set()
+        self._full.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    def add(self, record: ScoreRecord) -> None:
+        self._pending.append(record)
+        if record.event_id:
+            self._unwritten[(record.session_id, record.event_id)] = record
+        self._has_records.set()
+        if len(self._pending) >= self.max_records:
+            self._full.set()
+
+    def unwritten(self, session_id: str, event_id: str) -> ScoreRecord | None:
+        """The answer of an event still on its way to Redis (this replica's only)."""
+        return self._unwritten.get((session_id, event_id))
+
+    async def _serve(self) -> None:
+        while not self._stopping:
+            await self._has_records.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), self.flush_s)
+            await self.flush()
+
+    async def flush(self) -> None:
+        records, self._pending = self._pending, []
+        self._has_records.clear()
+        self._full.clear()
+        if not records:
+            return
+        try:
+            await self.store.write_scores(records)
+        except Exception as exc:  # the clicks were answered already; their windows are safe in Redis
+            self.metrics.errors.labels(cause="score_write").inc()
+            log.warning("could not write back %d scores: %s", len(records), exc)
+        finally:
+            for record in records:
+                if record.event_id and self._unwritten.get((record.session_id, record.event_id)) is record:
+                    del self._unwritten[(record.session_id, record.event_id)]
+
+
+class SessionScorer:
+    """Scores events and explains sessions with one engine and one store."""
+
+    def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, card: ModelCard, model_id: str,
+                 metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter) -> None:
+        self.store = store
+        self.batcher = batcher
+        self.card = card
+        self.model_id = model_id
+        self.metrics = metrics
+        self.deadline_s = deadline_s
+        self.writer = writer
+        # Actions the model never saw in training: a click on one is scored, and counted.
+        coverage = card.slot_coverage
+        self._unseen = frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0)
+
+    async def score_event(self, session_id: str, event: EventIn) -> ScoreOut:
+        start = time.perf_counter()
+        deadline = time.monotonic() + self.deadline_s
+        ts = time.time() if event.ts is None else event.ts
+        appended = await self.store.append_event(
+            session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad
+        )
+        self.metrics.stage.labels(stage="redis").observe(time.perf_counter() - start)
+        if appended.duplicate:
+            self.metrics.duplicates.inc()
+            if appended.stored_answer is not None:
+                return ScoreOut.model_validate({**appended.stored_answer, "session_id": session_id})
+            unwritten = self.writer.unwritten(session_id, event.event_id or "")
+            if unwritten is not None:
+                return _answer_of(unwritten)
+            # The first attempt appended the event but left no answer (shed, deadline, or still in
+            # flight; or answered by another replica a moment ago): score the window as it is now.
+        else:
+            self._count_event(event.action, appended.out_of_order)
+
+        window = encode_window(appended.actions, appended.ts, appended.from_ad, self.card.features)  # (N, 16)
+        probs = await self.batcher.submit(window, deadline)  # (2,)
+        out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
+        self.writer.add(ScoreRecord(
+            session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
+            p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
+            model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
+        ))
+        self.metrics.stage.labels(stage="total").observe(time.perf_counter() - start)
+        return out
+
+    def _count_event(self, action: str, out_of_order: bool) -> None:
+        self.metrics.events.labels(action=action).inc()
+        if action in self._unseen:
+            self.metrics.unseen_actions.labels(action=action).inc()
+        if out_of_order:
+            self.metrics.out_of_order.inc()
+
+    def _score(self, session_id: str, event_index: int, probs: np.ndarray, cart_has_items: bool,
+               window_len: int) -> ScoreOut:
+        p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
+        risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
+        return ScoreOut(
+            session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
+            abandonment_risk=risk, intent=intent_name(p_order, risk, self.card.thresholds),
+            model=self.model_id, window=window_len,
+        )
+
+    async def explain(self, session_id: str) -> ExplainOut | None:
+        """Occlusion: the window, and the window without each one of its events, scored in ONE batch."""
+        deadline = time.monotonic() + self.deadline_s
+        stored = await self.store.read_window(session_id)
+        if stored is None or len(stored.actions) == 0:
+            return None
+        actions, ts, from_ad = stored.actions, stored.ts, stored.from_ad
+        n_events = len(actions)
+        variants = [encode_window(actions, ts, from_ad, self.card.features)]
+        for drop in range(n_events):
+            keep = np.arange(n_events) != drop
+            variants.append(encode_window(actions[keep], ts[keep], from_ad[keep], self.card.features))
+        probs = await self.batcher.submit_many(np.stack(variants), deadline)  # (1 + n_events, 2)
+        risks = abandonment_risk(probs[:, 0], probs[:, 1], stored.cart_has_items)  # (1 + n_events,)
+        full = self._score(session_id, 0, probs[0], stored.cart_has_items, n_events)
+        contributions = [
+            EventContribution(
+                position=i, action=ACTIONS[int(actions[i])], ts=float(ts[i]),
+                p_add_cart=round(float(probs[0, 0] - probs[i + 1, 0]), DECIMALS),
+                p_make_order=round(float(probs[0, 1] - probs[i + 1, 1]), DECIMALS),
+                abandonment_risk=round(float(risks[0] - risks[i + 1]), DECIMALS),
+            )
+            for i in range(n_events)
+        ]
+        return ExplainOut(
+            session_id=session_id, model=self.model_id, window=n_events,
+            scores={"p_add_cart": full.p_add_cart, "p_make_order": full.p_make_order,
+                    "abandonment_risk": full.abandonment_risk},
+            intent=full.intent, contributions=contributions,
+        )
+
+
+def _answer_of(record: ScoreRecord) -> ScoreOut:
+    return ScoreOut(
+        session_id=record.session_id, event_index=record.event_index, p_add_cart=record.p_add_cart,
+        p_make_order=record.p_make_order, abandonment_risk=record.abandonment_risk, intent=record.intent,
+        model=record.model, window=record.window_len,
+    )

