@@ -82,7 +82,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             url = embedded.url
         client = connect_redis(url, settings)
         stack.push_async_callback(client.aclose)
-        store = SessionWindowStore(client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix)
+        store = SessionWindowStore(
+            client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix,
+            event_id_memory=settings.event_id_memory,
+        )
         writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                              max_records=settings.score_flush_records)
         writer.start()

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=32, ge=1, description="Connection pool bound; a burst waits.")
     redis_prefix: str = Field(default="si:v1", min_length=1, description="Versioned key prefix.")
     ttl_s: int = Field(default=1800, gt=0, description="Idle TTL of a session, refreshed on every event.")
+    # 16 ids keep a long session under 1.5 KB in Redis (docs/redis.md); retries come within seconds.
+    event_id_memory: int = Field(default=16, ge=1, le=1024, description="Recent event_ids remembered per session.")
 
     # Model and engine.
     model_dir: Path = Field(default_factory=default_model_dir, description="card.json + the ONNX files.")
