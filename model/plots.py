@@ -20,6 +20,12 @@ from model.metrics import ECE_BINS
 from model.nets import LABELS
 
 Plot = tuple[str, str]  # (caption, file name)
+# Every file name this module writes: an earlier run's plot that this run does not make is removed, so a
+# report folder never shows a stale plot beside fresh numbers.
+PLOT_PATTERNS: tuple[str, ...] = (
+    "roc_*.png", "pr_*.png", "calibration_*.png", "abandonment_daily.png", "time_to_detection.png",
+    "risk_distribution.png", "window_sweep.png",
+)  # fmt: skip
 
 
 def _save(fig: Any, out_dir: Path, name: str, ax: Any = None) -> str:
@@ -133,6 +139,9 @@ def write_plots(
     metrics: dict[str, Any], preds: dict[str, Predictions], test: WindowSet, rw: RiskWindows, out_dir: Path
 ) -> list[Plot]:
     """Write every plot that the data allows; [(caption, file name)] in report order."""
+    for pattern in PLOT_PATTERNS:
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
     return [
         *_curves("roc", preds, test, out_dir),
         *_curves("pr", preds, test, out_dir),

@@ -161,7 +161,11 @@ def test_another_shop_with_few_actions_no_from_ad_and_no_orders(shop: tuple[Path
     csv_path = tmp_path / "other_shop.csv"
     csv_path.write_text("\n".join(rows) + "\n")
 
+    stale = tmp_path / "out" / "window_sweep.png"  # from an earlier run with --sweep
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
     metrics = evaluate_model(model_dir, csv_path, tmp_path / "out", options=EvalOptions(n_boot=N_BOOT))
+    assert not stale.exists()
     order = metrics["models"]["tiny"]["labels"]["make_order"]
     assert order["roc_auc"]["value"] is None and "no positive" in order["roc_auc"]["reason"]
     assert order["all_zeros_accuracy"]["value"] == 1.0
