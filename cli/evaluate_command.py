@@ -35,6 +35,9 @@ def evaluate(
     split: Annotated[
         str | None, typer.Option("--split", help="session | time; default: the split the model was trained on.")
     ] = None,
+    update_card: Annotated[
+        bool, typer.Option("--update-card", help="Store the model's test metrics with CIs in its card.json.")
+    ] = False,
     n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of sessions (0: no CIs).")] = 1000,
     train_minutes: Annotated[
         float, typer.Option("--train-minutes", min=0.1, help="Training budget per model in --folds / --sweep.")
@@ -74,6 +77,10 @@ def evaluate(
     except ValueError as exc:  # e.g. the card's time zone is unknown here, or a window mismatch
         _fail(console, f"cannot evaluate {model} on {data}: {exc}")
     console.print(_summary(metrics))
+    if update_card:
+        from model.evaluate import store_test_metrics
+
+        console.print(f"stored the test metrics in {store_test_metrics(model, metrics)}")
     console.print(f"wrote {output / 'report.md'}, {output / 'metrics.json'} and plots in {metrics['seconds']:.0f} s")
 
 

@@ -321,3 +321,17 @@ def write_outputs(
     plots = write_plots(metrics, preds, test, risk_windows, out_dir)
     (out_dir / REPORT_FILE).write_text(render_report(metrics, plots))
     log.info("wrote %s, %s and %d plots to %s", METRICS_FILE, REPORT_FILE, len(plots), out_dir)
+
+
+def store_test_metrics(model_dir: Path, metrics: dict[str, Any]) -> Path:
+    """Copy the evaluated model's test metrics (with their CIs) into its card, beside the validation ones."""
+    card = ModelCard.load(model_dir)
+    trained = next(iter(metrics["models"]))  # the evaluated model comes first, then compared ones and baselines
+    card.metrics["test"] = {
+        "labels": metrics["models"][trained],
+        "abandonment": metrics.get("abandonment"),
+        "dataset": metrics.get("dataset"),
+        "bootstrap": metrics.get("bootstrap"),
+        "command": metrics.get("command"),
+    }
+    return card.save(Path(model_dir))

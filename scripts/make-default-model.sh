@@ -11,3 +11,5 @@ rm -rf models/default
   --seed 0 --threads 1 --cache-dir cache/ \
   --data-licence "Taobao UserBehavior (Alibaba Tianchi dataset 649, Zhu et al. KDD 2018): no licence stated; research use only"
 "$si" export models/default --data data/taobao.csv
+# Test metrics with session-bootstrap CIs into the card (the full report: docs/evaluation/taobao).
+"$si" evaluate --model models/default --data data/taobao.csv -o reports/default --update-card

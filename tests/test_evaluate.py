@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -209,6 +210,19 @@ def test_cli_evaluates(shop: tuple[Path, Path], tmp_path: Path) -> None:
     assert metrics["folds"] is None and metrics["sweep"] is None
     window = dataclasses.replace(FeatureConfig(), window=WINDOW)
     assert metrics["model"]["window"] == window.window
+
+
+def test_update_card_stores_test_metrics_with_cis(shop: tuple[Path, Path], tmp_path: Path) -> None:
+    csv_path, model_dir = shop
+    model_copy = tmp_path / "model"
+    shutil.copytree(model_dir, model_copy)
+    args = ["evaluate", "--model", str(model_copy), "--data", str(csv_path), "-o", str(tmp_path / "out")]
+    result = CliRunner().invoke(_cli(), [*args, "--n-boot", "20", "--update-card"])
+    assert result.exit_code == 0, result.output
+    card = json.loads((model_copy / "card.json").read_text())
+    pr_auc = card["metrics"]["test"]["labels"]["labels"]["make_order"]["pr_auc"]
+    assert pr_auc["ci_low"] <= pr_auc["value"] <= pr_auc["ci_high"]
+    assert card["metrics"]["test"]["dataset"]["sha256"]
 
 
 def test_refuses_a_split_that_would_score_trained_sessions(shop: tuple[Path, Path], tmp_path: Path) -> None:
