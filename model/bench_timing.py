@@ -104,8 +104,9 @@ before = status_mib('VmRSS')
 from service.engine import load_engine
 engine = load_engine(Path(sys.argv[1]), precision=sys.argv[2], providers=['CPUExecutionProvider'])
 engine.warmup((1, 8, int(sys.argv[3])))
-print(json.dumps({"rss_mib": status_mib('VmRSS'), "peak_rss_mib": status_mib('VmHWM'), "python_mib": before,
-                  "provider": engine.provider, "model_id": engine.model_id}))
+# The child's stdout is the protocol: one JSON line for the parent.
+json.dump({"rss_mib": status_mib('VmRSS'), "peak_rss_mib": status_mib('VmHWM'), "python_mib": before,
+           "provider": engine.provider, "model_id": engine.model_id}, sys.stdout)
 """
 
 

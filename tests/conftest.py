@@ -33,3 +33,14 @@ def shared_data_dir() -> Path | None:
     """../shared/data beside the repo, where the real clickstream lives; None for users without it."""
     path = Path(__file__).resolve().parents[2] / "shared" / "data"
     return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny nets gain nothing from threads, and the shared 2-core box loses a lot to oversubscription."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +20,7 @@ from model.nets import ARCHS, AttentionEncoder, DwellScaling, IntentNet, NetConf
 TINY = {"lstm_units": 8, "gru_units": 4}  # 8 is divisible by the attention's 4 heads
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny nets gain nothing from threads, and the shared 2-core box loses a lot to oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_net(arch: str, window: int = 6, seed: int = 0) -> IntentNet:

@@ -4,7 +4,6 @@ distillation, threshold tuning, and the `train` command end to end."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,13 +31,7 @@ TINY = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=12, gru_un
 QUICK = TrainConfig(epochs=3, batch_size=128, seed=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny nets gain nothing from threads, and the shared 2-core box loses a lot to oversubscription."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
