@@ -306,6 +306,20 @@ def test_locust_refuses_a_host_that_is_not_loopback() -> None:
     assert "only loopback hosts" in result.stdout + result.stderr
 
 
+def _wait_for_port(port: int, server: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """Locust must not start before uvicorn listens: early requests would count as refused."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert server.poll() is None, "the bare app exited before it listened"
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"the bare app did not listen on {port} within {timeout_s} s")
+
+
 def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) -> None:
     from tests.redis_procs import free_port
 
@@ -313,6 +327,7 @@ def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) 
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "loadtest.bare_app:app", "--host", "127.0.0.1",
                                "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=clean_env())
     try:
+        _wait_for_port(port, server)
         samples = tmp_path / "samples.csv"
         started = time.monotonic()
         result = locust("--host", f"http://127.0.0.1:{port}", "-u", "4", "-r", "4", "--run-time", "60s",
