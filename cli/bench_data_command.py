@@ -20,7 +20,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path("docs/benchmarks"),
     ) -> None:
         """Time CSV → windows/targets/splits on synthetic events; writes docs/benchmarks/data.{md,csv,png}."""
-        from model.bench_data import make_events_csv, run_pipeline_subprocess, write_report
+        from bench.data import make_events_csv, run_pipeline_subprocess, write_report
 
         with tempfile.TemporaryDirectory() as tmp:
             csv_path = Path(tmp) / "events.csv"

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
+from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
+
 DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
 
 
@@ -46,9 +46,9 @@ def bench_service(
         raise typer.Exit(2)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from loadtest.bench_report import write_report
-    from loadtest.run_service_bench import BenchPlan, run_bench
-    from loadtest.servers import CONFIGS
+    from bench.servers import CONFIGS
+    from bench.service_report import write_report
+    from bench.service_run import BenchPlan, run_bench
 
     chosen = tuple(_parse_list(configs, "config"))
     unknown = set(chosen) - set(CONFIGS)

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from model.artifacts import is_model_dir
+
 
 def register(app: typer.Typer) -> None:
     """Add the `evaluate` command to the console script."""
@@ -46,17 +48,17 @@ def evaluate(
 ) -> None:
     """Evaluate a model on the test sessions it never saw; write report.md, metrics.json and PNG plots."""
     from model.card import FingerprintMismatch
-    from model.data import BadEventFile
-    from model.evaluate import EvalOptions, evaluate_model
-    from model.train import TrainingDataError
+    from model.data.dataset import BadEventFile
+    from model.evaluation.evaluate import EvalOptions, evaluate_model
+    from model.training.loop import TrainingDataError
 
     console = Console()
     if split not in (None, "session", "time"):
         _fail(console, f"--split must be 'session' or 'time', got {split!r}")
-    if not (model / "card.json").is_file():
+    if not is_model_dir(model):
         _fail(console, f"{model} is not a model directory (no card.json); train one with `session-intent train`")
     for other in compare or []:
-        if not (other / "card.json").is_file():
+        if not is_model_dir(other):
             _fail(console, f"--compare {other} is not a model directory (no card.json)")
     options = EvalOptions(
         compare=list(compare or []),
@@ -78,7 +80,7 @@ def evaluate(
         _fail(console, f"cannot evaluate {model} on {data}: {exc}")
     console.print(_summary(metrics))
     if update_card:
-        from model.evaluate import store_test_metrics
+        from model.evaluation.evaluate import store_test_metrics
 
         console.print(f"stored the test metrics in {store_test_metrics(model, metrics)}")
     console.print(f"wrote {output / 'report.md'}, {output / 'metrics.json'} and plots in {metrics['seconds']:.0f} s")

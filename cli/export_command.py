@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-MIN_SPEEDUP = 1.05  # model/export_int8.py MIN_SPEEDUP; repeated so that --help needs no torch import
+MIN_SPEEDUP = 1.05  # model/export/int8.py MIN_SPEEDUP; repeated so that --help needs no torch import
 
 console = Console()
 
@@ -41,8 +41,8 @@ def export(
 ) -> None:
     """Export a trained model to ONNX; int8 is kept only within 0.002 AUC per label and if faster than fp32."""
     from model.card import FingerprintMismatch, ModelCard
-    from model.data import BadEventFile
-    from model.export import ExportParityError, export_model, validation_from_csv
+    from model.data.dataset import BadEventFile
+    from model.export.exporter import ExportParityError, export_model, validation_from_csv
 
     try:
         card = ModelCard.load(model_dir)
@@ -56,7 +56,7 @@ def export(
         except (BadEventFile, ValueError) as exc:
             _fail(f"cannot use {data}: {exc}")
     else:
-        console.print("[yellow]no --data: the int8 AUC check runs on synthetic windows (model.synth), "
+        console.print("[yellow]no --data: the int8 AUC check runs on synthetic windows (model.data.synth), "
                       "which says nothing about accuracy on real sessions[/]")  # fmt: skip
     try:
         with console.status(f"exporting {model_dir}"):

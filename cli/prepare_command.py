@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from model.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, read_raw, sessionise, summarise, write_common_csv
-from model.sources import BUILTIN_SOURCES, TS_UNITS, build_spec, parse_column, parse_epoch_seconds, parse_mapping
+from model.data.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, read_raw, sessionise, summarise, write_common_csv
+from model.data.sources import BUILTIN_SOURCES, TS_UNITS, build_spec, parse_column, parse_epoch_seconds, parse_mapping
 
 _FAR = 10**12  # epoch seconds beyond any real clickstream; stands in for an open end of --ts-min/--ts-max
 _CHUNK = 1 << 20

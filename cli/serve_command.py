@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from model.artifacts import CARD_FILE
+
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
@@ -50,7 +52,7 @@ def serve(
     # Fail before binding a port: a model for another feature layout never serves a request.
     try:
         card = ModelCard.load(settings.model_dir)
-        check_fingerprint(card.fingerprint, str(settings.model_dir / "card.json"))
+        check_fingerprint(card.fingerprint, str(settings.model_dir / CARD_FILE))
     except (FileNotFoundError, FingerprintMismatch) as exc:
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None

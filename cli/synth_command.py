@@ -1,4 +1,4 @@
-"""`session-intent synth`: write the calibrated synthetic clickstream (model/synth.py) as CSV."""
+"""`session-intent synth`: write the calibrated synthetic clickstream (model/data/synth.py) as CSV."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from model.synth import CalibrationRow, calibration_table, generate_sessions, write_csv
+from model.data.synth import CalibrationRow, calibration_table, generate_sessions, write_csv
 
 
 def register(app: typer.Typer) -> None:

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from model.artifacts import REPO_ROOT
 
 
 def register(app: typer.Typer) -> None:
@@ -61,12 +61,12 @@ def train(
 ) -> None:
     """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
     from model.card import ModelCard
-    from model.checkpoint import load_model, predict_proba, save_model
-    from model.data import BadEventFile, Split, load_dataset, slot_coverage
+    from model.data.dataset import BadEventFile, Split, load_dataset, slot_coverage
     from model.features import FeatureConfig
-    from model.nets import ARCHS, NetConfig
-    from model.thresholds import abandonment_inputs, tune_thresholds, validation_metrics
-    from model.train import TrainConfig, TrainingDataError, train_model
+    from model.training.checkpoint import load_model, predict_proba, save_model
+    from model.training.loop import TrainConfig, TrainingDataError, train_model
+    from model.training.nets import ARCHS, NetConfig
+    from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics
 
     console = Console()
     if arch not in ARCHS:

@@ -3,7 +3,7 @@
     locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 -u 50 -r 50 --run-time 1m
 
 Users:
-- `StorefrontUser` (weight 10) walks synthetic sessions from `model.synth` (published class shares, action
+- `StorefrontUser` (weight 10) walks synthetic sessions from `model.data.synth` (published class shares, action
   mix and dwell times) and POSTs one event per click, with `event_id`, `ts` and `from_ad`. A small share of
   clicks is re-sent with the same `event_id`, as a storefront retries after a timeout.
 - `CouponEngineUser` (weight 1) reads one recent session's risk, or the ranked at-risk list.
@@ -35,8 +35,8 @@ import gevent
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 
+from model.data.synth import generate_sessions
 from model.features import ACTIONS
-from model.synth import generate_sessions
 
 log = logging.getLogger("loadtest")
 

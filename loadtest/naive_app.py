@@ -22,9 +22,9 @@ import redis
 import torch
 from fastapi import FastAPI, HTTPException
 
-from model.checkpoint import load_model
 from model.features import ACTION_INDEX, action_index, encode_window
-from model.scoring import abandonment_risk, intent_name
+from model.risk import abandonment_risk, intent_name
+from model.training.checkpoint import load_model
 from service.schemas import AtRiskEntry, AtRiskOut, EventIn, RiskOut, ScoreOut, SessionId
 
 REDIS_URL = os.environ.get("SI_NAIVE_REDIS_URL", "redis://127.0.0.1:6379/0")

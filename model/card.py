@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.artifacts import CARD_FILE
 from model.features import FeatureConfig, layout_fingerprint
 
-CARD_FILE = "card.json"
 CARD_VERSION = 1
 
 

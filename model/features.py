@@ -49,7 +49,7 @@ MAX_DWELL_S = 600.0
 # The newest event has no successor yet, so its dwell is unknown at serve time; training uses
 # the same value for the last event of every prefix, so the model never sees what serving can't.
 PROVISIONAL_DWELL_S = 1.0
-# log1p(x) / log1p(600) on slots 0..11; applied inside the network (see model/nets.py), kept
+# log1p(x) / log1p(600) on slots 0..11; applied inside the network (see model/training/nets.py), kept
 # here so that the fingerprint and the network read one constant.
 SCALE_DIVISOR = float(np.log1p(MAX_DWELL_S))
 SCALING = "log1p(x)/log1p(600) on slots 0-11, inside the network"

@@ -24,18 +24,20 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from model.card import FingerprintMismatch
 from model.features import VECTOR_DIM
-from service import routes_events, routes_ops, routes_reads
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
 from service.deps import ServiceState
-from service.embedded_redis import EmbeddedRedis
-from service.engine import load_engine
+from service.engine.onnx_engine import load_engine
+from service.engine.providers import NoUsableProvider
 from service.errors import BoundaryMiddleware, install_error_handlers
 from service.metrics import ServiceMetrics
-from service.providers import NoUsableProvider
+from service.routes import events as routes_events
+from service.routes import ops as routes_ops
+from service.routes import reads as routes_reads
 from service.scorer import ScoreWriter, SessionScorer
 from service.settings import Settings
-from service.windows import SessionWindowStore
+from service.store.embedded import EmbeddedRedis
+from service.store.window_store import SessionWindowStore
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from service.batcher import MicroBatcher
-from service.engine import Engine
+from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
 from service.scorer import SessionScorer
 from service.settings import Settings
-from service.windows import SessionWindowStore
+from service.store.window_store import SessionWindowStore
 
 
 @dataclass

@@ -17,11 +17,11 @@ import numpy as np
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, encode_window
-from model.scoring import abandonment_risk, intent_name
+from model.risk import abandonment_risk, intent_name
 from service.batcher import MicroBatcher
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
-from service.windows import ScoreRecord, SessionWindowStore
+from service.store.window_store import ScoreRecord, SessionWindowStore
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from model.artifacts import DEFAULT_MODEL_DIR
 
 SCOPES: tuple[str, ...] = ("events:write", "risk:read", "admin")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -25,7 +25,7 @@ Precision = Literal["int8", "fp32", "fp16", "torch"]
 def default_model_dir() -> Path:
     """The committed models/default: beside the code (a source checkout or an editable install), else in
     the working directory (`pip install .` run from a clone copies the code, not the model)."""
-    beside_code = REPO_ROOT / "models" / "default"
+    beside_code = DEFAULT_MODEL_DIR
     return beside_code if beside_code.is_dir() else Path.cwd() / "models" / "default"
 
 

@@ -21,13 +21,13 @@ WINDOW = 10
 def tiny_model_dir(root: Path) -> Path:
     """Train a lstm_gru_small with 16/8 units for 3 epochs on 600 synthetic sessions, then export it."""
     from model.card import ModelCard
-    from model.checkpoint import save_model
-    from model.data import Sessions, build_windows, curate, slot_coverage
-    from model.export import ValidationWindows, export_model
+    from model.data.dataset import Sessions, build_windows, curate, slot_coverage
+    from model.data.synth import generate_sessions
+    from model.export.exporter import ValidationWindows, export_model
     from model.features import FeatureConfig
-    from model.nets import NetConfig, build_net
-    from model.synth import generate_sessions
-    from model.train import TrainConfig, deterministic_torch, fit
+    from model.training.checkpoint import save_model
+    from model.training.loop import TrainConfig, deterministic_torch, fit
+    from model.training.nets import NetConfig, build_net
 
     features = FeatureConfig(window=WINDOW)
     synth = generate_sessions(600, seed=3)

@@ -17,11 +17,11 @@ import redis.asyncio
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, encode_window
-from model.scoring import INTENTS, abandonment_risk, intent_name
+from model.risk import INTENTS, abandonment_risk, intent_name
 from service.app import create_app
-from service.engine import load_engine
+from service.engine.onnx_engine import load_engine
 from service.settings import Settings
-from service.windows import LUA_DIR, AppendResult, SessionWindowStore
+from service.store.window_store import LUA_DIR, AppendResult, SessionWindowStore
 from tests.redis_procs import RedisServer
 from tests.service_support import WINDOW, copy_with_card, metric_sample, service_settings, tiny_model_dir
 from tests.uvicorn_proc import UvicornThread
@@ -70,7 +70,7 @@ def test_click_answers_the_contract_with_the_shared_encoding(client: httpx.Clien
     assert [set(a) for a in answers] == [CONTRACT_FIELDS] * len(actions)
     assert [a["event_index"] for a in answers] == list(range(len(actions)))
     assert [a["window"] for a in answers] == list(range(1, len(actions) + 1))
-    # The same numbers from model.features + the engine + model.scoring, outside the service:
+    # The same numbers from model.features + the engine + model.risk, outside the service:
     engine = load_engine(model_dir, precision="int8", providers=("CPUExecutionProvider",))
     card = engine.card
     codes = np.array([ACTION_INDEX[a] for a in actions])

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
-from service.windows import ScoreRecord, SessionWindowStore
+from service.store.window_store import ScoreRecord, SessionWindowStore
 from tests.cluster_procs import RedisClusterProcs
 from tests.redis_procs import redis_binary
 

@@ -1,4 +1,4 @@
-"""Event CSV → sessions → windows/targets, and the session-level splits (model/data.py)."""
+"""Event CSV → sessions → windows/targets, and the session-level splits (model/data/dataset.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.data import (
+from model.data.dataset import (
     BadEventFile,
     SessionClass,
     Split,
@@ -21,8 +21,8 @@ from model.data import (
     split_by_session,
     split_by_time,
 )
+from model.data.synth import generate_sessions, write_csv
 from model.features import ACTION_INDEX, FeatureConfig
-from model.synth import generate_sessions, write_csv
 
 CSV = """session_id,ts,action,from_ad
 b,100,view_product,

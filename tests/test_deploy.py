@@ -344,7 +344,7 @@ def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) 
 
 
 def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: Path) -> None:
-    from loadtest.run_service_bench import ALL_ROUTES, summarise
+    from bench.service_run import ALL_ROUTES, summarise
 
     samples = tmp_path / "samples.csv"
     ms = [float(i) for i in range(1, 101)]

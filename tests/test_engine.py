@@ -1,4 +1,4 @@
-"""Inference engines (service/engine.py) and provider selection (service/providers.py).
+"""Inference engines (service/engine/onnx_engine.py) and provider selection (service/engine/providers.py).
 
 This machine's onnxruntime offers only the CPU provider: TensorRT/CUDA are covered by selection and
 option tests, and by one load with a stand-in session that reports the GPU provider as chosen.
@@ -19,11 +19,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import FingerprintMismatch
-from model.export import FP16_FILE, FP32_FILE, INT8_FILE, export_model
-from service import providers as prov
-from service.engine import OnnxEngine, TorchEngine, load_engine, onnx_file_for
-from service.providers import CPU, CUDA, DEFAULT_PROVIDERS, TENSORRT, NoUsableProvider, plan_providers
+from model.export.exporter import export_model
+from service.engine import providers as prov
+from service.engine.onnx_engine import OnnxEngine, TorchEngine, load_engine, onnx_file_for
+from service.engine.providers import CPU, CUDA, DEFAULT_PROVIDERS, TENSORRT, NoUsableProvider, plan_providers
 from tests.test_export import copy_model, make_tiny_model, synthetic_windows
 
 ALL_PROVIDERS = [TENSORRT, CUDA, CPU]
@@ -126,7 +127,7 @@ def test_gpu_build_runs_fp16_through_tensorrt(model_dir: Path, tmp_path: Path, w
 
 
 def test_load_engine_reports_the_provider_it_chose(model_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="service.engine"):
+    with caplog.at_level(logging.INFO, logger="service.engine.onnx_engine"):
         engine = load_engine(model_dir)  # default: int8, TensorRT → CUDA → CPU
     assert engine.provider == CPU and engine.window == 6
     sha = hashlib.sha256((model_dir / INT8_FILE).read_bytes()).hexdigest()[:6]
@@ -153,7 +154,7 @@ def test_int8_engine_is_close_to_fp32(model_dir: Path, windows: np.ndarray) -> N
 def test_missing_int8_falls_back_to_fp32(model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     bare = copy_model(model_dir, tmp_path / "no-int8")
     shutil.copy2(model_dir / FP32_FILE, bare / FP32_FILE)
-    with caplog.at_level(logging.WARNING, logger="service.engine"):
+    with caplog.at_level(logging.WARNING, logger="service.engine.onnx_engine"):
         engine = load_engine(bare, precision="int8")
     assert "-fp32@" in engine.model_id and any("running fp32" in r.getMessage() for r in caplog.records)
 
@@ -206,9 +207,9 @@ def test_onnx_file_with_a_wrong_fingerprint_is_refused(model_dir: Path, tmp_path
 
 @pytest.mark.slow
 def test_engine_bench_writes_md_csv_png(model_dir: Path, tmp_path: Path) -> None:
-    from model.bench_engine import run_engine_bench
-    from model.bench_report import CSV_COLUMNS, write_report
-    from model.bench_timing import TimingPlan
+    from bench.engine import run_engine_bench
+    from bench.engine_report import CSV_COLUMNS, write_report
+    from model.export.timing import TimingPlan
 
     plan = TimingPlan(target_runs=6, min_runs=3, cell_budget_s=0.05, warmup_s=0.01, rounds=2)
     bench = run_engine_bench([str(model_dir)], tmp_path / "models", None, tmp_path / "work", plan,

@@ -14,17 +14,17 @@ from typer.testing import CliRunner
 
 from cli.evaluate_command import register
 from model.card import ModelCard
-from model.checkpoint import predict_proba, save_model
-from model.data import Split, load_dataset, read_events_csv, split_by_session, split_by_time
-from model.evaluate import EvalOptions, evaluate_model
+from model.data.dataset import Split, load_dataset, read_events_csv, split_by_session, split_by_time
+from model.data.synth import generate_sessions, write_csv
+from model.evaluation.bootstrap import METRICS
+from model.evaluation.evaluate import EvalOptions, evaluate_model
+from model.evaluation.folds import fold_split, run_folds, session_folds
+from model.evaluation.sweep import run_sweep
 from model.features import FeatureConfig
-from model.folds import fold_split, run_folds, session_folds
-from model.metrics import METRICS
-from model.nets import LABELS, NetConfig
-from model.sweep import run_sweep
-from model.synth import generate_sessions, write_csv
-from model.thresholds import abandonment_inputs, tune_thresholds
-from model.train import TrainConfig, train_model
+from model.training.checkpoint import predict_proba, save_model
+from model.training.loop import TrainConfig, train_model
+from model.training.nets import LABELS, NetConfig
+from model.training.thresholds import abandonment_inputs, tune_thresholds
 
 WINDOW = 5
 N_BOOT = 40

@@ -1,4 +1,4 @@
-"""ONNX export (model/export.py): the graph's contract, the parity gate, the int8 AUC gate, the CLI."""
+"""ONNX export (model/export/exporter.py): the graph's contract, the parity gate, the int8 AUC gate, the CLI."""
 
 from __future__ import annotations
 
@@ -14,26 +14,19 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from model import export_graphs, export_int8
-from model.bench_timing import TimingPlan
+from model.export import graphs as export_graphs
+from model.export import int8 as export_int8
+from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import ModelCard
-from model.checkpoint import load_model, predict_proba, save_model
-from model.data import Sessions, build_windows, curate
-from model.export import (
-    AUC_DROP_BUDGET,
-    FP16_FILE,
-    FP32_FILE,
-    INT8_FILE,
-    ExportParityError,
-    ValidationWindows,
-    export_model,
-    onnx_probs,
-)
-from model.export_graphs import HoistedGRUGraph, export_fp32
+from model.data.dataset import Sessions, build_windows, curate
+from model.data.synth import generate_sessions, write_csv
+from model.export.exporter import AUC_DROP_BUDGET, ExportParityError, ValidationWindows, export_model, onnx_probs
+from model.export.graphs import HoistedGRUGraph, export_fp32
+from model.export.quantize import EXPORT_ORDER, RECIPES, op_census, quantize_model
+from model.export.timing import TimingPlan
 from model.features import FeatureConfig, layout_fingerprint
-from model.nets import IntentNet, NetConfig, build_net
-from model.quantize import EXPORT_ORDER, RECIPES, op_census, quantize_model
-from model.synth import generate_sessions, write_csv
+from model.training.checkpoint import load_model, predict_proba, save_model
+from model.training.nets import IntentNet, NetConfig, build_net
 
 FEATURES = FeatureConfig(window=6)
 

@@ -1,4 +1,4 @@
-"""model/metrics.py agrees with scikit-learn, and its intervals come from resampling sessions."""
+"""model/evaluation/bootstrap.py agrees with scikit-learn, and its intervals come from resampling sessions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from model.metrics import (
+from model.evaluation.bootstrap import (
     METRICS,
     bootstrap_estimates,
     expected_calibration_error,

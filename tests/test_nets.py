@@ -12,10 +12,11 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from model.artifacts import WEIGHTS_FILE
 from model.card import ModelCard
-from model.checkpoint import WEIGHTS_FILE, load_model, predict_proba, save_model
 from model.features import ACTION_INDEX, N_ACTIONS, SCALE_DIVISOR, VECTOR_DIM, FeatureConfig
-from model.nets import ARCHS, AttentionEncoder, DwellScaling, IntentNet, NetConfig, RecurrentEncoder, build_net
+from model.training.checkpoint import load_model, predict_proba, save_model
+from model.training.nets import ARCHS, AttentionEncoder, DwellScaling, IntentNet, NetConfig, RecurrentEncoder, build_net
 
 TINY = {"lstm_units": 8, "gru_units": 4}  # 8 is divisible by the attention's 4 heads
 

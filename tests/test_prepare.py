@@ -13,8 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from cli.prepare_command import register
-from model.prepare import prepare
-from model.sources import TAOBAO, SourceSpec, build_spec
+from model.data.prepare import prepare
+from model.data.sources import TAOBAO, SourceSpec, build_spec
 
 T0 = 1_511_600_000  # 2017-11-25 08:53:20 UTC, inside the Taobao window
 GENERIC_FLAGS = [

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.features import ACTION_INDEX, ACTIONS, MAX_DWELL_S, dwell_seconds
-from model.synth import (
+from model.data.synth import (
     ACTION_SHARE_TOL,
     CLASS_SHARE,
     CLASS_SHARE_TOL,
@@ -31,6 +30,7 @@ from model.synth import (
     generate_sessions,
     write_csv,
 )
+from model.features import ACTION_INDEX, ACTIONS, MAX_DWELL_S, dwell_seconds
 
 N_SESSIONS, SEED = 20_000, 1
 ORDER, ADD_CART = ACTION_INDEX["order"], ACTION_INDEX["add_cart"]

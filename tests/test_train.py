@@ -17,14 +17,14 @@ from typer.testing import CliRunner
 
 from cli.train_command import register
 from model.card import ModelCard
-from model.checkpoint import load_model, predict_logits, predict_proba
-from model.data import Dataset, Split, WindowSet, load_dataset
+from model.data.dataset import Dataset, Split, WindowSet, load_dataset
+from model.data.synth import generate_sessions, write_csv
 from model.features import ACTIONS, ADD_CART, FeatureConfig
-from model.nets import NetConfig, build_net
-from model.scoring import abandonment_risk
-from model.synth import generate_sessions, write_csv
-from model.thresholds import abandonment_inputs, tune_thresholds
-from model.train import TrainConfig, fit, train_model
+from model.risk import abandonment_risk
+from model.training.checkpoint import load_model, predict_logits, predict_proba
+from model.training.loop import TrainConfig, fit, train_model
+from model.training.nets import NetConfig, build_net
+from model.training.thresholds import abandonment_inputs, tune_thresholds
 
 WINDOW = 6
 TINY = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=12, gru_units=8)

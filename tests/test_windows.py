@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aredis
 
 from model.features import ACTION_INDEX, ADD_CART
-from service.windows import LUA_DIR, ScoreRecord, SessionWindowStore
+from service.store.window_store import LUA_DIR, ScoreRecord, SessionWindowStore
 
 T0 = 1_764_000_000.0  # 2025-11-24, epoch seconds
 VIEW = ACTION_INDEX["view_product"]

@@ -1,0 +1,134 @@
+"""The three servers of the service benchmark, each a real uvicorn process on a loopback port.
+
+- `bare`: loadtest/bare_app.py, the HTTP floor (same framework and schemas, no work);
+- `service`: the full service through its real entry point, `session-intent serve`;
+- `naive`: loadtest/naive_app.py, torch eager per request and several Redis round trips per click.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from model.artifacts import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+CONFIGS: tuple[str, ...] = ("bare", "service", "naive")
+LOOPBACK = "127.0.0.1"
+_UVICORN_FLAGS = ("--host", LOOPBACK, "--no-access-log", "--log-level", "warning")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """How to start one configuration: argv (with `{port}` filled in later) and extra environment."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def server_spec(name: str, redis_url: str, model_dir: Path) -> ServerSpec:
+    """The spec of one of CONFIGS; every config binds to loopback only."""
+    python = sys.executable
+    if name == "bare":
+        return ServerSpec(name, (python, "-m", "uvicorn", "loadtest.bare_app:app", "--port", "{port}", *_UVICORN_FLAGS))
+    if name == "naive":
+        return ServerSpec(
+            name, (python, "-m", "uvicorn", "loadtest.naive_app:app", "--port", "{port}", *_UVICORN_FLAGS),
+            {"SI_NAIVE_REDIS_URL": redis_url, "SI_MODEL_DIR": str(model_dir)},
+        )
+    if name == "service":
+        # `session-intent serve`'s own function, without needing the console script installed on PATH.
+        entry = "import typer; from cli.serve_command import serve; typer.run(serve)"
+        return ServerSpec(
+            name, (python, "-c", entry, "--host", LOOPBACK, "--port", "{port}", "--log-level", "warning"),
+            {"SI_REDIS_URL": redis_url, "SI_MODEL_DIR": str(model_dir), "SI_AUTH_ENABLED": "false"},
+        )
+    raise ValueError(f"unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
+
+
+def http_status(url: str, timeout_s: float = 2.0) -> int | None:
+    """Status of a GET, None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+def http_text(url: str, timeout_s: float = 5.0) -> str:
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        return str(response.read().decode())
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process and its children (the embedded Redis, if any)."""
+        proc = psutil.Process(self.proc.pid)
+        total = sum(proc.cpu_times()[:2])
+        for child in proc.children(recursive=True):
+            try:
+                total += sum(child.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+        return float(total)
+
+
+@contextmanager
+def running_server(
+    spec: ServerSpec, port: int, log_dir: Path, ready_timeout_s: float = 120.0
+) -> Iterator[RunningServer]:
+    """Start `spec` on `port`, wait for /readyz 200, yield it, and stop it (SIGTERM, then SIGKILL)."""
+    argv = [arg.replace("{port}", str(port)) for arg in spec.argv]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **spec.env}
+    log_path = log_dir / f"{spec.name}.log"
+    with log_path.open("ab") as log_file:
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = RunningServer(spec, port, proc, log_path)
+    try:
+        wait_ready(server, ready_timeout_s)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_ready(server: RunningServer, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.spec.name} exited with {server.proc.returncode}; see {server.log_path}:\n"
+                               + server.log_path.read_text()[-2000:])
+        if http_status(f"{server.url}/readyz") == 200:
+            log.info("%s ready on %s", server.spec.name, server.url)
+            return
+        time.sleep(0.25)
+    raise TimeoutError(f"{server.spec.name} not ready within {timeout_s:.0f}s; see {server.log_path}")

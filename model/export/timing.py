@@ -1,0 +1,120 @@
+"""Timing primitives of the engine benchmark: interleaved runs, latency percentiles, peak RSS in a fresh process.
+
+Engines that are compared are timed in alternating rounds on the same input, so that a change in machine
+load (this CPU is shared) lands on all of them alike and their ratios stay fair.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RunFn = Callable[[np.ndarray], object]
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How many timed runs a cell gets: `target_runs`, fewer only when that would exceed `cell_budget_s`."""
+
+    target_runs: int = 200
+    min_runs: int = 60
+    cell_budget_s: float = 15.0
+    warmup_s: float = 0.15
+    rounds: int = 4  # interleaving rounds per cell
+
+    def runs_for(self, seconds_per_run: float, n_engines: int) -> int:
+        """target_runs if they fit the budget; else what fits, but min_runs unless that takes 3 × the budget."""
+        per_round_trip = max(seconds_per_run * n_engines, 1e-9)
+        runs = max(self.min_runs, min(self.target_runs, int(self.cell_budget_s / per_round_trip)))
+        return min(runs, max(self.rounds, int(3 * self.cell_budget_s / per_round_trip)))
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Latency of one batch, over `runs` timed runs."""
+
+    runs: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    batch: int
+
+    @property
+    def samples_per_s(self) -> float:
+        """Per-sample throughput: samples over the summed time of all timed runs."""
+        return self.batch * 1000.0 / self.mean_ms
+
+    @classmethod
+    def from_seconds(cls, seconds: list[float], batch: int) -> Timing:
+        ms = np.asarray(seconds) * 1000.0
+        return cls(runs=len(ms), p50_ms=float(np.percentile(ms, 50)), p99_ms=float(np.percentile(ms, 99)),
+                   mean_ms=float(ms.mean()), batch=batch)  # fmt: skip
+
+
+def batch_of(X: np.ndarray, size: int) -> np.ndarray:
+    """The first `size` windows of X (repeated if there are fewer), C-contiguous float32."""
+    reps = -(-size // len(X))
+    return np.ascontiguousarray(np.concatenate([X] * reps)[:size], dtype=np.float32)
+
+
+def _warm(fn: RunFn, x: np.ndarray, seconds: float) -> float:
+    """Run until `seconds` have passed (at least 3 runs); the mean seconds per run of the last ones."""
+    began, runs, last = time.perf_counter(), 0, 0.0
+    while runs < 3 or time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        fn(x)
+        last = time.perf_counter() - start
+        runs += 1
+    return last
+
+
+def time_interleaved(engines: Mapping[str, RunFn], x: np.ndarray, plan: TimingPlan) -> dict[str, Timing]:
+    """Time every engine on batch `x`: warm each, then `plan.rounds` rounds of runs/rounds each, rotating order."""
+    per_run = max(_warm(fn, x, plan.warmup_s) for fn in engines.values())
+    runs = plan.runs_for(per_run, len(engines))
+    per_round = max(1, -(-runs // plan.rounds))
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    names = list(engines)
+    for round_no in range(plan.rounds):
+        for name in names[round_no % len(names):] + names[: round_no % len(names)]:
+            fn = engines[name]
+            for _ in range(per_round):
+                start = time.perf_counter()
+                fn(x)
+                seconds[name].append(time.perf_counter() - start)
+    return {name: Timing.from_seconds(values, len(x)) for name, values in seconds.items()}
+
+
+_RSS_PROBE = """
+import json, sys
+from pathlib import Path
+def status_mib(key):
+    for line in open('/proc/self/status'):
+        if line.startswith(key + ':'):
+            return int(line.split()[1]) / 1024
+    return 0.0
+before = status_mib('VmRSS')
+from service.engine.onnx_engine import load_engine
+engine = load_engine(Path(sys.argv[1]), precision=sys.argv[2], providers=['CPUExecutionProvider'])
+engine.warmup((1, 8, int(sys.argv[3])))
+# The child's stdout is the protocol: one JSON line for the parent.
+json.dump({"rss_mib": status_mib('VmRSS'), "peak_rss_mib": status_mib('VmHWM'), "python_mib": before,
+           "provider": engine.provider, "model_id": engine.model_id}, sys.stdout)
+"""
+
+
+def engine_rss(model_dir: Path, precision: str, max_batch: int, cwd: Path) -> dict[str, float | str]:
+    """RSS of a fresh process that loads one engine (as the service would) and runs up to `max_batch`."""
+    result = subprocess.run([sys.executable, "-c", _RSS_PROBE, str(model_dir), precision, str(max_batch)],
+                            capture_output=True, text=True, cwd=cwd, timeout=300, check=False)  # fmt: skip
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    parsed: dict[str, float | str] = json.loads(result.stdout.strip().splitlines()[-1])
+    return parsed

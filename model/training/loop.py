@@ -1,0 +1,254 @@
+"""Training (DESIGN §6): Adam, per-label BCE, gradient clipping, an LR schedule, early stopping on
+validation make_order PR-AUC, fixed seeds and deterministic ops; optional distillation from a teacher.
+
+`train_model` trains on a Dataset's TRAIN part and early-stops on its VAL part; `fit` is the loop
+itself on any two WindowSets.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sklearn.metrics import average_precision_score
+from torch.nn import functional as F
+
+from model.data.dataset import Dataset, Split, WindowSet
+from model.training.checkpoint import predict_logits
+from model.training.distill import distillation_loss, teacher_soft_targets
+from model.training.nets import IntentNet, NetConfig, build_net
+
+log = logging.getLogger(__name__)
+
+SCHEDULES: tuple[str, ...] = ("plateau", "cosine", "none")
+_TIE = 1e-6  # PR-AUCs closer than this count as equal; the lower validation loss then wins
+
+
+class TrainingDataError(ValueError):
+    """The data cannot train a model (e.g. no validation windows); the message says why."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyperparameters; saved in the card beside the NetConfig."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    pos_weight: tuple[float, float] | None = None  # BCE positive weight per label [add_cart, make_order]
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    schedule: str = "plateau"  # plateau: halve the LR after `lr_patience` flat epochs; cosine: anneal over `epochs`
+    lr_patience: int = 1
+    patience: int | None = 4  # epochs without validation improvement before stopping; None: never stop early
+    seed: int = 0
+    # torch intra-op threads (0: torch's default). 1 by default: on a shared 2-core box, 2 threads ran
+    # an epoch 8x slower than 1 (spinning OpenMP workers fight other processes); see docs/training.md.
+    threads: int = 1
+    max_minutes: float | None = None  # wall-clock budget; the epoch running at the deadline is cut short
+    temperature: float = 1.0  # distillation temperature
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.pos_weight is not None:
+            self.pos_weight = (float(self.pos_weight[0]), float(self.pos_weight[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@contextmanager
+def deterministic_torch(seed: int, threads: int = 0) -> Iterator[None]:
+    """Seed every RNG and force deterministic kernels; restores the global torch settings after."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    old_threads = torch.get_num_threads()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        torch.set_num_threads(old_threads)
+
+
+def train_model(
+    dataset: Dataset,
+    net_cfg: NetConfig,
+    train_cfg: TrainConfig,
+    teacher: IntentNet | None = None,
+    alpha: float = 0.5,
+    show_progress: bool = True,
+) -> tuple[IntentNet, dict[str, Any]]:
+    """Train a fresh `net_cfg` network on the TRAIN part, early-stopping on VAL; the best epoch's weights.
+
+    With a teacher, the loss is alpha · BCE(true labels) + (1 − alpha) · BCE(teacher's soft labels).
+    """
+    window = dataset.windows.X.shape[1]
+    if net_cfg.window != window:
+        raise TrainingDataError(f"NetConfig.window={net_cfg.window} but the dataset's windows have N={window}")
+    train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
+    soft = teacher_soft_targets(teacher, train.X, train_cfg.temperature) if teacher is not None else None
+    with deterministic_torch(train_cfg.seed, train_cfg.threads):
+        net = build_net(net_cfg)
+        history = fit(net, train, val, train_cfg, soft=soft, alpha=alpha, show_progress=show_progress)
+    return net.eval(), history
+
+
+def fit(
+    net: IntentNet,
+    train: WindowSet,
+    val: WindowSet,
+    cfg: TrainConfig,
+    soft: np.ndarray | None = None,
+    alpha: float = 0.5,
+    show_progress: bool = True,
+) -> dict[str, Any]:
+    """Train `net` in place on `train`, keep the weights of the best `val` epoch; return the history.
+
+    soft: (len(train), 2) teacher probabilities for distillation, or None.
+    """
+    if len(train) == 0 or len(val) == 0:
+        raise TrainingDataError(
+            f"need training and validation windows, got {len(train)} and {len(val)}: the file has too few sessions"
+        )
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    X, Y = torch.from_numpy(train.X), torch.from_numpy(train.Y)
+    soft_t = torch.from_numpy(np.asarray(soft, dtype=np.float32)) if soft is not None else None
+    pos_weight = torch.tensor(cfg.pos_weight, dtype=torch.float32) if cfg.pos_weight else None
+    optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = _make_scheduler(optimizer, cfg)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    val_has_orders = bool(val.Y[:, 1].any())
+    if not val_has_orders:
+        log.warning("no make_order positives in validation: early stopping on validation loss instead of PR-AUC")
+
+    history: dict[str, Any] = {
+        "train_loss": [], "val_loss": [], "val_pr_auc": [], "val_pr_auc_add_cart": [], "lr": [], "epoch_seconds": [],
+        "monitor": "val make_order PR-AUC" if val_has_orders else "val loss",
+        "n_train": len(train), "n_val": len(val), "distilled": soft is not None,
+        "alpha": alpha if soft is not None else 1.0,
+    }  # fmt: skip
+    best: tuple[float, float] = (-np.inf, np.inf)  # (PR-AUC, val loss)
+    best_state: dict[str, torch.Tensor] = {}
+    began = time.perf_counter()
+    deadline = began + cfg.max_minutes * 60 if cfg.max_minutes is not None else np.inf
+    stopped, stale = "epochs", 0
+    n_batches = -(-len(train) // cfg.batch_size)
+    with _progress(show_progress) as progress:
+        for epoch in range(1, cfg.epochs + 1):
+            epoch_began = time.perf_counter()
+            task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss=float("nan"))
+            net.train()
+            total, seen = 0.0, 0
+            for idx in torch.randperm(len(train), generator=generator).split(cfg.batch_size):
+                logits = net(X[idx])  # (B, 2)
+                if soft_t is None:
+                    loss = F.binary_cross_entropy_with_logits(logits, Y[idx], pos_weight=pos_weight)
+                else:
+                    loss = distillation_loss(logits, Y[idx], soft_t[idx], alpha, cfg.temperature, pos_weight)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                optimizer.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+                progress.update(task, advance=1, loss=total / seen)
+                if time.perf_counter() > deadline:
+                    stopped = "time budget"
+                    break
+            progress.remove_task(task)
+
+            val_loss, pr_cart, pr_order = _validate(net, val)
+            history["train_loss"].append(total / seen)
+            history["val_loss"].append(val_loss)
+            history["val_pr_auc"].append(pr_order)
+            history["val_pr_auc_add_cart"].append(pr_cart)
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            history["epoch_seconds"].append(time.perf_counter() - epoch_began)
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f, val PR-AUC make_order %.4f add_cart %.4f, %.1f s",
+                epoch, total / seen, val_loss, pr_order, pr_cart, history["epoch_seconds"][-1],
+            )  # fmt: skip
+
+            score = (pr_order if val_has_orders else 0.0, val_loss)
+            if score[0] > best[0] + _TIE or (abs(score[0] - best[0]) <= _TIE and score[1] < best[1]):
+                best, stale = score, 0
+                history["best_epoch"] = epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                stale += 1
+            _step_scheduler(scheduler, score[0] if val_has_orders else -val_loss)
+            if stopped == "time budget":
+                break
+            if cfg.patience is not None and stale > cfg.patience:
+                stopped = "patience"
+                break
+
+    net.load_state_dict(best_state)
+    net.eval()
+    history["best_val_pr_auc"] = history["val_pr_auc"][history["best_epoch"] - 1]
+    history["stopped"] = stopped
+    history["seconds"] = time.perf_counter() - began
+    log.info(
+        "stopped (%s) after %d epochs in %.1f s; best epoch %d, val make_order PR-AUC %.4f",
+        stopped, len(history["train_loss"]), history["seconds"], history["best_epoch"], history["best_val_pr_auc"],
+    )  # fmt: skip
+    return history
+
+
+def _validate(net: IntentNet, val: WindowSet) -> tuple[float, float, float]:
+    """Unweighted BCE on `val`, and PR-AUC per label (nan for a label without positives)."""
+    logits = predict_logits(net, val.X)
+    loss = F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(val.Y)).item()
+    pr = [
+        float(average_precision_score(val.Y[:, j], logits[:, j])) if val.Y[:, j].any() else float("nan")
+        for j in range(2)
+    ]
+    return loss, pr[0], pr[1]
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=cfg.lr_patience)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))
+    return None
+
+
+def _step_scheduler(scheduler: Any, monitored: float) -> None:
+    """Step once per epoch; the plateau schedule watches the early-stopping metric (higher is better)."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(monitored)
+    elif scheduler is not None:
+        scheduler.step()
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Progress]:
+    """A per-epoch rich progress bar (transient; hidden when disabled or not on a terminal)."""
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(), transient=True, disable=not enabled,
+    )  # fmt: skip
+    with progress:
+        yield progress

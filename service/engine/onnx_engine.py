@@ -1,0 +1,242 @@
+"""The inference engine (DESIGN §7): raw windows (B, N, 16) float32 in, probabilities (B, 2) out.
+
+`OnnxEngine` is the serving path (ONNX Runtime, provider chosen from settings); `TorchEngine` is the
+PyTorch path, the one a GPU can be checked with where only PyTorch has CUDA. torch is imported only
+inside `TorchEngine`, so the serving image needs numpy and onnxruntime alone.
+
+`load_engine` picks the file for a precision and a provider:
+
+    precision  CPU provider                          GPU provider (TensorRT / CUDA)
+    int8       model.int8.onnx (fp32 if missing)     fp16, as below: int8 is a CPU affair
+    fp32       model.onnx                            model.onnx
+    fp16       model.onnx (fp16 on CPU is slower)    TensorRT: model.onnx + trt_fp16_enable;
+                                                     CUDA: model.fp16.onnx (model.onnx if missing)
+    torch      TorchEngine: CUDA fp16 when a GPU provider is requested and torch sees CUDA, else CPU fp32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE, META_FINGERPRINT, META_PRECISION, META_WINDOW, WEIGHTS_FILE
+from model.card import FingerprintMismatch, ModelCard, check_fingerprint
+from model.features import VECTOR_DIM
+from service.engine.providers import (
+    CPU,
+    CUDA,
+    DEFAULT_PROVIDERS,
+    TENSORRT,
+    is_gpu,
+    plan_providers,
+    select_providers,
+    tensorrt_options,
+)
+
+logger = logging.getLogger(__name__)
+
+# metadata_props keys written by model/export/exporter.py
+PRECISIONS: tuple[str, ...] = ("int8", "fp32", "fp16", "torch")
+
+
+class Engine(Protocol):
+    """What the batcher calls: one model run per batch, thread-safe, warmed up before /readyz."""
+
+    provider: str  # e.g. "CPUExecutionProvider", "torch:cuda:fp16"
+    model_id: str  # e.g. "lstm_gru_small-int8@3f2a9c"
+    window: int  # N
+    card: ModelCard
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        """(B, N, 16) float32 raw windows → (B, 2) float32 [p_add_cart, p_make_order]."""
+        ...
+
+    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 64)) -> None: ...
+
+
+def file_tag(path: Path) -> str:
+    """First 6 hex digits of the file's sha256: the `@3f2a9c` of a model id."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:6]
+
+
+def check_windows(windows: np.ndarray, window: int) -> np.ndarray:
+    """The batch as a C-contiguous float32 (B, N, 16) array; ValueError on any other shape."""
+    if windows.ndim != 3 or windows.shape[1:] != (window, VECTOR_DIM):
+        raise ValueError(f"expected windows of shape (B, {window}, {VECTOR_DIM}), got {windows.shape}")
+    return np.ascontiguousarray(windows, dtype=np.float32)
+
+
+def warm(engine: Engine, batch_sizes: Sequence[int]) -> None:
+    """Run an all-padding batch of each size (allocates arenas, builds TensorRT engines per profile)."""
+    for size in batch_sizes:
+        engine.run(np.zeros((size, engine.window, VECTOR_DIM), dtype=np.float32))
+    logger.info("engine %s warmed up on %s at batch sizes %s", engine.model_id, engine.provider, list(batch_sizes))
+
+
+def _session_options(intra_op_threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1  # one model run at a time per batch; no parallel branches to feed
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+class OnnxEngine:
+    """An ONNX Runtime session over one exported file; the provider actually used is `provider`."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        card: ModelCard,
+        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        intra_op_threads: int = 1,
+        trt_options: dict[str, Any] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.model_path = Path(model_path)
+        self.card = card
+        self.window = card.window
+        plan = plan_providers(providers, card.window)
+        # caller's TensorRT options (precision, cache dir) override the defaults of the plan
+        options = [opts | (trt_options or {}) if name == TENSORRT else opts
+                   for name, opts in zip(plan.providers, plan.options, strict=True)]  # fmt: skip
+        self.session = ort.InferenceSession(str(self.model_path), _session_options(intra_op_threads),
+                                            providers=plan.providers, provider_options=options)  # fmt: skip
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self._check_metadata(meta)
+        self.provider = self.session.get_providers()[0]
+        trt_fp16 = self.provider == TENSORRT and bool(options[0].get("trt_fp16_enable"))
+        self.precision = "fp16" if trt_fp16 else meta.get(META_PRECISION, "fp32")
+        self.model_id = f"{card.arch}-{self.precision}@{file_tag(self.model_path)}"
+        self._input = self.session.get_inputs()[0].name
+        logger.info("engine %s runs on %s (asked for %s; this onnxruntime offers %s; %d intra-op threads)",
+                    self.model_id, self.provider, list(providers), ort.get_available_providers(), intra_op_threads)
+
+    def _check_metadata(self, meta: dict[str, str]) -> None:
+        if META_FINGERPRINT not in meta:
+            raise FingerprintMismatch(
+                f"{self.model_path} carries no feature-layout fingerprint in its metadata; it was not written "
+                "by `session-intent export` and cannot be trusted to read our 16-dim vectors"
+            )
+        check_fingerprint(meta[META_FINGERPRINT], f"model file {self.model_path}")
+        window = meta.get(META_WINDOW)
+        if window is not None and int(window) != self.card.window:
+            raise ValueError(f"{self.model_path} was exported for N={window}, but its card says N={self.card.window}")
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        batch = check_windows(windows, self.window)
+        if batch.shape[0] == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        (probs,) = self.session.run(None, {self._input: batch})
+        return np.asarray(probs, dtype=np.float32)
+
+    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 64)) -> None:
+        warm(self, batch_sizes)
+
+
+class TorchEngine:
+    """The PyTorch network of `model.pt` under `inference_mode`: CPU fp32, or CUDA fp32/fp16."""
+
+    def __init__(self, model_dir: Path, device: str = "cpu", fp16: bool = False, threads: int | None = None) -> None:
+        import torch
+
+        from model.training.checkpoint import load_model
+
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+        if fp16 and device == "cpu":
+            raise ValueError("fp16 TorchEngine needs CUDA; on CPU use fp32 (or the ONNX int8 engine)")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError("TorchEngine(device='cuda'): this torch build sees no CUDA device")
+        if threads is not None:
+            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
+        self.model_dir = Path(model_dir)
+        net, card = load_model(self.model_dir)
+        check_fingerprint(card.fingerprint, f"{self.model_dir / 'card.json'}")
+        self.card = card
+        self.window = card.window
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.device = torch.device(device)
+        self.net = net.to(self.device, self.dtype).eval()
+        self.provider = f"torch:{device}:{'fp16' if fp16 else 'fp32'}"
+        self.model_id = f"{card.arch}-torch-{'fp16' if fp16 else 'fp32'}@{file_tag(self.model_dir / WEIGHTS_FILE)}"
+        logger.info("engine %s on %s", self.model_id, self.provider)
+
+    def run(self, windows: np.ndarray) -> np.ndarray:
+        import torch
+
+        batch = check_windows(windows, self.window)
+        with torch.inference_mode():
+            x = torch.from_numpy(batch).to(self.device, self.dtype)  # (B, N, 16)
+            probs = torch.sigmoid(self.net(x).float())  # (B, 2), sigmoid in fp32
+            return probs.cpu().numpy()
+
+    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 64)) -> None:
+        warm(self, batch_sizes)
+
+
+def _torch_engine(model_dir: Path, providers: Sequence[str], threads: int) -> TorchEngine:
+    import torch
+
+    wants_gpu = any(is_gpu(name) for name in providers)
+    if wants_gpu and torch.cuda.is_available():
+        return TorchEngine(model_dir, device="cuda", fp16=True)
+    return TorchEngine(model_dir, device="cpu", fp16=False, threads=threads)
+
+
+def onnx_file_for(model_dir: Path, precision: str, provider: str) -> tuple[Path, bool]:
+    """(file to load, TensorRT fp16 on?) for a precision on the chosen first provider; warns on a fallback."""
+    fp32 = model_dir / FP32_FILE
+    if is_gpu(provider):
+        if precision == "int8":
+            logger.warning("precision int8 runs on CPU only (TensorRT cannot run ORT's int8 ops, "
+                           "DynamicQuantizeLSTM has no CUDA kernel); %s runs fp16 instead", provider)
+            precision = "fp16"
+        if provider == CUDA and precision == "fp16":
+            fp16 = model_dir / FP16_FILE
+            if fp16.is_file():
+                return fp16, False
+            logger.warning("%s missing: CUDA runs the fp32 graph (re-run `session-intent export`)", fp16)
+        return fp32, precision == "fp16"
+    if precision == "fp16":
+        logger.warning("fp16 is a GPU precision; %s runs the fp32 graph", provider)
+    if precision == "int8":
+        int8 = model_dir / INT8_FILE
+        if int8.is_file():
+            return int8, False
+        logger.warning("%s missing (export wrote none, or it failed the AUC check): running fp32", int8)
+    return fp32, False
+
+
+def load_engine(
+    model_dir: Path,
+    precision: str = "int8",
+    providers: Sequence[str] = DEFAULT_PROVIDERS,
+    intra_op_threads: int = 1,
+    trt_cache_dir: Path | None = None,
+) -> Engine:
+    """The engine for a model directory; refuses a model built for another feature layout."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    model_dir = Path(model_dir)
+    card = ModelCard.load(model_dir)
+    check_fingerprint(card.fingerprint, f"{model_dir / 'card.json'}")
+    if precision == "torch":
+        return _torch_engine(model_dir, providers, intra_op_threads)
+    chosen = select_providers(providers)
+    if precision == "int8" and not is_gpu(chosen[0]):
+        chosen = [CPU]  # the int8 graph runs on CPU; never hand its nodes to a GPU provider
+    path, trt_fp16 = onnx_file_for(model_dir, precision, chosen[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} missing: run `session-intent export {model_dir}` first")
+    trt_options = tensorrt_options(card.window, fp16=trt_fp16, cache_dir=trt_cache_dir)
+    return OnnxEngine(path, card, chosen, intra_op_threads, trt_options)

@@ -1,0 +1,297 @@
+"""Session windows in Redis (DESIGN §7): one round trip per click, one per batch to write scores back.
+
+Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; see docs/redis.md):
+    <prefix>:{sid}:w        list of packed events, oldest first, at most N (ts_ms * 32 + action * 2 + from_ad)
+    <prefix>:{sid}:m        hash: c count, t last ts (ms), a sticky from_ad, k cart flag, and the last scores
+    <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index[|answer]", the newest few
+    <prefix>:{atrisk}       zset: session_id -> abandonment risk
+    <prefix>:{atrisk}:exp   zset: session_id -> epoch seconds when its TTL runs out (prunes the index)
+
+Every command goes through a Lua script or a single-slot command, so the store runs unchanged on a
+single Redis and on `redis.asyncio.cluster.RedisCluster`. Redis errors propagate to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+from model.features import ADD_CART, N_ACTIONS
+from model.risk import INTENTS
+
+LUA_DIR = Path(__file__).parent / "lua"
+RECORD_FIELDS = 10  # per-record ARGV fields of write_scores.lua
+AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead sessions
+assert N_ACTIONS <= 16, "a packed event keeps the action in 4 bits"
+
+RedisClient = Redis | RedisCluster
+
+
+@dataclass(frozen=True, eq=False)
+class SessionWindow:
+    """A session's stored window, oldest first; k ≤ N events.
+
+    actions  (k,) int64   index into model.features.ACTIONS
+    ts       (k,) float64 epoch seconds, millisecond resolution
+    from_ad  (k,) bool    sticky: true from the session's first from_ad event on
+    """
+
+    actions: np.ndarray
+    ts: np.ndarray
+    from_ad: np.ndarray
+    cart_has_items: bool
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class AppendResult(SessionWindow):
+    """The window after one append, and what the append found out about the event."""
+
+    event_index: int = 0  # 0-based position in the session; for a duplicate, the first call's
+    duplicate: bool = False
+    out_of_order: bool = False  # ts older than the previous event's; kept in arrival order
+    stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """The scores answered for one event, written back once per batch."""
+
+    session_id: str
+    event_id: str | None
+    event_index: int
+    p_add_cart: float
+    p_make_order: float
+    abandonment_risk: float
+    intent: str  # one of model.risk.INTENTS
+    model: str
+    window_len: int
+    ts: float
+
+
+def event_id_digest(event_id: str | None) -> bytes:
+    """8-byte digest that stands for an event_id in Redis: bounded memory for ids up to 128 chars."""
+    if not event_id:
+        return b""
+    return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
+def unpack_events(packed: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Packed list entries → actions (k,) int64, ts (k,) float64 seconds, from_ad (k,) bool."""
+    values = np.array([int(v) for v in packed], dtype=np.int64)
+    return (values >> 1) & 0xF, (values >> 5) / 1000.0, (values & 1).astype(bool)
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _number(value: float) -> str:
+    """Shortest text that parses back to the same float, so a retry returns exactly the first answer."""
+    return repr(float(value))
+
+
+def _answer(session_id: str, event_index: int, answer: str, model: str) -> dict[str, Any]:
+    """'p_add|p_order|risk|intent_code|window' (after the index) → the response fields."""
+    p_add, p_order, risk, intent, window = answer.split("|")
+    return {
+        "session_id": session_id, "event_index": event_index, "p_add_cart": float(p_add),
+        "p_make_order": float(p_order), "abandonment_risk": float(risk), "intent": INTENTS[int(intent)],
+        "model": model, "window": int(window),
+    }
+
+
+class SessionWindowStore:
+    """Sliding windows, meta, retry answers and the at-risk index of live sessions."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        window: int = 10,
+        ttl_s: int = 1800,
+        prefix: str = "si:v1",
+        event_id_memory: int = 64,
+    ) -> None:
+        if window < 1 or ttl_s < 1 or event_id_memory < 0:
+            raise ValueError("window and ttl_s must be ≥ 1 and event_id_memory ≥ 0")
+        self.client = client
+        self.window = window
+        self.ttl_s = ttl_s
+        self.prefix = prefix
+        self.event_id_memory = event_id_memory
+        self.is_cluster = isinstance(client, RedisCluster)
+        # The hash tag puts both index keys on one slot, so one script can prune them together.
+        self.risk_key = f"{prefix}:{{atrisk}}"
+        self.expiry_key = f"{prefix}:{{atrisk}}:exp"
+        # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
+        self._append = client.register_script((LUA_DIR / "append_event.lua").read_text())
+        self._write = client.register_script((LUA_DIR / "write_scores.lua").read_text())
+        self._at_risk = client.register_script((LUA_DIR / "read_at_risk.lua").read_text())
+
+    def keys(self, session_id: str) -> tuple[str, str, str]:
+        """(window, meta, event ids) keys of one session."""
+        if "{" in session_id or "}" in session_id:
+            raise ValueError("session_id must not contain braces: they would break the cluster hash tag")
+        base = f"{self.prefix}:{{{session_id}}}"
+        return f"{base}:w", f"{base}:m", f"{base}:e"
+
+    async def append_event(
+        self, session_id: str, event_id: str | None, action: int, ts: float, from_ad: bool | None
+    ) -> AppendResult:
+        """Dedupe, append, trim to N, update meta and refresh the TTL: one EVALSHA."""
+        if not 0 <= action < N_ACTIONS:
+            raise ValueError(f"action index {action} out of range 0..{N_ACTIONS - 1}")
+        if not math.isfinite(ts) or ts < 0:
+            raise ValueError(f"ts must be finite epoch seconds, got {ts}")
+        args = (
+            event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
+            self.window, self.ttl_s, self.event_id_memory, ADD_CART,
+        )
+        reply = await self._append(keys=self.keys(session_id), args=args)
+        event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
+        actions, times, flags = unpack_events(reply[6:])
+        stored = _answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
+        return AppendResult(
+            actions=actions, ts=times, from_ad=flags, cart_has_items=bool(cart), event_index=int(event_index),
+            duplicate=bool(duplicate), out_of_order=bool(out_of_order), stored_answer=stored,
+        )
+
+    async def read_window(self, session_id: str) -> SessionWindow | None:
+        """The stored window and cart flag, or None for an unknown or expired session."""
+        window_key, meta_key, _ = self.keys(session_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.lrange(window_key, 0, -1)
+            pipe.hget(meta_key, "k")
+            packed, cart = await pipe.execute()
+        if not packed:
+            return None
+        actions, times, flags = unpack_events(packed)
+        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == "1")
+
+    async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
+        """Store a batch's answers, last scores and at-risk entries: one EVALSHA (one per slot on a cluster)."""
+        if not records:
+            return
+        newest: dict[str, ScoreRecord] = {}
+        for record in records:
+            if record.session_id not in newest or record.event_index > newest[record.session_id].event_index:
+                newest[record.session_id] = record
+        index_args = [part for r in newest.values() for part in (r.session_id, _number(r.abandonment_risk))]
+        if not isinstance(self.client, RedisCluster):
+            await self._write_group(records, index_args)
+            return
+        by_slot: dict[int, list[ScoreRecord]] = {}
+        for record in records:
+            by_slot.setdefault(self.client.keyslot(self.keys(record.session_id)[1]), []).append(record)
+        # The index lives on its own slot: an extra call, concurrent with the per-slot ones.
+        await asyncio.gather(self._write_group([], index_args), *(self._write_group(g, []) for g in by_slot.values()))
+
+    async def _write_group(self, records: Sequence[ScoreRecord], index_args: list[str]) -> None:
+        keys: list[str] = []
+        args: list[str | bytes | int] = [len(records), self.ttl_s, len(index_args) // 2]
+        for r in records:
+            if r.intent not in INTENTS:
+                raise ValueError(f"unknown intent {r.intent!r}; expected one of {', '.join(INTENTS)}")
+            _, meta_key, ids_key = self.keys(r.session_id)
+            keys += [meta_key, ids_key]
+            args += [
+                r.session_id, event_id_digest(r.event_id), r.event_index, _number(r.p_add_cart),
+                _number(r.p_make_order), _number(r.abandonment_risk), INTENTS.index(r.intent), r.model,
+                r.window_len, _number(r.ts),
+            ]
+        if index_args:
+            keys += [self.risk_key, self.expiry_key]
+            args += index_args
+        await self._write(keys=keys, args=args)
+
+    async def read_scores(self, session_id: str) -> dict[str, Any] | None:
+        """The last stored scores and meta of a session (never runs the model); None if unscored or gone."""
+        _, meta_key, _ = self.keys(session_id)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.hgetall(meta_key)
+            pipe.ttl(meta_key)
+            raw, ttl = await pipe.execute()
+        meta = {_text(k): _text(v) for k, v in raw.items()}
+        if "x" not in meta:
+            return None
+        return {
+            "session_id": session_id, "event_index": int(meta["x"]), "p_add_cart": float(meta["pa"]),
+            "p_make_order": float(meta["po"]), "abandonment_risk": float(meta["r"]),
+            "intent": INTENTS[int(meta["i"])], "model": meta["mo"], "window": int(meta["n"]), "ts": float(meta["st"]),
+            "cart_has_items": meta.get("k") == "1", "from_ad": meta.get("a") == "1", "events": int(meta.get("c", 0)),
+            "last_event_ts": int(meta.get("t", 0)) / 1000.0, "expires_in_s": max(int(ttl), 0),
+        }
+
+    async def at_risk(self, min_risk: float, limit: int) -> list[dict[str, Any]]:
+        """Live sessions with risk ≥ min_risk, riskiest first, at most `limit`; never an expired one."""
+        found: list[dict[str, Any]] = []
+        offset = 0
+        while len(found) < limit:
+            index_keys = [self.risk_key, self.expiry_key]
+            flat = await self._at_risk(keys=index_keys, args=[repr(float(min_risk)), offset, AT_RISK_SCAN])
+            if not flat:
+                break
+            candidates = [(_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            offset += len(candidates)
+            live, dead = await self._live_scores(candidates)
+            found += live
+            if dead:
+                # Trails a delete on a cluster, or an index expiry behind the real TTL: drop it now.
+                await self.client.zrem(self.risk_key, *dead)
+                await self.client.zrem(self.expiry_key, *dead)
+                offset -= len(dead)
+            if len(candidates) < AT_RISK_SCAN:
+                break
+        return found[:limit]
+
+    async def _live_scores(self, candidates: list[tuple[str, float]]) -> tuple[list[dict[str, Any]], list[str]]:
+        """Split index candidates into live sessions (with their stored scores) and dead session ids."""
+        fields = ("x", "pa", "po", "i", "mo", "n", "st")
+        async with self.client.pipeline(transaction=False) as pipe:
+            for session_id, _ in candidates:
+                pipe.hmget(self.keys(session_id)[1], *fields)
+            metas = await pipe.execute()
+        live: list[dict[str, Any]] = []
+        dead: list[str] = []
+        for (session_id, risk), values in zip(candidates, metas, strict=True):
+            meta = dict(zip(fields, (_text(v) for v in values), strict=True))
+            if not meta["x"]:
+                dead.append(session_id)
+                continue
+            live.append({
+                "session_id": session_id, "abandonment_risk": risk, "p_add_cart": float(meta["pa"]),
+                "p_make_order": float(meta["po"]), "intent": INTENTS[int(meta["i"])], "model": meta["mo"],
+                "event_index": int(meta["x"]), "window": int(meta["n"]), "ts": float(meta["st"]),
+            })
+        return live, dead
+
+    async def delete_session(self, session_id: str) -> bool:
+        """Erase a session's keys and index entries; True if it existed."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in self.keys(session_id):
+                pipe.delete(key)  # one key per DEL: a cluster pipeline routes each on its own
+            pipe.zrem(self.risk_key, session_id)
+            pipe.zrem(self.expiry_key, session_id)
+            results = await pipe.execute()
+        return sum(int(n) for n in results[:3]) > 0
+
+    async def ping(self) -> bool:
+        """True when Redis answers; a readiness probe, so it never raises."""
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
