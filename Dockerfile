@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The scoring service image (DESIGN §9). Multi-stage and slim; CPU by default.
+# The scoring service image (docs/architecture.md §9). Multi-stage and slim; CPU by default.
 #
 #   docker build -t session-intent .                         # CPU: onnxruntime, no torch
 #   docker build --build-arg GPU=1 -t session-intent:gpu .   # adds the `gpu` extra: onnxruntime-gpu + tensorrt

@@ -1,4 +1,4 @@
-"""`session-intent bench engine`: torch eager fp32 vs ORT fp32 vs ORT int8 on this CPU (DESIGN §10, issue 6).
+"""`session-intent bench engine`: torch eager fp32 vs ORT fp32 vs ORT int8 on this CPU (docs/architecture.md §10, issue 6).
 
 For each model (a trained model directory, or an arch with seeded random weights) it:
 1. copies the model into a scratch directory and exports it with model/export/exporter.py (the int8 file is the

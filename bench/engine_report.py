@@ -10,9 +10,9 @@ from typing import Any
 from bench.engine import ENGINES, EngineBench, ModelResult
 from model.training.nets import LABELS
 
-# DESIGN §10 / issue 6: the published system's figures (its hardware is not named in our sources).
+# docs/architecture.md §10 / issue 6: the published system's figures (its hardware is not named in our sources).
 PUBLISHED = {"unoptimised CPU inference": 262.0, "optimised CPU inference": 189.0, "GPU inference": 73.0}
-PUBLISHED_MACHINE = "the published system (hardware not named in DESIGN.md or issue 6)"
+PUBLISHED_MACHINE = "the published system (hardware not named in the paper)"
 TARGET_RATIO, TARGET_BATCH, TARGET_THREADS, AUC_BUDGET = 1.5, 32, 1, 0.002
 RATIO_BATCHES = (8, 32, 128)
 CSV_COLUMNS = ("model", "source", "engine", "threads", "batch", "runs", "p50_ms", "p99_ms", "mean_ms",

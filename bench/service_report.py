@@ -12,7 +12,7 @@ from model.card import ModelCard
 from model.export.machine import machine_line
 
 EVENTS_ROUTE = "POST /v1/sessions/{id}/events"
-# The published serving figures (DESIGN §10): another shop, stack and machine, printed beside ours.
+# The published serving figures (docs/architecture.md §10): another shop, stack and machine, printed beside ours.
 PUBLISHED_MEAN_MS = 58.0
 PUBLISHED_QPS = 620
 PUBLISHED_HARDWARE = "NVIDIA V100"
@@ -206,7 +206,7 @@ def write_plot(result: BenchResult, path: Path) -> None:
         ax.set_yscale("log")
     axes[0].axhline(PUBLISHED_MEAN_MS, color="grey", linestyle="--",
                     label=f"published mean, {PUBLISHED_QPS} QPS, {PUBLISHED_HARDWARE}")
-    axes[2].axhline(PUBLISHED_MEAN_MS, color="grey", linestyle="--", label="p99 budget (DESIGN §1)")
+    axes[2].axhline(PUBLISHED_MEAN_MS, color="grey", linestyle="--", label="p99 budget (docs/architecture.md §1)")
     targets = sorted({r.target_qps for r in totals})
     axes[3].plot(targets, targets, color="grey", linestyle=":", label="target")
     for ax in axes:

@@ -1,4 +1,4 @@
-"""`session-intent bench service`: Locust at fixed rates against bare, service and naive (DESIGN §10).
+"""`session-intent bench service`: Locust at fixed rates against bare, service and naive (docs/architecture.md §10).
 
 Runs from a source checkout: the load test and the two comparison apps live in loadtest/, beside the
 package, not in it. Every server binds to 127.0.0.1; every Locust run is bounded in time and requests.

@@ -1,4 +1,4 @@
-"""The HTTP floor of the service benchmark (DESIGN §10): the same routes, framework and schemas, no work.
+"""The HTTP floor of the service benchmark (docs/architecture.md §10): the same routes, framework and schemas, no work.
 
 It parses and validates the click with the service's own `EventIn` and answers a constant `ScoreOut`,
 so the gap between this and the full service is Redis, micro-batching and the model, nothing else.

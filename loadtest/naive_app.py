@@ -1,4 +1,4 @@
-"""The naive baseline of the service benchmark (DESIGN §10): what a first, unoptimised version looks like.
+"""The naive baseline of the service benchmark (docs/architecture.md §10): what a first, unoptimised version looks like.
 
 Per click, in a sync handler on FastAPI's thread pool:
 - 8 separate Redis round trips (HGETALL meta, LRANGE the window, RPUSH, LTRIM, EXPIRE, HSET meta, EXPIRE,

@@ -23,7 +23,7 @@ class FingerprintMismatch(ValueError):
 
 @dataclass
 class Thresholds:
-    """Decision thresholds tuned on validation data (DESIGN §4)."""
+    """Decision thresholds tuned on validation data (docs/architecture.md §4)."""
 
     order: float = 0.5  # τ_order: p_make_order at or above it means `purchase`
     risk: float = 0.5  # τ_risk: abandonment_risk at or above it means `cart_abandonment`

@@ -1,4 +1,4 @@
-"""The one definition of the 16-dim action vector (DESIGN §3), shared by training and serving.
+"""The one definition of the 16-dim action vector (docs/architecture.md §3), shared by training and serving.
 
 numpy only: the serving image must not need torch to encode a window.
 

@@ -1,4 +1,4 @@
-"""Scores derived from the two model outputs (DESIGN §4); one definition for evaluation and serving.
+"""Scores derived from the two model outputs (docs/architecture.md §4); one definition for evaluation and serving.
 
 numpy only. Works on scalars and on arrays of any shape.
 """

@@ -1,4 +1,4 @@
-"""API keys with scopes (DESIGN §7): hashed at rest, compared in constant time.
+"""API keys with scopes (docs/architecture.md §7): hashed at rest, compared in constant time.
 
 A key is presented in the `X-API-Key` header. Settings hold only sha256 hex digests. `admin`
 implies every scope. A missing or unknown key is a 401, a known key without the scope a 403.

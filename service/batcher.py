@@ -1,4 +1,4 @@
-"""Micro-batching in front of the engine (DESIGN §7), in Triton's vocabulary.
+"""Micro-batching in front of the engine (docs/architecture.md §7), in Triton's vocabulary.
 
 - `max_batch_size`: most windows per engine run.
 - `max_queue_delay_ms`: how long the oldest queued request may wait for others to join its batch.

@@ -1,4 +1,4 @@
-"""The one error boundary (DESIGN §7): every failure becomes a JSON `{"error", "fields"?}` body here.
+"""The one error boundary (docs/architecture.md §7): every failure becomes a JSON `{"error", "fields"?}` body here.
 
 - bad input → 422 naming each field; body over `max_body_bytes` → 413;
 - Redis down, or the batch queue full → 503 with `Retry-After`; a passed deadline → 504;

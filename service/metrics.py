@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN §8). One registry per process; names carry the `si_` prefix."""
+"""Prometheus metrics (docs/architecture.md §8). One registry per process; names carry the `si_` prefix."""
 
 from __future__ import annotations
 

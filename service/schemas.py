@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (DESIGN §2), with the examples OpenAPI shows."""
+"""Request and response bodies of the HTTP API (docs/architecture.md §2), with the examples OpenAPI shows."""
 
 from __future__ import annotations
 

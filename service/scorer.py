@@ -1,4 +1,4 @@
-"""One click → one score (DESIGN §7): the store, the encoder, the batcher and the derived scores, in order.
+"""One click → one score (docs/architecture.md §7): the store, the encoder, the batcher and the derived scores, in order.
 
     append (1 Redis call) ─► encode_window ─► MicroBatcher.submit ─► risk + intent ─► ScoreWriter
 
@@ -35,7 +35,7 @@ class ScoreWriter:
     """Write-behind of answered scores: one `write_scores` call once `max_records` wait or the oldest is
     `flush_s` old.
 
-    The answer does not wait for its write (DESIGN §7: response, then one write per batch), and
+    The answer does not wait for its write (docs/architecture.md §7: response, then one write per batch), and
     coalescing over a short interval rather than per engine batch is what keeps Redis at about one
     round trip per click when batches are small. Reads of /risk and /at-risk trail a click by up to
     `flush_s`; a retry in that gap is answered from `unwritten`, so it still gets the first answer.

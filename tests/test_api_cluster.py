@@ -1,4 +1,4 @@
-"""The whole service against a real local Redis Cluster (DESIGN §9): six cluster-mode redis-servers."""
+"""The whole service against a real local Redis Cluster (docs/architecture.md §9): six cluster-mode redis-servers."""
 
 from __future__ import annotations
 

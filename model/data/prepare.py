@@ -1,4 +1,4 @@
-"""Raw clickstream export → the common event CSV `session_id,ts,action,from_ad` (DESIGN §5).
+"""Raw clickstream export → the common event CSV `session_id,ts,action,from_ad` (docs/architecture.md §5).
 
 Pipeline, one public function per step (the CLI composes them to report progress):
 
@@ -35,7 +35,7 @@ from model.features import ACTIONS, ADD_CART, ORDER, action_index
 logger = logging.getLogger(__name__)
 
 HEADER = ("session_id", "ts", "action", "from_ad")
-MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of DESIGN §4
+MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of docs/architecture.md §4
 _PROGRESS_EVERY = 1 << 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SERVICE_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")

@@ -1,4 +1,4 @@
-"""Seeded synthetic clickstream calibrated to the published statistics (DESIGN §5).
+"""Seeded synthetic clickstream calibrated to the published statistics (docs/architecture.md §5).
 
 It is the embedded default data source: it proves the pipeline end to end, and says nothing about
 accuracy on a real shop. How it works, in order:
@@ -246,7 +246,7 @@ def generate_sessions(n_sessions: int, seed: int, start: datetime | None = None)
 
 
 def write_csv(log: SynthLog, path: Path | str, on_progress: Callable[[int], None] | None = None) -> None:
-    """Write the common CSV form (DESIGN §5); `on_progress(n)` is called after every n events written."""
+    """Write the common CSV form (docs/architecture.md §5); `on_progress(n)` is called after every n events written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sid = log.session_ids[np.repeat(np.arange(len(log.starts)), log.lengths())]

@@ -1,4 +1,4 @@
-"""How well the abandonment risk of DESIGN §4 serves its users: the coupon engine and the ops dashboard.
+"""How well the abandonment risk of docs/architecture.md §4 serves its users: the coupon engine and the ops dashboard.
 
 All on test windows of one model: the risk `abandonment_risk(p_add_cart, p_make_order, cart_so_far)`
 (model/risk.py) against the event-level truth `abandonment_targets` (model/data/dataset.py).

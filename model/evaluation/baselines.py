@@ -1,4 +1,4 @@
-"""Classic baselines on the same windows and the same session split as the networks (DESIGN §6).
+"""Classic baselines on the same windows and the same session split as the networks (docs/architecture.md §6).
 
 Each baseline sees exactly what the network sees: the last N raw vectors of the prefix. Inputs are
 the flattened window plus a few aggregates over it (events per action, dwell per action, how many

@@ -6,7 +6,7 @@
   matches torch within 1e-4 on real windows (model/export/graphs.py).
 - `model.int8.onnx`: the ORT quantization recipe that keeps the AUC drop per label within 0.002 on the
   validation windows and runs fastest on this CPU; none if no recipe does both (model/export/int8.py).
-- `model.fp16.onnx`: fp16 weights and compute (fp32 inputs/outputs) for the CUDA provider (DESIGN §7).
+- `model.fp16.onnx`: fp16 weights and compute (fp32 inputs/outputs) for the CUDA provider (docs/architecture.md §7).
 
 Every file is built in a scratch directory and moved into place only after its check passes; the results
 go into the card (`card.extra["export"]`).

@@ -1,4 +1,4 @@
-"""Training (DESIGN §6): Adam, per-label BCE, gradient clipping, an LR schedule, early stopping on
+"""Training (docs/architecture.md §6): Adam, per-label BCE, gradient clipping, an LR schedule, early stopping on
 validation make_order PR-AUC, fixed seeds and deterministic ops; optional distillation from a teacher.
 
 `train_model` trains on a Dataset's TRAIN part and early-stops on its VAL part; `fit` is the loop

@@ -1,4 +1,4 @@
-"""The model zoo (DESIGN §6): recurrent nets that map a raw (B, N, 16) window to (B, 2) logits.
+"""The model zoo (docs/architecture.md §6): recurrent nets that map a raw (B, N, 16) window to (B, 2) logits.
 
 Outputs are logits for [add_cart, make_order]; a sigmoid per label gives the probabilities.
 The log1p dwell scaling of model/features.py lives inside the network (`DwellScaling`), so an

@@ -1,4 +1,4 @@
-"""Decision thresholds of DESIGN §4, tuned on validation windows by F1 (never on test).
+"""Decision thresholds of docs/architecture.md §4, tuned on validation windows by F1 (never on test).
 
 τ_order: p_make_order at or above it means `purchase`.
 τ_risk: abandonment_risk (model/risk.py) at or above it means `cart_abandonment`.

@@ -1,4 +1,4 @@
-"""The inference engine (DESIGN §7): raw windows (B, N, 16) float32 in, probabilities (B, 2) out.
+"""The inference engine (docs/architecture.md §7): raw windows (B, N, 16) float32 in, probabilities (B, 2) out.
 
 `OnnxEngine` is the serving path (ONNX Runtime, provider chosen from settings); `TorchEngine` is the
 PyTorch path, the one a GPU can be checked with where only PyTorch has CUDA. torch is imported only

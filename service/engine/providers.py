@@ -1,4 +1,4 @@
-"""ONNX Runtime execution providers: which one runs the model, and with which options (DESIGN §7).
+"""ONNX Runtime execution providers: which one runs the model, and with which options (docs/architecture.md §7).
 
 The order comes from settings (default TensorRT → CUDA → CPU) and is filtered by what the installed
 onnxruntime build offers (`onnxruntime.get_available_providers()`): the CPU wheel offers only CPU, the

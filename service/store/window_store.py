@@ -1,4 +1,4 @@
-"""Session windows in Redis (DESIGN §7): one round trip per click, one per batch to write scores back.
+"""Session windows in Redis (docs/architecture.md §7): one round trip per click, one per batch to write scores back.
 
 Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; see docs/redis.md):
     <prefix>:{sid}:w        list of packed events, oldest first, at most N (ts_ms * 32 + action * 2 + from_ad)

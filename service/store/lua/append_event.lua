@@ -1,4 +1,4 @@
--- Append one click to a session, atomically, in one round trip (DESIGN §7).
+-- Append one click to a session, atomically, in one round trip (docs/architecture.md §7).
 --
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
 -- KEYS[2]  meta hash    <prefix>:{sid}:m   c count, t last ts (ms), a sticky from_ad, k cart flag, + scores

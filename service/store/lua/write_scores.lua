@@ -1,4 +1,4 @@
--- Write back the scores of one batch (DESIGN §7): one call per batch on a single Redis, one per
+-- Write back the scores of one batch (docs/architecture.md §7): one call per batch on a single Redis, one per
 -- hash slot on a cluster (a script's keys must share a slot).
 --
 -- KEYS     m_1, e_1, ..., m_k, e_k    meta hash and event-id hash of each scored session
