@@ -1,4 +1,4 @@
-"""`session-intent bench engine`: torch eager fp32 vs ORT fp32 vs ORT int8 on this CPU (docs/architecture.md §10, issue 6).
+"""`session-intent bench engine`: torch eager fp32 vs ORT fp32 vs ORT int8 on this CPU (docs/architecture.md §10).
 
 For each model (a trained model directory, or an arch with seeded random weights) it:
 1. copies the model into a scratch directory and exports it with model/export/exporter.py (the int8 file is the
@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.engine_rss import engine_rss
+from bench.torch_engine import TorchEngine
 from model.artifacts import CARD_FILE, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
 from model.card import ModelCard
 from model.data.dataset import file_sha256
@@ -32,11 +34,11 @@ from model.export.graphs import cpu_session, onnx_probs
 from model.export.int8 import int8_accuracy, int8_source
 from model.export.machine import cpu_description
 from model.export.quantize import RECIPES, op_census, quantize_model
-from model.export.timing import RunFn, Timing, TimingPlan, batch_of, engine_rss, time_interleaved
+from model.export.timing import RunFn, Timing, TimingPlan, batch_of, time_interleaved
 from model.features import FeatureConfig
 from model.training.checkpoint import load_model, save_model
 from model.training.nets import NetConfig, build_net
-from service.engine.onnx_engine import OnnxEngine, TorchEngine
+from service.engine.onnx_engine import OnnxEngine
 
 logger = logging.getLogger(__name__)
 

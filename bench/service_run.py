@@ -1,4 +1,4 @@
-"""The service benchmark (docs/architecture.md §10): headless Locust at fixed arrival rates against bare, service and naive.
+"""The service benchmark (docs/architecture.md §10): headless Locust at fixed rates against bare, service and naive.
 
 All three servers run at once on loopback ports, against one real redis-server on loopback; for each
 target rate every configuration gets its own bounded Locust run, one after another, so slow drifts in

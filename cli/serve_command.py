@@ -1,4 +1,4 @@
-"""`session-intent serve`: the scoring service in one uvicorn worker (scale out with replicas, docs/architecture.md §9)."""
+"""`session-intent serve`: the scoring service in uvicorn (scale out with replicas, docs/architecture.md §9)."""
 
 from __future__ import annotations
 

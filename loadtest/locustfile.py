@@ -1,4 +1,5 @@
-"""Locust load of the scoring service: the storefront's clicks and the coupon engine's reads (docs/architecture.md §1, §10).
+"""Locust load of the scoring service: the storefront's clicks and the coupon engine's reads
+(docs/architecture.md §1, §10).
 
     locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 -u 50 -r 50 --run-time 1m
 

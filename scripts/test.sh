@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh train,dev
 .venv/bin/ruff check .
 .venv/bin/mypy
+.venv/bin/lint-imports
 set +e
 .venv/bin/python -m pytest -q "$@"
 status=$?

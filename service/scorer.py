@@ -1,4 +1,4 @@
-"""One click → one score (docs/architecture.md §7): the store, the encoder, the batcher and the derived scores, in order.
+"""One click → one score (docs/architecture.md §7): store, encoder, batcher, derived scores, in order.
 
     append (1 Redis call) ─► encode_window ─► MicroBatcher.submit ─► risk + intent ─► ScoreWriter
 

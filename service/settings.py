@@ -19,7 +19,7 @@ from model.artifacts import DEFAULT_MODEL_DIR
 SCOPES: tuple[str, ...] = ("events:write", "risk:read", "admin")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
-Precision = Literal["int8", "fp32", "fp16", "torch"]
+Precision = Literal["int8", "fp32", "fp16"]
 
 
 def default_model_dir() -> Path:

@@ -1,4 +1,4 @@
-"""The HTTP contract (docs/architecture.md §2, §7) through a real uvicorn, a real redis-server and a tiny trained model."""
+"""The HTTP contract (docs/architecture.md §2, §7) through real uvicorn, real redis-server, a tiny trained model."""
 
 from __future__ import annotations
 

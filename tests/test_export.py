@@ -14,12 +14,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from model.export import graphs as export_graphs
-from model.export import int8 as export_int8
 from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import ModelCard
 from model.data.dataset import Sessions, build_windows, curate
 from model.data.synth import generate_sessions, write_csv
+from model.export import graphs as export_graphs
+from model.export import int8 as export_int8
 from model.export.exporter import AUC_DROP_BUDGET, ExportParityError, ValidationWindows, export_model, onnx_probs
 from model.export.graphs import HoistedGRUGraph, export_fp32
 from model.export.quantize import EXPORT_ORDER, RECIPES, op_census, quantize_model

@@ -1,8 +1,7 @@
 """The inference engine (docs/architecture.md §7): raw windows (B, N, 16) float32 in, probabilities (B, 2) out.
 
-`OnnxEngine` is the serving path (ONNX Runtime, provider chosen from settings); `TorchEngine` is the
-PyTorch path, the one a GPU can be checked with where only PyTorch has CUDA. torch is imported only
-inside `TorchEngine`, so the serving image needs numpy and onnxruntime alone.
+`OnnxEngine` is the serving path (ONNX Runtime, provider chosen from settings). Serving never imports
+torch: the PyTorch engine the benchmarks compare against is `bench/torch_engine.py`.
 
 `load_engine` picks the file for a precision and a provider:
 
@@ -11,7 +10,6 @@ inside `TorchEngine`, so the serving image needs numpy and onnxruntime alone.
     fp32       model.onnx                            model.onnx
     fp16       model.onnx (fp16 on CPU is slower)    TensorRT: model.onnx + trt_fp16_enable;
                                                      CUDA: model.fp16.onnx (model.onnx if missing)
-    torch      TorchEngine: CUDA fp16 when a GPU provider is requested and torch sees CUDA, else CPU fp32
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE, META_FINGERPRINT, META_PRECISION, META_WINDOW, WEIGHTS_FILE
+from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE, META_FINGERPRINT, META_PRECISION, META_WINDOW
 from model.card import FingerprintMismatch, ModelCard, check_fingerprint
 from model.features import VECTOR_DIM
 from service.engine.providers import (
@@ -41,7 +39,7 @@ from service.engine.providers import (
 logger = logging.getLogger(__name__)
 
 # metadata_props keys written by model/export/exporter.py
-PRECISIONS: tuple[str, ...] = ("int8", "fp32", "fp16", "torch")
+PRECISIONS: tuple[str, ...] = ("int8", "fp32", "fp16")
 
 
 class Engine(Protocol):
@@ -143,56 +141,6 @@ class OnnxEngine:
         warm(self, batch_sizes)
 
 
-class TorchEngine:
-    """The PyTorch network of `model.pt` under `inference_mode`: CPU fp32, or CUDA fp32/fp16."""
-
-    def __init__(self, model_dir: Path, device: str = "cpu", fp16: bool = False, threads: int | None = None) -> None:
-        import torch
-
-        from model.training.checkpoint import load_model
-
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-        if fp16 and device == "cpu":
-            raise ValueError("fp16 TorchEngine needs CUDA; on CPU use fp32 (or the ONNX int8 engine)")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("TorchEngine(device='cuda'): this torch build sees no CUDA device")
-        if threads is not None:
-            torch.set_num_threads(threads)  # process-wide: torch has one intra-op pool
-        self.model_dir = Path(model_dir)
-        net, card = load_model(self.model_dir)
-        check_fingerprint(card.fingerprint, f"{self.model_dir / 'card.json'}")
-        self.card = card
-        self.window = card.window
-        self.dtype = torch.float16 if fp16 else torch.float32
-        self.device = torch.device(device)
-        self.net = net.to(self.device, self.dtype).eval()
-        self.provider = f"torch:{device}:{'fp16' if fp16 else 'fp32'}"
-        self.model_id = f"{card.arch}-torch-{'fp16' if fp16 else 'fp32'}@{file_tag(self.model_dir / WEIGHTS_FILE)}"
-        logger.info("engine %s on %s", self.model_id, self.provider)
-
-    def run(self, windows: np.ndarray) -> np.ndarray:
-        import torch
-
-        batch = check_windows(windows, self.window)
-        with torch.inference_mode():
-            x = torch.from_numpy(batch).to(self.device, self.dtype)  # (B, N, 16)
-            probs = torch.sigmoid(self.net(x).float())  # (B, 2), sigmoid in fp32
-            return probs.cpu().numpy()
-
-    def warmup(self, batch_sizes: Sequence[int] = (1, 8, 64)) -> None:
-        warm(self, batch_sizes)
-
-
-def _torch_engine(model_dir: Path, providers: Sequence[str], threads: int) -> TorchEngine:
-    import torch
-
-    wants_gpu = any(is_gpu(name) for name in providers)
-    if wants_gpu and torch.cuda.is_available():
-        return TorchEngine(model_dir, device="cuda", fp16=True)
-    return TorchEngine(model_dir, device="cpu", fp16=False, threads=threads)
-
-
 def onnx_file_for(model_dir: Path, precision: str, provider: str) -> tuple[Path, bool]:
     """(file to load, TensorRT fp16 on?) for a precision on the chosen first provider; warns on a fallback."""
     fp32 = model_dir / FP32_FILE
@@ -229,9 +177,7 @@ def load_engine(
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     model_dir = Path(model_dir)
     card = ModelCard.load(model_dir)
-    check_fingerprint(card.fingerprint, f"{model_dir / 'card.json'}")
-    if precision == "torch":
-        return _torch_engine(model_dir, providers, intra_op_threads)
+    check_fingerprint(card.fingerprint, f"{model_dir / CARD_FILE}")
     chosen = select_providers(providers)
     if precision == "int8" and not is_gpu(chosen[0]):
         chosen = [CPU]  # the int8 graph runs on CPU; never hand its nodes to a GPU provider
