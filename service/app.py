@@ -12,15 +12,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
 
 import numpy as np
 from fastapi import FastAPI
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from model.card import FingerprintMismatch
 from model.features import VECTOR_DIM
@@ -34,31 +28,16 @@ from service.metrics import ServiceMetrics
 from service.routes import events as routes_events
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
-from service.scorer import ScoreWriter, SessionScorer
+from service.scorer import SessionScorer
 from service.settings import Settings
+from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
+from service.store.write_behind import ScoreWriter
 
 log = logging.getLogger(__name__)
 
 WARMUP_DEADLINE_S = 30.0
-
-
-def connect_redis(url: str, settings: Settings) -> Any:
-    """An asyncio client that reconnects by itself after Redis comes back (each call dials if needed).
-
-    One retry on a connection error only: after a restart a pooled socket fails before the script ran.
-    Timeouts are not retried, since a timed-out EVALSHA may have appended already.
-    """
-    timeout = settings.redis_timeout_ms / 1000
-    if settings.redis_cluster:
-        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                     max_connections=settings.redis_max_connections)
-    retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
-    # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
-                                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
-    return Redis.from_pool(pool)
 
 
 @asynccontextmanager

@@ -14,8 +14,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
+from service.scopes import ADMIN
+
 API_KEY_HEADER = "X-API-Key"
-ADMIN = "admin"
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key with the route's scope.")
 

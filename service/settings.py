@@ -15,8 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.artifacts import DEFAULT_MODEL_DIR
+from service.scopes import SCOPES
 
-SCOPES: tuple[str, ...] = ("events:write", "risk:read", "admin")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 Precision = Literal["int8", "fp32", "fp16"]

@@ -7,12 +7,13 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from service.auth import require_scope
 from service.deps import StateDep
 from service.schemas import EventIn, ScoreOut, SessionId, error_responses
+from service.scopes import ADMIN, EVENTS_WRITE
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
 @router.post(
     "/sessions/{session_id}/events", response_model=ScoreOut, responses=error_responses(401, 403, 413, 422, 503, 504),
-    dependencies=[Depends(require_scope("events:write"))],
+    dependencies=[Depends(require_scope(EVENTS_WRITE))],
 )
 async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut:
     """Append one click to the session's window and score the session (a retried event_id appends nothing)."""
@@ -22,7 +23,7 @@ async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> 
 @router.delete(
     "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422, 503),
-    dependencies=[Depends(require_scope("admin"))],
+    dependencies=[Depends(require_scope(ADMIN))],
 )
 async def delete_session(session_id: SessionId, state: StateDep) -> Response:
     """Erase a session: its window, meta, event ids, stored scores and at-risk entry."""

@@ -10,9 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from service.auth import require_scope
 from service.deps import StateDep
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
+from service.scopes import RISK_READ
 
 router = APIRouter(
-    prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope("risk:read"))],
+    prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
     responses=error_responses(401, 403, 422, 503),
 )
 

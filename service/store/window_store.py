@@ -2,7 +2,7 @@
 
 Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; see docs/redis.md):
     <prefix>:{sid}:w        list of packed events, oldest first, at most N (ts_ms * 32 + action * 2 + from_ad)
-    <prefix>:{sid}:m        hash: c count, t last ts (ms), a sticky from_ad, k cart flag, and the last scores
+    <prefix>:{sid}:m        hash: count, last ts, sticky from_ad, cart flag, last scores (score_record.py)
     <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index[|answer]", the newest few
     <prefix>:{atrisk}       zset: session_id -> abandonment risk
     <prefix>:{atrisk}:exp   zset: session_id -> epoch seconds when its TTL runs out (prunes the index)
@@ -18,6 +18,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,19 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from model.features import ADD_CART, N_ACTIONS
-from model.risk import INTENTS
+from service.store.score_record import (
+    LISTED_FIELDS,
+    F,
+    ScoreRecord,
+    decode_answer,
+    decode_meta,
+    decode_scores,
+    lua_prelude,
+    number_text,
+    score_args,
+)
 
 LUA_DIR = Path(__file__).parent / "lua"
-RECORD_FIELDS = 10  # per-record ARGV fields of write_scores.lua
 AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead sessions
 assert N_ACTIONS <= 16, "a packed event keeps the action in 4 bits"
 
@@ -65,22 +75,6 @@ class AppendResult(SessionWindow):
     stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
 
 
-@dataclass(frozen=True)
-class ScoreRecord:
-    """The scores answered for one event, written back once per batch."""
-
-    session_id: str
-    event_id: str | None
-    event_index: int
-    p_add_cart: float
-    p_make_order: float
-    abandonment_risk: float
-    intent: str  # one of model.risk.INTENTS
-    model: str
-    window_len: int
-    ts: float
-
-
 def event_id_digest(event_id: str | None) -> bytes:
     """8-byte digest that stands for an event_id in Redis: bounded memory for ids up to 128 chars."""
     if not event_id:
@@ -100,19 +94,10 @@ def _text(value: bytes | str | None) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _number(value: float) -> str:
-    """Shortest text that parses back to the same float, so a retry returns exactly the first answer."""
-    return repr(float(value))
-
-
-def _answer(session_id: str, event_index: int, answer: str, model: str) -> dict[str, Any]:
-    """'p_add|p_order|risk|intent_code|window' (after the index) → the response fields."""
-    p_add, p_order, risk, intent, window = answer.split("|")
-    return {
-        "session_id": session_id, "event_index": event_index, "p_add_cart": float(p_add),
-        "p_make_order": float(p_order), "abandonment_risk": float(risk), "intent": INTENTS[int(intent)],
-        "model": model, "window": int(window),
-    }
+@cache
+def lua_script(name: str) -> str:
+    """A script of lua/ behind the score-record prelude, so Lua and Python share one set of field names."""
+    return lua_prelude() + (LUA_DIR / name).read_text()
 
 
 class SessionWindowStore:
@@ -138,9 +123,9 @@ class SessionWindowStore:
         self.risk_key = f"{prefix}:{{atrisk}}"
         self.expiry_key = f"{prefix}:{{atrisk}}:exp"
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
-        self._append = client.register_script((LUA_DIR / "append_event.lua").read_text())
-        self._write = client.register_script((LUA_DIR / "write_scores.lua").read_text())
-        self._at_risk = client.register_script((LUA_DIR / "read_at_risk.lua").read_text())
+        self._append = client.register_script(lua_script("append_event.lua"))
+        self._write = client.register_script(lua_script("write_scores.lua"))
+        self._at_risk = client.register_script(lua_script("read_at_risk.lua"))
 
     def keys(self, session_id: str) -> tuple[str, str, str]:
         """(window, meta, event ids) keys of one session."""
@@ -164,7 +149,7 @@ class SessionWindowStore:
         reply = await self._append(keys=self.keys(session_id), args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
         actions, times, flags = unpack_events(reply[6:])
-        stored = _answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
+        stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
         return AppendResult(
             actions=actions, ts=times, from_ad=flags, cart_has_items=bool(cart), event_index=int(event_index),
             duplicate=bool(duplicate), out_of_order=bool(out_of_order), stored_answer=stored,
@@ -175,7 +160,7 @@ class SessionWindowStore:
         window_key, meta_key, _ = self.keys(session_id)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.lrange(window_key, 0, -1)
-            pipe.hget(meta_key, "k")
+            pipe.hget(meta_key, F["cart"])
             packed, cart = await pipe.execute()
         if not packed:
             return None
@@ -190,7 +175,7 @@ class SessionWindowStore:
         for record in records:
             if record.session_id not in newest or record.event_index > newest[record.session_id].event_index:
                 newest[record.session_id] = record
-        index_args = [part for r in newest.values() for part in (r.session_id, _number(r.abandonment_risk))]
+        index_args = [part for r in newest.values() for part in (r.session_id, number_text(r.abandonment_risk))]
         if not isinstance(self.client, RedisCluster):
             await self._write_group(records, index_args)
             return
@@ -204,15 +189,9 @@ class SessionWindowStore:
         keys: list[str] = []
         args: list[str | bytes | int] = [len(records), self.ttl_s, len(index_args) // 2]
         for r in records:
-            if r.intent not in INTENTS:
-                raise ValueError(f"unknown intent {r.intent!r}; expected one of {', '.join(INTENTS)}")
             _, meta_key, ids_key = self.keys(r.session_id)
             keys += [meta_key, ids_key]
-            args += [
-                r.session_id, event_id_digest(r.event_id), r.event_index, _number(r.p_add_cart),
-                _number(r.p_make_order), _number(r.abandonment_risk), INTENTS.index(r.intent), r.model,
-                r.window_len, _number(r.ts),
-            ]
+            args += [r.session_id, event_id_digest(r.event_id), *score_args(r)]
         if index_args:
             keys += [self.risk_key, self.expiry_key]
             args += index_args
@@ -225,16 +204,7 @@ class SessionWindowStore:
             pipe.hgetall(meta_key)
             pipe.ttl(meta_key)
             raw, ttl = await pipe.execute()
-        meta = {_text(k): _text(v) for k, v in raw.items()}
-        if "x" not in meta:
-            return None
-        return {
-            "session_id": session_id, "event_index": int(meta["x"]), "p_add_cart": float(meta["pa"]),
-            "p_make_order": float(meta["po"]), "abandonment_risk": float(meta["r"]),
-            "intent": INTENTS[int(meta["i"])], "model": meta["mo"], "window": int(meta["n"]), "ts": float(meta["st"]),
-            "cart_has_items": meta.get("k") == "1", "from_ad": meta.get("a") == "1", "events": int(meta.get("c", 0)),
-            "last_event_ts": int(meta.get("t", 0)) / 1000.0, "expires_in_s": max(int(ttl), 0),
-        }
+        return decode_meta(session_id, {_text(k): _text(v) for k, v in raw.items()}, int(ttl))
 
     async def at_risk(self, min_risk: float, limit: int) -> list[dict[str, Any]]:
         """Live sessions with risk ≥ min_risk, riskiest first, at most `limit`; never an expired one."""
@@ -260,7 +230,7 @@ class SessionWindowStore:
 
     async def _live_scores(self, candidates: list[tuple[str, float]]) -> tuple[list[dict[str, Any]], list[str]]:
         """Split index candidates into live sessions (with their stored scores) and dead session ids."""
-        fields = ("x", "pa", "po", "i", "mo", "n", "st")
+        fields = [F[name] for name in LISTED_FIELDS]
         async with self.client.pipeline(transaction=False) as pipe:
             for session_id, _ in candidates:
                 pipe.hmget(self.keys(session_id)[1], *fields)
@@ -268,15 +238,11 @@ class SessionWindowStore:
         live: list[dict[str, Any]] = []
         dead: list[str] = []
         for (session_id, risk), values in zip(candidates, metas, strict=True):
-            meta = dict(zip(fields, (_text(v) for v in values), strict=True))
-            if not meta["x"]:
+            scores = decode_scores(session_id, dict(zip(fields, (_text(v) for v in values), strict=True)))
+            if scores is None:
                 dead.append(session_id)
                 continue
-            live.append({
-                "session_id": session_id, "abandonment_risk": risk, "p_add_cart": float(meta["pa"]),
-                "p_make_order": float(meta["po"]), "intent": INTENTS[int(meta["i"])], "model": meta["mo"],
-                "event_index": int(meta["x"]), "window": int(meta["n"]), "ts": float(meta["st"]),
-            })
+            live.append({**scores, "abandonment_risk": risk})
         return live, dead
 
     async def delete_session(self, session_id: str) -> bool:

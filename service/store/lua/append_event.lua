@@ -1,7 +1,8 @@
 -- Append one click to a session, atomically, in one round trip (docs/architecture.md §7).
+-- `F` (the meta-hash field names) is prepended by service/store/score_record.py:lua_prelude().
 --
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
--- KEYS[2]  meta hash    <prefix>:{sid}:m   c count, t last ts (ms), a sticky from_ad, k cart flag, + scores
+-- KEYS[2]  meta hash    <prefix>:{sid}:m   fields F.* (count, last_ts, from_ad, cart, + scores)
 -- KEYS[3]  event ids    <prefix>:{sid}:e   8-byte digest of event_id -> "index" or "index|scores"
 -- ARGV[1]  event-id digest, '' when the click has no event_id
 -- ARGV[2]  action index (0..15)
@@ -42,7 +43,7 @@ local function split_seen(value)
 end
 
 local function reply(index, duplicate, out_of_order, answer)
-  local meta = redis.call('HMGET', meta_key, 'k', 'mo')
+  local meta = redis.call('HMGET', meta_key, F.cart, F.model)
   local out = {index, duplicate, out_of_order, tonumber(meta[1]) or 0, answer, meta[2] or ''}
   local events = redis.call('LRANGE', window_key, 0, -1)
   for i = 1, #events do
@@ -79,14 +80,14 @@ if digest ~= '' then
   end
 end
 
-local meta = redis.call('HMGET', meta_key, 't', 'a', 'k')
+local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart)
 local last_ts = tonumber(meta[1])
 local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
 local cart = meta[3] == '1' or action == add_cart
 local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
 
-local index = redis.call('HINCRBY', meta_key, 'c', 1) - 1
-redis.call('HSET', meta_key, 't', ARGV[3], 'a', sticky_ad and '1' or '0', 'k', cart and '1' or '0')
+local index = redis.call('HINCRBY', meta_key, F.count, 1) - 1
+redis.call('HSET', meta_key, F.last_ts, ARGV[3], F.from_ad, sticky_ad and '1' or '0', F.cart, cart and '1' or '0')
 
 local packed = ts_ms * 32 + action * 2 + (sticky_ad and 1 or 0)
 redis.call('RPUSH', window_key, string.format('%.0f', packed))

@@ -6,8 +6,9 @@
 -- ARGV[1]  k, the number of session records
 -- ARGV[2]  idle TTL in seconds (an index entry expires with its session)
 -- ARGV[3]  j, the number of index entries
--- then k records of 10 fields: session_id, event-id digest or '', event_index, p_add_cart,
---          p_make_order, abandonment_risk, intent code, model, window length, ts
+-- then k records of RECORD_ARGS fields: session_id, event-id digest or '', then SCORE_FIELDS
+--          (event_index, p_add_cart, p_make_order, risk, intent code, model, window_len, scored_ts)
+-- `F`, `SCORE_FIELDS` and `RECORD_ARGS` are prepended by service/store/score_record.py:lua_prelude().
 -- then j index entries of 2 fields: session_id, abandonment_risk
 --
 -- A session that no longer exists (deleted, or expired while its batch ran) is not recreated:
@@ -17,23 +18,29 @@
 local k = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local j = tonumber(ARGV[3])
-local FIELDS = 10
 
 for r = 0, k - 1 do
   local meta_key, ids_key = KEYS[2 * r + 1], KEYS[2 * r + 2]
-  local base = 4 + r * FIELDS
-  local digest, index = ARGV[base + 1], tonumber(ARGV[base + 2])
-  local p_add, p_order, risk, intent = ARGV[base + 3], ARGV[base + 4], ARGV[base + 5], ARGV[base + 6]
-  local model, window, ts = ARGV[base + 7], ARGV[base + 8], ARGV[base + 9]
+  local base = 4 + r * RECORD_ARGS
+  local digest = ARGV[base + 1]
+  local v = {}  -- SCORE_FIELDS name -> value
+  for f = 1, #SCORE_FIELDS do
+    v[SCORE_FIELDS[f]] = ARGV[base + 1 + f]
+  end
+  local index = tonumber(v.event_index)
   if redis.call('EXISTS', meta_key) == 1 then
     -- Batches may finish out of order for one session; the meta keeps the newest event's scores.
-    local scored = tonumber(redis.call('HGET', meta_key, 'x'))
+    local scored = tonumber(redis.call('HGET', meta_key, F.event_index))
     if not scored or index >= scored then
-      redis.call('HSET', meta_key, 'x', index, 'pa', p_add, 'po', p_order, 'r', risk, 'i', intent,
-        'mo', model, 'n', window, 'st', ts)
+      local fields = {}
+      for f = 1, #SCORE_FIELDS do
+        fields[#fields + 1] = F[SCORE_FIELDS[f]]
+        fields[#fields + 1] = v[SCORE_FIELDS[f]]
+      end
+      redis.call('HSET', meta_key, unpack(fields))
     end
     if digest ~= '' and redis.call('HEXISTS', ids_key, digest) == 1 then
-      redis.call('HSET', ids_key, digest, table.concat({index, p_add, p_order, risk, intent, window}, '|'))
+      redis.call('HSET', ids_key, digest, table.concat({index, v.p_add_cart, v.p_make_order, v.risk, v.intent, v.window_len}, '|'))
     end
   end
 end
@@ -42,7 +49,7 @@ if j > 0 then
   local risk_key, expiry_key = KEYS[2 * k + 1], KEYS[2 * k + 2]
   local now = redis.call('TIME')
   local expires_at = tonumber(now[1]) + tonumber(now[2]) / 1e6 + ttl
-  local base = 3 + k * FIELDS
+  local base = 3 + k * RECORD_ARGS
   for e = 0, j - 1 do
     local session_id, risk = ARGV[base + 2 * e + 1], ARGV[base + 2 * e + 2]
     redis.call('ZADD', risk_key, risk, session_id)

@@ -1,0 +1,30 @@
+"""The Redis client the store talks through: a single server or a Redis Cluster, from settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.settings import Settings
+
+
+def connect_redis(url: str, settings: Settings) -> Any:
+    """An asyncio client that reconnects by itself after Redis comes back (each call dials if needed).
+
+    One retry on a connection error only: after a restart a pooled socket fails before the script ran.
+    Timeouts are not retried, since a timed-out EVALSHA may have appended already.
+    """
+    timeout = settings.redis_timeout_ms / 1000
+    if settings.redis_cluster:
+        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                     max_connections=settings.redis_max_connections)
+    retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+    # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
+    pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
+                                           socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
+    return Redis.from_pool(pool)

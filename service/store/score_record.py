@@ -1,0 +1,121 @@
+"""The score record and its Redis encoding: the one place that names a session's meta-hash fields.
+
+Python writes and reads records through this module, and the Lua scripts get the same names from
+`lua_prelude()`, which the store prepends to every script (docs/architecture.md §7.1). A field
+renamed here is renamed everywhere.
+
+Meta hash `<prefix>:{sid}:m`, written by append_event.lua (the click) and write_scores.lua (its scores):
+    count       events appended so far          last_ts    newest ts, integer ms
+    from_ad     sticky from_ad flag '0'/'1'     cart       cart-open flag '0'/'1' (model.risk)
+    event_index index of the scored event       p_add_cart, p_make_order, risk: shortest float text
+    intent      index into model.risk.INTENTS   model      model id
+    window_len  events in the scored window     scored_ts  ts of the scored event, epoch seconds
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from model.risk import INTENTS
+
+# Python name → Redis hash field. Short fields keep a session's meta hash small (docs/redis.md).
+META_FIELDS: Mapping[str, str] = {
+    "count": "c",
+    "last_ts": "t",
+    "from_ad": "a",
+    "cart": "k",
+    "event_index": "x",
+    "p_add_cart": "pa",
+    "p_make_order": "po",
+    "risk": "r",
+    "intent": "i",
+    "model": "mo",
+    "window_len": "n",
+    "scored_ts": "st",
+}
+F = META_FIELDS
+# The ARGV fields of one record in write_scores.lua, in order, after session_id and the event-id digest.
+SCORE_FIELDS: tuple[str, ...] = (
+    "event_index", "p_add_cart", "p_make_order", "risk", "intent", "model", "window_len", "scored_ts",
+)
+RECORD_ARGS = 2 + len(SCORE_FIELDS)  # session_id, event-id digest, then SCORE_FIELDS
+# The fields a reader of the at-risk list needs from each candidate's meta hash.
+LISTED_FIELDS: tuple[str, ...] = ("event_index", "p_add_cart", "p_make_order", "intent", "model", "window_len",
+                                  "scored_ts")
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """The scores answered for one event, written back once per batch."""
+
+    session_id: str
+    event_id: str | None
+    event_index: int
+    p_add_cart: float
+    p_make_order: float
+    abandonment_risk: float
+    intent: str  # one of model.risk.INTENTS
+    model: str
+    window_len: int  # events in the scored window (the API's `window`)
+    ts: float  # the scored event's ts, epoch seconds
+
+
+def lua_prelude() -> str:
+    """`local F = {count='c', ...}` plus the record width, for the top of every Lua script."""
+    pairs = ", ".join(f"{name}='{field}'" for name, field in META_FIELDS.items())
+    order = ", ".join(f"'{name}'" for name in SCORE_FIELDS)
+    return f"local F = {{{pairs}}}\nlocal SCORE_FIELDS = {{{order}}}\nlocal RECORD_ARGS = {RECORD_ARGS}\n"
+
+
+def number_text(value: float) -> str:
+    """Shortest text that parses back to the same float, so a retry returns exactly the first answer."""
+    return repr(float(value))
+
+
+def score_args(record: ScoreRecord) -> list[str | int]:
+    """The SCORE_FIELDS of a record as write_scores.lua takes them."""
+    if record.intent not in INTENTS:
+        raise ValueError(f"unknown intent {record.intent!r}; expected one of {', '.join(INTENTS)}")
+    values: dict[str, str | int] = {
+        "event_index": record.event_index, "p_add_cart": number_text(record.p_add_cart),
+        "p_make_order": number_text(record.p_make_order), "risk": number_text(record.abandonment_risk),
+        "intent": INTENTS.index(record.intent), "model": record.model, "window_len": record.window_len,
+        "scored_ts": number_text(record.ts),
+    }
+    return [values[name] for name in SCORE_FIELDS]
+
+
+def decode_answer(session_id: str, event_index: int, answer: str, model: str) -> dict[str, Any]:
+    """An event id's remembered answer → the response fields."""
+    p_add, p_order, risk, intent, window_len = answer.split("|")
+    return {
+        "session_id": session_id, "event_index": event_index, "p_add_cart": float(p_add),
+        "p_make_order": float(p_order), "abandonment_risk": float(risk), "intent": INTENTS[int(intent)],
+        "model": model, "window": int(window_len),
+    }
+
+
+def decode_scores(session_id: str, meta: Mapping[str, str]) -> dict[str, Any] | None:
+    """The score fields of a meta hash (Redis field → text) → the stored answer; None while unscored."""
+    if not meta.get(F["event_index"]):
+        return None
+    return {
+        "session_id": session_id, "event_index": int(meta[F["event_index"]]),
+        "p_add_cart": float(meta[F["p_add_cart"]]), "p_make_order": float(meta[F["p_make_order"]]),
+        "intent": INTENTS[int(meta[F["intent"]])], "model": meta[F["model"]], "window": int(meta[F["window_len"]]),
+        "ts": float(meta[F["scored_ts"]]),
+    }
+
+
+def decode_meta(session_id: str, meta: Mapping[str, str], ttl_s: int) -> dict[str, Any] | None:
+    """A whole meta hash → the stored scores and the session's state; None while unscored or gone."""
+    scores = decode_scores(session_id, meta)
+    if scores is None:
+        return None
+    return {
+        **scores, "abandonment_risk": float(meta[F["risk"]]), "cart_has_items": meta.get(F["cart"]) == "1",
+        "from_ad": meta.get(F["from_ad"]) == "1", "events": int(meta.get(F["count"]) or 0),
+        "last_event_ts": int(meta.get(F["last_ts"]) or 0) / 1000.0, "expires_in_s": max(int(ttl_s), 0),
+    }
