@@ -1,0 +1,66 @@
+"""`session-intent bench chaos|failover|overload`: faults under load, figures for docs/reliability.md.
+
+Each command is bounded in time, binds only to 127.0.0.1, stops every process it started, and writes
+docs/benchmarks/<name>.{md,csv,png}. They run from a source checkout (they reuse tests/redis_procs.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
+
+DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
+
+
+def register_bench(bench_app: typer.Typer) -> None:
+    bench_app.command("chaos")(bench_chaos)
+
+
+def _from_checkout() -> None:
+    if not (REPO_ROOT / "tests" / "redis_procs.py").is_file():
+        raise typer.BadParameter("the reliability benchmarks run from a source checkout (tests/ not found)")
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+
+
+def bench_chaos(
+    rate: Annotated[float, typer.Option(min=1.0, max=5000.0, help="Poisson clicks/s.")] = 300.0,
+    sessions: Annotated[int, typer.Option(min=1, help="Sessions the clicks spread over.")] = 500,
+    duration: Annotated[float, typer.Option(min=6.0, max=300.0, help="Seconds of load per run.")] = 25.0,
+    kill_at: Annotated[float, typer.Option(help="SIGKILL redis-server at this second.")] = 10.0,
+    restart_at: Annotated[float, typer.Option(help="Restart it on its data dir at this second.")] = 15.0,
+    throughput_seconds: Annotated[float, typer.Option(min=0.0, max=120.0,
+                                                      help="Closed-loop seconds per fsync round; 0 skips.")] = 10.0,
+    throughput_rounds: Annotated[int, typer.Option(min=1, max=5)] = 2,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
+    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    out_dir: Annotated[Path, typer.Option(help="Where chaos.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """SIGKILL Redis under Poisson load with appendfsync always, then everysec; writes docs/benchmarks/chaos.*."""
+    _from_checkout()
+    from bench.chaos import FSYNC_POLICIES, ChaosPlan, run_chaos, run_fsync_throughput
+    from bench.chaos_report import write_chaos_report
+
+    log = logging.getLogger(__name__)
+    results = []
+    for policy in FSYNC_POLICIES:
+        plan = ChaosPlan(appendfsync=policy, rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at,
+                         restart_at_s=restart_at, model_dir=model_dir)
+        log.info("chaos run, appendfsync %s: %.0f clicks/s for %.0f s", policy, rate, duration)
+        results.append(run_chaos(plan))
+    throughput = (run_fsync_throughput(model_dir, concurrency, throughput_seconds, throughput_rounds)
+                  if throughput_seconds > 0 else [])
+    command = (f"session-intent bench chaos --rate {rate:g} --sessions {sessions} --duration {duration:g} "
+               f"--kill-at {kill_at:g} --restart-at {restart_at:g} --throughput-seconds {throughput_seconds:g} "
+               f"--throughput-rounds {throughput_rounds} --concurrency {concurrency}")
+    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        command += f" --model-dir {model_dir}"
+    for path in write_chaos_report(results, throughput, out_dir, command):
+        log.info("wrote %s", path)
