@@ -110,7 +110,8 @@ def sigkill(server: RedisServer) -> None:
     server.proc = None
 
 
-async def _probe(url: str, pid: int, started: float, stop: asyncio.Event, probes: list[Probe]) -> None:
+async def probe_service(url: str, pid: int, started: float, stop: asyncio.Event, probes: list[Probe]) -> None:
+    """Every PROBE_EVERY_S until `stop`: /readyz status and the RSS of process `pid`, appended to `probes`."""
     proc = psutil.Process(pid)
     async with httpx.AsyncClient(timeout=1.0) as client:
         while not stop.is_set():
@@ -141,7 +142,7 @@ async def _drive(url: str, pid: int, server: RedisServer, plan: ChaosPlan) -> tu
     probes: list[Probe] = []
     marks: dict[str, float] = {}
     stop = asyncio.Event()
-    probe = asyncio.create_task(_probe(url, pid, started[0], stop, probes))
+    probe = asyncio.create_task(probe_service(url, pid, started[0], stop, probes))
     faults = asyncio.create_task(_faults(server, plan, started, marks))
     try:
         record = await run_load(url, load_plan)

@@ -20,6 +20,8 @@ DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
 
 def register_bench(bench_app: typer.Typer) -> None:
     bench_app.command("chaos")(bench_chaos)
+    bench_app.command("failover")(bench_failover)
+    bench_app.command("overload")(bench_overload)
 
 
 def _from_checkout() -> None:
@@ -63,4 +65,53 @@ def bench_chaos(
     if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
         command += f" --model-dir {model_dir}"
     for path in write_chaos_report(results, throughput, out_dir, command):
+        log.info("wrote %s", path)
+
+
+def bench_failover(
+    rate: Annotated[float, typer.Option(min=1.0, max=5000.0, help="Poisson clicks/s.")] = 200.0,
+    sessions: Annotated[int, typer.Option(min=3, help="Sessions the clicks spread over.")] = 300,
+    duration: Annotated[float, typer.Option(min=10.0, max=300.0, help="Seconds of load.")] = 30.0,
+    kill_at: Annotated[float, typer.Option(help="SIGKILL one master at this second.")] = 8.0,
+    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    out_dir: Annotated[Path, typer.Option(help="Where failover.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """SIGKILL a master of a local 3+3 Redis Cluster under Poisson load; writes docs/benchmarks/failover.*."""
+    _from_checkout()
+    from bench.failover import FailoverPlan, run_failover
+    from bench.failover_report import write_failover_report
+
+    log = logging.getLogger(__name__)
+    plan = FailoverPlan(rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at, model_dir=model_dir)
+    result = run_failover(plan)
+    command = (f"session-intent bench failover --rate {rate:g} --sessions {sessions} --duration {duration:g} "
+               f"--kill-at {kill_at:g}")
+    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        command += f" --model-dir {model_dir}"
+    for path in write_failover_report(result, out_dir, command):
+        log.info("wrote %s", path)
+
+
+def bench_overload(
+    saturation_seconds: Annotated[float, typer.Option(min=3.0, max=120.0, help="Closed-loop seconds.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
+    phase_seconds: Annotated[float, typer.Option(min=3.0, max=120.0, help="Seconds of each Poisson phase.")] = 15.0,
+    factor: Annotated[float, typer.Option(min=1.0, max=10.0, help="Overload rate / saturation rate.")] = 2.0,
+    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    out_dir: Annotated[Path, typer.Option(help="Where overload.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """Measure saturation, then drive 2 × it and come back to nominal; writes docs/benchmarks/overload.*."""
+    _from_checkout()
+    from bench.overload import OverloadPlan, run_overload
+    from bench.overload_report import write_overload_report
+
+    log = logging.getLogger(__name__)
+    plan = OverloadPlan(saturation_s=saturation_seconds, concurrency=concurrency, phase_s=phase_seconds,
+                        overload_factor=factor, model_dir=model_dir)
+    result = run_overload(plan)
+    command = (f"session-intent bench overload --saturation-seconds {saturation_seconds:g} --concurrency "
+               f"{concurrency} --phase-seconds {phase_seconds:g} --factor {factor:g}")
+    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        command += f" --model-dir {model_dir}"
+    for path in write_overload_report(result, out_dir, command):
         log.info("wrote %s", path)

@@ -8,10 +8,30 @@ import time
 from pathlib import Path
 
 import redis
+import yaml
 
 from tests.redis_procs import RedisServer, redis_binary
 
 BUS_PORT_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
+MANIFEST = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "redis-cluster.yaml"
+# The directives of the Kubernetes redis.conf that decide what a failover does; the failover tests run
+# with exactly these. The rest is pod plumbing (port, hostnames, paths) or memory sizing.
+FAILOVER_DIRECTIVES = ("cluster-node-timeout", "cluster-require-full-coverage", "appendonly", "save")
+
+
+def manifest_failover_args() -> tuple[str, ...]:
+    """FAILOVER_DIRECTIVES as redis-server arguments, read from deploy/k8s/redis-cluster.yaml's ConfigMap."""
+    docs = [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "redis-cluster-config")
+    args: list[str] = []
+    for line in config["data"]["redis.conf"].splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name in FAILOVER_DIRECTIVES:
+            args += [f"--{name}", value.strip().strip('"')]
+    missing = set(FAILOVER_DIRECTIVES) - {a.removeprefix("--") for a in args[::2]}
+    if missing:
+        raise RuntimeError(f"{MANIFEST} sets no {sorted(missing)}: the failover tests would not match it")
+    return tuple(args)
 
 
 def _port_is_free(port: int) -> bool:
@@ -39,13 +59,14 @@ def free_cluster_ports(count: int, low: int = 20000, high: int = 30000) -> list[
 class RedisClusterProcs:
     """`masters * (1 + replicas)` cluster-mode redis-servers in tmp dirs; `start()` creates the cluster."""
 
-    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000) -> None:
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1, node_timeout_ms: int = 2000,
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.replicas = replicas
         ports = free_cluster_ports(masters * (1 + replicas))
         cluster_args = (
             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-            "--cluster-node-timeout", str(node_timeout_ms),
+            "--cluster-node-timeout", str(node_timeout_ms), *extra_args,  # later arguments win
         )
         self.nodes = [RedisServer(workdir / f"node-{p}", port=p, extra_args=cluster_args) for p in ports]
 
@@ -91,6 +112,22 @@ class RedisClusterProcs:
             return False
         finally:
             client.close()
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node serving `key`'s slot now, as the startup node's CLUSTER SLOTS says."""
+        client = redis.Redis(host="127.0.0.1", port=self._answering_port(), socket_timeout=1)
+        try:
+            slot = int(client.execute_command("CLUSTER KEYSLOT", key))
+            for start, end, master, *_ in client.execute_command("CLUSTER SLOTS"):
+                if int(start) <= slot <= int(end):
+                    port = int(master[1])
+                    return next(n for n in self.nodes if n.port == port)
+        finally:
+            client.close()
+        raise RuntimeError(f"no node serves the slot of {key!r}")
+
+    def _answering_port(self) -> int:
+        return next(n.port for n in self.nodes if n.proc is not None and n.ping())
 
     def stop(self) -> None:
         for node in self.nodes:
