@@ -1,4 +1,4 @@
-"""`session-intent bench chaos|failover|overload`: faults under load, figures for docs/reliability.md.
+"""`session-intent bench chaos|failover|overload|fuzz`: faults, load and hostile input; figures for docs/reliability.md.
 
 Each command is bounded in time, binds only to 127.0.0.1, stops every process it started, and writes
 docs/benchmarks/<name>.{md,csv,png}. They run from a source checkout (they reuse tests/redis_procs.py).
@@ -22,6 +22,7 @@ def register_bench(bench_app: typer.Typer) -> None:
     bench_app.command("chaos")(bench_chaos)
     bench_app.command("failover")(bench_failover)
     bench_app.command("overload")(bench_overload)
+    bench_app.command("fuzz")(bench_fuzz)
 
 
 def _from_checkout() -> None:
@@ -114,4 +115,25 @@ def bench_overload(
     if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
         command += f" --model-dir {model_dir}"
     for path in write_overload_report(result, out_dir, command):
+        log.info("wrote %s", path)
+
+
+def bench_fuzz(
+    max_examples: Annotated[int, typer.Option(min=1, max=100_000, help="Schemathesis -n per operation.")] = 100,
+    max_time: Annotated[float, typer.Option(min=10.0, max=1800.0, help="Seconds per mode, at most.")] = 200.0,
+    seed: Annotated[int, typer.Option(help="Schemathesis seed.")] = 0,
+    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    out_dir: Annotated[Path, typer.Option(help="Where fuzz.{md,csv} go.")] = DEFAULT_OUT_DIR,
+) -> None:
+    """Schemathesis on every route, auth off then on with a real key; writes docs/benchmarks/fuzz.*."""
+    _from_checkout()
+    from bench.fuzz import FuzzPlan, run_fuzz
+    from bench.fuzz_report import write_fuzz_report
+
+    log = logging.getLogger(__name__)
+    results = run_fuzz(FuzzPlan(max_examples=max_examples, max_time_s=max_time, seed=seed, model_dir=model_dir))
+    command = f"session-intent bench fuzz --max-examples {max_examples} --max-time {max_time:g} --seed {seed}"
+    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        command += f" --model-dir {model_dir}"
+    for path in write_fuzz_report(results, out_dir, command):
         log.info("wrote %s", path)
