@@ -76,7 +76,7 @@ def run_fuzz(plan: FuzzPlan, modes: tuple[str, ...] = MODES) -> list[FuzzResult]
             argv = [sys.executable, "-m", "schemathesis.cli", "run", f"{service.url}/openapi.json",
                     "--checks", ",".join(CHECKS), "-n", str(plan.max_examples), "--seed", str(plan.seed),
                     "--max-time", f"{plan.max_time_s:g}", "--no-color", "--report", "json",
-                    "--report-json-path", str(report), "--continue-on-failure"]
+                    "--report-json-path", str(report), "--continue-on-failure", "--generation-database", "none"]
             if mode == "auth-on":
                 argv += ["-H", f"X-API-Key: {key}"]
             log.info("schemathesis, %s, -n %d", mode, plan.max_examples)
