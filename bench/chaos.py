@@ -84,8 +84,12 @@ class ChaosResult:
         return min(back) - self.restarted_at if back else None
 
     def ready_red_during_outage(self) -> bool:
+        """No /readyz probe answered 200 while Redis was down (503, or no answer within the probe's 1 s)."""
         inside = [p for p in self.probes if self.killed_at + 0.5 <= p.t < self.restarted_at]
-        return bool(inside) and all(p.ready_status == 503 for p in inside)
+        return bool(inside) and all(p.ready_status != 200 for p in inside)
+
+    def probe_timeouts(self) -> int:
+        return sum(p.ready_status == 0 for p in self.probes)
 
     def rss_mb(self, since: float, until: float) -> float:
         values = [p.rss_mb for p in self.probes if since <= p.t < until]

@@ -28,6 +28,7 @@ def chaos_rows(results: Sequence[ChaosResult]) -> list[dict[str, object]]:
             "other_statuses": " ".join(f"{s}:{n}" for s, n in statuses.items() if s not in (200, 503)) or "none",
             "server_errors_500": r.server_errors(), "503_without_retry_after": r.unavailable_without_retry_after(),
             "p99_503_ms": round(r.outage_p99_ms(), 1), "readyz_red_in_outage": r.ready_red_during_outage(),
+            "readyz_probe_timeouts": r.probe_timeouts(),
             "first_200_after_restart_s": round(first_ok, 3) if first_ok is not None else "never",
             "readyz_green_after_restart_s": round(ready, 3) if ready is not None else "never",
             "rss_mb_before": round(r.rss_mb(0, r.killed_at), 1), "rss_mb_outage": round(r.rss_mb(*r.outage()), 1),
@@ -70,7 +71,7 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
         "run does not simulate.", "",
         *_table(rows, ["appendfsync", "rate", "outage_s", "sent", "status_200", "status_503", "other_statuses",
                        "server_errors_500", "503_without_retry_after", "p99_503_ms", "readyz_red_in_outage",
-                       "first_200_after_restart_s", "readyz_green_after_restart_s"]), "",
+                       "readyz_probe_timeouts", "first_200_after_restart_s", "readyz_green_after_restart_s"]), "",
         *_table(rows, ["appendfsync", "rss_mb_before", "rss_mb_outage", "rss_mb_after", "acknowledged",
                        "acknowledged_lost", "tracebacks"]), "",
     ]
