@@ -1,6 +1,6 @@
 """Count acknowledged clicks that Redis no longer holds, after a fault.
 
-A session's meta hash keeps `c`, the number of events the store appended (docs/redis.md). Every
+A session's meta hash keeps its `count` of events the store appended (service/store/score_record.py). Every
 acknowledged click (a 200 with its own event_id) was appended once, so a session that answered `a`
 clicks with 200 must hold `c ≥ a`. Redis that forgot some of them shows either `c < a`, or event
 indices handed out twice (it counted from a lost state again). Lost = Σ max(a − c, a − distinct indices).
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.click_load import Click
+from service.store.score_record import META_FIELDS
+from service.store.window_store import SessionWindowStore
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,10 @@ def audit_acknowledged(client: Any, clicks: Iterable[Click], prefix: str = "si:v
         if click.status == 200 and click.event_index is not None:
             indices[click.session].append(click.event_index)
     sessions = sorted(indices)
+    store = SessionWindowStore(client, prefix=prefix)  # only for its key scheme; it runs nothing here
     pipe = client.pipeline(transaction=False)
     for session in sessions:
-        pipe.hget(f"{prefix}:{{{session}}}:m", "c")
+        pipe.hget(store.keys(session)[1], META_FIELDS["count"])
     stored = [int(c) if c is not None else 0 for c in pipe.execute()]
     lost = 0
     with_loss = 0

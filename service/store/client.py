@@ -17,13 +17,16 @@ def connect_redis(url: str, settings: Settings) -> Any:
     """An asyncio client that reconnects by itself after Redis comes back (each call dials if needed).
 
     One retry on a connection error only: after a restart a pooled socket fails before the script ran.
-    Timeouts are not retried, since a timed-out EVALSHA may have appended already.
+    Timeouts are not retried, since a timed-out EVALSHA may have appended already. The cluster client
+    gets the same policy instead of redis-py's default (3 tries, backoff from 1 s): with that default, a
+    killed master's clicks hung for seconds and the topology refreshes they set off stalled every other
+    slot too (docs/reliability.md, `session-intent bench failover`).
     """
     timeout = settings.redis_timeout_ms / 1000
+    retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
     if settings.redis_cluster:
         return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                     max_connections=settings.redis_max_connections)
-    retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+                                     max_connections=settings.redis_max_connections, retry=retry)
     # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
     pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
                                            socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)

@@ -17,12 +17,6 @@ OTHERS_OK_SHARE = 0.95  # the other masters' sessions: shared 2-core CI box, a f
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason=(
-    "service/app.py connect_redis builds RedisCluster with redis-py's default retry (3 tries, exponential backoff "
-    "with jitter from 1 s): commands to the dead master hang for seconds and the topology refresh they trigger "
-    "stalls every slot (504s on the other masters under load). Passing the single-node path's "
-    "Retry(NoBackoff(), retries=1, supported_errors=(ConnectionError,)) to RedisCluster.from_url fixes it "
-    "(measured, docs/reliability.md); remove this marker with that change."))
 def test_a_killed_master_costs_only_its_own_slots_and_the_service_follows_the_promotion(model_dir: Path) -> None:
     try:
         redis_binary("redis-server"), redis_binary("redis-cli")

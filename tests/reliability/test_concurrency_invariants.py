@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from model.features import ACTIONS
 from service.app import create_app
+from service.store.score_record import META_FIELDS
 from service.store.window_store import SessionWindowStore
 from tests.redis_procs import RedisServer
 from tests.service_support import WINDOW, service_settings
@@ -97,7 +98,7 @@ async def run_burst(url: str, redis_url: str, burst: list[Click]) -> None:
             expected = [sent[e] for _, e in mine][-WINDOW:]
             assert window.actions.tolist() == [action for _, action, _ in expected]
             assert [round(t * 1000) for t in window.ts.tolist()] == [ts for _, _, ts in expected]
-            count = await client.hget(f"si:v1:{{{session}}}:m", "c")
+            count = await client.hget(store.keys(session)[1], META_FIELDS["count"])
             assert count is not None and int(count) == len(mine)
     finally:
         await client.aclose()

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from service.app import create_app
 from service.auth import API_KEY_HEADER, ApiKeyAuth, hash_key
-from service.settings import SCOPES
+from service.scopes import SCOPES
 from tests.redis_procs import RedisServer
 from tests.service_support import service_settings
 from tests.uvicorn_proc import REPO_ROOT, UvicornThread
