@@ -16,8 +16,8 @@ def write_fuzz_report(results: Sequence[FuzzResult], out_dir: Path, command: str
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [{
         "mode": r.mode, "operations": r.operations, "generated_cases": r.generated,
-        "server_error_cases": sum(r.failing_cases(code) for code in SERVER_ERROR_CODES),
-        "schema_mismatch_cases": r.failing_cases() - sum(r.failing_cases(c) for c in SERVER_ERROR_CODES),
+        "server_error_failures": sum(r.failing_cases(code) for code in SERVER_ERROR_CODES),
+        "schema_mismatch_failures": r.failing_cases() - sum(r.failing_cases(c) for c in SERVER_ERROR_CODES),
         "running_time_s": round(r.running_time_s, 1), "stop_reason": r.stop_reason,
     } for r in results]
     csv_path = out_dir / "fuzz.csv"
@@ -32,7 +32,8 @@ def write_fuzz_report(results: Sequence[FuzzResult], out_dir: Path, command: str
         "Each mode: `session-intent serve` on a real redis-server; the Schemathesis CLI on its /openapi.json, every "
         "operation, every phase (examples, coverage, fuzzing), checks: " + ", ".join(f"`{c}`" for c in CHECKS)
         + ". Auth on: the service holds the sha256 digest of a freshly drawn admin key, sent with every request. "
-        "A run stops at `-n` examples per operation and phase or at its time budget (stop_reason).", "",
+        "A run stops at `-n` examples per operation and phase or at its time budget (stop_reason). Failures are "
+        "Schemathesis' unique failures: it groups the cases that fail one check the same way into one.", "",
         "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),
         *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows), "",
         "## Failures, as Schemathesis groups them", "",
@@ -41,7 +42,7 @@ def write_fuzz_report(results: Sequence[FuzzResult], out_dir: Path, command: str
         if not r.failures:
             lines.append(f"- {r.mode}: none")
         for f in r.failures:
-            lines.append(f"- {r.mode}: {f.get('code')} {f.get('title')}: {f.get('count')} case(s) on "
+            lines.append(f"- {r.mode}: {f.get('code')} {f.get('title')}: {f.get('count')} unique failure(s) on "
                          f"{', '.join(map(str, f.get('operations', []) or []))}")  # type: ignore[call-overload]
     md_path = out_dir / "fuzz.md"
     md_path.write_text("\n".join(lines) + "\n")
