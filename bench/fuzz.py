@@ -80,7 +80,9 @@ def run_fuzz(plan: FuzzPlan, modes: tuple[str, ...] = MODES) -> list[FuzzResult]
             if mode == "auth-on":
                 argv += ["-H", f"X-API-Key: {key}"]
             log.info("schemathesis, %s, -n %d", mode, plan.max_examples)
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=plan.max_time_s + 120, check=False)
+            # cwd: the CLI keeps a crash cache in ./.schemathesis, which belongs in the temp dir, not the checkout.
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=plan.max_time_s + 120, check=False,
+                                  cwd=work)
             if not report.is_file():
                 raise RuntimeError(f"schemathesis wrote no report ({done.returncode}):\n{done.stdout[-3000:]}"
                                    f"{done.stderr[-2000:]}")
