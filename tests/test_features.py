@@ -19,6 +19,7 @@ from model.features import (
     FeatureConfig,
     encode_events,
     encode_window,
+    encode_windows,
     layout_fingerprint,
     prefix_windows,
     time_flags,
@@ -131,3 +132,29 @@ def test_empty_session_window_is_all_zero() -> None:
     window = encode_window(empty, empty, empty, FeatureConfig(window=7))
     assert window.shape == (7, VECTOR_DIM)
     assert not window.any()
+
+
+@st.composite
+def raw_windows(draw: st.DrawFn, max_windows: int = 12, max_len: int = 14) -> list[tuple[np.ndarray, ...]]:
+    """Stored windows as serving reads them: unrelated sessions, some empty, some longer than N."""
+    out = []
+    for _ in range(draw(st.integers(0, max_windows))):
+        n = draw(st.integers(0, max_len))
+        actions = np.array(draw(st.lists(st.integers(0, N_ACTIONS - 1), min_size=n, max_size=n)), dtype=np.int64)
+        gaps = draw(st.lists(st.floats(-120, 4000, allow_nan=False), min_size=n, max_size=n))
+        ts = draw(TS) + np.cumsum(np.array(gaps, dtype=np.float64))
+        from_ad = np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        out.append((actions, ts, from_ad))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw_windows(), st.integers(1, 12), st.sampled_from(ZONES))
+def test_batch_encoding_equals_encode_window_exactly(windows: list[tuple[np.ndarray, ...]], window: int,
+                                                     zone: str) -> None:
+    """The engine thread encodes a whole batch at once; every row must be bit-identical to encode_window."""
+    config = FeatureConfig(timezone=zone, window=window)
+    batch = encode_windows(windows, config)  # type: ignore[arg-type]
+    assert batch.shape == (len(windows), window, VECTOR_DIM) and batch.dtype == np.float32
+    for row, (actions, ts, from_ad) in zip(batch, windows, strict=True):
+        np.testing.assert_array_equal(row, encode_window(actions, ts, from_ad, config))
