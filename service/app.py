@@ -17,7 +17,6 @@ import numpy as np
 from fastapi import FastAPI
 
 from model.card import FingerprintMismatch
-from model.features import VECTOR_DIM
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
 from service.deps import ServiceState
@@ -28,7 +27,7 @@ from service.metrics import ServiceMetrics
 from service.routes import events as routes_events
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
-from service.scorer import SessionScorer
+from service.scorer import SessionScorer, engine_runner
 from service.settings import Settings
 from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
@@ -71,7 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                              max_records=settings.score_flush_records)
         writer.start()
         stack.push_async_callback(writer.stop)
-        batcher = MicroBatcher(engine.run, max_batch_size=settings.max_batch_size,
+        batcher = MicroBatcher(engine_runner(engine), max_batch_size=settings.max_batch_size,
                                max_queue_delay_ms=settings.max_queue_delay_ms,
                                max_queue_size=settings.max_queue_size, metrics=metrics)
         await batcher.start()
@@ -84,9 +83,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                              batcher=batcher, scorer=scorer)
         app.state.service = state
         await asyncio.to_thread(engine.warmup)
-        # Ready means warmed: one real batch through the batcher, as a click would travel.
-        await batcher.submit(np.zeros((engine.window, VECTOR_DIM), dtype=np.float32),
-                             time.monotonic() + WARMUP_DEADLINE_S)
+        # Ready means warmed: one real batch through the batcher and the encoder, as a click would travel.
+        first_click = (np.zeros(1, dtype=np.int64), np.array([time.time()]), np.zeros(1, dtype=bool))
+        await batcher.submit(first_click, time.monotonic() + WARMUP_DEADLINE_S)
         state.warmed = True
         log.info("ready: model %s on %s, redis %s", engine.model_id, engine.provider,
                  "embedded" if settings.embedded_redis else "external")

@@ -7,7 +7,10 @@
   and a request still queued is dropped before it reaches the engine.
 
 One task owns the queue and forms the batches; callers only enqueue and await their future. The
-engine runs on one worker thread, so the event loop keeps serving while a batch runs.
+engine runs on one worker thread, so the event loop keeps serving while a batch runs. A request's
+items are whatever `run_batch` takes: the service queues raw stored windows, and `run_batch` encodes
+the whole batch in one vectorised call on the engine thread (docs/architecture.md §7), so no
+per-click numpy work runs on the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +31,7 @@ from service.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 
-RunBatch = Callable[[np.ndarray], np.ndarray]  # (B, N, 16) float32 -> (B, 2) float32
+RunBatch = Callable[[list[Any]], np.ndarray]  # B items (raw or encoded windows) -> (B, 2) float32
 
 
 class QueueFull(RuntimeError):
@@ -48,15 +52,20 @@ class EngineFailed(RuntimeError):
 
 @dataclass(eq=False)
 class PendingRequest:
-    """One caller's windows (k, N, 16) and the future it awaits; k > 1 only for explain."""
+    """One caller's k windows and the future it awaits; k > 1 only for explain."""
 
-    windows: np.ndarray
+    items: list[Any]
     deadline: float  # time.monotonic() seconds
     future: asyncio.Future[np.ndarray]
     enqueued_at: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
-        return int(self.windows.shape[0])
+        return len(self.items)
+
+    def expire(self) -> None:
+        """The deadline timer: answer 504 now, whether the request is queued or its batch is running."""
+        if not self.future.done():
+            self.future.set_exception(DeadlineExceeded("scores were not ready within the request deadline"))
 
     @property
     def waiting(self) -> bool:
@@ -66,17 +75,17 @@ class PendingRequest:
 
 @dataclass(eq=False)
 class Batch:
-    """Requests run together: their windows concatenated into one (B, N, 16) engine input."""
+    """Requests run together: their items concatenated, in order, into one engine input of B windows."""
 
     requests: list[PendingRequest]
-    windows: np.ndarray
+    items: list[Any]
 
     @classmethod
     def from_requests(cls, requests: Sequence[PendingRequest]) -> Batch:
-        return cls(list(requests), np.concatenate([r.windows for r in requests], axis=0))
+        return cls(list(requests), [item for r in requests for item in r.items])
 
     def __len__(self) -> int:
-        return int(self.windows.shape[0])
+        return len(self.items)
 
     def resolve(self, outputs: np.ndarray) -> None:
         """Hand each caller its rows of the (B, 2) outputs, in the order the windows were concatenated."""
@@ -84,7 +93,7 @@ class Batch:
         for request in self.requests:
             stop = start + len(request)
             if request.waiting:
-                request.future.set_result(outputs[start:stop].copy())
+                request.future.set_result(outputs[start:stop])  # a view: outputs is this batch's own array
             start = stop
 
     def fail(self, error: Exception) -> None:
@@ -118,7 +127,6 @@ class MicroBatcher:
         self._in_flight: Batch | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._accepting = False
-        self._window_shape: tuple[int, ...] | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -153,29 +161,25 @@ class MicroBatcher:
             self._executor.shutdown(wait=False)
             self._executor = None
 
-    async def submit(self, window: np.ndarray, deadline_s: float) -> np.ndarray:
-        """Scores (2,) of one window (N, 16), by `deadline_s` on the `time.monotonic()` clock."""
-        return (await self.submit_many(window[None], deadline_s))[0]
+    async def submit(self, window: Any, deadline_s: float) -> np.ndarray:
+        """Scores (2,) of one window, by `deadline_s` on the `time.monotonic()` clock."""
+        return (await self.submit_many([window], deadline_s))[0]
 
-    async def submit_many(self, windows: np.ndarray, deadline_s: float) -> np.ndarray:
-        """Scores (k, 2) of windows (k, N, 16); one engine batch when k ≤ max_batch_size."""
-        windows = self._checked(windows)
+    async def submit_many(self, windows: Sequence[Any], deadline_s: float) -> np.ndarray:
+        """Scores (k, 2) of k windows; one engine batch when k ≤ max_batch_size."""
         if len(windows) == 0:
             return np.zeros((0, 2), dtype=np.float32)
-        chunks = [windows[i : i + self.max_batch_size] for i in range(0, len(windows), self.max_batch_size)]
-        futures = [r.future for r in self._enqueue(chunks, deadline_s)]
-        time_left = max(deadline_s - time.monotonic(), 0.0)
+        items = list(windows)
+        chunks = [items[i : i + self.max_batch_size] for i in range(0, len(items), self.max_batch_size)]
+        requests = self._enqueue(chunks, deadline_s)
         try:
-            if len(futures) == 1:
-                return await asyncio.wait_for(futures[0], time_left)
+            if len(requests) == 1:
+                return await requests[0].future
             # return_exceptions: every chunk's outcome is retrieved; the first failure is raised below.
-            parts = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), time_left)
-        except DeadlineExceeded:  # the owner dropped it: expired while queued
+            parts = await asyncio.gather(*(r.future for r in requests), return_exceptions=True)
+        except DeadlineExceeded:
             self._count_timeout()
             raise
-        except TimeoutError:
-            self._count_timeout()
-            raise DeadlineExceeded("scores were not ready within the request deadline") from None
         failures = [p for p in parts if isinstance(p, BaseException)]
         if failures:
             if any(isinstance(f, DeadlineExceeded) for f in failures):
@@ -183,17 +187,7 @@ class MicroBatcher:
             raise failures[0]
         return np.concatenate([p for p in parts if isinstance(p, np.ndarray)], axis=0)
 
-    def _checked(self, windows: np.ndarray) -> np.ndarray:
-        windows = np.ascontiguousarray(windows, dtype=np.float32)
-        if windows.ndim != 3:
-            raise ValueError(f"expected windows of shape (k, N, 16), got {windows.shape}")
-        if self._window_shape is None:
-            self._window_shape = windows.shape[1:]
-        if windows.shape[1:] != self._window_shape:
-            raise ValueError(f"window shape {windows.shape[1:]} differs from this batcher's {self._window_shape}")
-        return windows
-
-    def _enqueue(self, chunks: list[np.ndarray], deadline_s: float) -> list[PendingRequest]:
+    def _enqueue(self, chunks: list[list[Any]], deadline_s: float) -> list[PendingRequest]:
         if not self._accepting or not self.running:
             raise BatcherStopped("the batcher is not running")
         total = sum(len(c) for c in chunks)
@@ -201,11 +195,16 @@ class MicroBatcher:
             if self.metrics is not None:
                 self.metrics.shed.inc()
             raise QueueFull(f"{self._queued_windows} windows queued, the bound is {self.max_queue_size}")
-        if deadline_s <= time.monotonic():
+        now = time.monotonic()
+        if deadline_s <= now:
             self._count_timeout()
             raise DeadlineExceeded("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
-        requests = [PendingRequest(chunk, deadline_s, loop.create_future()) for chunk in chunks]
+        requests = [PendingRequest(chunk, deadline_s, loop.create_future(), now) for chunk in chunks]
+        # One timer per request instead of asyncio.wait_for (a task and two callbacks per click on 3.11);
+        # loop.time() need not be time.monotonic() (uvloop), so the deadline is carried over as a delay.
+        for request in requests:
+            loop.call_later(deadline_s - now, request.expire)
         was_empty = not self._queue
         self._queue.extend(requests)
         self._queued_windows += total
@@ -270,7 +269,7 @@ class MicroBatcher:
         started = time.perf_counter()
         self._in_flight = batch
         try:
-            outputs = np.asarray(await loop.run_in_executor(self._executor, self.run_batch, batch.windows))
+            outputs = np.asarray(await loop.run_in_executor(self._executor, self.run_batch, batch.items))
             if outputs.shape != (len(batch), 2):
                 raise ValueError(f"engine returned shape {outputs.shape} for a batch of {len(batch)}")
         except asyncio.CancelledError:

@@ -1,6 +1,10 @@
 """One click → one score (docs/architecture.md §7): store, encoder, batcher, derived scores, in order.
 
-    append (1 Redis call) ─► encode_window ─► MicroBatcher.submit ─► risk + intent ─► ScoreWriter
+    append (1 Redis call) ─► MicroBatcher.submit(raw window) ─► [engine thread: encode_windows + model]
+        ─► risk + intent ─► ScoreWriter
+
+The event loop never encodes: `engine_runner` turns a whole batch of raw windows into (B, N, 16) with
+one vectorised `encode_windows` call on the engine thread (docs/architecture.md §7).
 
 Scores go back to Redis behind the answer: the `ScoreWriter` (service/store/write_behind.py) gathers the
 records answered within `SI_SCORE_FLUSH_MS` (or until `SI_SCORE_FLUSH_RECORDS` wait) into one `write_scores` call.
@@ -14,9 +18,10 @@ import time
 import numpy as np
 
 from model.card import ModelCard
-from model.features import ACTION_INDEX, ACTIONS, encode_window
+from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
 from model.risk import abandonment_risk, intent_name
-from service.batcher import MicroBatcher
+from service.batcher import MicroBatcher, RunBatch
+from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.store.score_record import ScoreRecord
@@ -67,8 +72,7 @@ class SessionScorer:
         else:
             self._count_event(event.action, appended.out_of_order)
 
-        window = encode_window(appended.actions, appended.ts, appended.from_ad, self.card.features)  # (N, 16)
-        probs = await self.batcher.submit(window, deadline)  # (2,)
+        probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
@@ -103,11 +107,11 @@ class SessionScorer:
             return None
         actions, ts, from_ad = stored.actions, stored.ts, stored.from_ad
         n_events = len(actions)
-        variants = [encode_window(actions, ts, from_ad, self.card.features)]
+        variants: list[RawWindow] = [(actions, ts, from_ad)]
         for drop in range(n_events):
             keep = np.arange(n_events) != drop
-            variants.append(encode_window(actions[keep], ts[keep], from_ad[keep], self.card.features))
-        probs = await self.batcher.submit_many(np.stack(variants), deadline)  # (1 + n_events, 2)
+            variants.append((actions[keep], ts[keep], from_ad[keep]))
+        probs = await self.batcher.submit_many(variants, deadline)  # (1 + n_events, 2)
         risks = abandonment_risk(probs[:, 0], probs[:, 1], stored.cart_has_items)  # (1 + n_events,)
         full = self._score(session_id, 0, probs[0], stored.cart_has_items, n_events)
         contributions = [
@@ -125,6 +129,16 @@ class SessionScorer:
                     "abandonment_risk": full.abandonment_risk},
             intent=full.intent, contributions=contributions,
         )
+
+
+def engine_runner(engine: Engine) -> RunBatch:
+    """The batcher's `run_batch`, on the engine thread: B raw windows → encode_windows (B, N, 16) → (B, 2)."""
+    features = engine.card.features
+
+    def run(windows: list[RawWindow]) -> np.ndarray:
+        return engine.run(encode_windows(windows, features))
+
+    return run
 
 
 def _answer_of(record: ScoreRecord) -> ScoreOut:

@@ -26,7 +26,8 @@ class SummingEngine:
         self.gate = threading.Event()
         self.gate.set()
 
-    def run(self, windows: np.ndarray) -> np.ndarray:
+    def run(self, items: list[np.ndarray]) -> np.ndarray:
+        windows = np.stack(items)  # the batcher hands over its items as a list, in queue order
         self.gate.wait(5)
         time.sleep(self.delay_s)
         self.batches.append(windows.copy())
