@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from model.card import FingerprintMismatch
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
+from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
+    app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)

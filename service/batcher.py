@@ -259,7 +259,7 @@ class MicroBatcher:
             taken.append(request)
             size += len(request)
             if self.metrics is not None:
-                self.metrics.stage.labels(stage="queue").observe(now - request.enqueued_at)
+                self.metrics.stage_queue.observe(now - request.enqueued_at)
         self._observe_depth()
         return Batch.from_requests(taken) if taken else None
 
@@ -284,7 +284,7 @@ class MicroBatcher:
         finally:
             self._in_flight = None
         if self.metrics is not None:
-            self.metrics.stage.labels(stage="infer").observe(time.perf_counter() - started)
+            self.metrics.stage_infer.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(batch))
         batch.resolve(outputs)
 

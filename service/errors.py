@@ -10,14 +10,16 @@ and records the request histogram, so that even its own 413/500 answers are meas
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
@@ -95,6 +97,24 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s:
     app.add_exception_handler(EngineFailed, on_engine_failed)
 
 
+async def _respond(handler: Any, request: Request, exc: Exception) -> Response:
+    result = handler(request, exc)
+    return await result if inspect.isawaitable(result) else result  # type: ignore[no-any-return]
+
+
+def handler_for(app: FastAPI, exc: Exception) -> Callable[[Request, Exception], Awaitable[Response]] | None:
+    """The handler registered for `exc`'s nearest class, as Starlette's ExceptionMiddleware would pick it.
+
+    For code that answers outside FastAPI's routing (service/click_path.py), so it still answers through
+    this one boundary.
+    """
+    for cls in type(exc).__mro__:
+        handler = app.exception_handlers.get(cls)
+        if handler is not None:
+            return functools.partial(_respond, handler)
+    return None
+
+
 class BoundaryMiddleware:
     """Pure ASGI: body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
 
@@ -133,7 +153,7 @@ class BoundaryMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(route=template, method=scope.get("method", ""), status=str(status)).observe(
+            self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status)).observe(
                 time.perf_counter() - start
             )
 

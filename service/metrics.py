@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 # Buckets that resolve 0.5-100 ms, with a tail for overload.
@@ -42,3 +44,16 @@ class ServiceMetrics:
             "Events whose action slot never occurred in the model's training data.", ["action"], registry=r,
         )
         self.model = Info("si_model", "Model and execution provider in use.", registry=r)
+        # Children bound once: `labels()` takes a lock and builds a key on every call, on the click's path.
+        self.stage_redis, self.stage_queue, self.stage_infer, self.stage_total = (
+            self.stage.labels(stage=name) for name in ("redis", "queue", "infer", "total")
+        )
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def child(self, metric: Histogram | Counter, *values: str) -> Any:
+        """`metric.labels(*values)`, bound on first use and reused (series appear only once observed)."""
+        key = (metric, *values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found

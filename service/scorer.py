@@ -59,7 +59,7 @@ class SessionScorer:
         appended = await self.store.append_event(
             session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad
         )
-        self.metrics.stage.labels(stage="redis").observe(time.perf_counter() - start)
+        self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
             self.metrics.duplicates.inc()
             if appended.stored_answer is not None:
@@ -79,13 +79,13 @@ class SessionScorer:
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
         ))
-        self.metrics.stage.labels(stage="total").observe(time.perf_counter() - start)
+        self.metrics.stage_total.observe(time.perf_counter() - start)
         return out
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
-        self.metrics.events.labels(action=action).inc()
+        self.metrics.child(self.metrics.events, action).inc()
         if action in self._unseen:
-            self.metrics.unseen_actions.labels(action=action).inc()
+            self.metrics.child(self.metrics.unseen_actions, action).inc()
         if out_of_order:
             self.metrics.out_of_order.inc()
 
