@@ -17,11 +17,13 @@ model; everything else falls through to the full app, unchanged:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import API_KEY_HEADER
@@ -46,7 +48,7 @@ class ClickRoute:
     @classmethod
     def find(cls, app: FastAPI) -> ClickRoute | None:
         """The click route, if it still has the shape the lean path reproduces; else None (no lean path)."""
-        for route in app.routes:
+        for route in _flat_routes(app):
             if isinstance(route, APIRoute) and route.path == CLICK_PATH and "POST" in (route.methods or ()):
                 scopes = [getattr(d.dependency, "required_scope", None) for d in route.dependencies]
                 if route.response_model is not ScoreOut or len(scopes) > 1 or None in scopes:
@@ -55,6 +57,17 @@ class ClickRoute:
                     return None
                 return cls(route, scopes[0] if scopes else None)
         return None
+
+
+def _flat_routes(app: FastAPI) -> Iterator[BaseRoute]:
+    """Every route of the app, through included routers (FastAPI ≥ 0.16x includes them lazily)."""
+    try:
+        from fastapi.routing import iter_route_contexts
+    except ImportError:  # an older FastAPI: app.routes is flat already
+        yield from app.routes
+        return
+    for context in iter_route_contexts(app.routes):
+        yield context.route
 
 
 class ClickFastPath:
