@@ -8,6 +8,7 @@ unreachable at startup does not stop the process, it only keeps /readyz red unti
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
 from service.errors import BoundaryMiddleware, install_error_handlers
-from service.metrics import ServiceMetrics
+from service.metrics import GcPauses, ServiceMetrics
 from service.routes import events as routes_events
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
@@ -56,6 +57,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.critical("refusing to start: %s", exc)
         raise
     async with AsyncExitStack() as stack:
+        pauses = GcPauses(metrics)
+        pauses.install()
+        stack.callback(pauses.remove)
         url = settings.redis_url
         if url is None:
             embedded = await asyncio.to_thread(EmbeddedRedis().start)
@@ -87,6 +91,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Ready means warmed: one real batch through the batcher and the encoder, as a click would travel.
         first_click = (np.zeros(1, dtype=np.int64), np.array([time.time()]), np.zeros(1, dtype=bool))
         await batcher.submit(first_click, time.monotonic() + WARMUP_DEADLINE_S)
+        # Everything allocated so far (modules, the app, the ONNX session) lives for the whole process:
+        # freeze it out of the GC's reach, so a full collection walks only what requests allocate.
+        # Without it, a gen-2 collection over every imported object stalls the event loop for
+        # milliseconds at a time (si_gc_pause_seconds shows it; docs/benchmarks/service.md measures it).
+        if settings.gc_freeze:
+            gc.collect()
+            gc.freeze()
         state.warmed = True
         log.info("ready: model %s on %s, redis %s", engine.model_id, engine.provider,
                  "embedded" if settings.embedded_redis else "external")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -44,6 +46,10 @@ class ServiceMetrics:
             "Events whose action slot never occurred in the model's training data.", ["action"], registry=r,
         )
         self.model = Info("si_model", "Model and execution provider in use.", registry=r)
+        self.gc_pause = Histogram(
+            "si_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by generation.", ["generation"],
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )
         # Children bound once: `labels()` takes a lock and builds a key on every call, on the click's path.
         self.stage_redis, self.stage_queue, self.stage_infer, self.stage_total = (
             self.stage.labels(stage=name) for name in ("redis", "queue", "infer", "total")
@@ -57,3 +63,24 @@ class ServiceMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found
+
+
+class GcPauses:
+    """Times every collection of the cyclic GC into `si_gc_pause_seconds`: a stop-the-world pause of the loop."""
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._by_generation = [metrics.gc_pause.labels(generation=str(g)) for g in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def remove(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
