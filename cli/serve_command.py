@@ -1,4 +1,4 @@
-"""`session-intent serve`: the scoring service in uvicorn (scale out with replicas, docs/architecture.md §9)."""
+"""`session-intent serve`: the scoring service in uvicorn; `--workers N` for N processes (docs/scaling.md)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ def serve(
     max_queue_delay_ms: Annotated[float | None, typer.Option(help="[SI_MAX_QUEUE_DELAY_MS; 2]")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error [SI_LOG_LEVEL; info].")] = None,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="uvicorn's access log.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Processes, each with its own engine and batcher; one Redis [SI_WORKERS; 1].")
+    ] = None,
 ) -> None:
     """Run the HTTP scoring service; every option overrides its SI_* variable (see docs/service.md)."""
     import uvicorn
@@ -42,7 +45,7 @@ def serve(
     given: dict[str, Any] = {
         "host": host, "port": port, "model_dir": model_dir, "precision": precision, "redis_url": redis_url,
         "redis_cluster": redis_cluster, "max_batch_size": max_batch_size, "max_queue_delay_ms": max_queue_delay_ms,
-        "log_level": log_level,
+        "log_level": log_level, "workers": workers,
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
@@ -56,6 +59,14 @@ def serve(
     except (FileNotFoundError, FingerprintMismatch) as exc:
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
+    logging.basicConfig(format="%(levelname)s:     %(message)s")
     logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.workers > 1:
+        from cli.serve_workers import run_workers, settings_env, shared_redis
+
+        with shared_redis(settings.embedded_redis, settings.auth_active) as redis_env:
+            run_workers(settings.workers, settings.host, settings.port, settings.log_level, access_log,
+                        {**settings_env(given), **redis_env})
+        return
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
                 log_level=settings.log_level, access_log=access_log, lifespan="on")

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=4096, ge=256, description="Larger request bodies answer 413.")
     at_risk_default_limit: int = Field(default=100, ge=1)
     at_risk_max_limit: int = Field(default=1000, ge=1)
+    # Processes. Each worker has its own engine and batcher; all share one Redis (docs/scaling.md).
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `session-intent serve`.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

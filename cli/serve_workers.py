@@ -1,0 +1,87 @@
+"""`session-intent serve --workers N`: N uvicorn worker processes on one socket, sharing one Redis.
+
+Each worker builds its own app (engine, batcher, Redis client) from SI_* variables, so the parent
+hands its settings down as environment. In the embedded default the parent starts the one embedded
+redis-server (service/store/embedded.py) and gives every worker its URL; auth keeps the embedded
+default's meaning (off unless asked for), since a worker sees a Redis URL and would otherwise turn it on.
+
+uvicorn's supervisor restarts a worker that dies; this one also reports it, at ERROR, with its exit
+code or signal, whatever the log level. Sizing workers and pods: docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+log = logging.getLogger("session_intent.workers")
+
+APP_FACTORY = "service.app:create_app"
+
+
+def settings_env(given: Mapping[str, Any]) -> dict[str, str]:
+    """SI_* variables for the options given on the command line (None: not given, the worker reads its own)."""
+    env: dict[str, str] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        env[f"SI_{name.upper()}"] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
+
+
+@contextmanager
+def shared_redis(embedded: bool, auth_active: bool) -> Iterator[dict[str, str]]:
+    """Environment that points every worker at one Redis: the parent's embedded one in the default."""
+    if not embedded:
+        yield {}
+        return
+    from service.store.embedded import EmbeddedRedis
+
+    redis = EmbeddedRedis().start()
+    try:
+        yield {"SI_REDIS_URL": redis.url, "SI_AUTH_ENABLED": "true" if auth_active else "false"}
+    finally:
+        redis.stop()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def run_workers(workers: int, host: str, port: int, log_level: str, access_log: bool,
+                env: Mapping[str, str]) -> None:
+    """Bind once, run `workers` processes of the app factory until SIGINT/SIGTERM; report deaths."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    class ReportingSupervisor(Multiprocess):
+        """uvicorn's Multiprocess, plus an ERROR line for every worker found dead before its restart."""
+
+        def keep_subprocess_alive(self) -> None:
+            if not self.should_exit.is_set():
+                for process in self.processes:
+                    if not process.process.is_alive():
+                        log.error("worker [%s] died (%s); starting a new one in its place", process.pid,
+                                  describe_exit(process.process.exitcode))
+            super().keep_subprocess_alive()
+
+    os.environ.update(env)  # spawned workers inherit it and build their Settings from it
+    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers,
+                            log_level=log_level, access_log=access_log, lifespan="on")
+    sock = config.bind_socket()
+    log.warning("serving on http://%s:%d with %d workers (one engine and batcher each)", host, port, workers)
+    try:
+        ReportingSupervisor(config, sockets=[sock]).run()
+    finally:
+        sock.close()

@@ -1,0 +1,63 @@
+"""`session-intent serve --workers N` (docs/scaling.md): N processes, each with its own engine, sharing the ONE
+embedded Redis the parent started; a worker that dies is reported and replaced; SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.service_support import tiny_model_dir
+from tests.uvicorn_proc import ServeProcess
+
+
+def workers_of(parent: psutil.Process) -> list[psutil.Process]:
+    return [p for p in parent.children() if "spawn_main" in " ".join(p.cmdline())]
+
+
+def wait_for(predicate: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"not true within {timeout_s} s")
+
+
+def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("SI_REDIS_URL", "SI_API_KEYS", "SI_AUTH_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    model_dir = tiny_model_dir(tmp_path_factory.getbasetemp())
+    serve = ServeProcess({"SI_MODEL_DIR": str(model_dir), "SI_WORKERS": "2"}, log_path=tmp_path / "serve.log").start()
+    parent = psutil.Process(serve.pid)
+    try:
+        (redis_server,) = [p for p in parent.children() if "redis-server" in p.name()]
+        wait_for(lambda: len(workers_of(parent)) == 2)
+        with httpx.Client(base_url=serve.url) as http:
+            # Fresh connections land on either worker; one session's count runs on regardless.
+            indices = [httpx.post(f"{serve.url}/v1/sessions/w-1/events", json={"action": "view_product"}).json()
+                       ["event_index"] for _ in range(12)]
+            assert indices == list(range(12))
+            socket = f"unix://{Path(redis_server.cwd()) / 'redis.sock'}"  # redis-server runs in its --dir
+            assert {w.environ().get("SI_REDIS_URL") for w in workers_of(parent)} == {socket}
+
+            victim = workers_of(parent)[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            wait_for(lambda: f"worker [{victim.pid}] died (killed by SIGKILL)" in serve.output())
+            wait_for(lambda: len(workers_of(parent)) == 2 and victim.pid not in {w.pid for w in workers_of(parent)})
+            wait_for(lambda: http.post("/v1/sessions/w-1/events", json={"action": "home"}).status_code == 200)
+        survivors = workers_of(parent)
+    finally:
+        proc = serve.proc
+        output = serve.stop()
+    assert proc is not None and proc.returncode == 0, output
+    assert not redis_server.is_running()
+    assert not any(w.is_running() for w in survivors)
+    assert output.count("AUTH IS OFF") >= 2  # every worker keeps the embedded default's meaning
