@@ -1,7 +1,10 @@
-"""The three servers of the service benchmark, each a real uvicorn process on a loopback port.
+"""The servers of the service benchmark, each a real uvicorn process on a loopback port.
 
 - `bare`: loadtest/bare_app.py, the HTTP floor (same framework and schemas, no work);
-- `service`: the full service through its real entry point, `session-intent serve`;
+- `service`: the full service through its real entry point, `session-intent serve`, with its defaults
+  (int8, the small committed model, micro-batching, one worker);
+- `service-published`: the same with the published-size model (bench/service_models.py);
+- `service-fp32`, `service-batch1` (max_batch_size=1), `service-workers2` (`--workers 2`): one knob each;
 - `naive`: loadtest/naive_app.py, torch eager per request and several Redis round trips per click.
 """
 
@@ -25,7 +28,15 @@ from model.artifacts import REPO_ROOT
 
 log = logging.getLogger(__name__)
 
-CONFIGS: tuple[str, ...] = ("bare", "service", "naive")
+# Service variants: the SI_* settings that differ from the defaults.
+SERVICE_VARIANTS: dict[str, dict[str, str]] = {
+    "service": {},
+    "service-published": {},  # its model directory is the difference
+    "service-fp32": {"SI_PRECISION": "fp32"},
+    "service-batch1": {"SI_MAX_BATCH_SIZE": "1"},
+    "service-workers2": {"SI_WORKERS": "2"},
+}
+CONFIGS: tuple[str, ...] = ("bare", *SERVICE_VARIANTS, "naive")
 LOOPBACK = "127.0.0.1"
 _UVICORN_FLAGS = ("--host", LOOPBACK, "--no-access-log", "--log-level", "warning")
 
@@ -39,7 +50,7 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def server_spec(name: str, redis_url: str, model_dir: Path) -> ServerSpec:
+def server_spec(name: str, redis_url: str, model_dir: Path, published_dir: Path | None = None) -> ServerSpec:
     """The spec of one of CONFIGS; every config binds to loopback only."""
     python = sys.executable
     if name == "bare":
@@ -49,12 +60,17 @@ def server_spec(name: str, redis_url: str, model_dir: Path) -> ServerSpec:
             name, (python, "-m", "uvicorn", "loadtest.naive_app:app", "--port", "{port}", *_UVICORN_FLAGS),
             {"SI_NAIVE_REDIS_URL": redis_url, "SI_MODEL_DIR": str(model_dir)},
         )
-    if name == "service":
+    if name in SERVICE_VARIANTS:
+        if name == "service-published":
+            if published_dir is None:
+                raise ValueError("service-published needs the published-size model's directory")
+            model_dir = published_dir
         # `session-intent serve`'s own function, without needing the console script installed on PATH.
         entry = "import typer; from cli.serve_command import serve; typer.run(serve)"
         return ServerSpec(
             name, (python, "-c", entry, "--host", LOOPBACK, "--port", "{port}", "--log-level", "warning"),
-            {"SI_REDIS_URL": redis_url, "SI_MODEL_DIR": str(model_dir), "SI_AUTH_ENABLED": "false"},
+            {"SI_REDIS_URL": redis_url, "SI_MODEL_DIR": str(model_dir), "SI_AUTH_ENABLED": "false",
+             **SERVICE_VARIANTS[name]},
         )
     raise ValueError(f"unknown config {name!r}; expected one of {', '.join(CONFIGS)}")
 
@@ -87,7 +103,7 @@ class RunningServer:
         return f"http://{LOOPBACK}:{self.port}"
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process and its children (the embedded Redis, if any)."""
+        """User + system CPU of the server process and its live children (the workers of `--workers`)."""
         proc = psutil.Process(self.proc.pid)
         total = sum(proc.cpu_times()[:2])
         for child in proc.children(recursive=True):
@@ -96,6 +112,11 @@ class RunningServer:
             except psutil.NoSuchProcess:
                 continue
         return float(total)
+
+    def python_pid(self) -> int:
+        """The process that serves requests: the server itself, or the first worker of `--workers`."""
+        workers = [c for c in psutil.Process(self.proc.pid).children() if "spawn_main" in " ".join(c.cmdline())]
+        return workers[0].pid if workers else self.proc.pid
 
 
 @contextmanager

@@ -1,23 +1,29 @@
-"""docs/benchmarks/service.{csv,md,png} from a `BenchResult`: tables, ratios vs the bare floor, the anchors."""
+"""docs/benchmarks/service.{csv,md,png} from a `BenchResult`: the targets, every step's table, ratios to the floor."""
 
 from __future__ import annotations
 
 import csv
-from dataclasses import asdict, fields
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
-from bench.service_run import ALL_ROUTES, BenchResult, RouteStats, RunCosts
-from model.artifacts import REPO_ROOT
-from model.card import ModelCard
+from bench.service_locust import EVENTS_ROUTE, RouteStats
+from bench.service_run import BenchResult, PoissonRun, Saturation
 from model.export.machine import machine_line
 
-EVENTS_ROUTE = "POST /v1/sessions/{id}/events"
 # The published serving figures (docs/architecture.md §10): another shop, stack and machine, printed beside ours.
 PUBLISHED_MEAN_MS = 58.0
 PUBLISHED_QPS = 620
 PUBLISHED_HARDWARE = "NVIDIA V100"
-PUBLISHED_INFER_GPU_MS = 73.0
-PUBLISHED_INFER_CPU_MS = 262.0
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    measured: float | None
+    goal: str
+    met: bool | None  # None: not measured in this run
+    shown: str = ""
 
 
 def write_report(result: BenchResult, out_dir: Path, command: str) -> list[Path]:
@@ -29,155 +35,233 @@ def write_report(result: BenchResult, out_dir: Path, command: str) -> list[Path]
     return paths
 
 
-def write_csv(result: BenchResult, path: Path) -> None:
-    costs = {(c.config, c.target_qps): c for c in result.costs}
-    cost_fields = [f.name for f in fields(RunCosts) if f.name not in ("config", "target_qps")]
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow([f.name for f in fields(RouteStats)] + cost_fields)
-        for row in result.routes:
-            cost = asdict(costs[(row.config, row.target_qps)])
-            writer.writerow([_cell(v) for v in asdict(row).values()] + [_cell(cost[name]) for name in cost_fields])
+def _sat(result: BenchResult, config: str) -> Saturation | None:
+    return next((s for s in result.saturation if s.config == config), None)
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+def _events(result: BenchResult, config: str, rate: int) -> RouteStats | None:
+    return next((r for r in result.routes if r.config == config and r.target_qps == rate and r.route == EVENTS_ROUTE),
+                None)
 
 
-def _num(value: float | None, digits: int = 1) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
 
 
-def _route_rows(result: BenchResult, route: str) -> list[RouteStats]:
-    return [r for r in result.routes if r.route == route]
+def targets(result: BenchResult) -> list[Target]:
+    """The issue's targets, each from this run's figures; None where a config was not part of the run."""
+    bare, service = _sat(result, "bare"), _sat(result, "service")
+    rate = lambda s: s.wrk.rate if s else None  # noqa: E731
+    out = [
+        _at_most("server CPU per click vs bare floor (closed loop)",
+                 _ratio(service.server_cpu_ms if service else None, bare.server_cpu_ms if bare else None), 2.5),
+        _at_least("saturation vs bare floor (goal 0.5 ×)", _ratio(rate(service), rate(bare)), 0.4),
+        _at_least("saturation vs naive", _ratio(rate(service), rate(_sat(result, "naive"))), 5.0),
+        _at_least("saturation vs max_batch_size=1", _ratio(rate(service), rate(_sat(result, "service-batch1"))), 2.0),
+        _at_least("--workers 2 vs one worker (2 cores shared with wrk and Redis)",
+                  _ratio(rate(_sat(result, "service-workers2")), rate(service)), 1.3),
+        _at_most("Redis round trips per click", service.redis_calls_per_click if service else None, 1.1, "{:.2f}"),
+    ]
+    target = result.plan.target_rate
+    for config in ("service", "service-published"):
+        events = _events(result, config, target)
+        label = f"{config} @ {target} req/s Poisson, {result.plan.target_s:.0f} s"
+        out += [
+            _at_most(f"{label}: p99 ms", events.p99_ms if events else None, 25.0, "{:.1f}"),
+            _at_most(f"{label}: p99.9 ms", events.p999_ms if events else None, 50.0, "{:.1f}"),
+            _at_most(f"{label}: errors", float(events.failures) if events else None, 0.0, "{:.0f}"),
+        ]
+    ceiling = result.harness.achieved_qps if result.harness else None
+    out.append(_at_least("harness: Locust's ceiling vs the service's saturation", _ratio(ceiling, rate(service)), 3.0))
+    return out
+
+
+def _at_most(name: str, value: float | None, bound: float, fmt: str = "{:.2f} ×") -> Target:
+    return Target(name, value, f"≤ {bound:g}", None if value is None else value <= bound,
+                  "–" if value is None else fmt.format(value))
+
+
+def _at_least(name: str, value: float | None, bound: float, fmt: str = "{:.2f} ×") -> Target:
+    return Target(name, value, f"≥ {bound:g} ×", None if value is None else value >= bound,
+                  "–" if value is None else fmt.format(value))
 
 
 def markdown(result: BenchResult, command: str) -> str:
     plan = result.plan
-    load = " / ".join(f"{x:.2f}" for x in result.load_average)
+    before = " / ".join(f"{x:.2f}" for x in result.load_before)
+    after = " / ".join(f"{x:.2f}" for x in result.load_after)
     lines = [
-        "# Service benchmark: HTTP floor vs full service vs naive baseline",
+        "# Service benchmark: the click path against the HTTP floor",
         "",
-        f"Written by `{command}` at {result.started}. Regenerate with the same command; never edit by hand.",
+        f"Written by `{command}` at {result.started}, in {result.seconds / 60:.1f} min. Regenerate with the same "
+        "command; never edit by hand.",
         "",
-        f"**Machine:** {machine_line()}. The servers, Redis and the Locust load generator all share these cores "
-        f"(load average when the run started: {load}; niceness {result.niceness}), so every figure here is a lower "
-        "bound on what a replica does on its own cores.",
+        f"**Machine:** {machine_line()}. **Shared:** every server, the one redis-server, wrk and Locust run on these "
+        f"{os.cpu_count()} cores, beside other people's work (load average 1/5/15 min: {before} before the run, "
+        f"{after} after). Latencies are noisy; the ratios below compare configurations measured side by side in "
+        "this one run, against the bare floor measured in it.",
         "",
-        f"**Published anchor** (another shop, stack and machine): {PUBLISHED_MEAN_MS:.0f} ms average end to end at "
-        f"{PUBLISHED_QPS} QPS on an {PUBLISHED_HARDWARE}; unoptimised inference {PUBLISHED_INFER_GPU_MS:.0f} ms on "
-        f"GPU and {PUBLISHED_INFER_CPU_MS:.0f} ms on CPU.",
+        f"**Published anchor** (another shop, stack and machine): {PUBLISHED_MEAN_MS:.0f} ms average at "
+        f"{PUBLISHED_QPS} QPS on an {PUBLISHED_HARDWARE}.",
         "",
-        _model_line(result.plan.model_dir, result.service_engine),
+        *_engines(result),
         "",
-        _ours_line(result),
+        "## Targets",
         "",
-        "## POST /v1/sessions/{id}/events: the storefront's click",
+        "| target | this run | goal | met |",
+        "|---|---|---|---|",
+        *(f"| {t.name} | {t.shown} | {t.goal} | {_met(t.met)} |" for t in targets(result)),
         "",
-        *_latency_table(_route_rows(result, EVENTS_ROUTE)),
+        f"## Saturation, closed loop (wrk, {64} connections, {plan.saturation_s:.0f} s each)",
         "",
-        "## Ratios vs the bare floor (same target rate, POST events)",
+        "Each request is a distinct click (random session of 20,000, unique event_id): no answer comes from a "
+        "cache. CPU is per answered request over the whole run; the server's includes its workers. Redis round "
+        "trips count commands clients sent, a Lua script once.",
         "",
-        *_ratio_table(result),
+        *_saturation_table(result),
         "",
-        "## Cost per request",
+        *_harness(result),
         "",
-        "CPU seconds over the whole run divided by the requests sent. Locust CPU share is its CPU time over the "
-        "wall time: near 1.0 the load generator, not the server, set the pace. The load average, taken after "
-        "each run, shows how busy the shared machine was.",
+        f"## Poisson arrivals (Locust: storefront, coupon engine and ops users, {plan.locust_processes} processes)",
         "",
-        *_cost_table(result.costs),
+        f"POST events only; the first {plan.warmup_s:g} s of each run are dropped. Each offered rate ran "
+        f"{plan.sweep_s:.0f} s, the target rate {plan.target_s:.0f} s. Percentiles are exact, over every request as "
+        "Locust timed it (its own scheduling delay included).",
         "",
-        "## Every route",
+        *_poisson_table(result),
         "",
-        *_latency_table([r for r in result.routes if r.route != EVENTS_ROUTE], with_route=True),
+        "## Where the service's CPU goes (py-spy, under the closed loop)",
+        "",
+        *_profile(result),
         "",
         "## How it was measured",
         "",
-        f"- Each run: headless Locust, {plan.duration_s:.0f} s, `FastHttpUser`s pacing themselves at "
-        f"{plan.user_rate:g} requests/s each (users = target / {plan.user_rate:g}); the first {plan.warmup_s:g} s "
-        "are dropped. Percentiles are exact, from every request's latency as Locust timed it.",
-        "- Users: storefront (weight 10) replays synthetic sessions (`model.data.synth`) click by click, 1 % retried "
-        "with the same `event_id`; coupon engine (weight 1) reads one recent session's risk or the at-risk list.",
-        "- `bare`: the same FastAPI routes and schemas answering constants (loadtest/bare_app.py). `service`: "
-        "`session-intent serve` with its defaults (one uvicorn worker, micro-batching, one Lua call per click). "
-        "`naive`: torch eager on a batch of 1 per request and 8 separate Redis calls per click "
-        "(loadtest/naive_app.py). All on 127.0.0.1, one real redis-server for the two that need it, flushed "
-        "before every run.",
-        "- Arrival is paced per user, not open-loop: when a server saturates, its users wait for answers and the "
-        "achieved QPS falls below the target. Read latency at a rate only where achieved ≈ target.",
+        "- `bare`: the same FastAPI app shape and schemas answering constants (loadtest/bare_app.py): the HTTP floor. "
+        "`service*`: `session-intent serve` (one knob changed per variant, see bench/servers.py). `naive`: torch "
+        "eager on a batch of 1 per request and 8 separate Redis calls per click (loadtest/naive_app.py).",
+        "- One real redis-server on a unix socket for all of them, flushed before every step; its CPU is shown "
+        "apart from the server's.",
+        "- wrk (loadtest/wrk_events.lua) is the light closed-loop client; Locust (loadtest/locustfile.py, "
+        "FastHttpUser) is the mission's mixed load with Poisson arrivals: each user draws exponential gaps at "
+        f"{plan.user_rate:g} req/s, users = rate / {plan.user_rate:g}.",
+        *(f"- Note: {note}" for note in result.notes),
         "",
     ]
     return "\n".join(lines)
 
 
-def _model_line(model_dir: Path, service_engine: str) -> str:
-    """Which model the service and naive served: the card's name and architecture, and the files present."""
-    card = ModelCard.load(model_dir)
-    onnx = sorted(p.name for p in model_dir.glob("*.onnx"))
-    trained_on = card.data.get("name", "unknown data")
-    return (f"**Model:** `{card.name}` ({card.arch}, window {card.window}, trained on {trained_on}) from "
-            f"`{_shown(model_dir)}`; ONNX files: {', '.join(onnx) or 'none'}. The service ran "
-            f"{service_engine or '(not run)'}; naive runs `model.pt` in torch eager.")
+def _met(met: bool | None) -> str:
+    return "not run" if met is None else ("yes" if met else "**no**")
 
 
-def _shown(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+def _engines(result: BenchResult) -> list[str]:
+    lines = ["**What each service config ran** (from its /readyz):", ""]
+    lines += [f"- `{name}`: {engine}" for name, engine in result.engines.items() if engine]
+    if result.published_source:
+        lines.append(f"- published-size model: {result.published_source}")
+    return lines
 
 
-def _ours_line(result: BenchResult) -> str:
-    rows = [r for r in _route_rows(result, EVENTS_ROUTE) if r.config == "service"]
-    if not rows:
-        return "**Ours:** the full service was not part of this run."
-    top = max(rows, key=lambda r: r.target_qps)
-    return (f"**Ours, full service at {top.target_qps} QPS target:** {top.achieved_qps:.0f} QPS achieved, "
-            f"{top.mean_ms:.1f} ms mean, p99 {top.p99_ms:.1f} ms, {top.failures} failures (POST events, server time "
-            "plus loopback HTTP, measured by the client).")
+def _num(value: float | None, fmt: str = "{:.1f}") -> str:
+    return "–" if value is None else fmt.format(value)
 
 
-def _latency_table(rows: list[RouteStats], with_route: bool = False) -> list[str]:
-    head = ["config", "target QPS", "achieved QPS", "mean ms", "p50 ms", "p95 ms", "p99 ms", "max ms", "failures"]
-    if with_route:
-        head.insert(2, "route")
+def _saturation_table(result: BenchResult) -> list[str]:
+    bare = _sat(result, "bare")
+    head = ["config", "req/s", "× bare", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx / socket errors",
+            "server CPU ms/click", "× bare", "Redis CPU ms/click", "Redis round trips/click", "mean batch",
+            "gen-2 GC pauses (mean ms)", "wrk CPU share"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(rows, key=lambda r: (r.target_qps, r.config, r.route)):
-        cells = [r.config, str(r.target_qps), f"{r.achieved_qps:.0f}", f"{r.mean_ms:.2f}", f"{r.p50_ms:.2f}",
-                 f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.max_ms:.1f}", f"{r.failures} / {r.requests}"]
-        if with_route:
-            cells.insert(2, "all" if r.route == ALL_ROUTES else r.route)
-        out.append("| " + " | ".join(cells) + " |")
+    for s in result.saturation:
+        gen2 = s.gc.get("count_gen2")
+        mean_pause = 1000 * s.gc.get("sum_gen2", 0.0) / gen2 if gen2 else 0.0
+        gc_cell = "–" if gen2 is None else f"{gen2:.0f} ({mean_pause:.1f})"
+        out.append("| " + " | ".join([
+            s.config, f"{s.wrk.rate:.0f}", _num(_ratio(s.wrk.rate, bare.wrk.rate if bare else None), "{:.2f}"),
+            f"{s.wrk.p50_ms:.1f}", f"{s.wrk.p99_ms:.1f}", f"{s.wrk.p999_ms:.1f}",
+            f"{s.wrk.non_2xx} / {s.wrk.socket_errors}", f"{s.server_cpu_ms:.3f}",
+            _num(_ratio(s.server_cpu_ms, bare.server_cpu_ms if bare else None), "{:.2f}"), f"{s.redis_cpu_ms:.3f}",
+            "–" if s.config == "bare" else f"{s.redis_calls_per_click:.2f}", _num(s.mean_batch), gc_cell,
+            f"{s.wrk_cpu_share:.2f}",
+        ]) + " |")
     return out
 
 
-def _ratio_table(result: BenchResult) -> list[str]:
-    rows = _route_rows(result, EVENTS_ROUTE)
-    floor = {r.target_qps: r for r in rows if r.config == "bare"}
-    out = ["| config | target QPS | mean × | p50 × | p99 × | achieved QPS × |", "|---|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r.target_qps, r.config)):
-        base = floor.get(r.target_qps)
-        if base is None or r.config == "bare":
-            continue
-        out.append(f"| {r.config} | {r.target_qps} | {r.mean_ms / base.mean_ms:.1f} | {r.p50_ms / base.p50_ms:.1f} "
-                   f"| {r.p99_ms / base.p99_ms:.1f} | {r.achieved_qps / base.achieved_qps:.2f} |")
-    if len(out) == 2:
-        out.append("| (nothing to compare: this run lacks bare or the others) | | | | | |")
-    return out
+def _harness(result: BenchResult) -> list[str]:
+    if result.harness is None:
+        return ["## The harness", "", "Not measured: bare was not part of this run."]
+    service = _sat(result, "service")
+    ceiling = result.harness.achieved_qps
+    lines = ["## The harness", "",
+             f"Locust closed loop (64 users, {result.plan.locust_processes} processes, no think time) against the "
+             f"bare floor: **{ceiling:.0f} req/s**, Locust using {result.harness_cpu_share:.2f} CPU cores "
+             f"(p50 {result.harness.p50_ms:.1f} ms)."]
+    if service is not None:
+        ratio = ceiling / service.wrk.rate
+        verdict = ("so Locust can offer more than the service can take, and its Poisson figures measure the service"
+                   if ratio >= 3 else
+                   "below the 3 × needed: **the harness was the limit**, so Locust's figures near and above the "
+                   "service's saturation measure Locust as much as the service; the closed-loop step (wrk) is the "
+                   "saturation figure to trust")
+        lines.append(f"That is {ratio:.2f} × the service's saturation ({service.wrk.rate:.0f} req/s under wrk): "
+                     f"{verdict}.")
+    return lines
 
 
-def _cost_table(costs: list[RunCosts]) -> list[str]:
-    head = ["config", "target QPS", "server CPU ms/req", "Redis CPU ms/req", "mean batch", "shed", "timeouts",
-            "Locust CPU share", "load avg (1 min)"]
+def _poisson_table(result: BenchResult) -> list[str]:
+    runs = {(p.config, p.target_qps): p for p in result.poisson}
+    head = ["config", "offered req/s", "achieved req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors",
+            "server CPU ms/req", "Locust CPU share"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for c in sorted(costs, key=lambda c: (c.target_qps, c.config)):
-        out.append(f"| {c.config} | {c.target_qps} | {c.server_cpu_ms_per_req:.2f} | {c.redis_cpu_ms_per_req:.3f} "
-                   f"| {_num(c.mean_batch_size)} | {_num(c.shed, 0)} | {_num(c.timeouts, 0)} "
-                   f"| {c.locust_cpu_share:.2f} | {c.load_1m:.2f} |")
+    rows = sorted((r for r in result.routes if r.route == EVENTS_ROUTE), key=lambda r: (r.target_qps, r.config))
+    for r in rows:
+        run: PoissonRun | None = runs.get((r.config, r.target_qps))
+        out.append("| " + " | ".join([
+            r.config, str(r.target_qps), f"{r.achieved_qps:.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+            f"{r.p999_ms:.2f}", f"{r.max_ms:.1f}", f"{r.failures} / {r.requests}",
+            _num(run.server_cpu_ms if run else None, "{:.3f}"), _num(run.locust_cpu_share if run else None, "{:.2f}"),
+        ]) + " |")
     return out
+
+
+def _profile(result: BenchResult) -> list[str]:
+    if not result.profile:
+        return ["Not profiled in this run."]
+    out = ["Share of all on-CPU samples of the service process (main thread and engine thread), by the innermost "
+           "stage of each stack (bench/service_profile.py).", "", "| stage | share |", "|---|---|"]
+    out += [f"| {stage} | {share:.1%} |" for stage, share in result.profile.items()]
+    return out
+
+
+def write_csv(result: BenchResult, path: Path) -> None:
+    head = ["step", "config", "target_qps", "route", "requests", "failures", "achieved_qps", "mean_ms", "p50_ms",
+            "p99_ms", "p999_ms", "max_ms", "server_cpu_ms_per_req", "redis_cpu_ms_per_req",
+            "redis_round_trips_per_click", "mean_batch", "generator_cpu_share"]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(head)
+        for s in result.saturation:
+            errors = s.wrk.non_2xx + s.wrk.socket_errors
+            writer.writerow(["saturation", s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.rate),
+                             _f(s.wrk.mean_ms), _f(s.wrk.p50_ms), _f(s.wrk.p99_ms), _f(s.wrk.p999_ms),
+                             _f(s.wrk.max_ms), _f(s.server_cpu_ms), _f(s.redis_cpu_ms), _f(s.redis_calls_per_click),
+                             _f(s.mean_batch), _f(s.wrk_cpu_share)])
+        if result.harness is not None:
+            h = result.harness
+            writer.writerow(["harness", "bare", 0, h.route, h.requests, h.failures, _f(h.achieved_qps), _f(h.mean_ms),
+                             _f(h.p50_ms), _f(h.p99_ms), _f(h.p999_ms), _f(h.max_ms), "", "", "", "",
+                             _f(result.harness_cpu_share)])
+        runs = {(p.config, p.target_qps): p for p in result.poisson}
+        for r in result.routes:
+            run = runs.get((r.config, r.target_qps))
+            writer.writerow(["poisson", r.config, r.target_qps, r.route, r.requests, r.failures, _f(r.achieved_qps),
+                             _f(r.mean_ms), _f(r.p50_ms), _f(r.p99_ms), _f(r.p999_ms), _f(r.max_ms),
+                             _f(run.server_cpu_ms if run else None), "", "", "",
+                             _f(run.locust_cpu_share if run else None)])
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def write_plot(result: BenchResult, path: Path) -> None:
@@ -186,32 +270,29 @@ def write_plot(result: BenchResult, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = _route_rows(result, EVENTS_ROUTE)
-    totals = _route_rows(result, ALL_ROUTES)
-    fig, axes = plt.subplots(1, 4, figsize=(19, 4.5))
-    panels = (
-        ("POST events: mean latency (ms)", rows, lambda r: r.mean_ms),
-        ("POST events: p50 latency (ms)", rows, lambda r: r.p50_ms),
-        ("POST events: p99 latency (ms)", rows, lambda r: r.p99_ms),
-        ("all requests: achieved QPS", totals, lambda r: r.achieved_qps),
-    )
-    for ax, (title, source, value) in zip(axes, panels, strict=True):
-        for config in result.plan.configs:
-            mine = sorted((r for r in source if r.config == config), key=lambda r: r.target_qps)
-            ax.plot([r.target_qps for r in mine], [value(r) for r in mine], marker="o", label=config)
-        ax.set_title(title)
-        ax.set_xlabel("target QPS")
-        ax.grid(alpha=0.3)
-    for ax in axes[:3]:
-        ax.set_yscale("log")
-    axes[0].axhline(PUBLISHED_MEAN_MS, color="grey", linestyle="--",
-                    label=f"published mean, {PUBLISHED_QPS} QPS, {PUBLISHED_HARDWARE}")
-    axes[2].axhline(PUBLISHED_MEAN_MS, color="grey", linestyle="--", label="p99 budget (docs/architecture.md §1)")
-    targets = sorted({r.target_qps for r in totals})
-    axes[3].plot(targets, targets, color="grey", linestyle=":", label="target")
-    for ax in axes:
-        ax.legend(fontsize=8)
-    fig.suptitle(f"session-intent service benchmark: {machine_line()}", fontsize=9)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5))
+    rows = [r for r in result.routes if r.route == EVENTS_ROUTE]
+    styles = {"p50_ms": ":", "p99_ms": "--", "p999_ms": "-"}
+    for i, config in enumerate(sorted({r.config for r in rows})):
+        mine = sorted((r for r in rows if r.config == config), key=lambda r: r.target_qps)
+        for attr, style in styles.items():
+            left.plot([r.target_qps for r in mine], [getattr(r, attr) for r in mine], linestyle=style, marker="o",
+                      color=f"C{i}", label=f"{config} {attr.removesuffix('_ms').replace('p999', 'p99.9')}")
+    left.axhline(25, color="grey", linestyle="--", linewidth=0.8, label="p99 target 25 ms")
+    left.axhline(50, color="grey", linestyle="-", linewidth=0.8, label="p99.9 target 50 ms")
+    left.set(title="POST events under Poisson arrivals (Locust)", xlabel="offered req/s", ylabel="latency ms",
+             yscale="log")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=7, ncol=2)
+    names = [s.config for s in result.saturation]
+    right.barh(names, [s.wrk.rate for s in result.saturation], color="C0")
+    for y, s in enumerate(result.saturation):
+        right.text(s.wrk.rate, y, f"  {s.wrk.rate:.0f} req/s, {s.server_cpu_ms:.2f} ms CPU/click", va="center",
+                   fontsize=8)
+    right.set(title="saturation, closed loop (wrk, 64 connections)", xlabel="req/s")
+    right.invert_yaxis()
+    right.set_xlim(0, max((s.wrk.rate for s in result.saturation), default=1) * 1.6)
+    fig.suptitle(f"session-intent service benchmark: {machine_line()} (shared machine)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

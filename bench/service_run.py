@@ -1,219 +1,255 @@
-"""The service benchmark (docs/architecture.md §10): headless Locust at fixed rates against bare, service and naive.
+"""The service benchmark (docs/architecture.md §10): every server side by side in one run, as ratios to the bare floor.
 
-All three servers run at once on loopback ports, against one real redis-server on loopback; for each
-target rate every configuration gets its own bounded Locust run, one after another, so slow drifts in
-the machine's background load hit all three alike. `session-intent bench service` is the entry point;
-`bench/service_report.py` writes docs/benchmarks/service.{md,csv,png}.
+All configurations (bench/servers.py) run at once on loopback ports against one real redis-server on a
+unix socket (the embedded default's transport), flushed before every step. The steps, in order:
+
+1. saturation, closed loop: `wrk` posts clicks over 64 connections to each config in turn
+   (bench/service_wrk.py): rate, latency, server and Redis CPU per click, Redis round trips per click;
+2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
+3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/service_locust.py);
+4. a py-spy profile of the service under the closed loop (bench/service_profile.py).
+
+`session-intent bench service` is the entry point; bench/service_report.py writes the report.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import math
-import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import psutil
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.servers import CONFIGS, RunningServer, http_text, running_server, server_spec
+from bench import service_locust, service_profile
+from bench.redis_server import RedisServer, free_port
+from bench.servers import RunningServer, http_text, running_server, server_spec
+from bench.service_locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
+from bench.service_wrk import WrkResult, run_wrk
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
-from tests.redis_procs import RedisServer, free_port
 
 log = logging.getLogger(__name__)
 
-ALL_ROUTES = "all requests"
-LOCUSTFILE = REPO_ROOT / "loadtest" / "locustfile.py"
+SATURATION_CONNECTIONS = 64
+HARNESS_USERS = 64
 
 
 @dataclass(frozen=True)
 class BenchPlan:
-    rates: tuple[int, ...] = (50, 200, 620)
-    duration_s: float = 30.0
-    warmup_s: float = 3.0  # samples in the first seconds of each run are dropped (connections, spawn)
-    user_rate: float = 5.0  # requests/s of each Locust user: users = rate / user_rate
-    configs: tuple[str, ...] = CONFIGS
+    configs: tuple[str, ...]
+    saturation_s: float = 10.0
+    rates: tuple[int, ...] = (300, 620, 1000)  # Poisson offered rates of the sweep
+    sweep_s: float = 20.0
+    target_rate: int = 620
+    target_s: float = 60.0  # the target rate runs this long
+    poisson_configs: tuple[str, ...] = ("bare", "service", "service-published")
+    user_rate: float = 5.0  # requests/s of one Locust user: users = rate / user_rate
+    locust_processes: int = 2
+    warmup_s: float = 3.0  # samples in the first seconds of each Locust run are dropped
+    profile_s: float = 8.0
     model_dir: Path = DEFAULT_MODEL_DIR
+    models_root: Path = REPO_ROOT / "models"
 
 
 @dataclass(frozen=True)
-class RouteStats:
-    """One configuration × target rate × request name, over the measured window."""
+class Saturation:
+    """One config under the closed loop: wrk's view, and what the run cost on the server side."""
 
     config: str
-    target_qps: int
-    route: str
-    requests: int
-    failures: int
-    achieved_qps: float
-    mean_ms: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    max_ms: float
+    wrk: WrkResult
+    server_cpu_ms: float  # per request
+    redis_cpu_ms: float  # per request
+    redis_calls_per_click: float  # top-level commands (scripts count once)
+    wrk_cpu_share: float  # wrk's CPU seconds over wall seconds
+    mean_batch: float | None
+    gc: dict[str, float]  # si_gc_pause_seconds sum/count by generation, when the server has it
 
 
 @dataclass(frozen=True)
-class RunCosts:
-    """What one run cost, per request: CPU of the server, of Redis and of Locust; service-side metrics."""
-
+class PoissonRun:
     config: str
     target_qps: int
-    server_cpu_ms_per_req: float
-    redis_cpu_ms_per_req: float
-    locust_cpu_share: float  # Locust CPU seconds / wall seconds; near 1.0 means the load generator saturated
-    load_1m: float  # the machine's 1-minute load average right after the run
-    mean_batch_size: float | None = None
-    shed: int | None = None
-    timeouts: int | None = None
+    server_cpu_ms: float
+    locust_cpu_share: float  # Locust's CPU seconds over wall seconds, all its processes
+    errors: int
 
 
 @dataclass
 class BenchResult:
     plan: BenchPlan
-    routes: list[RouteStats]
-    costs: list[RunCosts]
     started: str
-    load_average: tuple[float, float, float]
-    niceness: int
-    service_engine: str  # "model on provider", as the service's /readyz reports it; "" when not run
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    seconds: float = 0.0
+    engines: dict[str, str] = field(default_factory=dict)  # config -> "model on provider"
+    published_source: str = ""
+    saturation: list[Saturation] = field(default_factory=list)
+    harness: RouteStats | None = None
+    harness_cpu_share: float = 0.0
+    routes: list[RouteStats] = field(default_factory=list)
+    poisson: list[PoissonRun] = field(default_factory=list)
+    profile: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
-def summarise(samples_csv: Path, config: str, target_qps: int, warmup_s: float) -> list[RouteStats]:
-    """Per-route and overall latency statistics from Locust's raw samples, after the warmup."""
-    rows = list(csv.DictReader(samples_csv.open()))
-    if not rows:
-        raise RuntimeError(f"{config} @ {target_qps} QPS: Locust recorded no requests ({samples_csv})")
-    start = min(float(r["ts"]) for r in rows) + warmup_s
-    kept = [r for r in rows if float(r["ts"]) >= start]
-    by_route: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in kept:
-        by_route[row["name"]].append(row)
-    by_route[ALL_ROUTES] = kept
-    span = max(max(float(r["ts"]) for r in kept) - start, 1e-9) if kept else 1.0
-    stats = []
-    for route, items in sorted(by_route.items()):
-        if not items:
-            continue
-        ms = np.array([float(r["ms"]) for r in items])
-        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        stats.append(RouteStats(
-            config=config, target_qps=target_qps, route=route, requests=len(items),
-            failures=sum(r["ok"] == "0" for r in items), achieved_qps=len(items) / span, mean_ms=float(ms.mean()),
-            p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99), max_ms=float(ms.max()),
-        ))
-    return stats
-
-
-def service_counters(server: RunningServer) -> dict[str, float]:
-    """Batch-size sum/count, shed and timeouts from the service's /metrics (absent for bare and naive)."""
-    if server.spec.name != "service":
-        return {}
-    wanted = {"si_batch_size_sum", "si_batch_size_count", "si_shed_total", "si_timeouts_total"}
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(http_text(f"{server.url}/metrics")):
-        for sample in family.samples:
-            if sample.name in wanted:
-                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
-    return values
-
-
-def run_locust(url: str, rate: int, plan: BenchPlan, samples_csv: Path, log_path: Path) -> float:
-    """One bounded headless Locust run at `rate` requests/s; returns Locust's CPU seconds."""
-    users = max(1, math.ceil(rate / plan.user_rate))
-    max_requests = int(rate * plan.duration_s * 1.5) + 100
-    argv = [
-        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "--host", url,
-        "--users", str(users), "--spawn-rate", str(users), "--run-time", f"{plan.duration_s:.0f}s",
-        "--stop-timeout", "5", "--only-summary", "--loglevel", "WARNING",
-        "--si-user-rate", str(plan.user_rate), "--si-max-requests", str(max_requests),
-        "--si-max-seconds", str(plan.duration_s + 30), "--si-latency-file", str(samples_csv),
-    ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with log_path.open("ab") as log_file:
-        # Locust exits 1 when any request failed: that is a result to report, not a crash.
-        subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=log_file,
-                       stderr=subprocess.STDOUT, timeout=plan.duration_s + 90, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if not samples_csv.is_file():
-        raise RuntimeError(f"Locust wrote no samples for {url} @ {rate} QPS:\n{log_path.read_text()[-3000:]}")
-    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def run_bench(plan: BenchPlan, on_run: Callable[[str, int], None] | None = None) -> BenchResult:
-    """Start redis and the configured servers, then run every rate against every config."""
-    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-    load_average = psutil.getloadavg()
-    routes: list[RouteStats] = []
-    costs: list[RunCosts] = []
+def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> BenchResult:
+    """Start redis and the servers, then run the steps; bounded by the plan's durations."""
+    started_at = time.monotonic()
+    result = BenchResult(plan, time.strftime("%Y-%m-%d %H:%M:%S %Z"), psutil.getloadavg())
+    step = on_step or (lambda message: log.info("%s", message))
     with tempfile.TemporaryDirectory(prefix="si-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        redis_server = RedisServer(work / "redis").start()
+        published = None
+        if "service-published" in plan.configs:
+            step("preparing the published-size model")
+            from bench.service_models import published_model
+
+            published, result.published_source = published_model(plan.models_root, work / "models")
+        redis_dir = work / "redis"
+        redis_server = RedisServer(redis_dir, extra_args=("--unixsocket", str(redis_dir / "redis.sock"),
+                                                          "--unixsocketperm", "700")).start()
         stack.callback(redis_server.stop)
         assert redis_server.proc is not None
         redis_proc = psutil.Process(redis_server.proc.pid)
-        client = redis.Redis.from_url(redis_server.url)
+        client = redis.Redis(unix_socket_path=str(redis_server.socket_path))
         stack.callback(client.close)
-        servers = {
-            name: stack.enter_context(running_server(server_spec(name, redis_server.url, plan.model_dir),
-                                                     free_port(), work))
-            for name in plan.configs
-        }
-        service_engine = _engine_of(servers["service"]) if "service" in servers else ""
-        for rate in plan.rates:
-            for name, server in servers.items():
-                if on_run is not None:
-                    on_run(name, rate)
+        step(f"starting {', '.join(plan.configs)}")
+        servers = {name: stack.enter_context(running_server(
+            server_spec(name, redis_server.unix_url, plan.model_dir, published), free_port(), work))
+            for name in plan.configs}
+        result.engines = {name: _engine_of(server) for name, server in servers.items()}
+        for name, server in servers.items():
+            step(f"saturation (wrk, closed loop): {name}")
+            client.flushall()
+            result.saturation.append(_saturate(server, plan, redis_proc, client, work))
+        if "bare" in servers:
+            step("harness ceiling (Locust, closed loop): bare")
+            _harness_ceiling(servers["bare"], plan, work, result)
+        for rate in sorted({*plan.rates, plan.target_rate}):
+            for name in (n for n in plan.poisson_configs if n in servers):
+                if rate != plan.target_rate and name not in ("bare", "service"):
+                    continue  # the sweep covers bare and the default service; the target rate covers all
+                step(f"Poisson {rate} req/s: {name}")
                 client.flushall()
-                counters0, cpu0, redis0 = service_counters(server), server.cpu_seconds(), _cpu(redis_proc)
-                wall0 = time.monotonic()
-                samples = work / f"{name}-{rate}.csv"
-                locust_cpu = run_locust(server.url, rate, plan, samples, work / "locust.log")
-                wall = time.monotonic() - wall0
-                counters1, cpu1, redis1 = service_counters(server), server.cpu_seconds(), _cpu(redis_proc)
-                stats = summarise(samples, name, rate, plan.warmup_s)
-                routes.extend(stats)
-                total = next(s.requests for s in stats if s.route == ALL_ROUTES)
-                # CPU over the whole run (warmup included), divided by every request Locust sent.
-                sent = sum(1 for _ in samples.open()) - 1
-                costs.append(_costs(name, rate, cpu1 - cpu0, redis1 - redis0, locust_cpu / wall, sent,
-                                    counters0, counters1))
-                log.info("%s @ %d QPS: %d requests measured", name, rate, total)
-    return BenchResult(plan, routes, costs, started, load_average, os.nice(0), service_engine)
+                _poisson(servers[name], rate, plan, work, result)
+        if "service" in servers and plan.profile_s > 0:
+            step("profile (py-spy) of the service under the closed loop")
+            _profile(servers["service"], plan, work, result)
+    result.load_after = psutil.getloadavg()
+    result.seconds = time.monotonic() - started_at
+    return result
+
+
+def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process, client: redis.Redis,
+              work: Path) -> Saturation:
+    client.config_resetstat()
+    counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
+    wall0 = time.monotonic()
+    wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 2, work / "wrk.log")
+    wall = time.monotonic() - wall0
+    counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
+    calls = _round_trips(client, scripts_only=server.spec.name.startswith("service"))
+    per_req = 1000.0 / max(wrk.requests, 1)
+    delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
+    batches = delta.get("si_batch_size_count", 0.0)
+    return Saturation(
+        config=server.spec.name, wrk=wrk, server_cpu_ms=(cpu1 - cpu0) * per_req,
+        redis_cpu_ms=(redis1 - redis0) * per_req,
+        redis_calls_per_click=calls / max(wrk.requests, 1),
+        wrk_cpu_share=wrk.wrk_cpu_s / wall, mean_batch=delta["si_batch_size_sum"] / batches if batches else None,
+        gc={k.removeprefix("si_gc_pause_seconds_"): v for k, v in delta.items() if k.startswith("si_gc_pause")},
+    )
+
+
+def _harness_ceiling(bare: RunningServer, plan: BenchPlan, work: Path, result: BenchResult) -> None:
+    samples = work / "harness.csv"
+    run = service_locust.run_locust(bare.url, 0, plan.sweep_s, samples, work / "locust.log", user_rate=0,
+                                    processes=plan.locust_processes, users=HARNESS_USERS)
+    stats = service_locust.summarise(run.samples, "bare", 0, plan.warmup_s)
+    result.harness = next(s for s in stats if s.route == ALL_ROUTES)
+    result.harness_cpu_share = run.cpu_s / run.wall_s
+
+
+def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, result: BenchResult) -> None:
+    duration = plan.target_s if rate == plan.target_rate else plan.sweep_s
+    samples = work / f"{server.spec.name}-{rate}.csv"
+    cpu0 = server.cpu_seconds()
+    run = service_locust.run_locust(server.url, rate, duration, samples, work / "locust.log",
+                                    user_rate=plan.user_rate, processes=plan.locust_processes)
+    cpu = server.cpu_seconds() - cpu0
+    stats = service_locust.summarise(run.samples, server.spec.name, rate, plan.warmup_s)
+    result.routes.extend(stats)
+    events = next((s for s in stats if s.route == EVENTS_ROUTE), None)
+    result.poisson.append(PoissonRun(
+        config=server.spec.name, target_qps=rate, server_cpu_ms=cpu * 1000 / max(service_locust.sent(run.samples), 1),
+        locust_cpu_share=run.cpu_s / run.wall_s, errors=events.failures if events else 0,
+    ))
+
+
+def _profile(server: RunningServer, plan: BenchPlan, work: Path, result: BenchResult) -> None:
+    import threading
+
+    raw = work / "profile.txt"
+    load = threading.Thread(target=run_wrk, args=(server.url, plan.profile_s + 4, SATURATION_CONNECTIONS, 1,
+                                                  work / "wrk.log"), daemon=True)
+    load.start()
+    time.sleep(2)  # past the connection ramp
+    try:
+        service_profile.record(server.python_pid(), plan.profile_s, raw)
+        result.profile = service_profile.stage_shares(raw)
+    except Exception as exc:  # a profile is an extra: report why it is missing, keep the run
+        result.notes.append(f"no profile: {exc}")
+    load.join()
 
 
 def _engine_of(server: RunningServer) -> str:
+    if not server.spec.name.startswith("service"):
+        return ""
     ready = json.loads(http_text(f"{server.url}/readyz"))
     return f"{ready.get('model')} on {ready.get('provider')}"
+
+
+def _counters(server: RunningServer) -> dict[str, float]:
+    """Batch-size and GC-pause sums and counts from a service's /metrics (empty for bare and naive)."""
+    if not server.spec.name.startswith("service"):
+        return {}
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(http_text(f"{server.url}/metrics")):
+        for sample in family.samples:
+            if sample.name in ("si_batch_size_sum", "si_batch_size_count"):
+                values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
+            elif sample.name in ("si_gc_pause_seconds_sum", "si_gc_pause_seconds_count"):
+                key = f"{sample.name}_gen{sample.labels.get('generation', '')}"
+                values[key] = values.get(key, 0.0) + float(sample.value)
+    return values
+
+
+def _round_trips(client: redis.Redis, scripts_only: bool) -> float:
+    """Commands clients sent since the last CONFIG RESETSTAT, counting a Lua script once.
+
+    commandstats also counts the calls a script makes inside Redis; those are not round trips. The
+    service talks to Redis through scripts only (`scripts_only`), so for it only the commands a client
+    sends on its own count (EVALSHA, PING, ...). The naive app sends every list and hash command itself.
+    """
+    stats = {k: float(v["calls"]) for k, v in client.info("commandstats").items() if isinstance(v, dict)}
+    return sum(calls for name, calls in stats.items()
+               if name not in _BENCH_COMMANDS and (not scripts_only or name in _CLIENT_ONLY))
+
+
+_BENCH_COMMANDS = {"cmdstat_info", "cmdstat_config|resetstat", "cmdstat_flushall"}
+_CLIENT_ONLY = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_script|load", "cmdstat_ping", "cmdstat_client|setinfo",
+                "cmdstat_hello", "cmdstat_select"}
 
 
 def _cpu(proc: psutil.Process) -> float:
     return float(sum(proc.cpu_times()[:2]))
 
 
-def _costs(name: str, rate: int, server_cpu: float, redis_cpu: float, locust_share: float, sent: int,
-           before: dict[str, float], after: dict[str, float]) -> RunCosts:
-    per_req = 1000.0 / max(sent, 1)
-    delta = {key: after.get(key, 0.0) - before.get(key, 0.0) for key in after}
-    batches = delta.get("si_batch_size_count", 0.0)
-    return RunCosts(
-        config=name, target_qps=rate, server_cpu_ms_per_req=server_cpu * per_req,
-        redis_cpu_ms_per_req=redis_cpu * per_req if name != "bare" else 0.0, locust_cpu_share=locust_share,
-        load_1m=psutil.getloadavg()[0],
-        mean_batch_size=delta["si_batch_size_sum"] / batches if batches else None,
-        shed=int(delta["si_shed_total"]) if "si_shed_total" in delta else None,
-        timeouts=int(delta["si_timeouts_total"]) if "si_timeouts_total" in delta else None,
-    )
+__all__ = ["ALL_ROUTES", "EVENTS_ROUTE", "BenchPlan", "BenchResult", "PoissonRun", "RouteStats", "Saturation",
+           "run_bench"]

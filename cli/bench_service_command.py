@@ -1,7 +1,8 @@
-"""`session-intent bench service`: Locust at fixed rates against bare, service and naive (docs/architecture.md §10).
+"""`session-intent bench service`: the click path against the HTTP floor, side by side (docs/architecture.md §10).
 
-Runs from a source checkout: the load test and the two comparison apps live in loadtest/, beside the
-package, not in it. Every server binds to 127.0.0.1; every Locust run is bounded in time and requests.
+Runs from a source checkout: the load tests and the two comparison apps live in loadtest/, beside the
+package, not in it. Every server binds to 127.0.0.1; every wrk and Locust run is bounded in time (and
+Locust's in requests). Steps and their order: bench/service_run.py.
 """
 
 from __future__ import annotations
@@ -29,15 +30,21 @@ def _parse_list(raw: str, what: str) -> list[str]:
 
 
 def bench_service(
-    duration: Annotated[float, typer.Option(min=5.0, max=600.0, help="Seconds of each Locust run.")] = 30.0,
-    rates: Annotated[str, typer.Option(help="Target requests/s, comma-separated.")] = "50,200,620",
-    configs: Annotated[str, typer.Option(help="Which servers to run, comma-separated.")] = "bare,service,naive",
-    user_rate: Annotated[float, typer.Option(min=0.1, help="Requests/s of one Locust user.")] = 5.0,
-    warmup: Annotated[float, typer.Option(min=0.0, help="Seconds dropped at the start of each run.")] = 3.0,
-    model_dir: Annotated[Path, typer.Option(help="Model for the service and naive.")] = DEFAULT_MODEL_DIR,
+    configs: Annotated[str, typer.Option(help="Servers to run, comma-separated (default: all).")] = ",".join(
+        ("bare", "service", "service-published", "service-fp32", "service-batch1", "service-workers2", "naive")),
+    saturation_s: Annotated[float, typer.Option(min=2.0, max=120.0, help="Seconds of each wrk run.")] = 10.0,
+    rates: Annotated[str, typer.Option(help="Poisson offered rates of the sweep, req/s.")] = "300,620,1000",
+    sweep_s: Annotated[float, typer.Option(min=5.0, max=300.0, help="Seconds of each sweep run.")] = 20.0,
+    target_rate: Annotated[int, typer.Option(min=1, help="The target rate, run for --target-s.")] = 620,
+    target_s: Annotated[float, typer.Option(min=5.0, max=600.0, help="Seconds of each target-rate run.")] = 60.0,
+    locust_processes: Annotated[int, typer.Option(min=1, max=8, help="Locust processes.")] = 2,
+    profile_s: Annotated[float, typer.Option(min=0.0, max=60.0, help="Seconds of py-spy; 0: no profile.")] = 8.0,
+    model_dir: Annotated[Path, typer.Option(help="Model of the service variants and naive.")] = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where service.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
-    """Benchmark the service against the HTTP floor and a naive baseline; writes docs/benchmarks/service.*."""
+    """Benchmark the service against the HTTP floor, its variants and naive; writes docs/benchmarks/service.*."""
+    import shlex
+
     from rich.console import Console
 
     console = Console()
@@ -49,6 +56,7 @@ def bench_service(
     from bench.servers import CONFIGS
     from bench.service_report import write_report
     from bench.service_run import BenchPlan, run_bench
+    from bench.service_wrk import wrk_binary
 
     chosen = tuple(_parse_list(configs, "config"))
     unknown = set(chosen) - set(CONFIGS)
@@ -57,21 +65,18 @@ def bench_service(
     try:
         rate_list = tuple(int(r) for r in _parse_list(rates, "rate"))
     except ValueError:
-        raise typer.BadParameter("rates are whole requests per second, e.g. 50,200,620") from None
+        raise typer.BadParameter("rates are whole requests per second, e.g. 300,620,1000") from None
     if min(rate_list) < 1:
         raise typer.BadParameter("rates must be at least 1 request/s")
-    plan = BenchPlan(rates=rate_list, duration_s=duration, warmup_s=warmup, user_rate=user_rate, configs=chosen,
-                     model_dir=model_dir)
-    runs = len(rate_list) * len(chosen)
-    console.print(f"{runs} runs of {duration:.0f} s (about {runs * (duration + 8) / 60:.1f} min plus startup)")
-
-    def announce(config: str, rate: int) -> None:
-        console.print(f"  {config} @ {rate} QPS")
-
-    result = run_bench(plan, on_run=announce)
-    command = (f"session-intent bench service --duration {duration:g} --rates {','.join(map(str, rate_list))} "
-               f"--configs {','.join(chosen)} --user-rate {user_rate:g}")
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
+    if wrk_binary() is None:
+        console.print("[red]wrk is not installed; the closed-loop step needs it (apt-get install -y wrk)[/red]")
+        raise typer.Exit(2)
+    plan = BenchPlan(configs=chosen, saturation_s=saturation_s, rates=rate_list, sweep_s=sweep_s,
+                     target_rate=target_rate, target_s=target_s, locust_processes=locust_processes,
+                     profile_s=profile_s, model_dir=model_dir)
+    result = run_bench(plan, on_step=lambda message: console.print(f"  {message}"))
+    command = shlex.join(["session-intent", "bench", "service", *sys.argv[3:]]) if sys.argv[1:3] == [
+        "bench", "service"] else "session-intent bench service"
     for path in write_report(result, out_dir, command):
         console.print(f"wrote {path}")
+    console.print(f"done in {result.seconds / 60:.1f} min")

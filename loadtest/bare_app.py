@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
 
 from service.schemas import EventIn, ScoreOut, SessionId
 
@@ -54,3 +55,9 @@ async def healthz() -> dict[str, str]:
 async def readyz() -> dict[str, bool]:
     """Always ready: nothing to warm up."""
     return {"ready": True}
+
+
+@app.get("/metrics")
+async def metrics() -> PlainTextResponse:
+    """A constant exposition: the floor of a scrape."""
+    return PlainTextResponse("# bare floor: no series\n")

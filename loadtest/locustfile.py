@@ -8,9 +8,14 @@ Users:
   mix and dwell times) and POSTs one event per click, with `event_id`, `ts` and `from_ad`. A small share of
   clicks is re-sent with the same `event_id`, as a storefront retries after a timeout.
 - `CouponEngineUser` (weight 1) reads one recent session's risk, or the ranked at-risk list.
+- `OpsUser` (exactly one per process) scrapes /metrics and polls /readyz once a second, as Prometheus
+  and the orchestrator do.
 
-Each user runs `--si-user-rate` requests per second (open pacing via `constant_throughput`), so the
-arrival rate is users × user rate until the server saturates; the achieved rate is what Locust reports.
+Each user runs `--si-user-rate` requests per second with exponential gaps (`--si-arrivals poisson`, the
+default; `constant` for fixed gaps), so the arrivals of all users together are a Poisson process of
+users × user rate until the server saturates; the achieved rate is what Locust reports. A user rate
+of 0 is closed loop: each user sends its next request as soon as the last is answered. Run it over
+several processes with `--processes N`: each writes its own latency file (`<file>.<pid>`).
 
 Bounds, always on: the host must be loopback (or the one name in SI_LOADTEST_ALLOW_HOST, e.g. the
 compose network's `service`); a run stops after `--si-max-requests` requests or `--si-max-seconds`
@@ -35,6 +40,7 @@ from urllib.parse import urlparse
 import gevent
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
+from locust.runners import MasterRunner, WorkerRunner
 
 from model.data.synth import generate_sessions
 from model.features import ACTIONS
@@ -64,7 +70,9 @@ RECENT_SESSIONS: collections.deque[str] = collections.deque(maxlen=2000)
 @events.init_command_line_parser.add_listener
 def _add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("session-intent")
-    group.add_argument("--si-user-rate", type=float, default=1.0, help="Requests per second per user.")
+    group.add_argument("--si-user-rate", type=float, default=1.0, help="Requests per second per user; 0: closed loop.")
+    group.add_argument("--si-arrivals", choices=("poisson", "constant"), default="poisson",
+                       help="Gaps between one user's requests: exponential (Poisson arrivals) or fixed.")
     group.add_argument("--si-max-requests", type=int, default=100_000, help="Hard stop after this many requests.")
     group.add_argument("--si-max-seconds", type=float, default=600.0, help="Hard stop after this many seconds.")
     group.add_argument("--si-sessions", type=int, default=2000, help="Synthetic sessions to replay.")
@@ -149,18 +157,33 @@ class RunBounds:
             self.stop(f"--si-max-requests {self.max_requests} reached")
 
     def on_quitting(self, **_: Any) -> None:
-        if not self.latency_file:
-            return
-        with open(self.latency_file, "w", newline="") as fh:
+        if not self.latency_file or isinstance(self.environment.runner, MasterRunner):
+            return  # the master of --processes sends nothing: its workers write their own files
+        path = self.latency_file
+        if isinstance(self.environment.runner, WorkerRunner):
+            path = f"{path}.{os.getpid()}"
+        with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["ts", "name", "ms", "ok"])
             writer.writerows((f"{t:.6f}", n, f"{ms:.4f}", int(ok)) for t, n, ms, ok in self.samples)
 
 
 def paced(user: FastHttpUser) -> float:
-    """Seconds to wait so that this user runs `--si-user-rate` tasks per second."""
-    rate = user.environment.parsed_options.si_user_rate
-    return float(constant_throughput(rate)(user))
+    """Seconds to wait so that this user runs `--si-user-rate` tasks per second (0: no wait at all).
+
+    Poisson: the user keeps its own schedule of exponential gaps, so a slow answer delays one request,
+    not every later one; a schedule more than a second behind (a saturated server) is not caught up.
+    """
+    options = user.environment.parsed_options
+    rate = options.si_user_rate
+    if rate <= 0:
+        return 0.0
+    if options.si_arrivals == "constant":
+        return float(constant_throughput(rate)(user))
+    now = time.monotonic()
+    due = max(getattr(user, "next_due", now) + random.expovariate(rate), now - 1.0)
+    user.next_due = due  # type: ignore[attr-defined]
+    return max(0.0, due - now)
 
 
 class StorefrontUser(FastHttpUser):
@@ -229,3 +252,18 @@ class CouponEngineUser(FastHttpUser):
     @task(1)
     def at_risk(self) -> None:
         self.client.get(f"/v1/at-risk?min_risk={self.min_risk}&limit=50", headers=self.headers, name=AT_RISK_ROUTE)
+
+
+class OpsUser(FastHttpUser):
+    """The operator's side: a Prometheus scrape and a readiness probe, once a second each, one per process."""
+
+    fixed_count = 1
+    wait_time = constant_throughput(1.0)
+
+    @task
+    def scrape(self) -> None:
+        self.client.get("/metrics", name="GET /metrics")
+
+    @task
+    def probe(self) -> None:
+        self.client.get("/readyz", name="GET /readyz")

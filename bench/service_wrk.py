@@ -1,0 +1,68 @@
+"""The closed-loop saturation step of the service benchmark: `wrk` posting clicks over a fixed set of connections.
+
+wrk (C, event-driven) costs a fraction of the server's CPU per request, so the rate it reaches is the
+server's, not the generator's. loadtest/wrk_events.lua makes every request a distinct click (random
+session, unique event_id) and prints one `SI_WRK {json}` line that this module parses.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.artifacts import REPO_ROOT
+
+WRK_SCRIPT = REPO_ROOT / "loadtest" / "wrk_events.lua"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    """One wrk run: counts, client-side latency in ms, and wrk's own CPU seconds."""
+
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+    mean_ms: float
+    wrk_cpu_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def wrk_binary() -> str | None:
+    return shutil.which("wrk")
+
+
+def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_path: Path) -> WrkResult:
+    """One bounded wrk run against POST /v1/sessions/{id}/events."""
+    binary = wrk_binary()
+    if binary is None:
+        raise RuntimeError("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")
+    argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "5s",
+            "-s", str(WRK_SCRIPT), url]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with log_path.open("a") as log:
+        log.write(done.stdout + done.stderr)
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("SI_WRK ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    raw = json.loads(line.removeprefix("SI_WRK "))
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return WrkResult(
+        requests=int(raw["requests"]), seconds=raw["duration_us"] / 1e6, non_2xx=int(raw["non_2xx"]),
+        socket_errors=sum(int(raw[k]) for k in ("connect", "read", "write", "timeout")),
+        p50_ms=raw["p50_us"] / 1000, p99_ms=raw["p99_us"] / 1000, p999_ms=raw["p999_us"] / 1000,
+        max_ms=raw["max_us"] / 1000, mean_ms=raw["mean_us"] / 1000, wrk_cpu_s=cpu,
+    )

@@ -1,0 +1,41 @@
+-- wrk: closed-loop clicks on POST /v1/sessions/{id}/events (the saturation step of `session-intent bench service`).
+--   wrk -t2 -c64 -d10s -s loadtest/wrk_events.lua http://127.0.0.1:8000
+-- Random sessions out of a pool (windows fill to N and slide), a unique event_id per request, no ts
+-- (the service stamps "now"). The action names are model.features.ACTIONS; SI_WRK_KEY, if set, is sent
+-- as X-API-Key. Every request is a real, distinct click: nothing is answered from a cache.
+local actions = {"category", "view_product", "home", "ask_question", "order", "contact", "add_cart",
+                 "view_cart", "search", "concerned", "account", "recommend"}
+local sessions = tonumber(os.getenv("SI_WRK_SESSIONS") or "20000")
+local key = os.getenv("SI_WRK_KEY")
+local threads = 0
+local counter = 0
+local tag = "t0"
+
+function setup(thread)
+  threads = threads + 1
+  thread:set("tag", "t" .. threads)
+end
+
+function init(args)
+  math.randomseed(os.time() + #tag * 7919 + (tonumber(tag:sub(2)) or 0))
+  wrk.headers["Content-Type"] = "application/json"
+  if key and key ~= "" then wrk.headers["X-API-Key"] = key end
+end
+
+function request()
+  counter = counter + 1
+  local session = "wrk-" .. math.random(1, sessions)
+  local body = string.format('{"event_id":"%s-%d-%d","action":"%s","from_ad":%s}', tag, os.time(), counter,
+                             actions[math.random(1, #actions)], math.random() < 0.1 and "true" or "false")
+  return wrk.format("POST", "/v1/sessions/" .. session .. "/events", nil, body)
+end
+
+-- One JSON line for the benchmark to parse (latencies in microseconds).
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'SI_WRK {"requests":%d,"duration_us":%d,"non_2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean))
+end
