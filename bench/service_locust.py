@@ -10,14 +10,15 @@ from __future__ import annotations
 import csv
 import math
 import os
-import resource
 import subprocess
 import sys
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from model.artifacts import REPO_ROOT
 
@@ -42,6 +43,7 @@ class RouteStats:
     p99_ms: float
     p999_ms: float
     max_ms: float
+    failures_by_status: str = ""  # e.g. "504: 12, 0: 1" (0: no HTTP answer)
 
 
 @dataclass(frozen=True)
@@ -67,19 +69,43 @@ def run_locust(url: str, rate: int, duration_s: float, samples_csv: Path, log_pa
         "--si-max-requests", str(max_requests), "--si-max-seconds", str(duration_s + 30),
         "--si-latency-file", str(samples_csv),
     ]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    wall0 = os.times().elapsed
+    wall0 = time.monotonic()
     with log_path.open("ab") as log_file:
         # Locust exits 1 when any request failed: that is a result to report, not a crash.
-        subprocess.run(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, stdout=log_file,
-                       stderr=subprocess.STDOUT, timeout=duration_s + 90, check=False)
-    wall = os.times().elapsed - wall0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        cpu = _cpu_until_exit(proc, deadline=wall0 + duration_s + 90)
+    wall = time.monotonic() - wall0
     samples = sorted(samples_csv.parent.glob(samples_csv.name + "*"))
     if not samples:
         raise RuntimeError(f"Locust wrote no samples for {url} @ {rate}:\n{log_path.read_text()[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return LocustRun(samples, cpu, wall)
+
+
+def _cpu_until_exit(proc: subprocess.Popen[bytes], deadline: float, every_s: float = 0.25) -> float:
+    """CPU seconds of `proc` and every process it forks (--processes), each read until it ends; kill at deadline.
+
+    Polled, because forked workers may never be waited for, so no rusage reaches us: the last
+    quarter second of each process can be missed.
+    """
+    last: dict[int, float] = {}
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            break
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            tree = []
+        for member in tree:
+            try:
+                last[member.pid] = sum(member.cpu_times()[:2])
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(every_s)
+    proc.wait()
+    return sum(last.values())
 
 
 def summarise(samples: Path | list[Path], config: str, target_qps: int, warmup_s: float) -> list[RouteStats]:
@@ -101,10 +127,12 @@ def summarise(samples: Path | list[Path], config: str, target_qps: int, warmup_s
             continue
         ms = np.array([float(r["ms"]) for r in items])
         p50, p95, p99, p999 = np.percentile(ms, [50, 95, 99, 99.9])
+        codes = Counter(r.get("status") or "?" for r in items if r["ok"] == "0")
         stats.append(RouteStats(
             config=config, target_qps=target_qps, route=route, requests=len(items),
             failures=sum(r["ok"] == "0" for r in items), achieved_qps=len(items) / span, mean_ms=float(ms.mean()),
             p50_ms=float(p50), p95_ms=float(p95), p99_ms=float(p99), p999_ms=float(p999), max_ms=float(ms.max()),
+            failures_by_status=", ".join(f"{code}: {n}" for code, n in codes.most_common()),
         ))
     return stats
 

@@ -17,6 +17,9 @@ from pathlib import Path
 
 # (stage, substrings of a frame "function (file:line)"), checked innermost frame first, first match wins.
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # The engine thread blocked in its queue's get (waking, or waiting for the GIL): py-spy samples it as
+    # active, but it is not work; shown on its own so that it does not count toward a stage.
+    ("engine thread waiting for a batch or the GIL", ("_worker (concurrent/futures/thread.py:81)",)),
     ("feature encoding (engine thread)", ("model/features.py",)),
     ("model run, ONNX Runtime (engine thread)", ("onnx_engine.py", "onnxruntime")),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
@@ -30,6 +33,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("event loop, sockets (asyncio / uvloop)", ("asyncio/", "uvloop", "runners.py")),
 )
 OTHER = "other"
+WAITING = STAGES[0][1][0]
 
 
 def py_spy_binary() -> str | None:
@@ -49,6 +53,8 @@ def record(pid: int, seconds: float, out: Path, rate: int = 200) -> Path:
 
 
 def stage_of(frames: list[str]) -> str:
+    if frames and WAITING in frames[-1]:
+        return STAGES[0][0]
     for frame in reversed(frames):
         for stage, needles in STAGES:
             if any(needle in frame for needle in needles):

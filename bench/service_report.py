@@ -210,7 +210,7 @@ def _harness(result: BenchResult) -> list[str]:
 
 def _poisson_table(result: BenchResult) -> list[str]:
     runs = {(p.config, p.target_qps): p for p in result.poisson}
-    head = ["config", "offered req/s", "achieved req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors",
+    head = ["config", "offered req/s", "achieved req/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors (by status)",
             "server CPU ms/req", "Locust CPU share"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rows = sorted((r for r in result.routes if r.route == EVENTS_ROUTE), key=lambda r: (r.target_qps, r.config))
@@ -218,7 +218,8 @@ def _poisson_table(result: BenchResult) -> list[str]:
         run: PoissonRun | None = runs.get((r.config, r.target_qps))
         out.append("| " + " | ".join([
             r.config, str(r.target_qps), f"{r.achieved_qps:.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-            f"{r.p999_ms:.2f}", f"{r.max_ms:.1f}", f"{r.failures} / {r.requests}",
+            f"{r.p999_ms:.2f}", f"{r.max_ms:.1f}",
+            f"{r.failures} / {r.requests}" + (f" ({r.failures_by_status})" if r.failures_by_status else ""),
             _num(run.server_cpu_ms if run else None, "{:.3f}"), _num(run.locust_cpu_share if run else None, "{:.2f}"),
         ]) + " |")
     return out

@@ -136,7 +136,7 @@ class RunBounds:
         self.max_seconds = max_seconds
         self.latency_file = latency_file
         self.requests = 0
-        self.samples: list[tuple[float, str, float, bool]] = []  # (epoch s, request name, ms, ok)
+        self.samples: list[tuple[float, str, float, bool, int]] = []  # (epoch s, request name, ms, ok, status)
         environment.events.test_start.add_listener(self.on_test_start)
         environment.events.request.add_listener(self.on_request)
         environment.events.quitting.add_listener(self.on_quitting)
@@ -149,9 +149,11 @@ class RunBounds:
     def on_test_start(self, **_: Any) -> None:
         gevent.spawn_later(self.max_seconds, self.stop, f"--si-max-seconds {self.max_seconds:.0f} reached")
 
-    def on_request(self, name: str, response_time: float, exception: Exception | None, **_: Any) -> None:
+    def on_request(self, name: str, response_time: float, exception: Exception | None, response: Any = None,
+                   **_: Any) -> None:
         if self.latency_file:
-            self.samples.append((time.time(), name, float(response_time), exception is None))
+            status = int(getattr(response, "status_code", 0) or 0)  # 0: no HTTP answer (connection error)
+            self.samples.append((time.time(), name, float(response_time), exception is None, status))
         self.requests += 1
         if self.requests == self.max_requests:
             self.stop(f"--si-max-requests {self.max_requests} reached")
@@ -164,8 +166,8 @@ class RunBounds:
             path = f"{path}.{os.getpid()}"
         with open(path, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["ts", "name", "ms", "ok"])
-            writer.writerows((f"{t:.6f}", n, f"{ms:.4f}", int(ok)) for t, n, ms, ok in self.samples)
+            writer.writerow(["ts", "name", "ms", "ok", "status"])
+            writer.writerows((f"{t:.6f}", n, f"{ms:.4f}", int(ok), code) for t, n, ms, ok, code in self.samples)
 
 
 def paced(user: FastHttpUser) -> float:

@@ -339,7 +339,7 @@ def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) 
     rows = samples.read_text().splitlines()[1:]
     assert elapsed < 30, f"the request bound did not stop the 60 s run ({elapsed:.0f} s)"
     assert 40 <= len(rows) <= 48, f"{len(rows)} requests for a bound of 40 (4 users may each finish one)"
-    assert all(row.endswith(",1") for row in rows), result.stdout + result.stderr
+    assert all(row.split(",")[3] == "1" for row in rows), result.stdout + result.stderr
     assert any("/events" in row for row in rows)
 
 
@@ -356,3 +356,29 @@ def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: 
     assert post.requests == 100 and post.failures == 10 and stats[ALL_ROUTES].requests == 100
     assert post.max_ms == 100.0 and post.p50_ms == pytest.approx(50.5) and post.p99_ms == pytest.approx(99.01)
     assert post.achieved_qps == pytest.approx(100 / 9.9)
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (.ci/run installs it)")
+def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
+    """The harness end to end in about 30 s: bare and service, every step at its shortest, the report written."""
+    argv = [sys.executable, "-c", "from cli.main import app; app()", "bench", "service", "--configs", "bare,service",
+            "--saturation-s", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20", "--target-s", "5",
+            "--locust-processes", "1", "--profile-s", "0", "--out-dir", str(tmp_path)]
+    result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, env=clean_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = (tmp_path / "service.md").read_text()
+    assert "## Targets" in report and "## The harness" in report and "ISA:" in report
+    rows = list(csv_rows(tmp_path / "service.csv"))
+    saturation = {r["config"]: r for r in rows if r["step"] == "saturation"}
+    assert set(saturation) == {"bare", "service"} and all(int(r["requests"]) > 0 for r in saturation.values())
+    assert float(saturation["service"]["redis_round_trips_per_click"]) <= 1.1
+    poisson = [r for r in rows if r["step"] == "poisson" and r["route"].startswith("POST")]
+    assert {r["config"] for r in poisson} == {"bare", "service"}
+    assert (tmp_path / "service.png").stat().st_size > 10_000
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with path.open() as fh:
+        return list(csv.DictReader(fh))
