@@ -4,7 +4,8 @@
 - `service`: the full service through its real entry point, `session-intent serve`, with its defaults
   (int8, the small committed model, micro-batching, one worker);
 - `service-published`: the same with the published-size model (bench/service_models.py);
-- `service-fp32`, `service-batch1` (max_batch_size=1), `service-workers2` (`--workers 2`): one knob each;
+- `service-fp32`, `service-batch1` (max_batch_size=1), `service-workers2` (`--workers 2`),
+  `service-gc-unfrozen` (no `gc.freeze()` after warmup): one knob each;
 - `naive`: loadtest/naive_app.py, torch eager per request and several Redis round trips per click.
 """
 
@@ -35,6 +36,7 @@ SERVICE_VARIANTS: dict[str, dict[str, str]] = {
     "service-fp32": {"SI_PRECISION": "fp32"},
     "service-batch1": {"SI_MAX_BATCH_SIZE": "1"},
     "service-workers2": {"SI_WORKERS": "2"},
+    "service-gc-unfrozen": {"SI_GC_FREEZE": "false"},  # the tail's evidence: GC pauses without gc.freeze()
 }
 CONFIGS: tuple[str, ...] = ("bare", *SERVICE_VARIANTS, "naive")
 LOOPBACK = "127.0.0.1"
