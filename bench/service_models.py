@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from model.artifacts import FP32_FILE, INT8_FILE
+from model.artifacts import FP32_FILE, INT8_FILE, REPO_ROOT
 
 log = logging.getLogger(__name__)
 
@@ -35,5 +35,6 @@ def published_model(models_root: Path, work: Path) -> tuple[Path, str]:
         report = export_model(model_dir, val, min_int8_speedup=0.0)
         if not (model_dir / INT8_FILE).is_file():
             source += f"; int8 not exported ({report.int8.get('reason', 'see its card')}), so the service runs fp32"
+    source = source.replace(f"{REPO_ROOT}/", "")  # the report names paths as a clone sees them
     log.info("published-size model: %s", source)
     return model_dir, source
