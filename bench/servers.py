@@ -5,7 +5,7 @@
   (int8, the small committed model, micro-batching, one worker);
 - `service-published`: the same with the published-size model (bench/service_models.py);
 - `service-fp32`, `service-batch1` (max_batch_size=1), `service-workers2` (`--workers 2`),
-  `service-gc-unfrozen` (no `gc.freeze()` after warmup): one knob each;
+  `service-gc-default` (CPython's GC defaults: no `gc.freeze()`, gen-0 threshold 700): one knob each;
 - `naive`: loadtest/naive_app.py, torch eager per request and several Redis round trips per click.
 """
 
@@ -36,7 +36,8 @@ SERVICE_VARIANTS: dict[str, dict[str, str]] = {
     "service-fp32": {"SI_PRECISION": "fp32"},
     "service-batch1": {"SI_MAX_BATCH_SIZE": "1"},
     "service-workers2": {"SI_WORKERS": "2"},
-    "service-gc-unfrozen": {"SI_GC_FREEZE": "false"},  # the tail's evidence: GC pauses without gc.freeze()
+    # The tail's evidence: CPython's GC defaults (no gc.freeze(), a young collection every 700 allocations).
+    "service-gc-default": {"SI_GC_FREEZE": "false", "SI_GC_GEN0_THRESHOLD": "700"},
 }
 CONFIGS: tuple[str, ...] = ("bare", *SERVICE_VARIANTS, "naive")
 LOOPBACK = "127.0.0.1"

@@ -48,7 +48,7 @@ class BenchPlan:
     sweep_s: float = 20.0
     target_rate: int = 620
     target_s: float = 60.0  # the target rate runs this long
-    poisson_configs: tuple[str, ...] = ("bare", "service", "service-published", "service-gc-unfrozen")
+    poisson_configs: tuple[str, ...] = ("bare", "service", "service-published", "service-gc-default")
     user_rate: float = 5.0  # requests/s of one Locust user: users = rate / user_rate
     locust_processes: int = 2
     warmup_s: float = 3.0  # samples in the first seconds of each Locust run are dropped

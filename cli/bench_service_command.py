@@ -32,7 +32,7 @@ def _parse_list(raw: str, what: str) -> list[str]:
 def bench_service(
     configs: Annotated[str, typer.Option(help="Servers to run, comma-separated (default: all).")] = ",".join(
         ("bare", "service", "service-published", "service-fp32", "service-batch1", "service-workers2",
-         "service-gc-unfrozen", "naive")),
+         "service-gc-default", "naive")),
     saturation_s: Annotated[float, typer.Option(min=2.0, max=120.0, help="Seconds of each wrk run.")] = 10.0,
     rates: Annotated[str, typer.Option(help="Poisson offered rates of the sweep, req/s.")] = "300,620,1000",
     sweep_s: Annotated[float, typer.Option(min=5.0, max=300.0, help="Seconds of each sweep run.")] = 20.0,

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     score_flush_records: int = Field(default=64, ge=1, description="Write as soon as this many scores wait.")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on a 503.")
     gc_freeze: bool = Field(default=True, description="gc.freeze() after warmup: full GC pauses skip startup objects.")
+    gc_gen0_threshold: int = Field(default=10_000, ge=100, description="Young-generation GC threshold (CPython: 700).")
 
     # Auth. Keys are sha256 hex digests of the real keys, never the keys themselves.
     api_keys: dict[str, list[str]] = Field(
