@@ -135,6 +135,8 @@ def markdown(result: BenchResult, command: str) -> str:
         "",
         *_poisson_table(result),
         "",
+        *_stages(result),
+        "",
         *_tail(result),
         "",
         "## Where the service's CPU goes (py-spy, under the closed loop)",
@@ -230,6 +232,23 @@ def _poisson_table(result: BenchResult) -> list[str]:
             f"{r.failures} / {r.requests}" + (f" ({r.failures_by_status})" if r.failures_by_status else ""),
             _num(run.server_cpu_ms if run else None, "{:.3f}"), _num(run.locust_cpu_share if run else None, "{:.2f}"),
         ]) + " |")
+    return out
+
+
+def _stages(result: BenchResult) -> list[str]:
+    """Where a click's latency goes inside the server, from its own stage histograms, under Poisson arrivals."""
+    runs = [p for p in result.poisson if p.stage_ms]
+    if not runs:
+        return []
+    out = ["## Where a click's time goes inside the service (Poisson runs)", "",
+           "Mean ms per click of each stage, from the service's `si_stage_seconds` over the run: the Redis call "
+           "(append and read the window), the wait in the batcher's queue (batching delay and the hand-off to the "
+           "engine thread), one engine batch (encoding and the model), and the whole click inside the handler. "
+           "What the client sees beyond `total` is HTTP, the event loop and the machine's scheduling.", "",
+           "| config | offered req/s | redis | queue | infer (per batch) | total |", "|---|---|---|---|---|---|"]
+    for p in sorted(runs, key=lambda p: (p.target_qps, p.config)):
+        cells = [_num(p.stage_ms.get(k), "{:.2f}") for k in ("redis", "queue", "infer", "total")]
+        out.append(f"| {p.config} | {p.target_qps} | " + " | ".join(cells) + " |")
     return out
 
 

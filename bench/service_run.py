@@ -78,6 +78,7 @@ class PoissonRun:
     server_cpu_ms: float
     locust_cpu_share: float  # Locust's CPU seconds over wall seconds, all its processes
     errors: int
+    stage_ms: dict[str, float] = field(default_factory=dict)  # mean ms of each si_stage_seconds stage, server side
 
 
 @dataclass
@@ -179,16 +180,22 @@ def _harness_ceiling(bare: RunningServer, plan: BenchPlan, work: Path, result: B
 def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, result: BenchResult) -> None:
     duration = plan.target_s if rate == plan.target_rate else plan.sweep_s
     samples = work / f"{server.spec.name}-{rate}.csv"
-    cpu0 = server.cpu_seconds()
+    cpu0, counters0 = server.cpu_seconds(), _counters(server)
     run = service_locust.run_locust(server.url, rate, duration, samples, work / "locust.log",
                                     user_rate=plan.user_rate, processes=plan.locust_processes)
-    cpu = server.cpu_seconds() - cpu0
+    cpu, counters1 = server.cpu_seconds() - cpu0, _counters(server)
+    stage_ms = {}
+    for stage in ("redis", "queue", "infer", "total"):
+        n = counters1.get(f"stage_count_{stage}", 0.0) - counters0.get(f"stage_count_{stage}", 0.0)
+        if n:
+            total = counters1[f"stage_sum_{stage}"] - counters0.get(f"stage_sum_{stage}", 0.0)
+            stage_ms[stage] = 1000 * total / n
     stats = service_locust.summarise(run.samples, server.spec.name, rate, plan.warmup_s)
     result.routes.extend(stats)
     events = next((s for s in stats if s.route == EVENTS_ROUTE), None)
     result.poisson.append(PoissonRun(
         config=server.spec.name, target_qps=rate, server_cpu_ms=cpu * 1000 / max(service_locust.sent(run.samples), 1),
-        locust_cpu_share=run.cpu_s / run.wall_s, errors=events.failures if events else 0,
+        locust_cpu_share=run.cpu_s / run.wall_s, errors=events.failures if events else 0, stage_ms=stage_ms,
     ))
 
 
@@ -230,6 +237,9 @@ def _counters(server: RunningServer) -> dict[str, float]:
             elif sample.name in ("si_gc_pause_seconds_sum", "si_gc_pause_seconds_count"):
                 key = f"{sample.name}_gen{sample.labels.get('generation', '')}"
                 values[key] = values.get(key, 0.0) + float(sample.value)
+            elif sample.name in ("si_stage_seconds_sum", "si_stage_seconds_count"):
+                kind = sample.name.rsplit("_", 1)[1]
+                values[f"stage_{kind}_{sample.labels.get('stage', '')}"] = float(sample.value)
     return values
 
 
