@@ -55,6 +55,8 @@ def targets(result: BenchResult) -> list[Target]:
     out = [
         _at_most("server CPU per click vs bare floor (closed loop)",
                  _ratio(service.server_cpu_ms if service else None, bare.server_cpu_ms if bare else None), 2.5),
+        _at_most(f"server CPU per click vs bare floor (Poisson, {result.plan.target_rate} req/s)",
+                 _ratio(*(_poisson_cpu(result, c) for c in ("service", "bare"))), 2.5),
         _at_least("saturation vs bare floor (goal 0.5 ×)", _ratio(rate(service), rate(bare)), 0.4),
         _at_least("saturation vs naive", _ratio(rate(service), rate(_sat(result, "naive"))), 5.0),
         _at_least("saturation vs max_batch_size=1", _ratio(rate(service), rate(_sat(result, "service-batch1"))), 2.0),
@@ -77,6 +79,11 @@ def targets(result: BenchResult) -> list[Target]:
     ceiling = result.harness.achieved_qps if result.harness else None
     out.append(_at_least("harness: Locust's ceiling vs the service's saturation", _ratio(ceiling, rate(service)), 3.0))
     return out
+
+
+def _poisson_cpu(result: BenchResult, config: str) -> float | None:
+    run = next((p for p in result.poisson if p.config == config and p.target_qps == result.plan.target_rate), None)
+    return run.server_cpu_ms if run else None
 
 
 def _at_most(name: str, value: float | None, bound: float, fmt: str = "{:.2f} ×") -> Target:
