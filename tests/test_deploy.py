@@ -358,6 +358,7 @@ def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: 
     assert post.achieved_qps == pytest.approx(100 / 9.9)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (.ci/run installs it)")
 def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     """The harness end to end in about 30 s: bare and service, every step at its shortest, the report written."""

@@ -29,6 +29,7 @@ def wait_for(predicate: object, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"not true within {timeout_s} s")
 
 
+@pytest.mark.slow
 def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
