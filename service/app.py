@@ -124,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
-    app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       max_in_flight=settings.max_in_flight, retry_after_s=settings.retry_after_s)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)
     return app

@@ -1,11 +1,13 @@
 """The one error boundary (docs/architecture.md §7): every failure becomes a JSON `{"error", "fields"?}` body here.
 
 - bad input → 422 naming each field; body over `max_body_bytes` → 413;
-- Redis down, or the batch queue full → 503 with `Retry-After`; a passed deadline → 504;
+- Redis down, the batch queue full, or more than `max_in_flight` API requests in progress → 503 with
+  `Retry-After`; a passed deadline → 504;
 - anything else → 500, traceback logged here and never sent.
 
-`BoundaryMiddleware` wraps the whole app: it enforces the body limit, catches what no handler did,
-and records the request histogram, so that even its own 413/500 answers are measured.
+`BoundaryMiddleware` wraps the whole app: it admits at most `max_in_flight` API requests at once,
+enforces the body limit, catches what no handler did, and records the request histogram, so that even
+its own 413/503/500 answers are measured.
 """
 
 from __future__ import annotations
@@ -115,13 +117,20 @@ def handler_for(app: FastAPI, exc: Exception) -> Callable[[Request, Exception], 
     return None
 
 
-class BoundaryMiddleware:
-    """Pure ASGI: body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
+API_PREFIX = "/v1/"  # admission applies here; probes and /metrics always answer
 
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int) -> None:
+
+class BoundaryMiddleware:
+    """Pure ASGI: admission, body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, max_in_flight: int = 64,
+                 retry_after_s: int = 1) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.max_in_flight = max_in_flight
+        self.retry_after = {"Retry-After": str(retry_after_s)}
+        self.in_flight = 0  # API requests admitted and not yet answered (one event loop: no lock needed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,6 +139,7 @@ class BoundaryMiddleware:
         start = time.perf_counter()
         status = 500
         started = False
+        admitted = str(scope.get("path", "")).startswith(API_PREFIX)
 
         async def send_tracked(message: Message) -> None:
             nonlocal status, started
@@ -138,6 +148,16 @@ class BoundaryMiddleware:
             await send(message)
 
         try:
+            if admitted and self.in_flight >= self.max_in_flight:
+                admitted = False
+                self.metrics.shed.inc()
+                self.metrics.errors.labels(cause="overload").inc()
+                await error_response(503, "overloaded; retry later", headers=self.retry_after)(
+                    scope, receive, send_tracked
+                )
+                return
+            if admitted:
+                self.in_flight += 1
             if self._declared_length(scope) > self.max_body_bytes:
                 await error_response(413, f"request body exceeds {self.max_body_bytes} bytes")(
                     scope, receive, send_tracked
@@ -151,6 +171,8 @@ class BoundaryMiddleware:
                 raise  # too late for a clean answer; the server closes the connection
             await error_response(500, "internal error")(scope, receive, send_tracked)
         finally:
+            if admitted:
+                self.in_flight -= 1
             route = scope.get("route")
             template = getattr(route, "path", "unmatched")
             self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status)).observe(

@@ -33,7 +33,8 @@ class ServiceMetrics:
             "si_batch_size", "Windows per engine run.", buckets=BATCH_BUCKETS, registry=r,
         )
         self.queue_depth = Gauge("si_queue_depth", "Windows waiting for the engine.", registry=r)
-        self.shed = Counter("si_shed_total", "Requests refused with 503 because the queue was full.", registry=r)
+        self.shed = Counter("si_shed_total", "Requests refused with 503: too many in flight, or the batch queue full.",
+                            registry=r)
         self.timeouts = Counter("si_timeouts_total", "Requests that passed their deadline (504).", registry=r)
         self.errors = Counter("si_errors_total", "Failed requests by cause.", ["cause"], registry=r)
         self.events = Counter("si_events_total", "Accepted events by action.", ["action"], registry=r)

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_queue_delay_ms: float = Field(default=2.0, ge=0)
     max_queue_size: int = Field(default=2048, ge=1)
+    # Admission: API requests in progress at once. Past it a request is refused with 503 + Retry-After
+    # before its body is read, so overload costs a refusal, not everyone's latency. Size it as the
+    # replica's saturation rate × the latency budget (e.g. 2,500/s × 25 ms ≈ 64).
+    max_in_flight: int = Field(default=64, ge=1, description="API requests in progress at once; past it 503.")
     request_deadline_ms: float = Field(default=250.0, gt=0, description="Past it a click answers 504.")
     # Write-behind of answered scores: one Redis call per this many records or this much age, whichever
     # comes first; reads of /risk and /at-risk trail a click by up to score_flush_ms.
