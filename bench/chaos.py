@@ -24,9 +24,9 @@ import redis
 
 from bench.ack_audit import AckAudit, audit_acknowledged
 from bench.click_load import LoadPlan, LoadRecord, run_closed_loop, run_load
+from bench.redis_server import RedisServer, free_port
 from bench.servers import running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
-from tests.redis_procs import RedisServer, free_port
 
 log = logging.getLogger(__name__)
 

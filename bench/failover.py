@@ -24,10 +24,10 @@ from redis.cluster import RedisCluster
 from bench.ack_audit import AckAudit, audit_acknowledged
 from bench.chaos import Probe, probe_service
 from bench.click_load import Click, LoadPlan, LoadRecord, run_load, session_id
+from bench.redis_cluster import RedisClusterProcs, manifest_failover_args
+from bench.redis_server import free_port
 from bench.servers import ServerSpec, running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
-from tests.cluster_procs import RedisClusterProcs, manifest_failover_args
-from tests.redis_procs import free_port
 
 log = logging.getLogger(__name__)
 

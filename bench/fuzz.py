@@ -19,9 +19,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.redis_server import RedisServer, free_port
 from bench.servers import ServerSpec, running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
-from tests.redis_procs import RedisServer, free_port
 
 log = logging.getLogger(__name__)
 
