@@ -11,30 +11,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import polars as pl
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from model.data.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, read_raw, sessionise, summarise, write_common_csv
 from model.data.sources import BUILTIN_SOURCES, TS_UNITS, build_spec, parse_column, parse_epoch_seconds, parse_mapping
 
 _FAR = 10**12  # epoch seconds beyond any real clickstream; stands in for an open end of --ts-min/--ts-max
-_CHUNK = 1 << 20
-
-
-def count_rows(paths: list[Path], has_header: bool) -> int:
-    """Data rows in the files, by counting newlines (a cheap first pass, for the progress bar's total)."""
-    total = 0
-    for path in paths:
-        lines, last = 0, b"\n"
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                lines += chunk.count(b"\n")
-                last = chunk[-1:]
-        lines += last != b"\n"
-        total += max(lines - int(has_header), 0)
-    return total
 
 
 def _ts_range(ts_min: str | None, ts_max: str | None) -> tuple[int, int]:
@@ -146,16 +131,13 @@ def prepare_command(
 
     console = Console()
     started = time.perf_counter()
-    total = count_rows(inputs, spec.has_header)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=console) as progress:
-            task = progress.add_task("reading rows", total=total)
-            events = read_raw(spec, inputs, on_rows=lambda n: progress.update(task, completed=n))
-        with console.status("sessionising and writing"):
+        with console.status(f"reading {len(inputs)} file(s)"):
+            events = read_raw(spec, inputs)
+        with console.status(f"sessionising and writing {events.frame.height:,} events"):
             sessions = sessionise(events, spec)
             write_common_csv(sessions, output)
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, pl.exceptions.PolarsError) as err:
         console.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from None
     stats = summarise(sessions, events, spec, inputs)

@@ -1,10 +1,11 @@
 """Raw clickstream export → the common event CSV `session_id,ts,action,from_ad` (docs/architecture.md §5).
 
-Pipeline, one public function per step (the CLI composes them to report progress):
+Pipeline, one public function per step (the CLI composes them to report progress), all in Polars
+(docs/data.md "Engine"):
 
-    read_raw     csv module, one pass, rows → integer codes; unmapped types skipped and counted,
-                 events outside the source's ts range dropped and counted
-    sessionise   numpy: stable sort by (user, ts), new session after a gap > `gap_minutes`
+    read_raw     scan CSV/Parquet (model/data/raw_scan.py); rows → integer codes; unmapped types
+                 skipped and counted, events outside the source's ts range dropped and counted
+    sessionise   sort by (user's first row, ts, row), new session after a gap > `gap_minutes`
                  (or the source's own session column), ids `<user_id>_<n>` with n from 0
     summarise    the stats of the data README / stats.json
     write_common_csv
@@ -16,41 +17,40 @@ two ms timestamps is exactly 1_800_000 ticks, never 1800.0000000002 s.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-import re
-from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
-from model.data.sources import Column, SourceSpec, parse_flags, parse_ticks
+from model.data.raw_scan import scan_raw
+from model.data.sources import SourceSpec, flag_lookup, iso_micros_lookup
 from model.features import ACTIONS, ADD_CART, ORDER, action_index
 
 logger = logging.getLogger(__name__)
 
 HEADER = ("session_id", "ts", "action", "from_ad")
 MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of docs/architecture.md §4
-_PROGRESS_EVERY = 1 << 16
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SERVICE_SESSION_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+_SERVICE_SESSION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+_MICROS = 1_000_000
 
 
 @dataclass
 class RawEvents:
-    """Kept events in read order. keys[key_code[i]] is the user id (or the source's session id)."""
+    """Kept events in read order.
 
-    keys: list[str]
-    key_code: np.ndarray  # (E,) int64
-    ticks: np.ndarray  # (E,) int64, epoch time in 1/scale s
+    frame: first_row (u32, the row of the key's first appearance), row (u32), key (str),
+           ticks (i64, epoch time in 1/scale s), action (i8 index into ACTIONS), from_ad (i8: 1, 0, -1 unknown)
+    """
+
+    frame: pl.DataFrame
     scale: int
-    actions: np.ndarray  # (E,) int64 index into ACTIONS
-    from_ad: np.ndarray  # (E,) int8: 1, 0, or -1 for unknown
     rows_read: int
     raw_event_types: dict[str, int]
     skipped: dict[str, int]
@@ -60,18 +60,26 @@ class RawEvents:
 
 @dataclass
 class Sessions:
-    """Events grouped by session, ts ascending (stable) within one; sessions by first user appearance."""
+    """Events grouped by session, ts ascending (stable) within one; sessions by first user appearance.
 
-    ids: list[str]  # (S,)
+    frame: session_id (str, repeated per event), ticks (i64), action (i8), from_ad (i8)
+    """
+
+    frame: pl.DataFrame
     starts: np.ndarray  # (S,) index of each session's first event
-    ticks: np.ndarray  # (E,)
     scale: int
-    actions: np.ndarray  # (E,)
-    from_ad: np.ndarray  # (E,) int8
+
+    @property
+    def ticks(self) -> np.ndarray:
+        return self.frame["ticks"].to_numpy()
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.frame["action"].to_numpy()
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(np.append(self.starts, len(self.ticks)))
+        return np.diff(np.append(self.starts, self.frame.height))
 
 
 @dataclass(frozen=True)
@@ -109,94 +117,84 @@ class PrepareStats:
         return asdict(self)
 
 
-def _resolve(col: Column | None, header: list[str] | None, spec: SourceSpec) -> int:
-    if col is None:
-        return -1
-    if isinstance(col, int):
-        return col
-    names = header if header is not None else list(spec.columns or ())
-    if col not in names:
-        where = "header" if header is not None else f"columns of source {spec.name!r}"
-        raise ValueError(f"column {col!r} not in the {where}: {names}")
-    return names.index(col)
+def _micros(frame: pl.DataFrame, spec: SourceSpec) -> pl.Series:
+    """(E,) int64 epoch microseconds of the `ts` texts, null where unparsable."""
+    text = frame["ts"].str.strip_chars()
+    if spec.ts_unit == "iso":  # Python's fromisoformat, once per distinct text
+        lookup = iso_micros_lookup(text.unique().drop_nulls().to_list(), spec.timezone)
+        return text.replace_strict(lookup, default=None, return_dtype=pl.Int64)
+    per_unit = _MICROS if spec.ts_unit == "s" else 1000
+    whole = text.cast(pl.Int64, strict=False)
+    fraction = (text.cast(pl.Float64, strict=False) * _MICROS / (_MICROS // per_unit)).round().cast(pl.Int64)
+    return pl.select(pl.when(whole.is_not_null()).then(whole * per_unit).otherwise(fraction)).to_series()
 
 
-def read_raw(spec: SourceSpec, paths: Sequence[Path], on_rows: Callable[[int], None] | None = None) -> RawEvents:
-    """Read every file with `spec`; on_rows(rows read so far) is called every 65,536 rows and at the end."""
-    key_codes: dict[str, int] = {}
-    type_codes: dict[str, int] = {}
-    key_code, type_code = array("q"), array("q")
-    ts_text: list[str] = []
-    ad_text: list[str] = []
-    malformed = {"too_few_columns": 0, "empty_id": 0}
-    rows = 0
-    key_col = spec.session_col if spec.session_col is not None else spec.user_col
-    for path in paths:
-        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: a BOM is no part of a name
-            reader = csv.reader(handle, delimiter=spec.delimiter)
-            header = next(reader, None) if spec.has_header else None
-            if spec.has_header and header is None:
-                logger.warning("%s is empty", path)
-                continue
-            ki, ti, ei = (_resolve(c, header, spec) for c in (key_col, spec.ts_col, spec.event_col))
-            ai = _resolve(spec.from_ad_col, header, spec)
-            width = max(ki, ti, ei, ai) + 1
-            for row in reader:
-                rows += 1
-                if not rows & (_PROGRESS_EVERY - 1) and on_rows is not None:
-                    on_rows(rows)
-                if len(row) < width:
-                    if row:  # a blank line is no event and no error
-                        malformed["too_few_columns"] += 1
-                    continue
-                key = row[ki]
-                if not key:
-                    malformed["empty_id"] += 1
-                    continue
-                key_code.append(key_codes.setdefault(key, len(key_codes)))
-                type_code.append(type_codes.setdefault(row[ei], len(type_codes)))
-                ts_text.append(row[ti])
-                if ai >= 0:
-                    ad_text.append(row[ai])
-    if on_rows is not None:
-        on_rows(rows)
+def _coarsest_scale(micros: pl.Series) -> int:
+    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second."""
+    valid = micros.drop_nulls()
+    for coarse in (1, 1000):
+        if not (valid % (_MICROS // coarse) != 0).any():
+            return coarse
+    return _MICROS
 
-    codes = np.frombuffer(type_code, dtype=np.int64) if type_code else np.zeros(0, np.int64)
-    type_names = list(type_codes)
-    type_counts = np.bincount(codes, minlength=len(type_names))
-    raw_event_types = {name: int(type_counts[i]) for i, name in enumerate(type_names)}
-    to_action = np.array(
-        [action_index(spec.action_map[t]) if t in spec.action_map else -1 for t in type_names], dtype=np.int64
+
+def _type_counts(valid: pl.DataFrame) -> dict[str, int]:
+    counts = valid.group_by("etype", maintain_order=True).len()
+    return dict(zip(counts["etype"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
+    """Read every file with `spec` into coded events; counts what it skipped, dropped or refused."""
+    scanned = scan_raw(spec, paths).with_columns(first_row=pl.col("row").min().over("key"))
+    tally = scanned.select(
+        rows=pl.len(),
+        too_few_columns=pl.col("short").sum(),
+        empty_id=(~pl.col("short") & ~pl.col("blank") & pl.col("key").is_null()).sum(),
     )
-    actions = to_action[codes] if codes.size else np.zeros(0, np.int64)
+    valid = scanned.filter(~pl.col("short") & ~pl.col("blank") & pl.col("key").is_not_null())
+    frame, counts = pl.collect_all([valid.drop("short", "blank"), tally], engine="streaming")
+    rows_read = int(counts["rows"][0])
+    malformed = {"too_few_columns": int(counts["too_few_columns"][0]), "empty_id": int(counts["empty_id"][0])}
+
+    raw_event_types = _type_counts(frame)
+    to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
-
-    ticks, scale, ts_ok = parse_ticks(ts_text, spec.ts_unit, spec.timezone)
-    malformed["bad_timestamp"] = int((~ts_ok & (actions >= 0)).sum())
-    keep = ts_ok & (actions >= 0)
-    in_range = np.ones_like(keep)
+    micros = _micros(frame, spec)
+    scale = _coarsest_scale(micros)
+    frame = frame.with_columns(
+        action=pl.col("etype").replace_strict(to_action, default=-1, return_dtype=pl.Int8),
+        ticks=micros // (_MICROS // scale),
+        from_ad=_from_ad(frame["ad"]) if spec.from_ad_col is not None else pl.lit(-1, dtype=pl.Int8),
+    ).drop("etype", "ts", "ad")
+    mapped = pl.col("action") >= 0
+    in_range = pl.lit(True)
     if spec.ts_range is not None:
         lo, hi = spec.ts_range
-        in_range = (ticks >= lo * scale) & (ticks < hi * scale)
-    dropped = int((keep & ~in_range).sum())
-    keep &= in_range
-    from_ad = parse_flags(ad_text) if spec.from_ad_col is not None else np.full(len(ts_text), -1, np.int8)
-    keys_np = np.frombuffer(key_code, dtype=np.int64) if key_code else np.zeros(0, np.int64)
+        in_range = (pl.col("ticks") >= lo * scale) & (pl.col("ticks") < hi * scale)
+    outcome = frame.select(
+        bad_timestamp=(mapped & pl.col("ticks").is_null()).sum(),
+        dropped=(mapped & pl.col("ticks").is_not_null() & ~in_range).sum(),
+    )
+    malformed["bad_timestamp"] = int(outcome["bad_timestamp"][0])
+    kept = frame.filter(mapped & pl.col("ticks").is_not_null() & in_range)
     return RawEvents(
-        keys=list(key_codes),
-        key_code=keys_np[keep],
-        ticks=ticks[keep],
+        frame=kept,
         scale=scale,
-        actions=actions[keep],
-        from_ad=from_ad[keep],
-        rows_read=rows,
+        rows_read=rows_read,
         raw_event_types=raw_event_types,
         skipped=skipped,
-        dropped_outside_ts_range=dropped,
+        dropped_outside_ts_range=int(outcome["dropped"][0]),
         malformed={reason: n for reason, n in malformed.items() if n},
     )
+
+
+def _from_ad(raw: pl.Series) -> pl.Series:
+    """(E,) int8 1/0/-1 from the raw texts, through the one lookup of model/data/sources.py."""
+    texts = raw.fill_null("")
+    lookup = flag_lookup(texts.unique().to_list())
+    return texts.replace_strict(lookup, return_dtype=pl.Int8)
 
 
 def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
@@ -205,30 +203,28 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     Sessions come in order of their user's first row; ids are `<user_id>_<n>`, n = 0, 1, ...
     per user in time order. With a session column the source's id is used as it is.
     """
-    order = np.argsort(events.ticks, kind="stable")
-    order = order[np.argsort(events.key_code[order], kind="stable")]
-    code, ticks = events.key_code[order], events.ticks[order]
-    new = np.ones(len(order), dtype=bool)
-    if len(order):
-        new[1:] = code[1:] != code[:-1]
-    keys = events.keys
-    starts = np.flatnonzero(new)
+    ordered = events.frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
+    new_user = pl.col("first_row") != pl.col("first_row").shift(1)
     if spec.session_col is not None:
-        ids = [keys[c] for c in code[starts].tolist()]
+        frame = ordered.select(
+            new=new_user.fill_null(True), session_id=pl.col("key"), ticks="ticks", action="action", from_ad="from_ad"
+        )
     else:
         gap_ticks = round(spec.gap_minutes * 60 * events.scale)
-        new[1:] |= np.diff(ticks) > gap_ticks
-        starts = np.flatnonzero(new)
-        user = code[starts]
-        first_of_user = np.ones(len(starts), dtype=bool)
-        first_of_user[1:] = user[1:] != user[:-1]
-        ordinal = np.arange(len(starts))
-        n = ordinal - np.maximum.accumulate(np.where(first_of_user, ordinal, 0))
-        ids = [f"{keys[c]}_{k}" for c, k in zip(user.tolist(), n.tolist(), strict=True)]
-    unsafe = sum(1 for key in keys if not _SERVICE_SESSION_ID.fullmatch(key))
+        new = (new_user | (pl.col("ticks").diff() > gap_ticks)).fill_null(True)
+        nth = pl.col("new").cast(pl.Int64).cum_sum().over("first_row") - 1  # n of `<user_id>_<n>`
+        frame = ordered.with_columns(new=new).select(
+            "new",
+            session_id=pl.col("key") + "_" + nth.cast(pl.String),
+            ticks="ticks",
+            action="action",
+            from_ad="from_ad",
+        )
+    starts = np.flatnonzero(frame["new"].to_numpy())
+    unsafe = int((~events.frame["key"].unique().str.contains(_SERVICE_SESSION_ID)).sum())
     if unsafe:
         logger.warning("%d ids have characters the service refuses in a session_id", unsafe)
-    return Sessions(ids, starts, ticks, events.scale, events.actions[order], events.from_ad[order])
+    return Sessions(frame.drop("new"), starts, events.scale)
 
 
 def _group_stats(lengths: np.ndarray, any_cart: np.ndarray, any_order: np.ndarray) -> SessionGroupStats:
@@ -255,14 +251,16 @@ def _utc_text(tick: int, scale: int) -> str:
 def summarise(sessions: Sessions, events: RawEvents, spec: SourceSpec, inputs: Sequence[Path]) -> PrepareStats:
     """The stats of the data README, for all sessions and for those with 3–250 events."""
     lengths = sessions.lengths
+    actions = sessions.actions
     any_cart = any_order = np.zeros(0, dtype=bool)
     if len(lengths):
-        any_cart = np.add.reduceat((sessions.actions == ADD_CART).astype(np.int64), sessions.starts) > 0
-        any_order = np.add.reduceat((sessions.actions == ORDER).astype(np.int64), sessions.starts) > 0
+        any_cart = np.add.reduceat((actions == ADD_CART).astype(np.int64), sessions.starts) > 0
+        any_order = np.add.reduceat((actions == ORDER).astype(np.int64), sessions.starts) > 0
     curated = (lengths >= MIN_EVENTS) & (lengths <= MAX_EVENTS)
-    action_counts = np.bincount(sessions.actions, minlength=len(ACTIONS))
+    action_counts = np.bincount(actions.astype(np.int64), minlength=len(ACTIONS))
     ranked = sorted((i for i in range(len(ACTIONS)) if action_counts[i]), key=lambda i: -action_counts[i])
-    has_ts = len(sessions.ticks) > 0
+    ticks = sessions.frame["ticks"]
+    has_ts = sessions.frame.height > 0
     return PrepareStats(
         format=spec.name,
         session_mode=spec.session_mode,
@@ -274,42 +272,45 @@ def summarise(sessions: Sessions, events: RawEvents, spec: SourceSpec, inputs: S
         all_sessions=_group_stats(lengths, any_cart, any_order),
         sessions_3_to_250_events=_group_stats(lengths[curated], any_cart[curated], any_order[curated]),
         action_counts={ACTIONS[i]: int(action_counts[i]) for i in ranked},
-        ts_min_utc=_utc_text(int(sessions.ticks.min()), sessions.scale) if has_ts else None,
-        ts_max_utc=_utc_text(int(sessions.ticks.max()), sessions.scale) if has_ts else None,
+        ts_min_utc=_utc_text(int(ticks.min()), sessions.scale) if has_ts else None,  # type: ignore[arg-type]
+        ts_max_utc=_utc_text(int(ticks.max()), sessions.scale) if has_ts else None,  # type: ignore[arg-type]
         rows_read=events.rows_read,
         malformed=events.malformed,
         timezone=spec.timezone,
     )
 
 
+def _ts_text(scale: int) -> pl.Expr:
+    """Epoch seconds as text: an integer at scale 1, else exactly log10(scale) decimals (no float rounding)."""
+    ticks = pl.col("ticks")
+    if scale == 1:
+        return ticks.cast(pl.String)
+    digits = len(str(scale)) - 1
+    size = ticks.abs()
+    sign = pl.when(ticks < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return sign + (size // scale).cast(pl.String) + "." + (size % scale).cast(pl.String).str.zfill(digits)
+
+
 def write_common_csv(sessions: Sessions, path: Path) -> None:
     """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if sessions.scale == 1:
-        ts_out: list[Any] = sessions.ticks.tolist()
-    else:
-        digits = len(str(sessions.scale)) - 1
-        ts_out = [f"{t:.{digits}f}" for t in (sessions.ticks / sessions.scale).tolist()]
-    sid = np.repeat(np.array(sessions.ids, dtype=object), sessions.lengths).tolist()
-    names = np.array(ACTIONS, dtype=object)[sessions.actions].tolist()
-    flags = np.array(["", "0", "1"], dtype=object)[sessions.from_ad.astype(np.int64) + 1].tolist()
+    names = {i: name for i, name in enumerate(ACTIONS)}
+    out = sessions.frame.lazy().select(
+        session_id="session_id",
+        ts=_ts_text(sessions.scale),
+        action=pl.col("action").replace_strict(names, return_dtype=pl.String),
+        from_ad=pl.col("from_ad").replace_strict({-1: "", 0: "0", 1: "1"}, return_dtype=pl.String),
+    )
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(HEADER)
-        writer.writerows(zip(sid, ts_out, names, flags, strict=True))
+    out.sink_csv(tmp, line_terminator="\n")
     os.replace(tmp, path)
 
 
-def prepare(
-    spec: SourceSpec,
-    inputs: Sequence[Path],
-    output: Path | None = None,
-    on_rows: Callable[[int], None] | None = None,
-) -> PrepareStats:
+def prepare(spec: SourceSpec, inputs: Sequence[Path], output: Path | None = None) -> PrepareStats:
     """Read, sessionise, and (if `output`) write the common CSV; return the stats."""
-    events = read_raw(spec, inputs, on_rows)
+    events = read_raw(spec, inputs)
     sessions = sessionise(events, spec)
     if output is not None:
         write_common_csv(sessions, output)
     return summarise(sessions, events, spec, inputs)
+

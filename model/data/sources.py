@@ -14,8 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import numpy as np
-
 from model.features import action_index
 
 logger = logging.getLogger(__name__)
@@ -154,40 +152,10 @@ def build_spec(source: str, **overrides: Any) -> SourceSpec:
     return SourceSpec(name=source, **given)
 
 
-def parse_ticks(values: list[str], unit: str, tz_name: str = "UTC") -> tuple[np.ndarray, int, np.ndarray]:
-    """(E,) int64 ticks, their scale (ticks per second) and (E,) bool parsed-ok, for one ts unit.
-
-    ISO 8601 without an offset is read in `tz_name`. Integer sources keep an integer scale
-    (1 for s, 1000 for ms); anything fractional goes to microseconds.
-    """
-    n = len(values)
-    ok = np.ones(n, dtype=bool)
-    if unit in ("s", "ms"):
-        base = 1 if unit == "s" else 1000
-        try:
-            ticks = np.array(values, dtype=np.int64).reshape(n)
-            return (ticks, 1, ok) if base == 1 else _coarsen(ticks * 1000, 1_000_000, ok)
-        except (ValueError, OverflowError):  # decimals, blanks or junk: the slow path, value by value
-            pass
-        ticks = np.zeros(n, dtype=np.int64)
-        for i, text in enumerate(values):
-            try:
-                ticks[i] = round(float(text) * 1_000_000 / base)
-            except (ValueError, OverflowError):
-                ok[i] = False
-        return _coarsen(ticks, 1_000_000, ok)
+def iso_micros_lookup(texts: list[str], tz_name: str = "UTC") -> dict[str, int | None]:
+    """Epoch microseconds of each distinct ISO 8601 text (None where unparsable); no offset: `tz_name`."""
     zone = ZoneInfo(tz_name)
-    cache: dict[str, int | None] = {}
-    ticks = np.zeros(n, dtype=np.int64)
-    for i, text in enumerate(values):
-        if text not in cache:
-            cache[text] = _iso_micros(text, zone)
-        micros = cache[text]
-        if micros is None:
-            ok[i] = False
-        else:
-            ticks[i] = micros
-    return _coarsen(ticks, 1_000_000, ok)
+    return {text: _iso_micros(text, zone) for text in texts}
 
 
 def _iso_micros(text: str, zone: ZoneInfo) -> int | None:
@@ -200,21 +168,13 @@ def _iso_micros(text: str, zone: ZoneInfo) -> int | None:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def _coarsen(ticks: np.ndarray, scale: int, ok: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
-    """Whole seconds (or ms) stay integers in the output: use the coarsest exact scale."""
-    for coarse in (1, 1000):
-        if not (ticks[ok] % (scale // coarse)).any():
-            return ticks // (scale // coarse), coarse, ok
-    return ticks, scale, ok
-
-
-def parse_flags(values: list[str]) -> np.ndarray:
-    """(E,) int8 from_ad: 1 for 1/true/yes, 0 for 0/false/no, -1 for empty or unrecognised."""
+def flag_lookup(texts: list[str]) -> dict[str, int]:
+    """from_ad of each distinct raw text: 1 for 1/true/yes, 0 for 0/false/no, -1 for empty or unrecognised."""
     lookup: dict[str, int] = {}
-    for text in set(values):
+    for text in texts:
         norm = text.strip().lower()
         lookup[text] = 1 if norm in _TRUE else 0 if norm in _FALSE else -1
     odd = sorted(t for t, flag in lookup.items() if flag < 0 and t.strip())
     if odd:
         logger.warning("from_ad values read as unknown: %s", odd[:10])
-    return np.fromiter((lookup[t] for t in values), dtype=np.int8, count=len(values))
+    return lookup
