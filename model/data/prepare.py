@@ -299,7 +299,7 @@ def write_common_csv(sessions: Sessions, path: Path) -> None:
         session_id="session_id",
         ts=_ts_text(sessions.scale),
         action=pl.col("action").replace_strict(names, return_dtype=pl.String),
-        from_ad=pl.col("from_ad").replace_strict({-1: "", 0: "0", 1: "1"}, return_dtype=pl.String),
+        from_ad=pl.col("from_ad").replace_strict({0: "0", 1: "1"}, default=None, return_dtype=pl.String),  # null: ""
     )
     tmp = path.with_name(path.name + ".tmp")
     out.sink_csv(tmp, line_terminator="\n")
