@@ -123,10 +123,10 @@ def test_time_split_puts_later_sessions_in_test(synth_csv: Path) -> None:
 def test_windows_and_cache_round_trip(synth_csv: Path, tmp_path: Path) -> None:
     config = FeatureConfig(window=8)
     fresh = load_dataset(synth_csv, config, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("windows-*.npz"))) == 1
+    assert len(list(tmp_path.glob("data-*"))) == 1
     cached = load_dataset(synth_csv, config, cache_dir=tmp_path)
     assert fresh.windows.X.shape == (len(fresh.sessions.events), 8, 16)
     np.testing.assert_array_equal(fresh.windows.X, cached.windows.X)
     np.testing.assert_array_equal(fresh.split, cached.split)
     load_dataset(synth_csv, FeatureConfig(window=4), cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("windows-*.npz"))) == 2  # N is part of the key
+    assert len(list(tmp_path.glob("data-*"))) == 2  # the feature config is part of the key

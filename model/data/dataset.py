@@ -1,39 +1,37 @@
-"""Event CSV → curated sessions → one (window, targets) sample per prefix, plus session-level splits.
+"""Event file → curated sessions → one (window, targets) sample per prefix, plus session-level splits.
 
-The common CSV form is `session_id,ts,action,from_ad` (ts in epoch seconds, from_ad 1/0/empty).
-Encoding goes through model/features.py, the same code serving uses.
+The common form is `session_id,ts,action,from_ad` (ts in epoch seconds, from_ad 1/0/empty), as CSV
+or Parquet (model/data/reader.py). Encoding goes through model/features.py, the same code serving
+uses; windows are gathered per batch from 6 bytes per event (model/data/compact.py), never held
+as one (P, N, 16) tensor unless a caller asks for `WindowSet.X`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from model.features import (
-    ACTIONS,
-    ADD_CART,
-    ORDER,
-    EventLog,
-    FeatureConfig,
-    action_index,
-    layout_fingerprint,
-    prefix_windows,
-)
+from model.data.cache import cache_folder, cache_key, load_cache, save_cache
+from model.data.compact import EncodedEvents, WindowView, encode_compact, gather_windows
+
+# CSV_COLUMNS, BadEventFile and Sessions are re-exported: callers import them from here.
+from model.data.reader import CSV_COLUMNS as CSV_COLUMNS
+from model.data.reader import read_events
+from model.data.sessions import BadEventFile as BadEventFile
+from model.data.sessions import Sessions as Sessions
+from model.features import ACTIONS, ADD_CART, ORDER, FeatureConfig
 
 log = logging.getLogger(__name__)
 
 MIN_EVENTS = 3
 MAX_EVENTS = 250
-CSV_COLUMNS = ("session_id", "ts", "action", "from_ad")
-CACHE_VERSION = 1
 
 
 class SessionClass(IntEnum):
@@ -48,139 +46,48 @@ class Split(IntEnum):
     TEST = 2
 
 
-class BadEventFile(ValueError):
-    """The file cannot be used; the message says why and where."""
-
-
-@dataclass(frozen=True)
-class Sessions:
-    """Sessions in CSV order of first appearance; events sorted by ts (stable) within each."""
-
-    ids: np.ndarray  # (S,) str
-    events: EventLog
-
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    @property
-    def lengths(self) -> np.ndarray:
-        """(S,) events per session."""
-        return np.diff(np.append(self.events.starts, len(self.events)))
-
-    def select(self, keep: np.ndarray) -> Sessions:
-        """Sessions where the (S,) bool mask `keep` is true."""
-        lengths = self.lengths
-        event_keep = np.repeat(keep, lengths)
-        kept_lengths = lengths[keep]
-        starts = np.concatenate([[0], np.cumsum(kept_lengths)[:-1]]).astype(np.int64)
-        events = EventLog(
-            actions=self.events.actions[event_keep],
-            ts=self.events.ts[event_keep],
-            from_ad=self.events.from_ad[event_keep],
-            starts=starts if kept_lengths.size else np.zeros(0, dtype=np.int64),
-        )
-        return Sessions(ids=self.ids[keep], events=events)
-
-
 @dataclass(frozen=True)
 class WindowSet:
-    """One sample per prefix. X (n, N, 16) float32, Y (n, 2) float32 [add_cart, make_order] after it."""
+    """One sample per prefix: its targets, and its window gathered on demand from the encoded events.
 
-    X: np.ndarray
+    Y (n, 2) float32 [add_cart, make_order] after the prefix; `X` (n, N, 16) float32 materialises
+    every window (fine for a validation or test part of a small log); `view` and `windows(idx)`
+    gather only what a batch needs.
+    """
+
+    events: EncodedEvents  # of the whole Sessions the set was built from
+    window: int
+    rows: np.ndarray  # (n,) int64 event index of the prefix's newest event
     Y: np.ndarray
     session: np.ndarray  # (n,) ordinal into the Sessions the set was built from
     position: np.ndarray  # (n,) 0-based index of the prefix's last event within its session
 
     def __len__(self) -> int:
-        return int(self.X.shape[0])
+        return int(self.rows.shape[0])
+
+    @cached_property
+    def X(self) -> np.ndarray:
+        return self.windows(slice(None))
+
+    @property
+    def view(self) -> WindowView:
+        """The windows as a lazily gathered (n, N, 16) array: `len()` and slicing."""
+        return WindowView(self.events, self.rows, self.position, self.window)
+
+    def windows(self, index: slice | np.ndarray) -> np.ndarray:
+        """(b, N, 16) float32 windows of the prefixes at `index` (positions in this set)."""
+        return gather_windows(self.events, self.rows[index], self.position[index], self.window)
 
     def take(self, mask: np.ndarray) -> WindowSet:
-        return WindowSet(self.X[mask], self.Y[mask], self.session[mask], self.position[mask])
-
-
-def _parse_from_ad(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in ("", "0", "false", "no"):
-        return False
-    if value in ("1", "true", "yes"):
-        return True
-    raise ValueError(f"from_ad must be 1/0/true/false or empty, got {raw!r}")
-
-
-def _column(rows: list[list[str]], index: int | None, name: str, path: Path) -> list[str]:
-    if index is None:
-        return [""] * len(rows)
-    try:
-        return [row[index] for row in rows]
-    except IndexError:
-        bad = next(i for i, row in enumerate(rows) if len(row) <= index)
-        raise BadEventFile(f"{path}:{bad + 2}: row has no {name} column") from None
-
-
-def _parse_ts(raw: list[str], path: Path) -> np.ndarray:
-    try:
-        return np.fromiter(map(float, raw), dtype=np.float64, count=len(raw))
-    except ValueError:
-        for i, value in enumerate(raw):
-            try:
-                float(value)
-            except ValueError:
-                raise BadEventFile(f"{path}:{i + 2}: ts must be epoch seconds, got {value!r}") from None
-        raise
+        """The prefixes where the (n,) bool mask (or index array) `mask` selects."""
+        return WindowSet(
+            self.events, self.window, self.rows[mask], self.Y[mask], self.session[mask], self.position[mask]
+        )
 
 
 def read_events_csv(path: Path) -> Sessions:
-    """Read the common CSV form; a clear BadEventFile for anything it cannot use."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadEventFile(f"{path}: no such file")
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            raise BadEventFile(f"{path}: empty file")
-        columns = [c.strip() for c in header]
-        missing = [c for c in CSV_COLUMNS[:3] if c not in columns]
-        if missing:
-            raise BadEventFile(
-                f"{path}: header {columns} lacks {missing}; expected {','.join(CSV_COLUMNS)} "
-                "(convert raw logs with `session-intent prepare`)"
-            )
-        rows = [row for row in reader if row]
-    if not rows:
-        raise BadEventFile(f"{path}: header only, no events")
-    index = {name: columns.index(name) if name in columns else None for name in CSV_COLUMNS}
-    codes: dict[str, int] = {}
-    sids = _column(rows, index["session_id"], "session_id", path)
-    sid_code = np.fromiter((codes.setdefault(sid, len(codes)) for sid in sids), dtype=np.int64, count=len(sids))
-    ts = _parse_ts(_column(rows, index["ts"], "ts", path), path)
-    actions = _codes(_column(rows, index["action"], "action", path), action_index, path, np.int8)
-    from_ad = _codes(_column(rows, index["from_ad"], "from_ad", path), _parse_from_ad, path, bool)
-    return _group_sessions(np.array(list(codes), dtype=object), sid_code, ts, actions, from_ad)
-
-
-def _codes(raw: list[str], parse: Callable[[str], Any], path: Path, dtype: Any) -> np.ndarray:
-    """Parse each distinct value once; the first bad value names its line."""
-    distinct: dict[str, int] = {}
-    inverse = np.fromiter((distinct.setdefault(v, len(distinct)) for v in raw), dtype=np.int64, count=len(raw))
-    parsed = np.empty(len(distinct), dtype=dtype)
-    for value, i in distinct.items():
-        try:
-            parsed[i] = parse(value)
-        except ValueError as exc:
-            raise BadEventFile(f"{path}:{raw.index(value) + 2}: {exc}") from None
-    return parsed[inverse]
-
-
-def _group_sessions(
-    ids: np.ndarray, sid_code: np.ndarray, ts: np.ndarray, actions: np.ndarray, from_ad: np.ndarray
-) -> Sessions:
-    order = np.lexsort((ts, sid_code))  # by session (first appearance), then ts; stable on ties
-    sid_sorted = sid_code[order]
-    lengths = np.bincount(sid_sorted, minlength=len(ids))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    events = EventLog(actions=actions[order], ts=ts[order], from_ad=from_ad[order], starts=starts)
-    return Sessions(ids=ids, events=events)
+    """Read the common form (CSV or Parquet); a clear BadEventFile for anything it cannot use."""
+    return read_events(path)
 
 
 def curate(sessions: Sessions, min_events: int = MIN_EVENTS, max_events: int = MAX_EVENTS) -> Sessions:
@@ -235,13 +142,17 @@ def abandonment_targets(sessions: Sessions) -> np.ndarray:
     return (has_cart & (targets[:, 1] == 0)).astype(np.float32)
 
 
-def build_windows(sessions: Sessions, config: FeatureConfig) -> WindowSet:
-    """One window per prefix of every session (memory: E × N × 16 × 4 bytes)."""
+def build_windows(
+    sessions: Sessions, config: FeatureConfig, encoded: EncodedEvents | None = None
+) -> WindowSet:
+    """One sample per prefix of every session: targets now, windows gathered when asked for."""
     ev = sessions.events
     session = ev.session_of_event()
     position = np.arange(len(ev)) - ev.starts[session]
     return WindowSet(
-        X=prefix_windows(ev, config),
+        events=encoded if encoded is not None else encode_compact(ev, config),
+        window=config.window,
+        rows=np.arange(len(ev), dtype=np.int64),
         Y=prefix_targets(sessions),
         session=session.astype(np.int64),
         position=position.astype(np.int32),
@@ -310,46 +221,36 @@ class Dataset:
         return self.windows.take(self.split[self.windows.session] == which)
 
 
-def _cache_path(cache_dir: Path, sha: str, config: FeatureConfig, split_mode: str) -> Path:
-    key = f"{sha}:{config.to_dict()}:{layout_fingerprint()}:{split_mode}:{MIN_EVENTS}-{MAX_EVENTS}:v{CACHE_VERSION}"
-    return cache_dir / f"windows-{hashlib.sha256(key.encode()).hexdigest()[:20]}.npz"
+def _splitter(split_mode: str) -> Callable[[Sessions], np.ndarray]:
+    splitter = {"session": split_by_session, "time": split_by_time}.get(split_mode)
+    if splitter is None:
+        raise ValueError(f"split mode must be 'session' or 'time', got {split_mode!r}")
+    return splitter
 
 
 def load_dataset(
     path: Path, config: FeatureConfig, split_mode: str = "session", cache_dir: Path | None = None
 ) -> Dataset:
-    """Read, curate, window and split `path`; cached as .npz keyed by file hash, N and fingerprint."""
+    """Read, curate, encode and split `path` (CSV or Parquet).
+
+    With `cache_dir`, the result is cached as memory-mapped .npy files keyed by the file's sha256
+    and the feature config (model/data/cache.py); a second load reads no event file.
+    """
     path = Path(path)
+    splitter = _splitter(split_mode)
     sha = file_sha256(path)
-    cache = _cache_path(cache_dir, sha, config, split_mode) if cache_dir else None
-    if cache and cache.is_file():
-        log.info("windows from cache %s", cache)
-        with np.load(cache, allow_pickle=True) as z:
-            events = EventLog(z["actions"], z["ts"], z["from_ad"], z["starts"])
-            sessions = Sessions(ids=z["ids"], events=events)
-            windows = WindowSet(z["X"], z["Y"], z["session"], z["position"])
-            return Dataset(path.stem, sha, sessions, windows, z["classes"], z["split"])
-    sessions = curate(read_events_csv(path))
+    key = cache_key(sha, config, split_mode, (MIN_EVENTS, MAX_EVENTS))
+    folder = cache_folder(cache_dir, key) if cache_dir else None
+    if folder is not None and folder.is_dir():
+        sessions, encoded, classes, split = load_cache(folder)
+        return Dataset(path.stem, sha, sessions, build_windows(sessions, config, encoded), classes, split)
+    sessions = curate(read_events(path))
     if len(sessions) == 0:
         raise BadEventFile(f"{path}: no session has {MIN_EVENTS}..{MAX_EVENTS} events")
-    splitter = {"session": split_by_session, "time": split_by_time}.get(split_mode)
-    if splitter is None:
-        raise ValueError(f"split mode must be 'session' or 'time', got {split_mode!r}")
-    dataset = Dataset(
-        name=path.stem,
-        sha256=sha,
-        sessions=sessions,
-        windows=build_windows(sessions, config),
-        classes=session_classes(sessions),
-        split=splitter(sessions),
-    )
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        ev, w = sessions.events, dataset.windows
-        np.savez(
-            cache, ids=sessions.ids, actions=ev.actions, ts=ev.ts, from_ad=ev.from_ad, starts=ev.starts,
-            X=w.X, Y=w.Y, session=w.session, position=w.position, classes=dataset.classes, split=dataset.split,
-        )
+    windows = build_windows(sessions, config)
+    dataset = Dataset(path.stem, sha, sessions, windows, session_classes(sessions), splitter(sessions))
+    if folder is not None:
+        save_cache(folder, sessions, windows.events, dataset.classes, dataset.split)
     return dataset
 
 
