@@ -53,7 +53,15 @@ def train(
         int, typer.Option("--threads", min=0, help="torch threads; 0: torch's default (1 is fastest on a busy box).")
     ] = 1,
     cache_dir: Annotated[
-        Path | None, typer.Option("--cache-dir", file_okay=False, help="Cache of encoded windows.")
+        Path | None,
+        typer.Option("--cache-dir", file_okay=False, help="Memory-mapped cache of the encoded events."),
+    ] = None,
+    prefixes_per_epoch: Annotated[
+        int | None,
+        typer.Option(
+            "--prefixes-per-epoch", min=1,
+            help="Train on this many prefixes per epoch, drawn afresh each epoch; validation stays complete.",
+        ),
     ] = None,
     data_licence: Annotated[str, typer.Option("--data-licence", help="Licence terms of the data, for the card.")] = (
         "unknown"
@@ -89,14 +97,14 @@ def train(
 
     began = time.perf_counter()
     try:
-        with console.status(f"reading and windowing {data}"):
+        with console.status(f"reading and encoding {data}"):
             dataset = load_dataset(data, features, split, cache_dir)
     except BadEventFile as exc:
         _fail(console, str(exc))
     net_cfg = NetConfig.for_arch(arch, window=window)
     train_cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, threads=threads,
-        max_minutes=max_minutes, temperature=temperature,
+        max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
     )  # fmt: skip
     try:
         net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)
@@ -104,7 +112,7 @@ def train(
         _fail(console, f"cannot train on {data}: {exc}")
 
     val = dataset.part(Split.VAL)
-    p_val = predict_proba(net, val.X)
+    p_val = predict_proba(net, val.view)  # type: ignore[arg-type]  # gathered batch by batch
     cart, y_abandon = abandonment_inputs(dataset, val)
     thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
     train_sessions = dataset.sessions.select(dataset.split == Split.TRAIN)

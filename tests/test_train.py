@@ -21,6 +21,7 @@ from model.data.dataset import Dataset, Split, WindowSet, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import ACTIONS, ADD_CART, FeatureConfig
 from model.risk import abandonment_risk
+from model.training.batches import epoch_batches
 from model.training.checkpoint import load_model, predict_logits, predict_proba
 from model.training.loop import TrainConfig, fit, train_model
 from model.training.nets import NetConfig, build_net
@@ -87,7 +88,7 @@ def test_training_is_deterministic_with_a_seed(dataset: Dataset) -> None:
 def test_early_stopping_keeps_the_best_epoch(dataset: Dataset) -> None:
     """Validation labels shuffled: PR-AUC is noise, so training stops `patience` epochs after the best."""
     val = dataset.part(Split.VAL)
-    noisy = WindowSet(val.X, np.random.default_rng(0).permutation(val.Y), val.session, val.position)
+    noisy = replace(val, Y=np.random.default_rng(0).permutation(val.Y))
     torch.manual_seed(0)
     net = build_net(TINY)
     cfg = TrainConfig(epochs=40, batch_size=256, patience=1, seed=0)
@@ -221,3 +222,23 @@ def test_train_command_refuses_an_unknown_timezone(tmp_path: Path, synth_csv: Pa
     args = ["train", "--data", str(synth_csv), "-o", str(tmp_path / "m"), "--timezone", "Mars/Olympus"]
     result = CliRunner().invoke(cli(), args)
     assert result.exit_code == 2 and "unknown --timezone" in result.output
+
+
+def test_prefixes_per_epoch_samples_training_but_validates_on_every_prefix(dataset: Dataset) -> None:
+    cfg = replace(QUICK, prefixes_per_epoch=300, epochs=2, patience=None)
+    _, history = train_model(dataset, TINY, cfg, show_progress=False)
+    assert history["n_val"] == len(dataset.part(Split.VAL))
+    assert history["prefixes_per_epoch"] == 300
+    with pytest.raises(ValueError, match="prefixes_per_epoch"):
+        TrainConfig(prefixes_per_epoch=0)
+
+
+def test_batches_gather_the_windows_of_their_prefixes(dataset: Dataset) -> None:
+    train = dataset.part(Split.TRAIN)
+    generator = torch.Generator().manual_seed(3)
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(3)).tolist()
+    batches = list(epoch_batches(train, 100, generator))
+    assert sum(len(b[1]) for b in batches) == len(train)
+    first = np.asarray(order[:100])
+    np.testing.assert_array_equal(batches[0][0].numpy(), train.X[first])
+    np.testing.assert_array_equal(batches[0][1].numpy(), train.Y[first])

@@ -22,6 +22,7 @@ from sklearn.metrics import average_precision_score
 from torch.nn import functional as F
 
 from model.data.dataset import Dataset, Split, WindowSet
+from model.training.batches import epoch_batches
 from model.training.checkpoint import predict_logits
 from model.training.distill import distillation_loss, teacher_soft_targets
 from model.training.nets import IntentNet, NetConfig, build_net
@@ -53,12 +54,17 @@ class TrainConfig:
     # torch intra-op threads (0: torch's default). 1 by default: on a shared 2-core box, 2 threads ran
     # an epoch 8x slower than 1 (spinning OpenMP workers fight other processes); see docs/training.md.
     threads: int = 1
+    # Prefixes drawn per epoch (without replacement, fresh each epoch) for logs too big for full epochs;
+    # None: every training prefix. Validation always scores every validation prefix.
+    prefixes_per_epoch: int | None = None
     max_minutes: float | None = None  # wall-clock budget; the epoch running at the deadline is cut short
     temperature: float = 1.0  # distillation temperature
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.prefixes_per_epoch is not None and self.prefixes_per_epoch < 1:
+            raise ValueError(f"prefixes_per_epoch must be >= 1, got {self.prefixes_per_epoch}")
         if self.pos_weight is not None:
             self.pos_weight = (float(self.pos_weight[0]), float(self.pos_weight[1]))
 
@@ -101,15 +107,22 @@ def train_model(
 
     With a teacher, the loss is alpha · BCE(true labels) + (1 − alpha) · BCE(teacher's soft labels).
     """
-    window = dataset.windows.X.shape[1]
+    window = dataset.windows.window
     if net_cfg.window != window:
         raise TrainingDataError(f"NetConfig.window={net_cfg.window} but the dataset's windows have N={window}")
     train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
-    soft = teacher_soft_targets(teacher, train.X, train_cfg.temperature) if teacher is not None else None
+    soft = _soft_targets(teacher, train, train_cfg.temperature) if teacher is not None else None
     with deterministic_torch(train_cfg.seed, train_cfg.threads):
         net = build_net(net_cfg)
         history = fit(net, train, val, train_cfg, soft=soft, alpha=alpha, show_progress=show_progress)
     return net.eval(), history
+
+
+def _soft_targets(teacher: IntentNet, train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:
+    """(n, 2) teacher probabilities, gathered and scored one chunk of windows at a time."""
+    parts = [teacher_soft_targets(teacher, train.windows(slice(i, i + chunk)), temperature)
+             for i in range(0, len(train), chunk)]  # fmt: skip
+    return np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.float32)
 
 
 def fit(
@@ -131,8 +144,7 @@ def fit(
         )
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    X, Y = torch.from_numpy(train.X), torch.from_numpy(train.Y)
-    soft_t = torch.from_numpy(np.asarray(soft, dtype=np.float32)) if soft is not None else None
+    soft_np = np.asarray(soft, dtype=np.float32) if soft is not None else None
     pos_weight = torch.tensor(cfg.pos_weight, dtype=torch.float32) if cfg.pos_weight else None
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = _make_scheduler(optimizer, cfg)
@@ -143,6 +155,7 @@ def fit(
 
     history: dict[str, Any] = {
         "train_loss": [], "val_loss": [], "val_pr_auc": [], "val_pr_auc_add_cart": [], "lr": [], "epoch_seconds": [],
+        "train_windows_per_s": [], "prefixes_per_epoch": cfg.prefixes_per_epoch,
         "monitor": "val make_order PR-AUC" if val_has_orders else "val loss",
         "n_train": len(train), "n_val": len(val), "distilled": soft is not None,
         "alpha": alpha if soft is not None else 1.0,
@@ -152,31 +165,34 @@ def fit(
     began = time.perf_counter()
     deadline = began + cfg.max_minutes * 60 if cfg.max_minutes is not None else np.inf
     stopped, stale = "epochs", 0
-    n_batches = -(-len(train) // cfg.batch_size)
+    batches = epoch_batches(train, cfg.batch_size, generator, cfg.prefixes_per_epoch, soft_np)
+    n_batches = len(batches)
     with _progress(show_progress) as progress:
         for epoch in range(1, cfg.epochs + 1):
             epoch_began = time.perf_counter()
             task = progress.add_task(f"epoch {epoch}/{cfg.epochs}", total=n_batches, loss=float("nan"))
             net.train()
             total, seen = 0.0, 0
-            for idx in torch.randperm(len(train), generator=generator).split(cfg.batch_size):
-                logits = net(X[idx])  # (B, 2)
-                if soft_t is None:
-                    loss = F.binary_cross_entropy_with_logits(logits, Y[idx], pos_weight=pos_weight)
+            for batch in batches:
+                x, y = batch[0], batch[1]  # (B, N, 16), (B, 2)
+                logits = net(x)  # (B, 2)
+                if soft_np is None:
+                    loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
                 else:
-                    loss = distillation_loss(logits, Y[idx], soft_t[idx], alpha, cfg.temperature, pos_weight)
+                    loss = distillation_loss(logits, y, batch[2], alpha, cfg.temperature, pos_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 optimizer.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
+                total += loss.item() * len(y)
+                seen += len(y)
                 progress.update(task, advance=1, loss=total / seen)
                 if time.perf_counter() > deadline:
                     stopped = "time budget"
                     break
             progress.remove_task(task)
+            train_seconds = time.perf_counter() - epoch_began
 
             val_loss, pr_cart, pr_order = _validate(net, val)
             history["train_loss"].append(total / seen)
@@ -185,6 +201,7 @@ def fit(
             history["val_pr_auc_add_cart"].append(pr_cart)
             history["lr"].append(optimizer.param_groups[0]["lr"])
             history["epoch_seconds"].append(time.perf_counter() - epoch_began)
+            history["train_windows_per_s"].append(seen / max(train_seconds, 1e-9))
             log.info(
                 "epoch %d: train loss %.4f, val loss %.4f, val PR-AUC make_order %.4f add_cart %.4f, %.1f s",
                 epoch, total / seen, val_loss, pr_order, pr_cart, history["epoch_seconds"][-1],
@@ -218,7 +235,7 @@ def fit(
 
 def _validate(net: IntentNet, val: WindowSet) -> tuple[float, float, float]:
     """Unweighted BCE on `val`, and PR-AUC per label (nan for a label without positives)."""
-    logits = predict_logits(net, val.X)
+    logits = predict_logits(net, val.view)  # type: ignore[arg-type]  # gathered batch by batch
     loss = F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(val.Y)).item()
     pr = [
         float(average_precision_score(val.Y[:, j], logits[:, j])) if val.Y[:, j].any() else float("nan")
