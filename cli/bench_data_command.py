@@ -1,4 +1,4 @@
-"""`session-intent bench data`: events/s and peak memory of the data pipeline."""
+"""`session-intent bench data`: time and peak memory of `prepare` and the training data, over log sizes."""
 
 from __future__ import annotations
 
@@ -15,19 +15,28 @@ console = Console()
 def register_bench(bench_app: typer.Typer) -> None:
     @bench_app.command("data")
     def bench_data(
-        events: Annotated[int, typer.Option("--events", min=1000, help="About this many events.")] = 1_000_000,
+        events: Annotated[
+            list[int], typer.Option("--events", min=1000, help="About this many events; repeat for a sweep.")
+        ] = [1_000_000],  # noqa: B006 (typer reads the default; it is never mutated)
         window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = 10,
         out: Annotated[Path, typer.Option("--out", help="Where the report goes.")] = Path("docs/benchmarks"),
+        tmp_dir: Annotated[
+            Path | None, typer.Option("--tmp-dir", file_okay=False, help="Scratch space (GBs at 100M events).")
+        ] = None,
     ) -> None:
-        """Time CSV → windows/targets/splits on synthetic events; writes docs/benchmarks/data.{md,csv,png}."""
-        from bench.data import make_events_csv, run_pipeline_subprocess, write_report
+        """Time prepare + training data on synthetic events; writes docs/benchmarks/data.{md,csv,png}.
 
-        with tempfile.TemporaryDirectory() as tmp:
-            csv_path = Path(tmp) / "events.csv"
-            with console.status(f"generating ~{events:,} synthetic events"):
-                n = make_events_csv(csv_path, events)
-            with console.status(f"running the pipeline on {n:,} events"):
-                result = run_pipeline_subprocess(csv_path, window)
-        for path in write_report(result, out, window):
-            console.print(f"wrote {path}")
+        Each size's row is added to the report as soon as it is measured, so a sweep cut short keeps
+        the sizes it finished.
+        """
+        from bench.data import run_size, write_report
+
+        command = "session-intent bench data " + " ".join(f"--events {n}" for n in events)
+        rows = []
+        with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
+            for n in sorted(events):
+                with console.status(f"{n:,} events: generating, preparing, building the training data"):
+                    rows.append(run_size(n, window, Path(tmp)))
+                console.print(rows[-1])
+                write_report(rows, out, window, command)
         console.print((out / "data.md").read_text())
