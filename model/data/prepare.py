@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from model.data.raw_scan import scan_raw
-from model.data.sources import SourceSpec, flag_lookup, iso_micros_lookup
+from model.data.sources import FLAG_FALSE, FLAG_TRUE, SourceSpec, iso_micros_lookup
 from model.features import ACTIONS, ADD_CART, ORDER, action_index
 
 logger = logging.getLogger(__name__)
@@ -62,7 +62,8 @@ class RawEvents:
 class Sessions:
     """Events grouped by session, ts ascending (stable) within one; sessions by first user appearance.
 
-    frame: session_id (str, repeated per event), ticks (i64), action (i8), from_ad (i8)
+    frame: key (categorical user or session id), nth (i32 n of `<user_id>_<n>`, null with a session
+           column), ticks (i64), action (i8), from_ad (i8); the id text is built only when written
     """
 
     frame: pl.DataFrame
@@ -117,57 +118,98 @@ class PrepareStats:
         return asdict(self)
 
 
-def _micros(frame: pl.DataFrame, spec: SourceSpec) -> pl.Series:
-    """(E,) int64 epoch microseconds of the `ts` texts, null where unparsable."""
-    text = frame["ts"].str.strip_chars()
-    if spec.ts_unit == "iso":  # Python's fromisoformat, once per distinct text
-        lookup = iso_micros_lookup(text.unique().drop_nulls().to_list(), spec.timezone)
-        return text.replace_strict(lookup, default=None, return_dtype=pl.Int64)
+_VALID, _TOO_FEW_COLUMNS, _EMPTY_ID, _BLANK = range(4)  # row status codes
+
+
+def _micros_expr(spec: SourceSpec) -> pl.Expr:
+    """(E,) int64 epoch microseconds of the `ts` texts, null where unparsable (units s and ms)."""
+    text = pl.col("ts").str.strip_chars()
     per_unit = _MICROS if spec.ts_unit == "s" else 1000
     whole = text.cast(pl.Int64, strict=False)
     fraction = (text.cast(pl.Float64, strict=False) * _MICROS / (_MICROS // per_unit)).round().cast(pl.Int64)
-    return pl.select(pl.when(whole.is_not_null()).then(whole * per_unit).otherwise(fraction)).to_series()
+    return pl.when(whole.is_not_null()).then(whole * per_unit).otherwise(fraction)
 
 
-def _coarsest_scale(micros: pl.Series) -> int:
-    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second."""
-    valid = micros.drop_nulls()
-    for coarse in (1, 1000):
-        if not (valid % (_MICROS // coarse) != 0).any():
-            return coarse
-    return _MICROS
+def _iso_micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
+    """ISO 8601 texts through Python's fromisoformat, once per distinct text."""
+    text = ts.str.strip_chars()
+    lookup = iso_micros_lookup(text.unique().drop_nulls().to_list(), spec.timezone)
+    return text.replace_strict(lookup, default=None, return_dtype=pl.Int64)
+
+
+def _from_ad_expr() -> pl.Expr:
+    """(E,) int8 from_ad: 1, 0, or -1 for empty or unrecognised (model/data/sources.py's vocabulary)."""
+    norm = pl.col("ad").fill_null("").str.strip_chars().str.to_lowercase()
+    codes = {**dict.fromkeys(FLAG_TRUE, 1), **dict.fromkeys(FLAG_FALSE, 0)}
+    return norm.replace_strict(codes, default=-1, return_dtype=pl.Int8)
+
+
+def _raw_ad(spec: SourceSpec) -> pl.Expr:
+    """The raw from_ad text, categorical (a handful of distinct values), for the warning about odd ones."""
+    return pl.col("ad").cast(pl.Categorical) if spec.from_ad_col is not None else pl.lit(None, pl.String).alias("ad")
+
+
+def _slim(spec: SourceSpec, paths: Sequence[Path]) -> pl.DataFrame:
+    """Every row read, as ~25 bytes: status, row, key and etype (categorical), micros (or ts text), from_ad."""
+    status = (
+        pl.when(pl.col("blank")).then(_BLANK).when(pl.col("short")).then(_TOO_FEW_COLUMNS)
+        .when(pl.col("key").is_null()).then(_EMPTY_ID).otherwise(_VALID).cast(pl.Int8)
+    )  # fmt: skip
+    ts = pl.col("ts") if spec.ts_unit == "iso" else _micros_expr(spec).alias("micros")
+    from_ad = _from_ad_expr() if spec.from_ad_col is not None else pl.lit(-1, dtype=pl.Int8)
+    plan = scan_raw(spec, paths).select(
+        status.alias("status"), "row", pl.col("key").cast(pl.Categorical), pl.col("etype").cast(pl.Categorical),
+        ts, from_ad.alias("from_ad"), _raw_ad(spec),
+    )  # fmt: skip
+    frame = plan.collect(engine="streaming")
+    if spec.ts_unit == "iso":
+        frame = frame.with_columns(micros=_iso_micros(frame["ts"], spec)).drop("ts")
+    return frame
+
+
+def _warn_odd_flags(frame: pl.DataFrame) -> pl.DataFrame:
+    """Warn about from_ad texts read as unknown; drop the raw text column."""
+    text = pl.col("ad").cast(pl.String)
+    odd = frame.filter((pl.col("from_ad") < 0) & (text.str.strip_chars() != "")).select(text.unique())["ad"]
+    if odd.len():
+        logger.warning("from_ad values read as unknown: %s", sorted(odd.to_list())[:10])
+    return frame.drop("ad")
 
 
 def _type_counts(valid: pl.DataFrame) -> dict[str, int]:
     counts = valid.group_by("etype", maintain_order=True).len()
-    return dict(zip(counts["etype"].to_list(), counts["len"].to_list(), strict=True))
+    return dict(zip(counts["etype"].cast(pl.String).to_list(), counts["len"].to_list(), strict=True))
+
+
+def _coarsest_scale(micros: pl.Series) -> int:
+    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second."""
+    for coarse in (1, 1000):
+        if not (micros % (_MICROS // coarse) != 0).any():
+            return coarse
+    return _MICROS
 
 
 def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     """Read every file with `spec` into coded events; counts what it skipped, dropped or refused."""
-    scanned = scan_raw(spec, paths).with_columns(first_row=pl.col("row").min().over("key"))
-    tally = scanned.select(
-        rows=pl.len(),
-        too_few_columns=pl.col("short").sum(),
-        empty_id=(~pl.col("short") & ~pl.col("blank") & pl.col("key").is_null()).sum(),
-    )
-    valid = scanned.filter(~pl.col("short") & ~pl.col("blank") & pl.col("key").is_not_null())
-    frame, counts = pl.collect_all([valid.drop("short", "blank"), tally], engine="streaming")
-    rows_read = int(counts["rows"][0])
-    malformed = {"too_few_columns": int(counts["too_few_columns"][0]), "empty_id": int(counts["empty_id"][0])}
+    frame = _warn_odd_flags(_slim(spec, paths))
+    rows_read = frame.height
+    status = frame["status"].value_counts()
+    by_status = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
+    malformed = {"too_few_columns": by_status.get(_TOO_FEW_COLUMNS, 0), "empty_id": by_status.get(_EMPTY_ID, 0)}
+    frame = frame.filter(pl.col("status") == _VALID).drop("status")
+    # the user's first row among valid rows: sessions are written in that order
+    frame = frame.with_columns(first_row=pl.col("row").min().over("key"))
 
     raw_event_types = _type_counts(frame)
     to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
-    micros = _micros(frame, spec)
-    scale = _coarsest_scale(micros)
+    scale = _coarsest_scale(frame["micros"].drop_nulls())
     frame = frame.with_columns(
-        action=pl.col("etype").replace_strict(to_action, default=-1, return_dtype=pl.Int8),
-        ticks=micros // (_MICROS // scale),
-        from_ad=_from_ad(frame["ad"]) if spec.from_ad_col is not None else pl.lit(-1, dtype=pl.Int8),
-    ).drop("etype", "ts", "ad")
+        action=pl.col("etype").cast(pl.String).replace_strict(to_action, default=-1, return_dtype=pl.Int8),
+        ticks=pl.col("micros") // (_MICROS // scale),
+    ).drop("etype", "micros")
     mapped = pl.col("action") >= 0
     in_range = pl.lit(True)
     if spec.ts_range is not None:
@@ -190,13 +232,6 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     )
 
 
-def _from_ad(raw: pl.Series) -> pl.Series:
-    """(E,) int8 1/0/-1 from the raw texts, through the one lookup of model/data/sources.py."""
-    texts = raw.fill_null("")
-    lookup = flag_lookup(texts.unique().to_list())
-    return texts.replace_strict(lookup, return_dtype=pl.Int8)
-
-
 def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     """Group into sessions: by the source's session column, or per user split on a gap > gap_minutes.
 
@@ -204,24 +239,20 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     per user in time order. With a session column the source's id is used as it is.
     """
     ordered = events.frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
-    new_user = pl.col("first_row") != pl.col("first_row").shift(1)
+    new_user = (pl.col("first_row") != pl.col("first_row").shift(1)).fill_null(True)
     if spec.session_col is not None:
-        frame = ordered.select(
-            new=new_user.fill_null(True), session_id=pl.col("key"), ticks="ticks", action="action", from_ad="from_ad"
-        )
+        frame = ordered.select(new=new_user, key="key", nth=pl.lit(None, pl.Int32), ticks="ticks", action="action",
+                               from_ad="from_ad")  # fmt: skip
     else:
         gap_ticks = round(spec.gap_minutes * 60 * events.scale)
         new = (new_user | (pl.col("ticks").diff() > gap_ticks)).fill_null(True)
-        nth = pl.col("new").cast(pl.Int64).cum_sum().over("first_row") - 1  # n of `<user_id>_<n>`
+        nth = pl.col("new").cast(pl.Int32).cum_sum().over("first_row") - 1  # n of `<user_id>_<n>`
         frame = ordered.with_columns(new=new).select(
-            "new",
-            session_id=pl.col("key") + "_" + nth.cast(pl.String),
-            ticks="ticks",
-            action="action",
-            from_ad="from_ad",
+            "new", "key", nth=nth, ticks="ticks", action="action", from_ad="from_ad"
         )
     starts = np.flatnonzero(frame["new"].to_numpy())
-    unsafe = int((~events.frame["key"].unique().str.contains(_SERVICE_SESSION_ID)).sum())
+    keys = events.frame.select(pl.col("key").unique().cast(pl.String))["key"]
+    unsafe = int((~keys.str.contains(_SERVICE_SESSION_ID)).sum())
     if unsafe:
         logger.warning("%d ids have characters the service refuses in a session_id", unsafe)
     return Sessions(frame.drop("new"), starts, events.scale)
@@ -295,8 +326,10 @@ def write_common_csv(sessions: Sessions, path: Path) -> None:
     """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     names = {i: name for i, name in enumerate(ACTIONS)}
+    key = pl.col("key").cast(pl.String)
+    session_id = pl.when(pl.col("nth").is_null()).then(key).otherwise(key + "_" + pl.col("nth").cast(pl.String))
     out = sessions.frame.lazy().select(
-        session_id="session_id",
+        session_id=session_id,
         ts=_ts_text(sessions.scale),
         action=pl.col("action").replace_strict(names, return_dtype=pl.String),
         from_ad=pl.col("from_ad").replace_strict({0: "0", 1: "1"}, default=None, return_dtype=pl.String),  # null: ""
