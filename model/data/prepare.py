@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from model.data.raw_scan import scan_raw
+from model.data.raw_scan import raw_frames
 from model.data.sources import FLAG_FALSE, FLAG_TRUE, SourceSpec, iso_micros_lookup
 from model.features import ACTIONS, ADD_CART, ORDER, action_index
 
@@ -157,11 +157,18 @@ def _slim(spec: SourceSpec, paths: Sequence[Path]) -> pl.DataFrame:
     )  # fmt: skip
     ts = pl.col("ts") if spec.ts_unit == "iso" else _micros_expr(spec).alias("micros")
     from_ad = _from_ad_expr() if spec.from_ad_col is not None else pl.lit(-1, dtype=pl.Int8)
-    plan = scan_raw(spec, paths).select(
-        status.alias("status"), "row", pl.col("key").cast(pl.Categorical), pl.col("etype").cast(pl.Categorical),
+    to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
+    columns = (
+        status.alias("status"), pl.col("key").cast(pl.Categorical), pl.col("etype").cast(pl.Categorical),
+        pl.col("etype").replace_strict(to_action, default=-1, return_dtype=pl.Int8).alias("action"),
         ts, from_ad.alias("from_ad"), _raw_ad(spec),
     )  # fmt: skip
-    frame = plan.collect(engine="streaming")
+    parts = [piece.select(columns) for piece in raw_frames(spec, paths)]
+    if not parts:
+        schema = {"key": pl.String, "etype": pl.String, "ts": pl.String, "ad": pl.String,
+                  "short": pl.Boolean, "blank": pl.Boolean}  # fmt: skip
+        parts = [pl.DataFrame(schema=schema).select(columns)]
+    frame = pl.concat(parts).with_row_index("row")
     if spec.ts_unit == "iso":
         frame = frame.with_columns(micros=_iso_micros(frame["ts"], spec)).drop("ts")
     return frame
@@ -197,19 +204,16 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     by_status = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
     malformed = {"too_few_columns": by_status.get(_TOO_FEW_COLUMNS, 0), "empty_id": by_status.get(_EMPTY_ID, 0)}
     frame = frame.filter(pl.col("status") == _VALID).drop("status")
-    # the user's first row among valid rows: sessions are written in that order
-    frame = frame.with_columns(first_row=pl.col("row").min().over("key"))
-
     raw_event_types = _type_counts(frame)
-    to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
     scale = _coarsest_scale(frame["micros"].drop_nulls())
-    frame = frame.with_columns(
-        action=pl.col("etype").cast(pl.String).replace_strict(to_action, default=-1, return_dtype=pl.Int8),
+    frame = frame.select(
+        "row", "key", "action", "from_ad",
         ticks=pl.col("micros") // (_MICROS // scale),
-    ).drop("etype", "micros")
+        first_row=pl.col("row").min().over("key"),  # the user's first valid row: sessions are written in that order
+    )  # fmt: skip
     mapped = pl.col("action") >= 0
     in_range = pl.lit(True)
     if spec.ts_range is not None:
@@ -322,20 +326,27 @@ def _ts_text(scale: int) -> pl.Expr:
     return sign + (size // scale).cast(pl.String) + "." + (size % scale).cast(pl.String).str.zfill(digits)
 
 
-def write_common_csv(sessions: Sessions, path: Path) -> None:
-    """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file."""
+def write_common_csv(sessions: Sessions, path: Path, rows_per_piece: int = 1 << 20) -> None:
+    """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file.
+
+    One piece of rows at a time, so the id and ts texts never exist for the whole log at once.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     names = {i: name for i, name in enumerate(ACTIONS)}
     key = pl.col("key").cast(pl.String)
-    session_id = pl.when(pl.col("nth").is_null()).then(key).otherwise(key + "_" + pl.col("nth").cast(pl.String))
-    out = sessions.frame.lazy().select(
-        session_id=session_id,
-        ts=_ts_text(sessions.scale),
-        action=pl.col("action").replace_strict(names, return_dtype=pl.String),
-        from_ad=pl.col("from_ad").replace_strict({0: "0", 1: "1"}, default=None, return_dtype=pl.String),  # null: ""
-    )
+    columns = (
+        pl.when(pl.col("nth").is_null()).then(key).otherwise(key + "_" + pl.col("nth").cast(pl.String))
+        .alias("session_id"),
+        _ts_text(sessions.scale).alias("ts"),
+        pl.col("action").replace_strict(names, return_dtype=pl.String),
+        pl.col("from_ad").replace_strict({0: "0", 1: "1"}, default=None, return_dtype=pl.String),  # null: ""
+    )  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
-    out.sink_csv(tmp, line_terminator="\n")
+    with open(tmp, "wb") as handle:
+        handle.write((",".join(HEADER) + "\n").encode())
+        for lo in range(0, sessions.frame.height, rows_per_piece):
+            piece = sessions.frame.slice(lo, rows_per_piece).select(columns)
+            piece.write_csv(handle, include_header=False, line_terminator="\n")
     os.replace(tmp, path)
 
 

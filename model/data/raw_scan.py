@@ -1,8 +1,9 @@
-"""Lazy Polars scans of raw exports (CSV or Parquet) into four text columns, with read-order row numbers.
+"""Raw exports (CSV or Parquet) read in bounded chunks, each as Polars columns of text.
 
-Why Polars (docs/data.md "Engine"): a multi-threaded CSV/Parquet reader that yields Arrow columns,
-lazy plans that run in its streaming engine, and group-by / window / sort kernels, so that
-`prepare` sessionises inside the engine. A raw file becomes, per row:
+Why Polars (docs/data.md "Engine"): its multi-threaded CSV and Parquet readers yield Arrow columns,
+and its group-by, window and sort kernels let `prepare` sessionise inside the engine. A CSV is fed
+to it in ~8 MB pieces cut at line ends, so that the raw text never sits in memory whole (Polars'
+own lazy CSV scan held about 100 bytes per event more at 10M events). Each piece becomes, per row:
 
     key    str | null   the user id (or the source's own session id); null when empty
     etype  str          the raw event type ("" when empty)
@@ -10,12 +11,15 @@ lazy plans that run in its streaming engine, and group-by / window / sort kernel
     ad     str | null   the raw from_ad text (null without a from_ad column)
     short  bool         the row has fewer fields than the columns the spec names (malformed)
     blank  bool         an empty line: no event and no error
+
+Limit: a quoted CSV field may hold the delimiter but not a line break.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+import io
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -23,7 +27,9 @@ import polars as pl
 from model.data.sources import Column, SourceSpec
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
+CHUNK_BYTES = 8 << 20
 _LINE_SEPARATOR = "\x1f"  # ASCII unit separator: never in a clickstream, so one line is one field
+_BOM = b"\xef\xbb\xbf"
 
 
 def is_parquet(path: Path) -> bool:
@@ -43,69 +49,83 @@ def resolve_column(col: Column | None, names: Sequence[str] | None, spec: Source
     return known.index(col)
 
 
-def _csv_header(path: Path, spec: SourceSpec) -> list[str] | None:
-    """The header names (None for a headerless source or an empty file); -sig: a BOM is no part of a name."""
-    if not spec.has_header:
-        return None
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        return next(csv.reader(handle, delimiter=spec.delimiter), None)
-
-
-def _pick(names: list[str], index: int) -> pl.Expr:
-    """Column `index` as text, or null where the file has no such column (every row is then short)."""
-    if 0 <= index < len(names):
-        return pl.col(names[index]).cast(pl.String)
-    return pl.lit(None, dtype=pl.String)
-
-
-def scan_raw_file(spec: SourceSpec, path: Path) -> pl.LazyFrame | None:
-    """The file as the columns of the module docstring; None for an empty file with a header."""
+def _indices(spec: SourceSpec, names: Sequence[str] | None, path: Path) -> list[int]:
+    """Positions of key, ts, event type and from_ad (-1: none)."""
     key_col = spec.session_col if spec.session_col is not None else spec.user_col
-    if is_parquet(path):
-        values = pl.scan_parquet(path)
-        names = values.collect_schema().names()
-        short = pl.lit(False)
-        blank = pl.lit(False)
-        header: list[str] | None = names
-    else:
-        header = _csv_header(path, spec)
-        if spec.has_header and header is None:
-            return None
-        values = pl.scan_csv(
-            path, has_header=spec.has_header, separator=spec.delimiter, infer_schema=False,
-            truncate_ragged_lines=True, raise_if_empty=False,
-        )  # fmt: skip
-        names = values.collect_schema().names()
-    indices = [resolve_column(c, header, spec, path) for c in (key_col, spec.ts_col, spec.event_col, spec.from_ad_col)]
+    return [resolve_column(c, names, spec, path) for c in (key_col, spec.ts_col, spec.event_col, spec.from_ad_col)]
+
+
+def _text(frame: pl.DataFrame, index: int) -> pl.Series:
+    """Column `index` as text, or all null where the file has no such column."""
+    if 0 <= index < frame.width:
+        return frame.to_series(index).cast(pl.String)
+    return pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+
+
+def _columns(frame: pl.DataFrame, indices: list[int], short: pl.Series, blank: pl.Series) -> pl.DataFrame:
     ki, ti, ei, ai = indices
-    columns = [
-        _pick(names, ki).alias("key"),
-        _pick(names, ei).fill_null("").alias("etype"),
-        _pick(names, ti).alias("ts"),
-        (_pick(names, ai) if ai >= 0 else pl.lit(None, dtype=pl.String)).alias("ad"),
-    ]
-    if is_parquet(path):
-        return values.select(*columns, short.alias("short"), blank.alias("blank"))
-    # The CSV reader cannot tell a missing field from an empty one, so a second, line-wise scan
-    # counts the fields (quote-unaware: a quoted delimiter only makes a short row look complete).
-    lines = pl.scan_csv(
-        path, has_header=spec.has_header, separator=_LINE_SEPARATOR, quote_char=None, infer_schema=False,
-        empty_string_is_null=False, truncate_ragged_lines=True, raise_if_empty=False,
-    ).select(pl.first().fill_null("").alias("line"))  # fmt: skip
-    width = max(indices) + 1
-    fields = pl.col("line").str.count_matches(spec.delimiter, literal=True) + 1
-    counts = lines.select(
-        ((pl.col("line") != "") & (fields < width)).alias("short"),
-        (pl.col("line") == "").alias("blank"),
-    )
-    return pl.concat([values.select(columns), counts], how="horizontal")
+    return pl.DataFrame({
+        "key": _text(frame, ki), "etype": _text(frame, ei).fill_null(""), "ts": _text(frame, ti),
+        "ad": _text(frame, ai), "short": short, "blank": blank,
+    })  # fmt: skip
 
 
-def scan_raw(spec: SourceSpec, paths: Sequence[Path]) -> pl.LazyFrame:
-    """Every file as one log, in read order, with a `row` number (0-based over all files)."""
-    frames = [frame for path in paths if (frame := scan_raw_file(spec, Path(path))) is not None]
-    if not frames:
-        schema = {"key": pl.String, "etype": pl.String, "ts": pl.String, "ad": pl.String,
-                  "short": pl.Boolean, "blank": pl.Boolean}  # fmt: skip
-        return pl.LazyFrame(schema=schema).with_row_index("row")
-    return pl.concat(frames, how="vertical").with_row_index("row")
+def _pieces(handle: io.BufferedReader, size: int) -> Iterator[bytes]:
+    """Whole lines, about `size` bytes at a time."""
+    rest = b""
+    while block := handle.read(size):
+        block = rest + block
+        cut = block.rfind(b"\n") + 1
+        if cut == 0:  # one line longer than a piece: read on
+            rest = block
+            continue
+        rest = block[cut:]
+        yield block[:cut]
+    if rest:
+        yield rest + b"\n"
+
+
+def _csv_frames(spec: SourceSpec, path: Path, size: int) -> Iterator[pl.DataFrame]:
+    with open(path, "rb") as handle:
+        names: list[str] | None = None
+        if spec.has_header:
+            first = handle.readline()
+            if not first:
+                return
+            names = next(csv.reader([first.decode("utf-8-sig")], delimiter=spec.delimiter), [])
+        elif handle.peek(3)[:3] == _BOM:
+            handle.read(3)
+        indices = _indices(spec, names, path)
+        width = max(indices) + 1
+        schema: dict[str, pl.DataType] | None = None
+        for piece in _pieces(handle, size):
+            lines = pl.read_csv(
+                piece, has_header=False, separator=_LINE_SEPARATOR, quote_char=None, new_columns=["line"],
+                schema_overrides={"line": pl.String}, empty_string_is_null=False, infer_schema=False,
+            )["line"].fill_null("")  # fmt: skip
+            if schema is None:  # the widest of the header, the first line and the columns the spec names
+                first_width = len(next(csv.reader([lines[0]], delimiter=spec.delimiter), [])) if len(lines) else 0
+                n_cols = max(len(names or ()), first_width, width)
+                schema = {f"c{i}": pl.String() for i in range(n_cols)}
+            values = pl.read_csv(
+                piece, has_header=False, separator=spec.delimiter, schema=schema, truncate_ragged_lines=True,
+            )  # fmt: skip
+            blank = lines == ""
+            fields = lines.str.count_matches(spec.delimiter, literal=True) + 1
+            yield _columns(values, indices, ~blank & (fields < width), blank)
+
+
+def _parquet_frames(spec: SourceSpec, path: Path) -> Iterator[pl.DataFrame]:
+    scan = pl.scan_parquet(path)
+    names = scan.collect_schema().names()
+    indices = _indices(spec, names, path)
+    for batch in scan.collect_batches(chunk_size=1 << 20):
+        no = pl.repeat(False, batch.height, eager=True)
+        yield _columns(batch, indices, no, no)
+
+
+def raw_frames(spec: SourceSpec, paths: Sequence[Path], size: int | None = None) -> Iterator[pl.DataFrame]:
+    """Every file as one log, in read order, one bounded piece (`size` bytes, default CHUNK_BYTES) at a time."""
+    size = size or CHUNK_BYTES
+    for path in paths:
+        yield from _parquet_frames(spec, Path(path)) if is_parquet(path) else _csv_frames(spec, Path(path), size)
