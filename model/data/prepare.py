@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from model.data.raw_scan import raw_frames
-from model.data.sources import FLAG_FALSE, FLAG_TRUE, SourceSpec, iso_micros_lookup
+from model.data.sources import SourceSpec, flag_codes, iso_micros_lookup
 from model.features import ACTIONS, ADD_CART, ORDER, action_index
 
 logger = logging.getLogger(__name__)
@@ -121,13 +121,16 @@ class PrepareStats:
 _VALID, _TOO_FEW_COLUMNS, _EMPTY_ID, _BLANK = range(4)  # row status codes
 
 
-def _micros_expr(spec: SourceSpec) -> pl.Expr:
-    """(E,) int64 epoch microseconds of the `ts` texts, null where unparsable (units s and ms)."""
-    text = pl.col("ts").str.strip_chars()
+def _micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
+    """(E,) int64 epoch microseconds of the `ts` texts of one piece, null where unparsable (units s, ms)."""
     per_unit = _MICROS if spec.ts_unit == "s" else 1000
+    whole = ts.cast(pl.Int64, strict=False)
+    if whole.null_count() == ts.null_count():  # every text an integer: the fast, common case
+        return whole * per_unit
+    text = ts.str.strip_chars()
     whole = text.cast(pl.Int64, strict=False)
     fraction = (text.cast(pl.Float64, strict=False) * _MICROS / (_MICROS // per_unit)).round().cast(pl.Int64)
-    return pl.when(whole.is_not_null()).then(whole * per_unit).otherwise(fraction)
+    return pl.select(pl.when(whole.is_not_null()).then(whole * per_unit).otherwise(fraction)).to_series()
 
 
 def _iso_micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
@@ -137,50 +140,45 @@ def _iso_micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
     return text.replace_strict(lookup, default=None, return_dtype=pl.Int64)
 
 
-def _from_ad_expr() -> pl.Expr:
-    """(E,) int8 from_ad: 1, 0, or -1 for empty or unrecognised (model/data/sources.py's vocabulary)."""
-    norm = pl.col("ad").fill_null("").str.strip_chars().str.to_lowercase()
-    codes = {**dict.fromkeys(FLAG_TRUE, 1), **dict.fromkeys(FLAG_FALSE, 0)}
-    return norm.replace_strict(codes, default=-1, return_dtype=pl.Int8)
+def _from_ad(ad: pl.Series, odd: set[str]) -> pl.Series:
+    """(E,) int8 from_ad of one piece: 1, 0, or -1 for empty or unrecognised; unrecognised texts go to `odd`."""
+    texts = ad.fill_null("")
+    lookup = flag_codes(texts.unique().to_list())
+    odd.update(t for t, flag in lookup.items() if flag < 0 and t.strip())
+    return texts.replace_strict(lookup, return_dtype=pl.Int8)
 
 
-def _raw_ad(spec: SourceSpec) -> pl.Expr:
-    """The raw from_ad text, categorical (a handful of distinct values), for the warning about odd ones."""
-    return pl.col("ad").cast(pl.Categorical) if spec.from_ad_col is not None else pl.lit(None, pl.String).alias("ad")
-
-
-def _slim(spec: SourceSpec, paths: Sequence[Path]) -> pl.DataFrame:
-    """Every row read, as ~25 bytes: status, row, key and etype (categorical), micros (or ts text), from_ad."""
+def _code_piece(piece: pl.DataFrame, spec: SourceSpec, to_action: dict[str, int], odd: set[str]) -> pl.DataFrame:
+    """One piece of raw text columns → status, key and etype (categorical), action, micros (or ts), from_ad."""
     status = (
         pl.when(pl.col("blank")).then(_BLANK).when(pl.col("short")).then(_TOO_FEW_COLUMNS)
         .when(pl.col("key").is_null()).then(_EMPTY_ID).otherwise(_VALID).cast(pl.Int8)
     )  # fmt: skip
-    ts = pl.col("ts") if spec.ts_unit == "iso" else _micros_expr(spec).alias("micros")
-    from_ad = _from_ad_expr() if spec.from_ad_col is not None else pl.lit(-1, dtype=pl.Int8)
-    to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
-    columns = (
+    coded = piece.select(
         status.alias("status"), pl.col("key").cast(pl.Categorical), pl.col("etype").cast(pl.Categorical),
         pl.col("etype").replace_strict(to_action, default=-1, return_dtype=pl.Int8).alias("action"),
-        ts, from_ad.alias("from_ad"), _raw_ad(spec),
     )  # fmt: skip
-    parts = [piece.select(columns) for piece in raw_frames(spec, paths)]
+    ts = piece["ts"] if spec.ts_unit == "iso" else _micros(piece["ts"], spec).alias("micros")
+    no_flag = pl.repeat(-1, piece.height, dtype=pl.Int8, eager=True)
+    from_ad = _from_ad(piece["ad"], odd) if spec.from_ad_col is not None else no_flag
+    return coded.with_columns(ts, from_ad.alias("from_ad"))
+
+
+def _slim(spec: SourceSpec, paths: Sequence[Path]) -> pl.DataFrame:
+    """Every row read, as ~25 bytes: status, row, key and etype (categorical), action, micros, from_ad."""
+    to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
+    odd: set[str] = set()
+    parts = [_code_piece(piece, spec, to_action, odd) for piece in raw_frames(spec, paths)]
+    if odd:
+        logger.warning("from_ad values read as unknown: %s", sorted(odd)[:10])
     if not parts:
         schema = {"key": pl.String, "etype": pl.String, "ts": pl.String, "ad": pl.String,
                   "short": pl.Boolean, "blank": pl.Boolean}  # fmt: skip
-        parts = [pl.DataFrame(schema=schema).select(columns)]
+        parts = [_code_piece(pl.DataFrame(schema=schema), spec, to_action, odd)]
     frame = pl.concat(parts).with_row_index("row")
     if spec.ts_unit == "iso":
         frame = frame.with_columns(micros=_iso_micros(frame["ts"], spec)).drop("ts")
     return frame
-
-
-def _warn_odd_flags(frame: pl.DataFrame) -> pl.DataFrame:
-    """Warn about from_ad texts read as unknown; drop the raw text column."""
-    text = pl.col("ad").cast(pl.String)
-    odd = frame.filter((pl.col("from_ad") < 0) & (text.str.strip_chars() != "")).select(text.unique())["ad"]
-    if odd.len():
-        logger.warning("from_ad values read as unknown: %s", sorted(odd.to_list())[:10])
-    return frame.drop("ad")
 
 
 def _type_counts(valid: pl.DataFrame) -> dict[str, int]:
@@ -198,7 +196,7 @@ def _coarsest_scale(micros: pl.Series) -> int:
 
 def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     """Read every file with `spec` into coded events; counts what it skipped, dropped or refused."""
-    frame = _warn_odd_flags(_slim(spec, paths))
+    frame = _slim(spec, paths)
     rows_read = frame.height
     status = frame["status"].value_counts()
     by_status = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))

@@ -99,17 +99,21 @@ def _csv_frames(spec: SourceSpec, path: Path, size: int) -> Iterator[pl.DataFram
         width = max(indices) + 1
         schema: dict[str, pl.DataType] | None = None
         for piece in _pieces(handle, size):
+            if schema is None:  # the widest of the header, the first line and the columns the spec names
+                first_line = piece[: piece.find(b"\n")].decode("utf-8", errors="replace")
+                first_width = len(next(csv.reader([first_line], delimiter=spec.delimiter), []))
+                schema = {f"c{i}": pl.String() for i in range(max(len(names or ()), first_width, width))}
+            values = pl.read_csv(
+                piece, has_header=False, separator=spec.delimiter, schema=schema, truncate_ragged_lines=True,
+            )  # fmt: skip
+            if not values.to_series(width - 1).null_count():  # no row is short or blank: skip the line count
+                no = pl.repeat(False, values.height, eager=True)
+                yield _columns(values, indices, no, no)
+                continue
             lines = pl.read_csv(
                 piece, has_header=False, separator=_LINE_SEPARATOR, quote_char=None, new_columns=["line"],
                 schema_overrides={"line": pl.String}, empty_string_is_null=False, infer_schema=False,
             )["line"].fill_null("")  # fmt: skip
-            if schema is None:  # the widest of the header, the first line and the columns the spec names
-                first_width = len(next(csv.reader([lines[0]], delimiter=spec.delimiter), [])) if len(lines) else 0
-                n_cols = max(len(names or ()), first_width, width)
-                schema = {f"c{i}": pl.String() for i in range(n_cols)}
-            values = pl.read_csv(
-                piece, has_header=False, separator=spec.delimiter, schema=schema, truncate_ragged_lines=True,
-            )  # fmt: skip
             blank = lines == ""
             fields = lines.str.count_matches(spec.delimiter, literal=True) + 1
             yield _columns(values, indices, ~blank & (fields < width), blank)

@@ -23,8 +23,8 @@ TsUnit = Literal["s", "ms", "iso"]
 TS_UNITS: tuple[str, ...] = ("s", "ms", "iso")
 DEFAULT_GAP_MINUTES = 30.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-FLAG_TRUE = frozenset({"1", "true", "t", "yes", "y"})  # from_ad texts, stripped and lower-cased
-FLAG_FALSE = frozenset({"0", "false", "f", "no", "n"})
+_TRUE = frozenset({"1", "true", "t", "yes", "y"})  # from_ad texts, stripped and lower-cased
+_FALSE = frozenset({"0", "false", "f", "no", "n"})
 
 
 @dataclass(frozen=True)
@@ -168,13 +168,10 @@ def _iso_micros(text: str, zone: ZoneInfo) -> int | None:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def flag_lookup(texts: list[str]) -> dict[str, int]:
+def flag_codes(texts: list[str]) -> dict[str, int]:
     """from_ad of each distinct raw text: 1 for 1/true/yes, 0 for 0/false/no, -1 for empty or unrecognised."""
     lookup: dict[str, int] = {}
     for text in texts:
         norm = text.strip().lower()
-        lookup[text] = 1 if norm in FLAG_TRUE else 0 if norm in FLAG_FALSE else -1
-    odd = sorted(t for t, flag in lookup.items() if flag < 0 and t.strip())
-    if odd:
-        logger.warning("from_ad values read as unknown: %s", odd[:10])
+        lookup[text] = 1 if norm in _TRUE else 0 if norm in _FALSE else -1
     return lookup
