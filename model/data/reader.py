@@ -1,7 +1,8 @@
 """The common event form `session_id,ts,action,from_ad` (CSV, or Parquet with those columns) → Sessions, in Polars.
 
-Sessions come in order of first appearance, events sorted by ts (stable: file order breaks ties).
-Anything unusable raises BadEventFile naming the file, the line and the value.
+The file is read in bounded pieces (model/data/raw_scan.py) and coded piece by piece into ~15 bytes
+per event; sessions come in order of first appearance, events sorted by ts (stable: file order
+breaks ties). Anything unusable raises BadEventFile naming the file, the line and the value.
 """
 
 from __future__ import annotations
@@ -12,47 +13,71 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from model.data.raw_scan import is_parquet
+from model.data.raw_scan import is_parquet, raw_frames
 from model.data.sessions import BadEventFile, Sessions
-from model.features import ACTION_INDEX, EventLog, action_index
+from model.data.sources import SourceSpec
+from model.features import ACTION_INDEX, ACTIONS, EventLog, action_index
 
 CSV_COLUMNS = ("session_id", "ts", "action", "from_ad")
-_FALSE = ("", "0", "false", "no")
-_TRUE = ("1", "true", "yes")
+_FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 
 
-def _scan(path: Path) -> pl.LazyFrame:
-    """The four columns as text (from_ad "" where the file has none), with the file's line number."""
+def _columns(path: Path) -> list[str]:
     if is_parquet(path):
-        frame = pl.scan_parquet(path)
-        columns = frame.collect_schema().names()
-        first_line = 1  # no header line: rows count from 1
-    else:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            header = next(csv.reader(handle), None)
-        if header is None:
-            raise BadEventFile(f"{path}: empty file")
-        columns = [c.strip() for c in header]
-        frame = pl.scan_csv(path, infer_schema=False, truncate_ragged_lines=True, new_columns=columns)
-        first_line = 2
+        return pl.scan_parquet(path).collect_schema().names()
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None)
+    if header is None:
+        raise BadEventFile(f"{path}: empty file")
+    return [c.strip() for c in header]
+
+
+def _spec(path: Path) -> SourceSpec:
+    """The common form as a raw source: its own session column, every action mapped to itself."""
+    columns = _columns(path)
     missing = [c for c in CSV_COLUMNS[:3] if c not in columns]
     if missing:
         raise BadEventFile(
             f"{path}: header {columns} lacks {missing}; expected {','.join(CSV_COLUMNS)} "
             "(convert raw logs with `session-intent prepare`)"
         )
-    ad = pl.col("from_ad").cast(pl.String) if "from_ad" in columns else pl.lit(None, dtype=pl.String)
-    return frame.select(
-        pl.col("session_id").cast(pl.String).fill_null(""),
-        pl.col("ts").cast(pl.String).alias("ts_text"),
-        pl.col("action").cast(pl.String).fill_null(""),
-        ad.fill_null("").str.strip_chars().str.to_lowercase().alias("from_ad"),
-    ).with_row_index("line", offset=first_line)
+    position = {name: columns.index(name) for name in CSV_COLUMNS if name in columns}
+    return SourceSpec(
+        name="common", user_col=None, session_col=position["session_id"], ts_col=position["ts"],
+        event_col=position["action"], from_ad_col=position.get("from_ad"), action_map={a: a for a in ACTIONS},
+    )  # fmt: skip
 
 
-def _first_bad(frame: pl.DataFrame, bad: pl.Series, column: str) -> tuple[int, str]:
-    row = frame.filter(bad).row(0, named=True)
-    return int(row["line"]), str(row[column])
+def _first_bad(texts: pl.Series, bad: pl.Series, lines: pl.Series) -> tuple[int, str]:
+    index = int(bad.arg_true()[0])
+    return int(lines[index]), str(texts[index])
+
+
+def _code_piece(piece: pl.DataFrame, path: Path, lines: pl.Series) -> pl.DataFrame:
+    """session (categorical), ts float64, action int8, from_ad bool; BadEventFile at the first bad value."""
+    ts = piece["ts"].cast(pl.Float64, strict=False)
+    bad_ts = ts.is_null()
+    if bad_ts.any():
+        retry = piece["ts"].str.strip_chars().cast(pl.Float64, strict=False)  # " 12 " is a number to float()
+        ts, bad_ts = retry, retry.is_null()
+    if bad_ts.any():
+        line, value = _first_bad(piece["ts"].fill_null(""), bad_ts, lines)
+        raise BadEventFile(f"{path}:{line}: ts must be epoch seconds, got {value!r}")
+    action = piece["etype"].replace_strict(ACTION_INDEX, default=-1, return_dtype=pl.Int8)
+    if (action < 0).any():
+        line, value = _first_bad(piece["etype"], action < 0, lines)
+        try:
+            action_index(value)
+        except ValueError as exc:
+            raise BadEventFile(f"{path}:{line}: {exc}") from None
+    flags = piece["ad"].fill_null("").str.strip_chars().str.to_lowercase()
+    from_ad = flags.replace_strict(_FLAGS, default=None, return_dtype=pl.Boolean)
+    if from_ad.null_count():
+        line, value = _first_bad(piece["ad"].fill_null(""), from_ad.is_null(), lines)
+        raise BadEventFile(f"{path}:{line}: from_ad must be 1/0/true/false or empty, got {value!r}")
+    return pl.DataFrame({
+        "session_id": piece["key"].fill_null("").cast(pl.Categorical), "ts": ts, "action": action, "from_ad": from_ad,
+    })  # fmt: skip
 
 
 def read_events(path: Path) -> Sessions:
@@ -60,27 +85,18 @@ def read_events(path: Path) -> Sessions:
     path = Path(path)
     if not path.is_file():
         raise BadEventFile(f"{path}: no such file")
-    frame = _scan(path).filter(~pl.all_horizontal(pl.col("session_id", "action", "from_ad") == "")
-                               | pl.col("ts_text").is_not_null()).collect()  # fmt: skip
-    if frame.height == 0:
+    spec = _spec(path)
+    parts, line = [], 1 if is_parquet(path) else 2
+    for piece in raw_frames(spec, [path]):
+        if piece["short"].any():
+            raise BadEventFile(f"{path}:{line + int(piece['short'].arg_true()[0])}: row has too few columns")
+        keep = ~piece["blank"]  # a blank line is no event and no error
+        lines = pl.int_range(line, line + piece.height, eager=True).filter(keep)  # (n,) file line of each row
+        parts.append(_code_piece(piece.filter(keep), path, lines))
+        line += piece.height
+    if not parts or sum(p.height for p in parts) == 0:
         raise BadEventFile(f"{path}: header only, no events")
-    ts = frame["ts_text"].str.strip_chars().cast(pl.Float64, strict=False)
-    if ts.null_count():
-        line, value = _first_bad(frame, ts.is_null(), "ts_text")
-        raise BadEventFile(f"{path}:{line}: ts must be epoch seconds, got {value!r}")
-    action = frame["action"].replace_strict(ACTION_INDEX, default=-1, return_dtype=pl.Int8)
-    if (action < 0).any():
-        line, value = _first_bad(frame, action < 0, "action")
-        try:
-            action_index(value)
-        except ValueError as exc:
-            raise BadEventFile(f"{path}:{line}: {exc}") from None
-    flags = frame["from_ad"]
-    odd = ~flags.is_in(_FALSE + _TRUE)
-    if odd.any():
-        line, value = _first_bad(frame, odd, "from_ad")
-        raise BadEventFile(f"{path}:{line}: from_ad must be 1/0/true/false or empty, got {value!r}")
-    return _group(frame.select("session_id", ts=ts, action=action, from_ad=flags.is_in(_TRUE)))
+    return _group(pl.concat(parts))
 
 
 def _group(frame: pl.DataFrame) -> Sessions:
@@ -94,7 +110,7 @@ def _group(frame: pl.DataFrame) -> Sessions:
     new = np.ones(len(first), dtype=bool)
     new[1:] = first[1:] != first[:-1]
     starts = np.flatnonzero(new).astype(np.int64)
-    ids = ordered["session_id"].gather(starts).to_numpy().astype(object)
+    ids = ordered["session_id"].gather(starts).cast(pl.String).to_numpy().astype(object)
     events = EventLog(
         actions=ordered["action"].to_numpy(),
         ts=ordered["ts"].to_numpy(),
