@@ -78,6 +78,10 @@ class WindowSet:
         """(b, N, 16) float32 windows of the prefixes at `index` (positions in this set)."""
         return gather_windows(self.events, self.rows[index], self.position[index], self.window)
 
+    def newest(self) -> np.ndarray:
+        """(n, 16) float32 the newest vector of each window (X[:, -1] without building X)."""
+        return gather_windows(self.events, self.rows, self.position, 1)[:, 0]
+
     def take(self, mask: np.ndarray) -> WindowSet:
         """The prefixes where the (n,) bool mask (or index array) `mask` selects."""
         return WindowSet(

@@ -28,6 +28,8 @@ from model.training.nets import LABELS
 log = logging.getLogger(__name__)
 
 BASELINES: tuple[str, ...] = ("majority", "logreg", "random_forest", "hist_gbm")
+# Windows the baselines fit on at most: a random forest on 10M windows of 185 features would not fit in RAM.
+MAX_FIT_WINDOWS = 500_000
 
 
 def _estimators(seed: int) -> dict[str, Any]:
@@ -91,14 +93,40 @@ def _positive_proba(model: ClassifierMixin, X: np.ndarray) -> np.ndarray:
     return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(X))
 
 
+def _sample(part: WindowSet, most: int, seed: int) -> WindowSet:
+    """At most `most` windows of `part`, drawn without replacement (all of them when it is smaller)."""
+    if len(part) <= most:
+        return part
+    keep = np.sort(np.random.default_rng(seed).choice(len(part), size=most, replace=False))
+    return part.take(keep)
+
+
+def _features(part: WindowSet, chunk: int = 65_536) -> np.ndarray:
+    """window_features of every window, gathered one chunk at a time."""
+    if len(part) == 0:
+        return window_features(part.X)
+    return np.concatenate([window_features(part.windows(slice(i, i + chunk))) for i in range(0, len(part), chunk)])
+
+
 def run_baselines(
-    train: WindowSet, val: WindowSet, test: WindowSet, names: tuple[str, ...] = BASELINES, seed: int = 0
+    train: WindowSet,
+    val: WindowSet,
+    test: WindowSet,
+    names: tuple[str, ...] = BASELINES,
+    seed: int = 0,
+    max_fit_windows: int = MAX_FIT_WINDOWS,
 ) -> dict[str, Predictions]:
-    """Fit each baseline on `train` (one classifier per label) and predict `val` and `test`."""
+    """Fit each baseline on `train` (one classifier per label) and predict every `val` and `test` window.
+
+    Logs bigger than `max_fit_windows` training windows fit on a seeded sample of that many (and
+    early-stop on as many validation windows); each such baseline says so in its notes.
+    """
     unknown = set(names) - set(BASELINES)
     if unknown:
         raise ValueError(f"unknown baselines {sorted(unknown)}; known: {BASELINES}")
-    X_train, X_val, X_test = (window_features(part.X) for part in (train, val, test))
+    sampled = len(train) > max_fit_windows
+    train, val_fit = _sample(train, max_fit_windows, seed), _sample(val, max_fit_windows, seed + 1)
+    X_train, X_val_fit, X_val, X_test = (_features(part) for part in (train, val_fit, val, test))
     estimators = _estimators(seed)
     out: dict[str, Predictions] = {}
     for name in names:
@@ -108,12 +136,14 @@ def run_baselines(
         notes: list[str] = []
         for label in range(train.Y.shape[1]):
             y = train.Y[:, label].astype(np.int64)
-            y_val = val.Y[:, label].astype(np.int64)
-            model, note = _fit_label(f"{name}/{LABELS[label]}", estimators[name], X_train, y, X_val, y_val)
+            y_val = val_fit.Y[:, label].astype(np.int64)
+            model, note = _fit_label(f"{name}/{LABELS[label]}", estimators[name], X_train, y, X_val_fit, y_val)
             if note:
                 notes.append(note)
             val_proba[:, label] = _positive_proba(model, X_val)
             test_proba[:, label] = _positive_proba(model, X_test)
+        if sampled:
+            notes.append(f"{name}: fitted on a random {len(train):,} of the training windows (the log is bigger)")
         seconds = time.perf_counter() - began
         log.info("baseline %s: fitted and predicted in %.1f s", name, seconds)
         out[name] = Predictions(name, "baseline", name, val_proba, test_proba, seconds, notes)

@@ -95,7 +95,8 @@ def _model_predictions(
     dataset = cache[key]
     _check_unseen(card, dataset, split_mode, model_dir)
     val, test = dataset.part(Split.VAL), dataset.part(Split.TEST)
-    preds = Predictions(card.name, kind, card.arch, predict_proba(net, val.X), predict_proba(net, test.X))
+    # .view: windows gathered batch by batch, never the whole (n, N, 16) array
+    preds = Predictions(card.name, kind, card.arch, predict_proba(net, val.view), predict_proba(net, test.view))  # type: ignore[arg-type]
     return preds, card, dataset
 
 
@@ -130,7 +131,7 @@ def segment_metrics(preds: Predictions, test: WindowSet, n_boot: int, seed: int)
     """AUC per label within each value of the flags from_ad, weekend, high_season (the window's newest row)."""
     out: dict[str, Any] = {}
     for flag in SEGMENT_FLAGS:
-        value = test.X[:, -1, SLOTS.index(flag)] > 0.5
+        value = test.newest()[:, SLOTS.index(flag)] > 0.5
         out[flag] = {}
         for state, mask in (("1", value), ("0", ~value)):
             row: dict[str, Any] = {"n_windows": int(mask.sum()), "n_sessions": int(np.unique(test.session[mask]).size)}

@@ -100,8 +100,8 @@ def run_folds(
                 card.arch,
                 "trained",
                 card.arch,
-                predict_proba(net, val.X),
-                predict_proba(net, test.X),
+                predict_proba(net, val.view),  # type: ignore[arg-type]  # gathered batch by batch
+                predict_proba(net, test.view),  # type: ignore[arg-type]
                 history["seconds"],
             )
         }

@@ -53,11 +53,11 @@ def _scores(Y: np.ndarray, P: np.ndarray, session: np.ndarray, n_boot: int, seed
 
 def sweep_point(dataset: Dataset, arch: str, train_cfg: TrainConfig, n_boot: int, seed: int) -> dict[str, Any]:
     """Train `arch` on one windowing of the data and score it on all test sessions and on the cart-abandon ones."""
-    window = int(dataset.windows.X.shape[1])
+    window = dataset.windows.window
     began = time.perf_counter()
     net, history = train_model(dataset, NetConfig.for_arch(arch, window=window), train_cfg, show_progress=False)
     test = dataset.part(Split.TEST)
-    proba = predict_proba(net, test.X)
+    proba = predict_proba(net, test.view)  # type: ignore[arg-type]  # gathered batch by batch
     abandon = dataset.classes[test.session] == SessionClass.CART_ABANDONMENT
     return {
         "window": window,

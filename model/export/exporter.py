@@ -143,7 +143,8 @@ def validation_from_csv(card: ModelCard, csv: Path, max_windows: int = 50_000) -
     if len(val) == 0:
         raise ValueError(f"{csv} has no validation sessions to check int8 on")
     keep = np.linspace(0, len(val) - 1, num=min(max_windows, len(val)), dtype=np.int64)
-    return ValidationWindows(val.X[keep], val.Y[keep], "real", f"{dataset.name} ({split_mode} split, validation)")
+    thinned = val.take(keep)  # gather only the kept windows, never the whole validation part
+    return ValidationWindows(thinned.X, thinned.Y, "real", f"{dataset.name} ({split_mode} split, validation)")
 
 
 def synthetic_validation(card: ModelCard, n_sessions: int = 3000, seed: int = 7) -> ValidationWindows:
