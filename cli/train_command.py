@@ -95,6 +95,10 @@ def train(
         if teacher_card.features.window != window:
             _fail(console, f"--teacher was trained with --window {teacher_card.features.window}; pass the same")
 
+    if threads > 0:  # also for the validation pass after training (see TrainConfig.threads)
+        import torch
+
+        torch.set_num_threads(threads)
     began = time.perf_counter()
     try:
         with console.status(f"reading and encoding {data}"):
