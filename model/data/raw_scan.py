@@ -105,6 +105,7 @@ def _csv_frames(spec: SourceSpec, path: Path, size: int) -> Iterator[pl.DataFram
                 schema = {f"c{i}": pl.String() for i in range(max(len(names or ()), first_width, width))}
             values = pl.read_csv(
                 piece, has_header=False, separator=spec.delimiter, schema=schema, truncate_ragged_lines=True,
+                missing_columns="insert",
             )  # fmt: skip
             if not values.to_series(width - 1).null_count():  # no row is short or blank: skip the line count
                 no = pl.repeat(False, values.height, eager=True)
