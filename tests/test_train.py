@@ -242,3 +242,12 @@ def test_batches_gather_the_windows_of_their_prefixes(dataset: Dataset) -> None:
     first = np.asarray(order[:100])
     np.testing.assert_array_equal(batches[0][0].numpy(), train.X[first])
     np.testing.assert_array_equal(batches[0][1].numpy(), train.Y[first])
+
+
+def test_batches_leave_the_global_rng_alone(dataset: Dataset) -> None:
+    """Dropout draws from torch's global RNG: the loader must not, or runs would differ from the old loop."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    list(epoch_batches(dataset.part(Split.TRAIN), 512, torch.Generator().manual_seed(1)))
+    assert torch.equal(torch.rand(3), expected)
