@@ -1,6 +1,18 @@
 """Scores derived from the two model outputs (docs/architecture.md §4); one definition for evaluation and serving.
 
 numpy only. Works on scalars and on arrays of any shape.
+
+Cart semantics (the one definition; docs/service.md "When is a cart open"). A session's cart is in one
+of three states, driven by its clicks in arrival order:
+
+    CART_NONE    no add_cart yet
+    CART_OPEN    add_cart opened it (from any state: an add_cart after an order opens a new cart)
+    CART_CLOSED  an order closed it (from any state: a "buy now" order without add_cart also closes)
+
+Every other action leaves the state as it is. `cart_transition` is the scalar step that
+service/store/lua/append_event.lua mirrors (tests/test_cart_semantics.py checks both agree on random
+sessions against a real Redis); `cart_states` is the same rule over a whole event log. The state covers
+the whole session, not only the model's window of N events.
 """
 
 from __future__ import annotations
@@ -9,15 +21,55 @@ import numpy as np
 import numpy.typing as npt
 
 from model.card import Thresholds
+from model.features import ADD_CART, ORDER
 
 INTENTS: tuple[str, ...] = ("browse", "cart_abandonment", "purchase")
 BROWSE, CART_ABANDONMENT, PURCHASE = range(3)
+
+CART_NONE, CART_OPEN, CART_CLOSED = 0, 1, 2
+
+
+def cart_transition(state: int, action: int) -> int:
+    """The cart state after one click: add_cart opens, order closes, anything else keeps."""
+    if action == ADD_CART:
+        return CART_OPEN
+    if action == ORDER:
+        return CART_CLOSED
+    return state
+
+
+def cart_states(actions: npt.ArrayLike, starts: npt.ArrayLike | None = None) -> np.ndarray:
+    """(E,) int8 cart state after each event; `cart_transition` folded over each session, vectorised.
+
+    actions (E,) action indexes of sessions laid end to end; starts (S,) first event of each session
+    (default: one session). The state after event e is set by the newest add_cart or order of e's
+    session at or before e.
+    """
+    acts = np.asarray(actions)
+    n = acts.shape[0]
+    first = np.zeros(n, dtype=np.int64)
+    if starts is not None and n:
+        starts_arr = np.asarray(starts, dtype=np.int64)
+        # (E,) the start of each event's session
+        first = starts_arr[np.searchsorted(starts_arr, np.arange(n), side="right") - 1]
+    moves = (acts == ADD_CART) | (acts == ORDER)
+    last_move = np.maximum.accumulate(np.where(moves, np.arange(n), -1)) if n else np.zeros(0, dtype=np.int64)
+    states = np.full(n, CART_NONE, dtype=np.int8)
+    seen = last_move >= first  # a move inside this event's own session
+    states[seen] = np.where(acts[last_move[seen]] == ADD_CART, CART_OPEN, CART_CLOSED)
+    return states
+
+
+def cart_open_after(actions: npt.ArrayLike, starts: npt.ArrayLike | None = None) -> np.ndarray:
+    """(E,) bool: the cart is open after each event (the `cart_has_items` of `abandonment_risk`)."""
+    return cart_states(actions, starts) == CART_OPEN
 
 
 def abandonment_risk(
     p_add_cart: npt.ArrayLike, p_make_order: npt.ArrayLike, cart_has_items: npt.ArrayLike
 ) -> np.ndarray:
-    """(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order)."""
+    """(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order); after an order closed the cart,
+    cart_has_items is false, so the risk is p_add_cart × (1 − p_make_order)."""
     p_add = np.asarray(p_add_cart, dtype=np.float64)
     p_order = np.asarray(p_make_order, dtype=np.float64)
     cart = np.asarray(cart_has_items, dtype=bool)

@@ -128,22 +128,28 @@ def prefix_targets(sessions: Sessions) -> np.ndarray:
 
 
 def cart_so_far(sessions: Sessions) -> np.ndarray:
-    """(E,) bool: an add_cart happened at or before each event in its session (`cart_has_items`)."""
+    """(E,) bool: the cart is open after each event (`cart_has_items`; model.risk.cart_states).
+
+    An add_cart opens the cart and an order closes it, so a buyer's prefixes after the order are false.
+    """
+    from model.risk import cart_open_after
+
     ev = sessions.events
-    seen = np.cumsum(ev.actions == ADD_CART)
-    before_session = np.concatenate([[0], seen])[ev.starts][ev.session_of_event()]  # (E,)
-    return (seen - before_session) > 0
+    return cart_open_after(ev.actions, ev.starts)
 
 
 def abandonment_targets(sessions: Sessions) -> np.ndarray:
-    """(E,) float32: the session ends with items in the cart and no order after the prefix.
+    """(E,) float32: the session ends with its cart open (model.risk.cart_states), on every prefix.
 
-    The event-level truth that `abandonment_risk` (model/risk.py) estimates: cart filled by now
-    or later, and no order follows.
+    The event-level truth that `abandonment_risk` (model/risk.py) estimates. Only an order closes a
+    cart, so a prefix whose session orders after its last add_cart is a 0, at the order and after it.
     """
-    targets = prefix_targets(sessions)
-    has_cart = cart_so_far(sessions) | (targets[:, 0] > 0)
-    return (has_cart & (targets[:, 1] == 0)).astype(np.float32)
+    from model.risk import CART_OPEN, cart_states
+
+    ev = sessions.events
+    states = cart_states(ev.actions, ev.starts)
+    session_end = np.append(ev.starts[1:], len(ev)) - 1  # (S,) last event of each session
+    return (states[session_end[ev.session_of_event()]] == CART_OPEN).astype(np.float32)
 
 
 def build_windows(

@@ -1,7 +1,9 @@
 """How well the abandonment risk of docs/architecture.md §4 serves its users: the coupon engine and the ops dashboard.
 
 All on test windows of one model: the risk `abandonment_risk(p_add_cart, p_make_order, cart_so_far)`
-(model/risk.py) against the event-level truth `abandonment_targets` (model/data/dataset.py).
+(model/risk.py) against the event-level truth `abandonment_targets` (model/data/dataset.py). Both follow
+the cart semantics of model/risk.py: add_cart opens a cart, an order closes it. A session "abandons"
+when its cart is open at its last click; a purchase session is one with an order.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import numpy as np
 from model.data.dataset import Dataset, SessionClass, WindowSet
 from model.data.published import AGGREGATE_ABANDONMENT_ERROR_PP
 from model.evaluation.bootstrap import Estimate, bootstrap_estimates
-from model.features import utc_offsets
-from model.risk import abandonment_risk
+from model.features import ORDER, utc_offsets
+from model.risk import CART_CLOSED, abandonment_risk, cart_states
 from model.training.thresholds import abandonment_inputs
 
 COUPON_TOP_PCT: tuple[float, ...] = (1.0, 2.0, 5.0, 10.0)
@@ -33,13 +35,16 @@ class RiskWindows:
     session_length: np.ndarray
     session_class: np.ndarray  # SessionClass of the window's session
     order_follows: np.ndarray  # make_order target: the session still buys after this prefix
-    cart: np.ndarray  # cart_so_far: an add_cart at or before this prefix
+    cart: np.ndarray  # cart_so_far: the cart is open after this prefix
+    closed: np.ndarray  # an order closed the cart at or before this prefix (and no add_cart since)
+    order_click: np.ndarray  # the window's newest event is an order
     ts: np.ndarray  # epoch seconds of the window's newest event
 
     @classmethod
     def build(cls, dataset: Dataset, windows: WindowSet, proba: np.ndarray) -> RiskWindows:
         cart, target = abandonment_inputs(dataset, windows)
-        rows = dataset.sessions.events.starts[windows.session] + windows.position
+        events = dataset.sessions.events
+        rows = events.starts[windows.session] + windows.position
         return cls(
             risk=abandonment_risk(proba[:, 0], proba[:, 1], cart),
             target=target.astype(np.int64),
@@ -49,7 +54,9 @@ class RiskWindows:
             session_class=dataset.classes[windows.session],
             order_follows=windows.Y[:, 1] > 0,
             cart=cart,
-            ts=dataset.sessions.events.ts[rows],
+            closed=cart_states(events.actions, events.starts)[rows] == CART_CLOSED,
+            order_click=events.actions[rows] == ORDER,
+            ts=events.ts[rows],
         )
 
 
@@ -102,8 +109,9 @@ def _per_session(values: np.ndarray, session: np.ndarray, reduce: Any) -> tuple[
 
 
 def time_to_detection(rw: RiskWindows, tau_risk: float) -> dict[str, Any]:
-    """For test sessions that end in cart abandonment: clicks before the end at which the risk first
-    reaches τ_risk. Also how often it fires on sessions that do not abandon (the coupon's cost)."""
+    """For test sessions that end with an open cart: clicks before the end at which the risk first
+    reaches τ_risk. Also how often it fires on sessions that do not abandon (the coupon's cost), and on
+    buyers: before their order, and at or after it while the order keeps the cart closed."""
     crossed = rw.risk >= tau_risk
     big = np.iinfo(np.int64).max
     first_cross_pos = np.where(crossed, rw.position, big)
@@ -111,11 +119,13 @@ def time_to_detection(rw: RiskWindows, tau_risk: float) -> dict[str, Any]:
     _, length = _per_session(rw.session_length, rw.session, np.maximum)
     _, first_cart_pos = _per_session(np.where(rw.cart, rw.position, big), rw.session, np.minimum)
     _, cls = _per_session(rw.session_class.astype(np.int64), rw.session, np.maximum)
-    abandon = cls == SessionClass.CART_ABANDONMENT
+    _, ends_open = _per_session(rw.target, rw.session, np.maximum)  # the target is one value per session
+    abandon = ends_open > 0
     detected = abandon & (first_pos != big)
     before_end = (length - 1 - first_pos)[detected]  # clicks still to come when the risk first fired
     _, buyer_alarm = _per_session((crossed & rw.order_follows).astype(np.int64), rw.session, np.maximum)
     _, any_alarm = _per_session(crossed.astype(np.int64), rw.session, np.maximum)
+    _, closed_alarm = _per_session((crossed & rw.closed).astype(np.int64), rw.session, np.maximum)
     n_abandon = int(abandon.sum())
     out: dict[str, Any] = {
         "tau_risk": float(tau_risk),
@@ -132,10 +142,14 @@ def time_to_detection(rw: RiskWindows, tau_risk: float) -> dict[str, Any]:
     for name, cls_value, alarm in (
         ("browse_sessions_alarmed_share", SessionClass.BROWSE, any_alarm),
         ("purchase_sessions_alarmed_before_order_share", SessionClass.PURCHASE, buyer_alarm),
+        ("purchase_sessions_alarmed_after_order_share", SessionClass.PURCHASE, closed_alarm),
     ):
         members = cls == cls_value
         out[name] = float(alarm[members].mean()) if members.any() else None
     out["n_sessions"] = int(sessions.size)
+    at_order = rw.order_click
+    out["risk_at_order_click"] = {**_describe(rw.risk[at_order]),
+                                  "alarmed_share": float(crossed[at_order].mean()) if at_order.any() else None}
     return out
 
 
@@ -168,12 +182,11 @@ def coupon_policy(rw: RiskWindows, top_pct: tuple[float, ...] = COUPON_TOP_PCT) 
     """Precision and recall of giving coupons to the top k % by risk.
 
     sessions: a session's score is its highest risk at any prefix (it reached the at-risk list at some
-    click); positive when the session ends in cart abandonment. windows: every test prefix is one
+    click); positive when the session ends with an open cart. windows: every test prefix is one
     snapshot of the at-risk index; positive when the abandonment target holds.
     """
     sessions, max_risk = _per_session(rw.risk, rw.session, np.maximum)
-    _, cls = _per_session(rw.session_class.astype(np.int64), rw.session, np.maximum)
-    abandon = (cls == SessionClass.CART_ABANDONMENT).astype(np.int64)
+    _, abandon = _per_session(rw.target, rw.session, np.maximum)
     return {
         "sessions": {
             "n": int(sessions.size),

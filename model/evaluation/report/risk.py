@@ -17,7 +17,8 @@ def abandonment_section(m: dict[str, Any]) -> str:
     out = [
         "## Abandonment risk (trained model)\n",
         "risk = (cart_has_items ? 1 : p_add_cart) × (1 − p_make_order), scored against the per-prefix "
-        f"abandonment target (base rate {num(a['base_rate'], 2, True)} of test prefixes).\n",
+        f"abandonment target (base rate {num(a['base_rate'], 2, True)} of test prefixes). An add_cart opens the "
+        "cart and an order closes it (model/risk.py); the target is \"the session ends with its cart open\".\n",
         f"- ROC-AUC {est(a['roc_auc'])}, PR-AUC {est(a['pr_auc'])}.",
         "- Risk ROC-AUC per model: "
         + ", ".join(f"{n} {est(e['abandonment_roc_auc'])}" for n, e in m["models"].items())
@@ -67,6 +68,14 @@ def abandonment_section(m: dict[str, Any]) -> str:
         f"and before the order in {num(ttd['purchase_sessions_alarmed_before_order_share'], 1, True)} "
         "of purchase sessions.\n"
     )
+    if "risk_at_order_click" in ttd:
+        o = ttd["risk_at_order_click"]
+        out.append(
+            f"- Buyers: at the order click the risk has median {num(o['median'], 3)} (mean {num(o['mean'], 3)}, "
+            f"n = {o['n']:,}) and reaches τ_risk in {num(o['alarmed_share'], 1, True)} of order clicks; after the "
+            f"order it fires in {num(ttd['purchase_sessions_alarmed_after_order_share'], 1, True)} of purchase "
+            "sessions (while no new add_cart has reopened the cart).\n"
+        )
     rows = []
     for unit in ("sessions", "windows"):
         for k in coupon[unit]["top_k"]:
@@ -82,8 +91,8 @@ def abandonment_section(m: dict[str, Any]) -> str:
             )
     out.append(
         "\n### Coupon policy: coupons to the top k % by risk\n\n"
-        "sessions: a session's score is its highest risk at any click, positive if it ends in cart "
-        "abandonment. windows: each test prefix is one snapshot of the at-risk list, positive if the "
+        "sessions: a session's score is its highest risk at any click, positive if it ends with its cart "
+        "open. windows: each test prefix is one snapshot of the at-risk list, positive if the "
         "abandonment target holds.\n\n"
     )
     out.append(table(["unit", "top k", "selected", "precision", "recall", "base rate"], rows))
