@@ -94,6 +94,7 @@ def _stored_risk(session_id: str, meta: dict[str, str]) -> RiskOut:
         intent=meta["intent"], model=MODEL_ID, window=int(meta["window"]), ts=float(meta["ts"]),
         cart_has_items=bool(int(meta["cart"])), from_ad=bool(int(meta["from_ad"])), events=int(meta["count"]),
         last_event_ts=float(meta["ts"]), expires_in_s=max(0, int(TTL_S - (time.time() - float(meta["written"])))),
+        latest_event_index=int(meta["count"]) - 1, pending=False, cart="open" if int(meta["cart"]) else "none",
     )
 
 

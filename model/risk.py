@@ -27,6 +27,7 @@ INTENTS: tuple[str, ...] = ("browse", "cart_abandonment", "purchase")
 BROWSE, CART_ABANDONMENT, PURCHASE = range(3)
 
 CART_NONE, CART_OPEN, CART_CLOSED = 0, 1, 2
+CART_STATES: tuple[str, ...] = ("none", "open", "closed")  # names by state
 
 
 def cart_transition(state: int, action: int) -> int:

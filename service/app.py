@@ -26,6 +26,7 @@ from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
 from service.errors import BoundaryMiddleware, install_error_handlers
 from service.metrics import GcPauses, ServiceMetrics
+from service.openapi import docs_app, install_openapi
 from service.routes import events as routes_events
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
@@ -113,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """A fresh app with its own metrics registry; nothing starts until the lifespan runs."""
     settings = settings or Settings()
     metrics = ServiceMetrics()
-    app = FastAPI(
+    app = docs_app(
         title="session-intent",
         summary="Real-time purchase-intent scoring of e-commerce sessions.",
         version="0.1.0",
@@ -128,4 +129,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_in_flight=settings.max_in_flight, retry_after_s=settings.retry_after_s)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)
+    install_openapi(app, auth_active=settings.auth_active)
     return app

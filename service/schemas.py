@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+import time
+from typing import Annotated, Literal, get_args
 
 from fastapi import Path
 from pydantic import (
@@ -12,18 +13,26 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
     field_validator,
 )
 
-from model.features import ACTIONS, action_index
+from model.features import ACTION_INDEX, ACTIONS, action_index
+from model.risk import CART_STATES
+from service.store.score_record import body_key
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 # Epoch seconds in [2000-01-01, 2200-01-01): rejects milliseconds and other unit mix-ups.
 MIN_EPOCH_S = 946_684_800.0
 MAX_EPOCH_S = 7_258_118_400.0
+# A click's ts against this replica's clock (docs/service.md "Bounded input"): a storefront clock may run
+# ahead by up to MAX_CLOCK_SKEW_S; a click older than MAX_EVENT_AGE_S is no live session's (the idle TTL
+# is 30 min by default) and is refused rather than stored.
+MAX_CLOCK_SKEW_S = 300.0
+MAX_EVENT_AGE_S = 7 * 86_400.0
 
 SessionId = Annotated[
     str,
@@ -49,6 +58,13 @@ def parse_event_time(raw: object) -> float | None:
         raise ValueError("ts must be an RFC 3339 string with an offset or a number of epoch seconds")
     if not math.isfinite(seconds) or not MIN_EPOCH_S <= seconds < MAX_EPOCH_S:
         raise ValueError("ts must fall between the years 2000 and 2200 (epoch seconds, not milliseconds)")
+    ahead = seconds - time.time()
+    if ahead > MAX_CLOCK_SKEW_S:
+        raise ValueError(f"ts is {ahead:.0f} s in the future; at most {MAX_CLOCK_SKEW_S:.0f} s of clock skew "
+                         "is allowed")
+    if -ahead > MAX_EVENT_AGE_S:
+        raise ValueError(f"ts is {-ahead / 86_400:.1f} days old; clicks older than "
+                         f"{MAX_EVENT_AGE_S / 86_400:.0f} days are refused")
     return seconds
 
 
@@ -76,15 +92,25 @@ class EventIn(BaseModel):
         default=None, min_length=1, max_length=128,
         description="Idempotency key: a retried event_id appends nothing and returns the first answer.",
     )
-    ts: EventTime = Field(default=None, description="RFC 3339 with an offset, or epoch seconds; default: now.")
+    ts: EventTime = Field(
+        default=None,
+        description="RFC 3339 with an offset, or epoch seconds; default: now. At most 300 s ahead of the "
+                    "server's clock and at most 7 days old.",
+    )
     action: Annotated[str, Field(description="The page type of the click.", json_schema_extra={"enum": list(ACTIONS)})]
-    from_ad: bool | None = Field(default=None, description="The session landed from an ad; sticky once true.")
+    from_ad: StrictBool | None = Field(
+        default=None, description="The session landed from an ad; sticky once true. JSON true/false only."
+    )
 
     @field_validator("action")
     @classmethod
     def _known_action(cls, name: str) -> str:
         action_index(name)  # ValueError listing the valid names
         return name
+
+    def body_key(self) -> str:
+        """The body as sent, as stored beside the event_id: a retry must repeat it (else 409)."""
+        return body_key(ACTION_INDEX[self.action], self.ts, self.from_ad)
 
 
 
@@ -104,7 +130,10 @@ class ScoreOut(BaseModel):
     event_index: int = Field(description="0-based position of the event in its session.")
     p_add_cart: float
     p_make_order: float
-    abandonment_risk: float = Field(description="(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order)")
+    abandonment_risk: float = Field(
+        description="(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order). An add_cart opens the cart, an order "
+                    "closes it: after an order it is p_add_cart × (1 − p_make_order)."
+    )
     intent: str = Field(description="purchase, cart_abandonment or browse, by the model card's thresholds.")
     model: str
     window: int = Field(description="Events in the scored window (at most the model's N).")
@@ -116,10 +145,41 @@ class AtRiskEntry(ScoreOut):
     ts: float = Field(description="Epoch seconds of the scored event.")
 
 
-class RiskOut(AtRiskEntry):
-    """The stored scores of a session's latest scored event, and its meta; reading them never runs the model."""
+CartState = Literal["none", "open", "closed"]
+assert get_args(CartState) == CART_STATES, "RiskOut.cart must list model.risk.CART_STATES"
 
-    cart_has_items: bool
+
+class RiskOut(BaseModel):
+    """A session's state and the stored scores of its latest scored event; reading them never runs the model.
+
+    `pending` is true while the newest event's score has not reached this read (another replica answered
+    it within the last SI_SCORE_FLUSH_MS, or its scoring failed): `event_index` then trails
+    `latest_event_index`, and the score fields are null until a first score is stored.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "s-8f3a1c", "event_index": 7, "latest_event_index": 7, "pending": False, "p_add_cart": 0.31,
+        "p_make_order": 0.08, "abandonment_risk": 0.92, "intent": "cart_abandonment", "model": "lstm-gru-int8@3f2a9c",
+        "window": 8, "ts": 1795000421.0, "cart": "open", "cart_has_items": True, "from_ad": False, "events": 8,
+        "last_event_ts": 1795000421.0, "expires_in_s": 1794,
+    }]})
+
+    session_id: str
+    event_index: int | None = Field(description="0-based index of the event these scores are for; null: none yet.")
+    latest_event_index: int = Field(description="0-based index of the session's newest appended event.")
+    pending: bool = Field(description="The newest event's score is not in this answer yet (event_index trails).")
+    p_add_cart: float | None
+    p_make_order: float | None
+    abandonment_risk: float | None
+    intent: str | None
+    model: str | None
+    window: int | None = Field(description="Events in the scored window.")
+    ts: float | None = Field(description="Epoch seconds of the scored event.")
+    cart: CartState = Field(
+        description="none: no add_cart yet; open: an add_cart since the last order; closed: an order since the "
+                    "last add_cart (model/risk.py)."
+    )
+    cart_has_items: bool = Field(description="cart == open.")
     from_ad: bool
     events: int = Field(description="Events the session has had so far.")
     last_event_ts: float = Field(description="Epoch seconds of the session's newest event.")
@@ -127,7 +187,15 @@ class RiskOut(AtRiskEntry):
 
 
 class AtRiskOut(BaseModel):
-    """Live sessions with abandonment_risk ≥ min_risk, riskiest first."""
+    """Live sessions with abandonment_risk ≥ min_risk, riskiest first; a session an order closed is not listed."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "min_risk": 0.5, "limit": 100, "sessions": [{
+            "session_id": "s-8f3a1c", "event_index": 7, "p_add_cart": 0.31, "p_make_order": 0.08,
+            "abandonment_risk": 0.92, "intent": "cart_abandonment", "model": "lstm-gru-int8@3f2a9c", "window": 8,
+            "ts": 1795000421.0,
+        }],
+    }]})
 
     min_risk: float
     limit: int
@@ -147,6 +215,18 @@ class EventContribution(BaseModel):
 
 class ExplainOut(BaseModel):
     """Occlusion explanation of a session's current window (runs the model: one batch)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "session_id": "s-8f3a1c", "model": "lstm-gru-int8@3f2a9c", "window": 2,
+        "scores": {"p_add_cart": 0.31, "p_make_order": 0.08, "abandonment_risk": 0.92},
+        "intent": "cart_abandonment",
+        "contributions": [
+            {"position": 0, "action": "view_product", "ts": 1795000400.0, "p_add_cart": 0.012,
+             "p_make_order": -0.004, "abandonment_risk": 0.003},
+            {"position": 1, "action": "add_cart", "ts": 1795000421.0, "p_add_cart": -0.05,
+             "p_make_order": 0.01, "abandonment_risk": 0.64},
+        ],
+    }]})
 
     session_id: str
     model: str
@@ -175,6 +255,11 @@ class ErrorOut(BaseModel):
 
 
 class ReadyOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"ready": True, "redis": True, "warmed": True, "model": "lstm-gru-int8@3f2a9c",
+         "provider": "CPUExecutionProvider"}
+    ]})
+
     ready: bool
     redis: bool
     warmed: bool
@@ -184,11 +269,30 @@ class ReadyOut(BaseModel):
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "missing or unknown API key", 403: "the key lacks this route's scope", 404: "no such live session",
-    413: "body over SI_MAX_BODY_BYTES", 422: "invalid path, query or body; names each field",
+    409: "the event_id was used before with another body; names the parts that differ",
+    413: "body over SI_MAX_BODY_BYTES", 415: "the body is not sent as application/json",
+    422: "invalid path, query or body; names each field",
     503: "Redis unavailable or overloaded; see Retry-After", 504: "scoring missed the request deadline",
+}
+ERROR_EXAMPLES: dict[int, dict[str, object]] = {
+    401: {"error": "missing X-API-Key header"},
+    403: {"error": "this API key lacks the 'risk:read' scope"},
+    404: {"error": "no scores for this session (unknown or expired)"},
+    409: {"error": "event_id 'c-0001' was already used with another body",
+          "fields": [{"field": "body.action", "message": "differs from the first request with this event_id"}]},
+    413: {"error": "request body exceeds 4096 bytes"},
+    415: {"error": "Content-Type must be application/json, got text/plain"},
+    422: {"error": "invalid request", "fields": [
+        {"field": "body.ts", "message": "ts is 86400 s in the future; at most 300 s of clock skew is allowed"}]},
+    503: {"error": "session store unavailable; retry later"},
+    504: {"error": "scoring did not finish within the request deadline"},
 }
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI `responses=` for the error statuses a route can answer, all with the ErrorOut body."""
-    return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+    """OpenAPI `responses=` for the error statuses a route can answer, all with the ErrorOut body and an example."""
+    return {
+        code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code],
+               "content": {"application/json": {"example": ERROR_EXAMPLES[code]}}}
+        for code in codes
+    }

@@ -57,7 +57,7 @@ class SessionScorer:
         deadline = time.monotonic() + self.deadline_s
         ts = time.time() if event.ts is None else event.ts
         appended = await self.store.append_event(
-            session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad
+            session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
         )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:

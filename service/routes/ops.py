@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service.deps import ServiceState, StateDep
@@ -17,13 +17,22 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["ops"])
 
 
-@router.get("/healthz")
+METRICS_EXAMPLE = (
+    "# HELP si_events_total Clicks appended, by action.\n# TYPE si_events_total counter\n"
+    'si_events_total{action="add_cart"} 42.0\n'
+)
+
+
+@router.get("/healthz", responses={200: {"content": {"application/json": {"example": {"status": "ok"}}}}})
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers HTTP."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=ReadyOut, responses={503: {"model": ReadyOut, "description": "not ready"}})
+@router.get("/readyz", response_model=ReadyOut, responses={503: {
+    "model": ReadyOut, "description": "not ready",
+    "content": {"application/json": {"example": {"ready": False, "redis": True, "warmed": False}}},
+}})
 async def readyz(state: StateDep) -> JSONResponse:
     """Readiness: Redis answers now and a warmup batch has run through the engine."""
     redis_ok = await _redis_answers(state)
@@ -32,7 +41,10 @@ async def readyz(state: StateDep) -> JSONResponse:
     return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, responses={200: {
+    "description": "Prometheus text exposition format.",
+    "content": {"text/plain": {"schema": {"type": "string"}, "example": METRICS_EXAMPLE}},
+}})
 async def metrics(state: StateDep) -> Response:
     """Prometheus exposition of this replica's series."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

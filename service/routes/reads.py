@@ -11,6 +11,7 @@ from service.auth import require_scope
 from service.deps import StateDep
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
 from service.scopes import RISK_READ
+from service.store.score_record import scores_of
 
 router = APIRouter(
     prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
@@ -18,20 +19,27 @@ router = APIRouter(
 )
 
 
-@router.get("/sessions/{session_id}/risk", response_model=RiskOut, responses=error_responses(404))
+@router.get("/sessions/{session_id:path}/risk", response_model=RiskOut, responses=error_responses(404))
 async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
-    """The scores stored with the session's latest scored event; never runs the model."""
+    """The session's latest scores, never older than an answer this replica gave; never runs the model."""
     stored = await state.store.read_scores(session_id)
     if stored is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no scores for this session (unknown or expired)")
-    return RiskOut.model_validate({**stored, "session_id": session_id})
+    # Read-your-writes on this replica: an answer still in the write-behind buffer is newer than Redis.
+    unwritten = state.scorer.writer.latest(session_id)
+    if unwritten is not None and unwritten.event_index >= stored.get("event_index", -1):
+        stored.update(scores_of(unwritten))
+    scored = stored.get("event_index")
+    return RiskOut.model_validate({**stored, "pending": scored is None or scored < stored["latest_event_index"]})
 
 
 @router.get("/at-risk", response_model=AtRiskOut)
 async def list_at_risk(
     state: StateDep,
-    min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.")] = 0.5,
-    limit: Annotated[int | None, Query(ge=1, description="At most this many (capped by SI_AT_RISK_MAX_LIMIT).")] = None,
+    min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.",
+                                     examples=[0.5])] = 0.5,
+    limit: Annotated[int | None, Query(ge=1, description="At most this many (capped by SI_AT_RISK_MAX_LIMIT).",
+                                       examples=[100])] = None,
 ) -> AtRiskOut:
     """Live sessions with abandonment_risk ≥ min_risk, riskiest first, from stored scores; never runs the model."""
     settings = state.settings
@@ -45,7 +53,7 @@ async def list_at_risk(
     return AtRiskOut.model_validate({"min_risk": min_risk, "limit": wanted, "sessions": rows})
 
 
-@router.get("/sessions/{session_id}/explain", response_model=ExplainOut, responses=error_responses(404, 504))
+@router.get("/sessions/{session_id:path}/explain", response_model=ExplainOut, responses=error_responses(404, 504))
 async def explain_session(session_id: SessionId, state: StateDep) -> ExplainOut:
     """Each event's contribution by occlusion. The one read that RUNS THE MODEL: one engine batch of N+1 windows."""
     explained = await state.scorer.explain(session_id)

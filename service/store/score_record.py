@@ -6,7 +6,7 @@ renamed here is renamed everywhere.
 
 Meta hash `<prefix>:{sid}:m`, written by append_event.lua (the click) and write_scores.lua (its scores):
     count       events appended so far          last_ts    newest ts, integer ms
-    from_ad     sticky from_ad flag '0'/'1'     cart       cart-open flag '0'/'1' (model.risk)
+    from_ad     sticky from_ad flag '0'/'1'     cart       cart state '0' none, '1' open, '2' closed (model.risk)
     event_index index of the scored event       p_add_cart, p_make_order, risk: shortest float text
     intent      index into model.risk.INTENTS   model      model id
     window_len  events in the scored window     scored_ts  ts of the scored event, epoch seconds
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model.risk import INTENTS
+from model.risk import CART_OPEN, CART_STATES, INTENTS
 
 # Python name → Redis hash field. Short fields keep a session's meta hash small (docs/redis.md).
 META_FIELDS: Mapping[str, str] = {
@@ -43,7 +43,9 @@ SCORE_FIELDS: tuple[str, ...] = (
 RECORD_ARGS = 2 + len(SCORE_FIELDS)  # session_id, event-id digest, then SCORE_FIELDS
 # The fields a reader of the at-risk list needs from each candidate's meta hash.
 LISTED_FIELDS: tuple[str, ...] = ("event_index", "p_add_cart", "p_make_order", "intent", "model", "window_len",
-                                  "scored_ts")
+                                  "scored_ts", "cart")
+# The parts of a click's body that an event_id's retry must repeat, in body_key order.
+BODY_PARTS: tuple[str, ...] = ("action", "ts", "from_ad")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,15 @@ class ScoreRecord:
     model: str
     window_len: int  # events in the scored window (the API's `window`)
     ts: float  # the scored event's ts, epoch seconds
+
+
+def scores_of(record: ScoreRecord) -> dict[str, Any]:
+    """The response fields of a record (as decode_scores gives them from Redis, plus the risk)."""
+    return {
+        "session_id": record.session_id, "event_index": record.event_index, "p_add_cart": record.p_add_cart,
+        "p_make_order": record.p_make_order, "abandonment_risk": record.abandonment_risk, "intent": record.intent,
+        "model": record.model, "window": record.window_len, "ts": record.ts,
+    }
 
 
 def lua_prelude() -> str:
@@ -87,6 +98,19 @@ def score_args(record: ScoreRecord) -> list[str | int]:
     return [values[name] for name in SCORE_FIELDS]
 
 
+def body_key(action: int, ts: float | None, from_ad: bool | None) -> str:
+    """A click's body as sent, "action:ts_ms:from_ad" ('' for an omitted ts or from_ad), stored beside its
+    event_id so a retry with another body is refused (docs/service.md "Retries"). About 17 bytes."""
+    ts_part = "" if ts is None else str(round(ts * 1000))
+    ad_part = "" if from_ad is None else str(int(from_ad))
+    return f"{action}:{ts_part}:{ad_part}"
+
+
+def differing_parts(first: str, now: str) -> list[str]:
+    """The BODY_PARTS in which two body_key texts differ."""
+    return [name for name, a, b in zip(BODY_PARTS, first.split(":"), now.split(":"), strict=True) if a != b]
+
+
 def decode_answer(session_id: str, event_index: int, answer: str, model: str) -> dict[str, Any]:
     """An event id's remembered answer → the response fields."""
     p_add, p_order, risk, intent, window_len = answer.split("|")
@@ -110,12 +134,21 @@ def decode_scores(session_id: str, meta: Mapping[str, str]) -> dict[str, Any] | 
 
 
 def decode_meta(session_id: str, meta: Mapping[str, str], ttl_s: int) -> dict[str, Any] | None:
-    """A whole meta hash → the stored scores and the session's state; None while unscored or gone."""
-    scores = decode_scores(session_id, meta)
-    if scores is None:
+    """A whole meta hash → the session's state, and its stored scores when it has any; None when gone.
+
+    `latest_event_index` is the newest appended event; `event_index` (absent while unscored) the newest
+    whose scores reached Redis. They differ while a score is still on its way (docs/service.md).
+    """
+    if not meta.get(F["count"]):
         return None
-    return {
-        **scores, "abandonment_risk": float(meta[F["risk"]]), "cart_has_items": meta.get(F["cart"]) == "1",
-        "from_ad": meta.get(F["from_ad"]) == "1", "events": int(meta.get(F["count"]) or 0),
+    cart = int(meta.get(F["cart"]) or 0)
+    state: dict[str, Any] = {
+        "session_id": session_id, "cart": CART_STATES[cart], "cart_has_items": cart == CART_OPEN,
+        "from_ad": meta.get(F["from_ad"]) == "1", "events": int(meta[F["count"]]),
+        "latest_event_index": int(meta[F["count"]]) - 1,
         "last_event_ts": int(meta.get(F["last_ts"]) or 0) / 1000.0, "expires_in_s": max(int(ttl_s), 0),
     }
+    scores = decode_scores(session_id, meta)
+    if scores is None:
+        return state
+    return {**scores, "abandonment_risk": float(meta[F["risk"]]), **state}

@@ -2,8 +2,8 @@
 
 Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; see docs/redis.md):
     <prefix>:{sid}:w        list of packed events, oldest first, at most N (ts_ms * 32 + action * 2 + from_ad)
-    <prefix>:{sid}:m        hash: count, last ts, sticky from_ad, cart flag, last scores (score_record.py)
-    <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index[|answer]", the newest few
+    <prefix>:{sid}:m        hash: count, last ts, sticky from_ad, cart state, last scores (score_record.py)
+    <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index|body[|answer]", the newest few
     <prefix>:{atrisk}       zset: session_id -> abandonment risk
     <prefix>:{atrisk}:exp   zset: session_id -> epoch seconds when its TTL runs out (prunes the index)
 
@@ -27,7 +27,8 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from model.features import ADD_CART, N_ACTIONS
+from model.features import ADD_CART, N_ACTIONS, ORDER
+from model.risk import CART_CLOSED, CART_OPEN
 from service.store.score_record import (
     LISTED_FIELDS,
     F,
@@ -35,6 +36,7 @@ from service.store.score_record import (
     decode_answer,
     decode_meta,
     decode_scores,
+    differing_parts,
     lua_prelude,
     number_text,
     score_args,
@@ -45,6 +47,17 @@ AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead
 assert N_ACTIONS <= 16, "a packed event keeps the action in 4 bits"
 
 RedisClient = Redis | RedisCluster
+CONFLICT = 2  # append_event.lua's `duplicate` value for an event_id seen with another body
+
+
+class EventIdConflict(Exception):
+    """An event_id was seen before with another body; nothing was appended (answered as 409)."""
+
+    def __init__(self, event_id: str, parts: list[str]) -> None:
+        self.event_id = event_id
+        self.parts = parts
+        differs = ", ".join(parts) or "body"
+        super().__init__(f"event_id {event_id!r} was already used with another body: {differs} differ(s)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,6 +83,7 @@ class AppendResult(SessionWindow):
     """The window after one append, and what the append found out about the event."""
 
     event_index: int = 0  # 0-based position in the session; for a duplicate, the first call's
+    cart_state: int = 0  # model.risk CART_NONE / CART_OPEN / CART_CLOSED after this event
     duplicate: bool = False
     out_of_order: bool = False  # ts older than the previous event's; kept in arrival order
     stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
@@ -135,23 +149,31 @@ class SessionWindowStore:
         return f"{base}:w", f"{base}:m", f"{base}:e"
 
     async def append_event(
-        self, session_id: str, event_id: str | None, action: int, ts: float, from_ad: bool | None
+        self, session_id: str, event_id: str | None, action: int, ts: float, from_ad: bool | None,
+        body: str = "",
     ) -> AppendResult:
-        """Dedupe, append, trim to N, update meta and refresh the TTL: one EVALSHA."""
+        """Dedupe, append, trim to N, update meta and the cart state, refresh the TTL: one EVALSHA.
+
+        `body` is the click as sent (score_record.body_key); an event_id seen before with another body
+        raises EventIdConflict and appends nothing. '' skips that comparison.
+        """
         if not 0 <= action < N_ACTIONS:
             raise ValueError(f"action index {action} out of range 0..{N_ACTIONS - 1}")
         if not math.isfinite(ts) or ts < 0:
             raise ValueError(f"ts must be finite epoch seconds, got {ts}")
         args = (
             event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
-            self.window, self.ttl_s, self.event_id_memory, ADD_CART,
+            self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
         )
         reply = await self._append(keys=self.keys(session_id), args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
+        if int(duplicate) == CONFLICT:
+            raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
         actions, times, flags = unpack_events(reply[6:])
         stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
         return AppendResult(
-            actions=actions, ts=times, from_ad=flags, cart_has_items=bool(cart), event_index=int(event_index),
+            actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
+            cart_state=int(cart), event_index=int(event_index),
             duplicate=bool(duplicate), out_of_order=bool(out_of_order), stored_answer=stored,
         )
 
@@ -165,7 +187,7 @@ class SessionWindowStore:
         if not packed:
             return None
         actions, times, flags = unpack_events(packed)
-        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == "1")
+        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == str(CART_OPEN))
 
     async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
         """Store a batch's answers, last scores and at-risk entries: one EVALSHA (one per slot on a cluster)."""
@@ -198,7 +220,10 @@ class SessionWindowStore:
         await self._write(keys=keys, args=args)
 
     async def read_scores(self, session_id: str) -> dict[str, Any] | None:
-        """The last stored scores and meta of a session (never runs the model); None if unscored or gone."""
+        """The session's meta and its last stored scores (never runs the model); None when gone.
+
+        A live session whose first score has not reached Redis yet has no score fields.
+        """
         _, meta_key, _ = self.keys(session_id)
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.hgetall(meta_key)
@@ -220,7 +245,8 @@ class SessionWindowStore:
             live, dead = await self._live_scores(candidates)
             found += live
             if dead:
-                # Trails a delete on a cluster, or an index expiry behind the real TTL: drop it now.
+                # Trails a delete on a cluster, or an index expiry behind the real TTL, or an order closed
+                # the cart (a buyer leaves the index; the next add_cart's score lists it again): drop it now.
                 await self.client.zrem(self.risk_key, *dead)
                 await self.client.zrem(self.expiry_key, *dead)
                 offset -= len(dead)
@@ -229,7 +255,8 @@ class SessionWindowStore:
         return found[:limit]
 
     async def _live_scores(self, candidates: list[tuple[str, float]]) -> tuple[list[dict[str, Any]], list[str]]:
-        """Split index candidates into live sessions (with their stored scores) and dead session ids."""
+        """Split index candidates into listed sessions (with their stored scores) and the ids to drop: gone,
+        or closed by an order."""
         fields = [F[name] for name in LISTED_FIELDS]
         async with self.client.pipeline(transaction=False) as pipe:
             for session_id, _ in candidates:
@@ -238,8 +265,9 @@ class SessionWindowStore:
         live: list[dict[str, Any]] = []
         dead: list[str] = []
         for (session_id, risk), values in zip(candidates, metas, strict=True):
-            scores = decode_scores(session_id, dict(zip(fields, (_text(v) for v in values), strict=True)))
-            if scores is None:
+            meta = dict(zip(fields, (_text(v) for v in values), strict=True))
+            scores = decode_scores(session_id, meta)
+            if scores is None or meta[F["cart"]] == str(CART_CLOSED):
                 dead.append(session_id)
                 continue
             live.append({**scores, "abandonment_risk": risk})

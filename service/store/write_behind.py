@@ -21,8 +21,9 @@ class ScoreWriter:
 
     The answer does not wait for its write (docs/architecture.md §7: response, then one write per batch), and
     coalescing over a short interval rather than per engine batch is what keeps Redis at about one
-    round trip per click when batches are small. Reads of /risk and /at-risk trail a click by up to
-    `flush_s`; a retry in that gap is answered from `unwritten`, so it still gets the first answer.
+    round trip per click when batches are small. Reads on another replica trail a click by up to
+    `flush_s` plus one write; on this replica a retry in that gap is answered from `unwritten` (the first
+    answer) and a read of /risk from `latest` (read-your-writes, docs/service.md).
     One task owns the buffer; at most one write is in flight.
     """
 
@@ -34,6 +35,7 @@ class ScoreWriter:
         self.max_records = max_records
         self._pending: list[ScoreRecord] = []
         self._unwritten: dict[tuple[str, str], ScoreRecord] = {}  # (session_id, event_id) -> record
+        self._latest: dict[str, ScoreRecord] = {}  # session_id -> its newest record not yet written
         self._has_records = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -56,6 +58,9 @@ class ScoreWriter:
         self._pending.append(record)
         if record.event_id:
             self._unwritten[(record.session_id, record.event_id)] = record
+        newest = self._latest.get(record.session_id)
+        if newest is None or record.event_index >= newest.event_index:
+            self._latest[record.session_id] = record
         self._has_records.set()
         if len(self._pending) >= self.max_records:
             self._full.set()
@@ -63,6 +68,10 @@ class ScoreWriter:
     def unwritten(self, session_id: str, event_id: str) -> ScoreRecord | None:
         """The answer of an event still on its way to Redis (this replica's only)."""
         return self._unwritten.get((session_id, event_id))
+
+    def latest(self, session_id: str) -> ScoreRecord | None:
+        """The newest answer of a session still on its way to Redis (this replica's only)."""
+        return self._latest.get(session_id)
 
     async def _serve(self) -> None:
         while not self._stopping:
@@ -86,3 +95,5 @@ class ScoreWriter:
             for record in records:
                 if record.event_id and self._unwritten.get((record.session_id, record.event_id)) is record:
                     del self._unwritten[(record.session_id, record.event_id)]
+                if self._latest.get(record.session_id) is record:
+                    del self._latest[record.session_id]

@@ -3,7 +3,7 @@
 --
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
 -- KEYS[2]  meta hash    <prefix>:{sid}:m   fields F.* (count, last_ts, from_ad, cart, + scores)
--- KEYS[3]  event ids    <prefix>:{sid}:e   8-byte digest of event_id -> "index" or "index|scores"
+-- KEYS[3]  event ids    <prefix>:{sid}:e   8-byte digest of event_id -> "index|body" or "index|body|scores"
 -- ARGV[1]  event-id digest, '' when the click has no event_id
 -- ARGV[2]  action index (0..15)
 -- ARGV[3]  ts in integer milliseconds
@@ -12,9 +12,15 @@
 -- ARGV[6]  idle TTL in seconds
 -- ARGV[7]  how many event ids to remember
 -- ARGV[8]  action index of add_cart
+-- ARGV[9]  action index of order
+-- ARGV[10] the body as sent, "action:ts_ms:from_ad" (score_record.body_key), '' to skip the comparison
 --
--- Reply: {event_index, duplicate 0/1, out_of_order 0/1, cart 0/1, stored answer or '', model or '',
+-- Reply: {event_index, duplicate 0/1/2, out_of_order 0/1, cart state 0/1/2, stored answer or '', model or '',
 --         packed event 1, ..., packed event k}
+-- duplicate 2 is a conflict: the event_id was seen with another body. Nothing is written, and the
+-- stored answer slot carries the first body instead, with no events.
+-- cart state is model.risk's: 0 none, 1 open (add_cart), 2 closed (order); this script's
+-- cart_transition mirrors model.risk.cart_transition.
 -- A packed event is one integer, ts_ms * 32 + action * 2 + from_ad, so the list stays a compact
 -- run of integers (< 2^53, exact in Lua's doubles up to the year 2200).
 
@@ -26,6 +32,20 @@ local window = tonumber(ARGV[5])
 local ttl = tonumber(ARGV[6])
 local id_memory = tonumber(ARGV[7])
 local add_cart = tonumber(ARGV[8])
+local order = tonumber(ARGV[9])
+local body = ARGV[10]
+local CART_NONE, CART_OPEN, CART_CLOSED = 0, 1, 2
+
+-- model.risk.cart_transition: add_cart opens, order closes, anything else keeps.
+local function cart_transition(state, act)
+  if act == add_cart then
+    return CART_OPEN
+  end
+  if act == order then
+    return CART_CLOSED
+  end
+  return state
+end
 
 local function refresh_ttl()
   redis.call('EXPIRE', window_key, ttl)
@@ -33,13 +53,20 @@ local function refresh_ttl()
   redis.call('EXPIRE', ids_key, ttl)
 end
 
--- "index" or "index|answer" -> index, answer ('' while the event is not scored yet)
+-- "index|body[|answer]" -> index, body, answer ('' while the event is not scored yet). A body always
+-- holds ':'; a value without one is the older "index[|answer]" form, whose body is unknown ('').
 local function split_seen(value)
   local sep = string.find(value, '|', 1, true)
   if not sep then
-    return tonumber(value), ''
+    return tonumber(value), '', ''
   end
-  return tonumber(string.sub(value, 1, sep - 1)), string.sub(value, sep + 1)
+  local index, rest = tonumber(string.sub(value, 1, sep - 1)), string.sub(value, sep + 1)
+  local sep2 = string.find(rest, '|', 1, true)
+  local first = sep2 and string.sub(rest, 1, sep2 - 1) or rest
+  if not string.find(first, ':', 1, true) then
+    return index, '', rest
+  end
+  return index, first, sep2 and string.sub(rest, sep2 + 1) or ''
 end
 
 local function reply(index, duplicate, out_of_order, answer)
@@ -74,8 +101,11 @@ end
 if digest ~= '' then
   local seen = redis.call('HGET', ids_key, digest)
   if seen then
+    local index, first_body, answer = split_seen(seen)
+    if body ~= '' and first_body ~= '' and body ~= first_body then
+      return {index, 2, 0, 0, first_body, ''}
+    end
     refresh_ttl()
-    local index, answer = split_seen(seen)
     return reply(index, 1, 0, answer)
   end
 end
@@ -83,18 +113,18 @@ end
 local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart)
 local last_ts = tonumber(meta[1])
 local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
-local cart = meta[3] == '1' or action == add_cart
+local cart = cart_transition(tonumber(meta[3]) or CART_NONE, action)
 local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
 
 local index = redis.call('HINCRBY', meta_key, F.count, 1) - 1
-redis.call('HSET', meta_key, F.last_ts, ARGV[3], F.from_ad, sticky_ad and '1' or '0', F.cart, cart and '1' or '0')
+redis.call('HSET', meta_key, F.last_ts, ARGV[3], F.from_ad, sticky_ad and '1' or '0', F.cart, cart)
 
 local packed = ts_ms * 32 + action * 2 + (sticky_ad and 1 or 0)
 redis.call('RPUSH', window_key, string.format('%.0f', packed))
 redis.call('LTRIM', window_key, -window, -1)
 
 if digest ~= '' and id_memory > 0 then
-  redis.call('HSET', ids_key, digest, index)
+  redis.call('HSET', ids_key, digest, index .. '|' .. body)
   forget_old_ids()
 end
 

@@ -39,8 +39,16 @@ for r = 0, k - 1 do
       end
       redis.call('HSET', meta_key, unpack(fields))
     end
-    if digest ~= '' and redis.call('HEXISTS', ids_key, digest) == 1 then
-      redis.call('HSET', ids_key, digest, table.concat({index, v.p_add_cart, v.p_make_order, v.risk, v.intent, v.window_len}, '|'))
+    local seen = digest ~= '' and redis.call('HGET', ids_key, digest)
+    if seen then
+      -- Keep the body the click stored ("index|body[|answer]"), so a later retry is still compared with it.
+      local answer = {v.p_add_cart, v.p_make_order, v.risk, v.intent, v.window_len}
+      local body = string.match(seen, '^[^|]*|([^|]*)')
+      if body and string.find(body, ':', 1, true) then
+        table.insert(answer, 1, body)
+      end
+      table.insert(answer, 1, index)
+      redis.call('HSET', ids_key, digest, table.concat(answer, '|'))
     end
   end
 end
