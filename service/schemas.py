@@ -165,16 +165,17 @@ class RiskOut(BaseModel):
     }]})
 
     session_id: str
-    event_index: int | None = Field(description="0-based index of the event these scores are for; null: none yet.")
+    event_index: int | None = Field(default=None,
+                                    description="0-based index of the event these scores are for; null: none yet.")
     latest_event_index: int = Field(description="0-based index of the session's newest appended event.")
     pending: bool = Field(description="The newest event's score is not in this answer yet (event_index trails).")
-    p_add_cart: float | None
-    p_make_order: float | None
-    abandonment_risk: float | None
-    intent: str | None
-    model: str | None
-    window: int | None = Field(description="Events in the scored window.")
-    ts: float | None = Field(description="Epoch seconds of the scored event.")
+    p_add_cart: float | None = None
+    p_make_order: float | None = None
+    abandonment_risk: float | None = None
+    intent: str | None = None
+    model: str | None = None
+    window: int | None = Field(default=None, description="Events in the scored window.")
+    ts: float | None = Field(default=None, description="Epoch seconds of the scored event.")
     cart: CartState = Field(
         description="none: no add_cart yet; open: an add_cart since the last order; closed: an order since the "
                     "last add_cart (model/risk.py)."
