@@ -112,6 +112,20 @@ def test_auth_matrix(http: httpx.Client, method: str, path: str) -> None:
             assert scope in answer.json()["error"]
 
 
+def test_openapi_with_auth_lists_the_key_on_exactly_the_scoped_routes(http: httpx.Client) -> None:
+    spec = http.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    for (method, path), scope in EXPECTED.items():
+        operation = spec["paths"].get(path, {}).get(method.lower())
+        if operation is None:  # /openapi.json, /docs and /redoc are not in the spec
+            continue
+        if scope is OPEN:
+            assert "security" not in operation, path
+        else:
+            assert operation["security"] == [{"APIKeyHeader": []}], path
+            assert {"401", "403"} <= set(operation["responses"]), path
+
+
 def test_auth_runs_before_validation(http: httpx.Client) -> None:
     """An anonymous caller cannot probe the body rules: a bad body without a key is a 401."""
     answer = http.post(f"/v1/sessions/{SESSION}/events", json={"action": "nope"})
