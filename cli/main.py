@@ -10,6 +10,8 @@ import logging
 
 import typer
 
+from cli.extras import require_train_extra
+
 app = typer.Typer(help="Real-time purchase-intent scoring: data, training, export, serving, benchmarks.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 bench_app = typer.Typer(help="Benchmarks that write tables to docs/benchmarks/.", no_args_is_help=True)
@@ -17,9 +19,11 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.callback()
-def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+def _configure(ctx: typer.Context,
+               verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    require_train_extra(ctx.invoked_subcommand)  # one line naming the set-up command, not a traceback
 
 
 def _register_all() -> None:

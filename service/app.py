@@ -129,5 +129,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        max_in_flight=settings.max_in_flight, retry_after_s=settings.retry_after_s)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)
-    install_openapi(app, auth_active=settings.auth_active)
+    install_openapi(app, settings)
     return app

@@ -83,7 +83,8 @@ class EventIn(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"event_id": "c-0001", "ts": "2026-11-22T10:15:03Z", "action": "view_product", "from_ad": True}
+                # No ts: the server's clock (a fixed ts would age past MAX_EVENT_AGE_S).
+                {"event_id": "c-0001", "action": "view_product", "from_ad": True}
             ]
         },
     )
@@ -269,6 +270,7 @@ class ReadyOut(BaseModel):
 
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "the body could not be read as JSON text (e.g. not UTF-8)",
     401: "missing or unknown API key", 403: "the key lacks this route's scope", 404: "no such live session",
     409: "the event_id was used before with another body; names the parts that differ",
     413: "body over SI_MAX_BODY_BYTES", 415: "the body is not sent as application/json",
@@ -276,6 +278,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     503: "Redis unavailable or overloaded; see Retry-After", 504: "scoring missed the request deadline",
 }
 ERROR_EXAMPLES: dict[int, dict[str, object]] = {
+    400: {"error": "There was an error parsing the body"},
     401: {"error": "missing X-API-Key header"},
     403: {"error": "this API key lacks the 'risk:read' scope"},
     404: {"error": "no scores for this session (unknown or expired)"},

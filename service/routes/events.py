@@ -1,7 +1,9 @@
 """Writes to a session: the storefront's click (`events:write`) and erasure (`admin`).
 
-Session routes take `{session_id:path}` so that an encoded slash (`a%2Fb`, which the HTTP layer decodes
-to `a/b`) still reaches the route and gets a 422 naming path.session_id, not a 404.
+Routes below a session take `{session_id:path}` so that an encoded slash (`a%2Fb`, which the HTTP layer
+decodes to `a/b`) still reaches the route and gets a 422 naming path.session_id, not a 404. DELETE of
+the session itself does not: `{session_id:path}` at the end would swallow `/x/risk` and answer its
+other methods with `Allow: DELETE`; `DELETE /v1/sessions/a%2Fb` is a 404.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ async def require_json(request: Request) -> None:
 
 @router.post(
     "/sessions/{session_id:path}/events", response_model=ScoreOut,
-    responses=error_responses(401, 403, 409, 413, 415, 422, 503, 504),
+    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 504),
     dependencies=[Depends(require_scope(EVENTS_WRITE)), Depends(require_json)],
 )
 async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut | JSONResponse:
@@ -49,7 +51,7 @@ async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> 
 
 
 @router.delete(
-    "/sessions/{session_id:path}", status_code=status.HTTP_204_NO_CONTENT,
+    "/sessions/{session_id}", status_code=status.HTTP_204_NO_CONTENT,
     responses=error_responses(401, 403, 404, 422, 503),
     dependencies=[Depends(require_scope(ADMIN))],
 )
