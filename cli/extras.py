@@ -16,6 +16,7 @@ NEEDS_TRAIN_EXTRA: dict[str, tuple[str, ...]] = {
     "train": ("torch", "sklearn"),
     "export": ("torch", "onnx"),
     "evaluate": ("torch", "sklearn"),
+    "cart-rule-report": ("torch", "sklearn"),
 }
 
 

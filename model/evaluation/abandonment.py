@@ -30,6 +30,7 @@ class RiskWindows:
 
     risk: np.ndarray
     target: np.ndarray  # abandonment_targets, 0/1
+    abandons: np.ndarray  # the window's session ends in cart abandonment (its cart is open at the end)
     session: np.ndarray  # ordinal into dataset.sessions
     position: np.ndarray
     session_length: np.ndarray
@@ -41,13 +42,20 @@ class RiskWindows:
     ts: np.ndarray  # epoch seconds of the window's newest event
 
     @classmethod
-    def build(cls, dataset: Dataset, windows: WindowSet, proba: np.ndarray) -> RiskWindows:
+    def build(cls, dataset: Dataset, windows: WindowSet, proba: np.ndarray,
+              rule: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> RiskWindows:
+        """`rule`: (cart, target, abandons) per window to use instead of model.risk's cart semantics;
+        only model/evaluation/cart_rule.py passes one, to report the rule before issue 11 beside it."""
         cart, target = abandonment_inputs(dataset, windows)
+        abandons = _session_max(target, windows.session)
+        if rule is not None:
+            cart, target, abandons = rule
         events = dataset.sessions.events
         rows = events.starts[windows.session] + windows.position
         return cls(
             risk=abandonment_risk(proba[:, 0], proba[:, 1], cart),
             target=target.astype(np.int64),
+            abandons=abandons.astype(bool),
             session=windows.session,
             position=windows.position.astype(np.int64),
             session_length=dataset.sessions.lengths[windows.session],
@@ -58,6 +66,16 @@ class RiskWindows:
             order_click=events.actions[rows] == ORDER,
             ts=events.ts[rows],
         )
+
+
+def _session_max(values: np.ndarray, session: np.ndarray) -> np.ndarray:
+    """(n,) each window's value replaced by the largest over its session's windows."""
+    if session.size == 0:
+        return values
+    _, inverse = np.unique(session, return_inverse=True)
+    top = np.full(inverse.max() + 1, -np.inf)
+    np.maximum.at(top, inverse, values)
+    return top[inverse]
 
 
 def risk_auc(rw: RiskWindows, n_boot: int, seed: int) -> dict[str, Estimate]:
@@ -119,8 +137,7 @@ def time_to_detection(rw: RiskWindows, tau_risk: float) -> dict[str, Any]:
     _, length = _per_session(rw.session_length, rw.session, np.maximum)
     _, first_cart_pos = _per_session(np.where(rw.cart, rw.position, big), rw.session, np.minimum)
     _, cls = _per_session(rw.session_class.astype(np.int64), rw.session, np.maximum)
-    _, ends_open = _per_session(rw.target, rw.session, np.maximum)  # the target is one value per session
-    abandon = ends_open > 0
+    _, abandon = _per_session(rw.abandons, rw.session, np.maximum)
     detected = abandon & (first_pos != big)
     before_end = (length - 1 - first_pos)[detected]  # clicks still to come when the risk first fired
     _, buyer_alarm = _per_session((crossed & rw.order_follows).astype(np.int64), rw.session, np.maximum)
@@ -186,7 +203,8 @@ def coupon_policy(rw: RiskWindows, top_pct: tuple[float, ...] = COUPON_TOP_PCT) 
     snapshot of the at-risk index; positive when the abandonment target holds.
     """
     sessions, max_risk = _per_session(rw.risk, rw.session, np.maximum)
-    _, abandon = _per_session(rw.target, rw.session, np.maximum)
+    _, abandons = _per_session(rw.abandons, rw.session, np.maximum)
+    abandon = abandons.astype(np.int64)
     return {
         "sessions": {
             "n": int(sessions.size),
