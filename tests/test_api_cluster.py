@@ -41,7 +41,7 @@ def test_the_api_runs_unchanged_on_a_cluster(server: UvicornThread) -> None:
             for i, action in enumerate(["home", "add_cart", "view_cart"]):
                 answer = http.post(f"/v1/sessions/{session}/events", json={"action": action, "event_id": f"{i}"})
                 assert answer.status_code == 200 and answer.json()["event_index"] == i
-        retried = http.post(f"/v1/sessions/{SESSIONS[0]}/events", json={"action": "order", "event_id": "1"})
+        retried = http.post(f"/v1/sessions/{SESSIONS[0]}/events", json={"action": "add_cart", "event_id": "1"})
         assert retried.json()["event_index"] == 1 and retried.json()["window"] == 2
 
         deadline = time.monotonic() + 3
