@@ -19,7 +19,7 @@ from cli.train_command import register
 from model.card import ModelCard
 from model.data.dataset import Dataset, Split, WindowSet, load_dataset
 from model.data.synth import generate_sessions, write_csv
-from model.features import ACTIONS, ADD_CART, FeatureConfig
+from model.features import ACTIONS, ADD_CART, ORDER, FeatureConfig
 from model.risk import abandonment_risk
 from model.training.batches import epoch_batches
 from model.training.checkpoint import load_model, predict_logits, predict_proba
@@ -150,12 +150,16 @@ def test_abandonment_inputs_index_the_windows_event(dataset: Dataset) -> None:
     val = dataset.part(Split.VAL)
     cart, y_abandon = abandonment_inputs(dataset, val)
     assert cart.shape == y_abandon.shape == (len(val),)
-    # Where the whole prefix fits in the window, the window itself shows whether the cart has items.
+    # Where the whole prefix fits in the window, the window itself shows whether the cart is open: its
+    # newest add_cart or order is an add_cart (model/risk.py: add_cart opens, order closes).
     whole = val.position < WINDOW
-    in_window = (val.X[whole, :, ADD_CART] > 0).any(axis=1)
+    moves = val.X[whole][:, :, [ADD_CART, ORDER]] > 0  # (n, N, 2)
+    any_move = moves.any(axis=2)  # (n, N)
+    newest = WINDOW - 1 - np.argmax(any_move[:, ::-1], axis=1)  # (n,) last window row with a move
+    in_window = any_move.any(axis=1) & moves[np.arange(len(newest)), newest, 0]
     np.testing.assert_array_equal(cart[whole], in_window)
-    # An order follows ⇒ not abandoned; a cart so far and no order after ⇒ abandoned.
-    assert not (y_abandon.astype(bool) & (val.Y[:, 1] > 0)).any()
+    # An order follows and no add_cart does ⇒ the cart ends closed; open now and no order after ⇒ abandoned.
+    assert not (y_abandon.astype(bool) & (val.Y[:, 1] > 0) & (val.Y[:, 0] == 0)).any()
     np.testing.assert_array_equal(y_abandon[cart & (val.Y[:, 1] == 0)], 1.0)
 
 
