@@ -12,7 +12,8 @@ import pytest
 import redis.asyncio as aredis
 
 from model.features import ACTION_INDEX, ADD_CART
-from service.store.window_store import LUA_DIR, ScoreRecord, SessionWindowStore
+from service.store.score_record import body_key
+from service.store.window_store import LUA_DIR, EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
 T0 = 1_764_000_000.0  # 2025-11-24, epoch seconds
 VIEW = ACTION_INDEX["view_product"]
@@ -79,6 +80,33 @@ async def test_retried_event_id_appends_nothing_and_returns_the_first_answer(cli
         "intent": "browse", "model": "lstm-gru-int8@3f2a9c", "window": 1,
     }
     assert await client.hget(store.keys("s-1")[1], "c") == b"2"
+
+
+async def test_a_reused_event_id_with_another_body_is_refused_and_appends_nothing(client: aredis.Redis) -> None:
+    store = SessionWindowStore(client)
+    body = body_key(VIEW, T0, True)
+    await store.append_event("s-1", "c-1", VIEW, T0, True, body=body)
+    with pytest.raises(EventIdConflict) as refused:
+        await store.append_event("s-1", "c-1", ADD_CART, T0, True, body=body_key(ADD_CART, T0, True))
+    assert refused.value.parts == ["action"]
+    await store.write_scores([record("s-1", "c-1", 0, 0.29)])  # the stored answer keeps the body beside it
+    with pytest.raises(EventIdConflict) as later:
+        await store.append_event("s-1", "c-1", VIEW, T0 + 1, None, body=body_key(VIEW, T0 + 1, None))
+    assert later.value.parts == ["ts", "from_ad"]
+    again = await store.append_event("s-1", "c-1", VIEW, T0, True, body=body)
+    assert again.duplicate and again.stored_answer is not None and again.stored_answer["abandonment_risk"] == 0.29
+    assert await client.llen(store.keys("s-1")[0]) == 1 and await client.hget(store.keys("s-1")[1], "c") == b"1"
+
+
+async def test_event_ids_stored_before_bodies_still_dedupe(client: aredis.Redis) -> None:
+    """A value written before the body was stored ("index|answer") is still a retry; its body is unknown."""
+    store = SessionWindowStore(client)
+    await store.append_event("s-1", "c-1", VIEW, T0, None, body=body_key(VIEW, T0, None))
+    ids_key = store.keys("s-1")[2]
+    digest = event_id_digest("c-1")
+    await client.hset(ids_key, digest, "0|0.31|0.08|0.2929|0|1")
+    old = await store.append_event("s-1", "c-1", ADD_CART, T0, None, body=body_key(ADD_CART, T0, None))
+    assert old.duplicate and old.stored_answer is not None and old.stored_answer["p_add_cart"] == 0.31
 
 
 async def test_event_ids_beyond_memory_are_forgotten(client: aredis.Redis) -> None:
