@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
-from model.features import ACTION_INDEX, ADD_CART
+from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.store.score_record import body_key
 from service.store.window_store import LUA_DIR, EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
@@ -273,3 +273,18 @@ async def test_memory_per_live_session(client: aredis.Redis) -> None:
     print(f"\nMEMORY USAGE per session, N=10: {ten} B after 10 events, {long} B after 100 events "
           f"({store.event_id_memory} event ids remembered); at-risk index {index / 1002:.0f} B per session")
     assert ten <= 1536
+
+
+async def test_an_order_takes_the_session_out_of_the_index_at_write_time(client: aredis.Redis) -> None:
+    """On a single Redis the write that carries the order's score also unlists the session."""
+    store = SessionWindowStore(client)
+    await store.append_event("s-buy", None, ADD_CART, T0, None)
+    await store.write_scores([record("s-buy", None, 0, 0.91)])
+    assert await client.zscore(store.risk_key, "s-buy") == 0.91
+    await store.append_event("s-buy", None, ORDER, T0 + 1, None)
+    await store.write_scores([record("s-buy", None, 1, 0.2)])
+    assert await client.zscore(store.risk_key, "s-buy") is None
+    assert await client.zscore(store.expiry_key, "s-buy") is None
+    await store.append_event("s-buy", None, ADD_CART, T0 + 2, None)  # a new cart lists it again
+    await store.write_scores([record("s-buy", None, 2, 0.9)])
+    assert await client.zscore(store.risk_key, "s-buy") == 0.9

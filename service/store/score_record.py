@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from model.risk import CART_OPEN, CART_STATES, INTENTS
+from model.risk import CART_CLOSED, CART_NONE, CART_OPEN, CART_STATES, INTENTS
 
 # Python name → Redis hash field. Short fields keep a session's meta hash small (docs/redis.md).
 META_FIELDS: Mapping[str, str] = {
@@ -74,10 +74,12 @@ def scores_of(record: ScoreRecord) -> dict[str, Any]:
 
 
 def lua_prelude() -> str:
-    """`local F = {count='c', ...}` plus the record width, for the top of every Lua script."""
+    """`local F = {count='c', ...}`, the record width and model.risk's cart states, for the top of every Lua
+    script."""
     pairs = ", ".join(f"{name}='{field}'" for name, field in META_FIELDS.items())
     order = ", ".join(f"'{name}'" for name in SCORE_FIELDS)
-    return f"local F = {{{pairs}}}\nlocal SCORE_FIELDS = {{{order}}}\nlocal RECORD_ARGS = {RECORD_ARGS}\n"
+    cart = f"local CART_NONE, CART_OPEN, CART_CLOSED = {CART_NONE}, {CART_OPEN}, {CART_CLOSED}\n"
+    return f"local F = {{{pairs}}}\nlocal SCORE_FIELDS = {{{order}}}\nlocal RECORD_ARGS = {RECORD_ARGS}\n" + cart
 
 
 def number_text(value: float) -> str:

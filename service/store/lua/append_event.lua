@@ -1,5 +1,6 @@
 -- Append one click to a session, atomically, in one round trip (docs/architecture.md §7).
--- `F` (the meta-hash field names) is prepended by service/store/score_record.py:lua_prelude().
+-- `F` (the meta-hash field names) and CART_NONE/OPEN/CLOSED (model.risk) are prepended by
+-- service/store/score_record.py:lua_prelude().
 --
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
 -- KEYS[2]  meta hash    <prefix>:{sid}:m   fields F.* (count, last_ts, from_ad, cart, + scores)
@@ -34,7 +35,6 @@ local id_memory = tonumber(ARGV[7])
 local add_cart = tonumber(ARGV[8])
 local order = tonumber(ARGV[9])
 local body = ARGV[10]
-local CART_NONE, CART_OPEN, CART_CLOSED = 0, 1, 2
 
 -- model.risk.cart_transition: add_cart opens, order closes, anything else keeps.
 local function cart_transition(state, act)

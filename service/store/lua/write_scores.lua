@@ -8,20 +8,27 @@
 -- ARGV[3]  j, the number of index entries
 -- then k records of RECORD_ARGS fields: session_id, event-id digest or '', then SCORE_FIELDS
 --          (event_index, p_add_cart, p_make_order, risk, intent code, model, window_len, scored_ts)
--- `F`, `SCORE_FIELDS` and `RECORD_ARGS` are prepended by service/store/score_record.py:lua_prelude().
+-- `F`, `SCORE_FIELDS`, `RECORD_ARGS` and the CART_* states are prepended by
+-- service/store/score_record.py:lua_prelude().
 -- then j index entries of 2 fields: session_id, abandonment_risk
 --
 -- A session that no longer exists (deleted, or expired while its batch ran) is not recreated:
--- only a live meta hash gets scores. The index is only eventually consistent with the sessions;
+-- only a live meta hash gets scores. A session whose cart an order closed (meta cart CART_CLOSED)
+-- leaves the index when its record and the index are in this call (a single Redis); on a cluster they
+-- are not, and the reader drops it (window_store.at_risk). The index is only eventually consistent with the sessions;
 -- readers check that a session is live before they return it.
 
 local k = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local j = tonumber(ARGV[3])
 
+local closed = {}  -- session_id -> true when an order closed its cart
 for r = 0, k - 1 do
   local meta_key, ids_key = KEYS[2 * r + 1], KEYS[2 * r + 2]
   local base = 4 + r * RECORD_ARGS
+  if tonumber(redis.call('HGET', meta_key, F.cart)) == CART_CLOSED then
+    closed[ARGV[base]] = true
+  end
   local digest = ARGV[base + 1]
   local v = {}  -- SCORE_FIELDS name -> value
   for f = 1, #SCORE_FIELDS do
@@ -60,8 +67,13 @@ if j > 0 then
   local base = 3 + k * RECORD_ARGS
   for e = 0, j - 1 do
     local session_id, risk = ARGV[base + 2 * e + 1], ARGV[base + 2 * e + 2]
-    redis.call('ZADD', risk_key, risk, session_id)
-    redis.call('ZADD', expiry_key, expires_at, session_id)
+    if closed[session_id] then
+      redis.call('ZREM', risk_key, session_id)
+      redis.call('ZREM', expiry_key, session_id)
+    else
+      redis.call('ZADD', risk_key, risk, session_id)
+      redis.call('ZADD', expiry_key, expires_at, session_id)
+    end
   end
   -- Keep the index bounded even when nobody reads it: drop a few entries past their expiry.
   local dead = redis.call('ZRANGEBYSCORE', expiry_key, '-inf', expires_at - ttl, 'LIMIT', 0, 256)
