@@ -15,8 +15,8 @@
 -- A session that no longer exists (deleted, or expired while its batch ran) is not recreated:
 -- only a live meta hash gets scores. A session whose cart an order closed (meta cart CART_CLOSED)
 -- leaves the index when its record and the index are in this call (a single Redis); on a cluster they
--- are not, and the reader drops it (window_store.at_risk). The index is only eventually consistent with the sessions;
--- readers check that a session is live before they return it.
+-- are not, and the reader drops it (window_store.at_risk). The index is only eventually consistent
+-- with the sessions; readers check that a session is live before they return it.
 
 local k = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
