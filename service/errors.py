@@ -174,8 +174,8 @@ class BoundaryMiddleware:
             if admitted:
                 self.in_flight -= 1
             route = scope.get("route")
-            template = getattr(route, "path_format", "unmatched")  # {session_id}, without a :path convertor
-            self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status)).observe(
+            template = getattr(route, "path_format", "unmatched")  # {session_id}, without an :any convertor
+            self.metrics.requests.labels(route=template, method=scope.get("method", ""), status=str(status)).observe(
                 time.perf_counter() - start
             )
 

@@ -63,7 +63,7 @@ def served_routes(server: UvicornThread) -> list[tuple[str, str]]:
     found = []
     for route in iter_route_contexts(server.app.routes):  # routes of included routers too, with their prefix
         assert route.path is not None, route
-        path = route.path.replace(":path", "")  # session routes take {session_id:path} (service/routes/events.py)
+        path = route.path.replace(":any", "")  # session routes take {session_id:any} (service/routes/convertors.py)
         found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
     return found
 

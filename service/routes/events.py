@@ -1,9 +1,9 @@
 """Writes to a session: the storefront's click (`events:write`) and erasure (`admin`).
 
-Routes below a session take `{session_id:path}` so that an encoded slash (`a%2Fb`, which the HTTP layer
-decodes to `a/b`) still reaches the route and gets a 422 naming path.session_id, not a 404. DELETE of
-the session itself does not: `{session_id:path}` at the end would swallow `/x/risk` and answer its
-other methods with `Allow: DELETE`; `DELETE /v1/sessions/a%2Fb` is a 404.
+Routes below a session take `{session_id:any}` (service/routes/convertors.py) so that an encoded slash
+(`a%2Fb`, which the HTTP layer decodes to `a/b`) or newline still reaches the route and gets a 422 naming
+path.session_id, not a 404. DELETE of the session itself does not: `{session_id:any}` at the end would
+swallow `/x/risk` and answer its other methods with `Allow: DELETE`; `DELETE /v1/sessions/a%2Fb` is a 404.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from service.auth import require_scope
 from service.deps import StateDep
 from service.errors import error_response
+from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
 from service.schemas import EventIn, ScoreOut, SessionId, error_responses
 from service.scopes import ADMIN, EVENTS_WRITE
 from service.store.window_store import EventIdConflict
@@ -34,7 +35,7 @@ async def require_json(request: Request) -> None:
 
 
 @router.post(
-    "/sessions/{session_id:path}/events", response_model=ScoreOut,
+    "/sessions/{session_id:any}/events", response_model=ScoreOut,
     responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 504),
     dependencies=[Depends(require_scope(EVENTS_WRITE)), Depends(require_json)],
 )

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from service.auth import require_scope
 from service.deps import StateDep
+from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
 from service.scopes import RISK_READ
 from service.store.score_record import scores_of
@@ -19,7 +20,7 @@ router = APIRouter(
 )
 
 
-@router.get("/sessions/{session_id:path}/risk", response_model=RiskOut, responses=error_responses(404))
+@router.get("/sessions/{session_id:any}/risk", response_model=RiskOut, responses=error_responses(404))
 async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
     """The session's latest scores, never older than an answer this replica gave; never runs the model."""
     stored = await state.store.read_scores(session_id)
@@ -53,7 +54,7 @@ async def list_at_risk(
     return AtRiskOut.model_validate({"min_risk": min_risk, "limit": wanted, "sessions": rows})
 
 
-@router.get("/sessions/{session_id:path}/explain", response_model=ExplainOut, responses=error_responses(404, 504))
+@router.get("/sessions/{session_id:any}/explain", response_model=ExplainOut, responses=error_responses(404, 504))
 async def explain_session(session_id: SessionId, state: StateDep) -> ExplainOut:
     """Each event's contribution by occlusion. The one read that RUNS THE MODEL: one engine batch of N+1 windows."""
     explained = await state.scorer.explain(session_id)
