@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
 from service.metrics import ServiceMetrics
+from service.schemas import JSON_MEDIA_TYPE, is_json_media
+from service.store.window_store import EventIdConflict
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,14 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s:
     app.add_exception_handler(DeadlineExceeded, on_deadline)
     app.add_exception_handler(EngineFailed, on_engine_failed)
 
+    async def on_conflict(_: Request, exc: Exception) -> JSONResponse:  # a reused event_id, another body
+        assert isinstance(exc, EventIdConflict)
+        fields = [{"field": f"body.{part}", "message": "differs from the first request with this event_id"}
+                  for part in exc.parts]
+        return error_response(409, f"event_id {exc.event_id!r} was already used with another body", fields=fields)
+
+    app.add_exception_handler(EventIdConflict, on_conflict)
+
 
 async def _respond(handler: Any, request: Request, exc: Exception) -> Response:
     result = handler(request, exc)
@@ -160,6 +170,12 @@ class BoundaryMiddleware:
                 self.in_flight += 1
             if self._declared_length(scope) > self.max_body_bytes:
                 await error_response(413, f"request body exceeds {self.max_body_bytes} bytes")(
+                    scope, receive, send_tracked
+                )
+                return
+            declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
+            if admitted and scope.get("method") == "POST" and not is_json_media(declared):
+                await error_response(415, f"Content-Type must be {JSON_MEDIA_TYPE}, got {declared or 'none'}")(
                     scope, receive, send_tracked
                 )
                 return

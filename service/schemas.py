@@ -35,6 +35,15 @@ MAX_EPOCH_S = 7_258_118_400.0
 MAX_CLOCK_SKEW_S = 300.0
 MAX_EVENT_AGE_S = 365 * 86_400.0
 
+JSON_MEDIA_TYPE = "application/json"
+
+
+def is_json_media(content_type: str) -> bool:
+    """A Content-Type header naming JSON: application/json or an application/*+json type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json"))
+
+
 SessionId = Annotated[
     str,
     Path(

@@ -65,6 +65,7 @@ def served_routes(server: UvicornThread) -> list[tuple[str, str]]:
         assert route.path is not None, route
         path = route.path.replace(":any", "")  # session routes take {session_id:any} (service/routes/convertors.py)
         found += [(method, path) for method in sorted(route.methods or ()) if method != "HEAD"]
+    found = sorted(set(found))  # the click's hidden {session_id:any} twin has the same method and template
     return found
 
 

@@ -1,54 +1,40 @@
 """Writes to a session: the storefront's click (`events:write`) and erasure (`admin`).
 
-Routes below a session take `{session_id:any}` (service/routes/convertors.py) so that an encoded slash
-(`a%2Fb`, which the HTTP layer decodes to `a/b`) or newline still reaches the route and gets a 422 naming
-path.session_id, not a 404. DELETE of the session itself does not: `{session_id:any}` at the end would
-swallow `/x/risk` and answer its other methods with `Allow: DELETE`; `DELETE /v1/sessions/a%2Fb` is a 404.
+Reads below a session take `{session_id:any}` (service/routes/convertors.py), and the click has a hidden
+twin route with it, so that an encoded slash (`a%2Fb`, which the HTTP layer decodes to `a/b`) or newline
+still reaches a route and gets a 422 naming path.session_id, not a 404. DELETE of the session itself
+does not: `{session_id:any}` at the end would swallow `/x/risk` and answer its other methods with
+`Allow: DELETE`; `DELETE /v1/sessions/a%2Fb` is a 404.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from service.auth import require_scope
 from service.deps import StateDep
-from service.errors import error_response
 from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
 from service.schemas import EventIn, ScoreOut, SessionId, error_responses
 from service.scopes import ADMIN, EVENTS_WRITE
-from service.store.window_store import EventIdConflict
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
-JSON_MEDIA_TYPE = "application/json"
 
-
-async def require_json(request: Request) -> None:
-    """415 unless the body is declared as JSON (application/json or a +json type)."""
-    declared = request.headers.get("content-type", "")
-    media = declared.split(";", 1)[0].strip().lower()
-    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
-        return
-    raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                        f"Content-Type must be {JSON_MEDIA_TYPE}, got {declared or 'none'}")
-
-
-@router.post(
-    "/sessions/{session_id:any}/events", response_model=ScoreOut,
-    responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 504),
-    dependencies=[Depends(require_scope(EVENTS_WRITE)), Depends(require_json)],
-)
-async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut | JSONResponse:
+async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut:
     """Append one click to the session's window and score it. A retried event_id appends nothing: the same
-    body gets the first answer, another body a 409."""
-    try:
-        return await state.scorer.score_event(session_id, event)
-    except EventIdConflict as conflict:
-        fields = [{"field": f"body.{part}", "message": "differs from the first request with this event_id"}
-                  for part in conflict.parts]
-        return error_response(status.HTTP_409_CONFLICT,
-                              f"event_id {conflict.event_id!r} was already used with another body", fields=fields)
+    body gets the first answer, another body a 409 (EventIdConflict, answered by service/errors.py)."""
+    return await state.scorer.score_event(session_id, event)
+
+
+# The click route keeps the plain `{session_id}` template, which the lean path (service/click_path.py) serves;
+# the same handler under `{session_id:any}`, hidden from the spec, answers ids with a slash or newline
+# with the 422 that names path.session_id. The body must be JSON: 415 otherwise, at the boundary.
+for template, documented in (("/sessions/{session_id}/events", True), ("/sessions/{session_id:any}/events", False)):
+    router.add_api_route(
+        template, post_event, methods=["POST"], response_model=ScoreOut, include_in_schema=documented,
+        responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 504),
+        dependencies=[Depends(require_scope(EVENTS_WRITE))],
+    )
 
 
 @router.delete(
