@@ -174,7 +174,8 @@ class BoundaryMiddleware:
                 )
                 return
             declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
-            if admitted and scope.get("method") == "POST" and not is_json_media(declared):
+            is_click = scope.get("method") == "POST" and str(scope.get("path", "")).endswith("/events")
+            if admitted and is_click and not is_json_media(declared):  # the click: the one route with a body
                 await error_response(415, f"Content-Type must be {JSON_MEDIA_TYPE}, got {declared or 'none'}")(
                     scope, receive, send_tracked
                 )
