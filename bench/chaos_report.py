@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from bench.chaos import ChaosResult, Throughput
+from bench.report_files import provenance_lines, write_rows_csv
 
 BUCKET_S = 0.5
 
@@ -48,21 +46,12 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
                        command: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = chaos_rows(results)
-    csv_path = out_dir / "chaos.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_rows_csv(out_dir / "chaos.csv", rows)
     png_path = out_dir / "chaos.png"
     _plot(results, png_path)
-    load = psutil.getloadavg()
     lines = [
         "# Redis crash under load: SIGKILL and restart on the same data dir", "",
-        f"Written by `{command}` at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Regenerate with the same command; "
-        "never edit by hand.", "",
-        f"**Machine:** {psutil.cpu_count()} logical cores shared with other work (load average at the end: "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}); the service, redis-server and the load generator share "
-        "them.", "",
+        *provenance_lines(command, "the service, redis-server and the load generator share them."),
         "Each run: Poisson clicks, each with its own event_id, sent once; redis-server (AOF on) gets SIGKILL, then "
         "starts again on its directory and port. Recovery times count from the restart (spawn, AOF replay "
         "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts (bench/ack_audit.py). "

@@ -9,7 +9,6 @@ Each stage runs in a fresh subprocess, so its peak RSS is its own.
 
 from __future__ import annotations
 
-import csv
 import json
 import resource
 import shutil
@@ -19,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.report_files import write_rows_csv
 from model.export.machine import machine_line
 
 # Goals from issue 13.
@@ -155,11 +155,7 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command
         f"Goals (issue 13): prepare ≥ {GOAL_PREPARE_EVENTS_PER_S:,} events/s; peak RSS ≤ {GOAL_BYTES_PER_EVENT} "
         "bytes per event from 10M events on.\n\n" + table + (f"\n{note}\n" if note else "")
     )
-    csv_path = out_dir / "data.csv"
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_rows_csv(out_dir / "data.csv", rows)
     png = out_dir / "data.png"
     _plot(rows, png)
     return [md, csv_path, png]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from bench.ack_audit import AckAudit, audit_acknowledged
 from bench.chaos import Probe, probe_service
@@ -32,6 +33,7 @@ from model.artifacts import DEFAULT_MODEL_DIR
 log = logging.getLogger(__name__)
 
 PREFIX = "si:v1"
+AUDIT_TIMEOUT_S = 20.0  # promotion lag after the load ends, on a loaded machine
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,27 @@ class FailoverResult:
     def p99_ms(self, victim: bool, status: int) -> float:
         ms = [c.latency_s * 1000 for c in self.clicks(victim, self.killed_at) if c.status == status]
         return float(np.percentile(ms, 99)) if ms else float("nan")
+
+
+def _audit_after_promotion(procs: RedisClusterProcs, record: LoadRecord, stack: ExitStack,
+                           timeout_s: float = AUDIT_TIMEOUT_S) -> AckAudit:
+    """The acknowledged-click audit, once the cluster answers for every slot again.
+
+    On a loaded machine the replica's promotion can still be under way when the load ends; a client
+    whose slot map still names the dead master then fails. Retry with a fresh client until it answers.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = next(n for n in procs.nodes if n.proc is not None)
+        client = RedisCluster(host="127.0.0.1", port=alive.port)
+        stack.callback(client.close)
+        try:
+            return audit_acknowledged(client, record.clicks, PREFIX)
+        except RedisError:
+            if time.monotonic() > deadline:
+                raise
+            log.info("cluster not settled yet after the failover; retrying the audit")
+            time.sleep(0.5)
 
 
 def _cluster_spec(url: str, model_dir: Path) -> ServerSpec:
@@ -141,10 +164,7 @@ def run_failover(plan: FailoverPlan) -> FailoverResult:
         service = stack.enter_context(running_server(_cluster_spec(f"redis://{host}:{port}/0", plan.model_dir),
                                                      free_port(), work))
         record, probes, killed_at = asyncio.run(_drive(service.url, service.proc.pid, procs, plan, victim_port))
-        alive = next(n for n in procs.nodes if n.proc is not None)
-        client = RedisCluster(host="127.0.0.1", port=alive.port)
-        stack.callback(client.close)
-        audit = audit_acknowledged(client, record.clicks, PREFIX)
+        audit = _audit_after_promotion(procs, record, stack)
         service_log = service.log_path.read_text(errors="replace")
     victims = frozenset(s for s, p in owners.items() if p == victim_port)
     return FailoverResult(plan, record, audit, probes, killed_at, victims, node_timeout_ms,

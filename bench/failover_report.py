@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from bench.failover import FailoverResult
+from bench.report_files import provenance_lines, write_rows_csv
 
 BUCKET_S = 0.5
 
@@ -38,21 +36,12 @@ def failover_row(r: FailoverResult) -> dict[str, object]:
 def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     row = failover_row(result)
-    csv_path = out_dir / "failover.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerow(row)
+    csv_path = write_rows_csv(out_dir / "failover.csv", [row])
     png_path = out_dir / "failover.png"
     _plot(result, png_path)
-    load = psutil.getloadavg()
     lines = [
         "# Redis Cluster failover under load: SIGKILL one of 3 masters", "",
-        f"Written by `{command}` at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Regenerate with the same command; "
-        "never edit by hand.", "",
-        f"**Machine:** {psutil.cpu_count()} logical cores shared with other work (load average at the end: "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}); 6 redis-servers, the service and the load generator "
-        "share them.", "",
+        *provenance_lines(command, "6 redis-servers, the service and the load generator share them."),
         "A real local cluster of 3 masters with 1 replica each, run with the failover directives of "
         "`deploy/k8s/redis-cluster.yaml` (`cluster-node-timeout`, `cluster-require-full-coverage no`, no "
         "persistence: tests/cluster_procs.py reads them from the manifest). The service (SI_REDIS_CLUSTER=true) "

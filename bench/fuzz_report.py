@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.fuzz import CHECKS, FuzzResult
+from bench.report_files import provenance_lines, write_rows_csv
 
 SERVER_ERROR_CODES = ("ST101", "ST102")  # a 5xx, for any request or for an undeclared Content-Type
 
@@ -20,15 +19,10 @@ def write_fuzz_report(results: Sequence[FuzzResult], out_dir: Path, command: str
         "schema_mismatch_failures": r.failing_cases() - sum(r.failing_cases(c) for c in SERVER_ERROR_CODES),
         "running_time_s": round(r.running_time_s, 1), "stop_reason": r.stop_reason,
     } for r in results]
-    csv_path = out_dir / "fuzz.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_rows_csv(out_dir / "fuzz.csv", rows)
     lines = [
         "# Schema fuzzing: Schemathesis against the real service, auth off and auth on", "",
-        f"Written by `{command}` at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Regenerate with the same command; "
-        "never edit by hand.", "",
+        *provenance_lines(command),
         "Each mode: `session-intent serve` on a real redis-server; the Schemathesis CLI on its /openapi.json, every "
         "operation, every phase (examples, coverage, fuzzing), checks: " + ", ".join(f"`{c}`" for c in CHECKS)
         + ". Auth on: the service holds the sha256 digest of a freshly drawn admin key, sent with every request. "

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 from bench.overload import PHASES, OverloadResult
+from bench.report_files import provenance_lines, write_rows_csv
 
 
 def overload_rows(r: OverloadResult) -> list[dict[str, object]]:
@@ -32,23 +30,15 @@ def overload_rows(r: OverloadResult) -> list[dict[str, object]]:
 def write_overload_report(r: OverloadResult, out_dir: Path, command: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = overload_rows(r)
-    csv_path = out_dir / "overload.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_rows_csv(out_dir / "overload.csv", rows)
     png_path = out_dir / "overload.png"
     _plot(r, png_path)
-    load = psutil.getloadavg()
     ratio = r.p99_ms("overload", 200) / r.p99_ms("nominal", 200)
     recovery_first_s = [c.status for c in r.phases["recovery"].clicks if c.t < 1.0]
     lines = [
         "# Overload: Poisson load at 2 × the measured saturation rate", "",
-        f"Written by `{command}` at {time.strftime('%Y-%m-%d %H:%M:%S %Z')}. Regenerate with the same command; "
-        "never edit by hand.", "",
-        f"**Machine:** {psutil.cpu_count()} logical cores shared with other work (load average at the end: "
-        f"{load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}); the service, redis-server and the load generator share "
-        "them, so the saturation rate is this machine's, not a replica's on its own cores.", "",
+        *provenance_lines(command, "the service, redis-server and the load generator share them, so the saturation "
+                          "rate is this machine's, not a replica's on its own cores."),
         f"**Saturation:** {r.saturation_rate:.0f} clicks/s answered 200 by a closed loop of {r.plan.concurrency} "
         f"workers over {r.plan.saturation_s:g} s. Then three Poisson phases of {r.plan.phase_s:g} s back to back; "
         "*offered* is what the client managed to send (status -1: not sent, its in-flight bound of "

@@ -75,7 +75,7 @@ class RedisClusterProcs:
     def startup_node(self) -> tuple[str, int]:
         return "127.0.0.1", self.nodes[0].port
 
-    def start(self, timeout_s: float = 20.0) -> RedisClusterProcs:
+    def start(self, timeout_s: float = 30.0) -> RedisClusterProcs:
         try:
             for node in self.nodes:
                 node.start()
@@ -96,7 +96,12 @@ class RedisClusterProcs:
             raise RuntimeError(f"redis-cli --cluster create failed ({done.returncode}): {done.stdout}{done.stderr}")
 
     def _wait_until_ok(self, timeout_s: float) -> None:
-        """Every node reports cluster_state:ok and knows every other node."""
+        """Every node reports cluster_state:ok and knows every other node, and every replica has synced.
+
+        A replica that never completed its first sync cannot be promoted: a failover test that kills a
+        master before then tests nothing. Redis 7 delays a diskless sync by 5 s (repl-diskless-sync-delay),
+        Redis 6 syncs at once; both are waited for here.
+        """
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if all(self._node_ready(n.port) for n in self.nodes):
@@ -108,7 +113,10 @@ class RedisClusterProcs:
         client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
         try:
             info = client.cluster("INFO")
-            return info["cluster_state"] == "ok" and int(info["cluster_known_nodes"]) == len(self.nodes)
+            if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(self.nodes):
+                return False
+            replication = client.info("replication")
+            return replication["role"] == "master" or replication.get("master_link_status") == "up"
         except redis.RedisError:
             return False
         finally:

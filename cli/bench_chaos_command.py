@@ -1,13 +1,13 @@
 """`session-intent bench chaos|failover|overload|fuzz`: faults, load and hostile input; figures for docs/reliability.md.
 
 Each command is bounded in time, binds only to 127.0.0.1, stops every process it started, and writes
-docs/benchmarks/<name>.{md,csv,png}. They run from a source checkout (they reuse tests/redis_procs.py).
+docs/benchmarks/<name>.{md,csv,png}. They run from a source checkout (the load apps of loadtest/ and docs/).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -26,11 +26,17 @@ def register_bench(bench_app: typer.Typer) -> None:
 
 
 def _from_checkout() -> None:
-    if not (REPO_ROOT / "tests" / "redis_procs.py").is_file():
-        raise typer.BadParameter("the reliability benchmarks run from a source checkout (tests/ not found)")
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
+    if not (REPO_ROOT / "loadtest").is_dir():
+        raise typer.BadParameter("the reliability benchmarks run from a source checkout (loadtest/ not found)")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+
+
+def _report(write: Callable[[str], list[Path]], command: str, model_dir: Path) -> None:
+    """Write a report under the command that regenerates it (with --model-dir only when not the default)."""
+    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
+        command += f" --model-dir {model_dir}"
+    for path in write(command):
+        logging.getLogger(__name__).info("wrote %s", path)
 
 
 def bench_chaos(
@@ -63,10 +69,7 @@ def bench_chaos(
     command = (f"session-intent bench chaos --rate {rate:g} --sessions {sessions} --duration {duration:g} "
                f"--kill-at {kill_at:g} --restart-at {restart_at:g} --throughput-seconds {throughput_seconds:g} "
                f"--throughput-rounds {throughput_rounds} --concurrency {concurrency}")
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
-    for path in write_chaos_report(results, throughput, out_dir, command):
-        log.info("wrote %s", path)
+    _report(lambda command: write_chaos_report(results, throughput, out_dir, command), command, model_dir)
 
 
 def bench_failover(
@@ -82,15 +85,11 @@ def bench_failover(
     from bench.failover import FailoverPlan, run_failover
     from bench.failover_report import write_failover_report
 
-    log = logging.getLogger(__name__)
     plan = FailoverPlan(rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at, model_dir=model_dir)
     result = run_failover(plan)
     command = (f"session-intent bench failover --rate {rate:g} --sessions {sessions} --duration {duration:g} "
                f"--kill-at {kill_at:g}")
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
-    for path in write_failover_report(result, out_dir, command):
-        log.info("wrote %s", path)
+    _report(lambda command: write_failover_report(result, out_dir, command), command, model_dir)
 
 
 def bench_overload(
@@ -106,16 +105,12 @@ def bench_overload(
     from bench.overload import OverloadPlan, run_overload
     from bench.overload_report import write_overload_report
 
-    log = logging.getLogger(__name__)
     plan = OverloadPlan(saturation_s=saturation_seconds, concurrency=concurrency, phase_s=phase_seconds,
                         overload_factor=factor, model_dir=model_dir)
     result = run_overload(plan)
     command = (f"session-intent bench overload --saturation-seconds {saturation_seconds:g} --concurrency "
                f"{concurrency} --phase-seconds {phase_seconds:g} --factor {factor:g}")
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
-    for path in write_overload_report(result, out_dir, command):
-        log.info("wrote %s", path)
+    _report(lambda command: write_overload_report(result, out_dir, command), command, model_dir)
 
 
 def bench_fuzz(
@@ -130,10 +125,6 @@ def bench_fuzz(
     from bench.fuzz import FuzzPlan, run_fuzz
     from bench.fuzz_report import write_fuzz_report
 
-    log = logging.getLogger(__name__)
     results = run_fuzz(FuzzPlan(max_examples=max_examples, max_time_s=max_time, seed=seed, model_dir=model_dir))
     command = f"session-intent bench fuzz --max-examples {max_examples} --max-time {max_time:g} --seed {seed}"
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
-    for path in write_fuzz_report(results, out_dir, command):
-        log.info("wrote %s", path)
+    _report(lambda command: write_fuzz_report(results, out_dir, command), command, model_dir)
