@@ -24,7 +24,7 @@ from service.batcher import MicroBatcher, RunBatch
 from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
-from service.store.score_record import ScoreRecord
+from service.store.score_record import ScoreRecord, scores_of
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
 
@@ -142,8 +142,4 @@ def engine_runner(engine: Engine) -> RunBatch:
 
 
 def _answer_of(record: ScoreRecord) -> ScoreOut:
-    return ScoreOut(
-        session_id=record.session_id, event_index=record.event_index, p_add_cart=record.p_add_cart,
-        p_make_order=record.p_make_order, abandonment_risk=record.abandonment_risk, intent=record.intent,
-        model=record.model, window=record.window_len,
-    )
+    return ScoreOut.model_validate(scores_of(record))

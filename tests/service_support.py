@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from service.settings import Settings
+from service.store.score_record import F
 
 WINDOW = 10
 
@@ -73,3 +77,15 @@ def metric_sample(metrics_text: str, name: str) -> float:
         if line.startswith(name + " "):
             return float(line.split()[-1])
     raise AssertionError(f"{name} not in /metrics")
+
+
+def written(redis_url: str, session: str, event_index: int, timeout_s: float = 5.0) -> None:
+    """Wait until the write-behind has put the scores of `event_index` in Redis (what other replicas read)."""
+    deadline = time.monotonic() + timeout_s
+    with redis.Redis.from_url(redis_url) as connection:
+        while time.monotonic() < deadline:
+            scored = connection.hget(f"si:v1:{{{session}}}:m", F["event_index"])
+            if scored is not None and int(scored) >= event_index:
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"scores of {session} event {event_index} not in Redis within {timeout_s}s")

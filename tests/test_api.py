@@ -22,10 +22,9 @@ from model.risk import INTENTS, abandonment_risk, intent_name
 from service.app import create_app
 from service.engine.onnx_engine import load_engine
 from service.settings import Settings
-from service.store.score_record import F
 from service.store.window_store import LUA_DIR, AppendResult, SessionWindowStore
 from tests.redis_procs import RedisServer
-from tests.service_support import WINDOW, copy_with_card, metric_sample, service_settings, tiny_model_dir
+from tests.service_support import WINDOW, copy_with_card, metric_sample, service_settings, tiny_model_dir, written
 from tests.uvicorn_proc import UvicornThread
 
 CONTRACT_FIELDS = {"session_id", "event_index", "p_add_cart", "p_make_order", "abandonment_risk", "intent", "model",
@@ -277,17 +276,6 @@ def test_openapi_documents_examples_and_the_model_running_read(client: httpx.Cli
     explain = spec["paths"]["/v1/sessions/{session_id}/explain"]["get"]
     assert "RUNS THE MODEL" in explain["description"]
 
-
-def written(redis_url: str, session: str, event_index: int, timeout_s: float = 2.0) -> None:
-    """Wait until the write-behind has put the scores of `event_index` in Redis (what other replicas read)."""
-    deadline = time.monotonic() + timeout_s
-    with redis.Redis.from_url(redis_url) as connection:
-        while time.monotonic() < deadline:
-            scored = connection.hget(f"si:v1:{{{session}}}:m", F["event_index"])
-            if scored is not None and int(scored) >= event_index:
-                return
-            time.sleep(0.005)
-    raise AssertionError(f"scores of {session} event {event_index} not in Redis within {timeout_s}s")
 
 
 def stored(http: httpx.Client, session: str, event_index: int, timeout_s: float = 2.0) -> dict:

@@ -21,7 +21,7 @@ import redis
 from service.app import create_app
 from service.store.score_record import F
 from tests.redis_procs import RedisServer
-from tests.service_support import service_settings, tiny_model_dir
+from tests.service_support import service_settings, tiny_model_dir, written
 from tests.uvicorn_proc import UvicornThread
 
 SCORE_FIELDS = ("event_index", "p_add_cart", "p_make_order", "abandonment_risk", "intent", "model", "window")
@@ -58,17 +58,6 @@ def http(replicas: tuple[UvicornThread, UvicornThread], redis_url: str) -> Itera
 def click(client: httpx.Client, session: str, action: str, **fields: object) -> httpx.Response:
     return client.post(f"/v1/sessions/{session}/events", json={"action": action, **fields})
 
-
-def written(redis_url: str, session: str, event_index: int, timeout_s: float = 5.0) -> None:
-    """Wait until the write-behind has put the scores of `event_index` in Redis."""
-    deadline = time.monotonic() + timeout_s
-    with redis.Redis.from_url(redis_url) as connection:
-        while time.monotonic() < deadline:
-            scored = connection.hget(f"si:v1:{{{session}}}:m", F["event_index"])
-            if scored is not None and int(scored) >= event_index:
-                return
-            time.sleep(0.01)
-    raise AssertionError(f"scores of {session} event {event_index} not in Redis within {timeout_s}s")
 
 
 def listed(client: httpx.Client) -> set[str]:

@@ -11,17 +11,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-import typer
 from typer.testing import CliRunner
 
 import model.data.dataset as dataset_module
-from cli.prepare_command import register
 from model.data.compact import encode_compact, gather_windows
 from model.data.dataset import build_windows, curate, load_dataset, prefix_targets, read_events_csv
 from model.data.prepare import prepare
 from model.data.sources import TAOBAO, SourceSpec
 from model.data.synth import generate_sessions, write_csv
 from model.features import ACTION_INDEX, FeatureConfig, prefix_windows
+from tests.cli_support import prepare_cli
 
 
 @pytest.fixture(scope="module")
@@ -103,23 +102,13 @@ def test_prepare_reads_a_parquet_export(tmp_path: Path) -> None:
     assert stats.all_sessions.sessions == 3
 
 
-def _prepare_app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """A group, so that `prepare` is a subcommand as in the console script."""
-
-    register(app)
-    return app
-
 
 def test_a_mapping_error_names_the_bad_column(tmp_path: Path) -> None:
     raw = tmp_path / "events.csv"
     raw.write_text("timestamp,visitorid,event\n1511600000,7,view\n")
     args = ["prepare", "-i", str(raw), "-o", str(tmp_path / "out.csv"), "--user-col", "visitor_id",
             "--ts-col", "timestamp", "--event-col", "event", "--map", "view=view_product"]  # fmt: skip
-    result = CliRunner().invoke(_prepare_app(), args)
+    result = CliRunner().invoke(prepare_cli(), args)
     assert result.exit_code == 1
     message = " ".join(result.output.split())
     assert "'visitor_id'" in message and "visitorid" in message  # the bad name, and the names there are

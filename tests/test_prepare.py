@@ -9,12 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from cli.prepare_command import register
 from model.data.prepare import prepare
 from model.data.sources import TAOBAO, SourceSpec, build_spec
+from tests.cli_support import prepare_cli
 
 T0 = 1_511_600_000  # 2017-11-25 08:53:20 UTC, inside the Taobao window
 GENERIC_FLAGS = [
@@ -53,16 +52,6 @@ def _generic(**overrides: object) -> SourceSpec:
     }
     return build_spec("generic", **{**fields, **overrides})
 
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """A group, so that `prepare` is a subcommand as in the console script."""
-
-    register(app)
-    return app
 
 
 # (a) the real sample reproduces the data README's stats.json
@@ -244,7 +233,7 @@ def test_cli_prepare_generic_writes_csv_stats_and_table(tmp_path: Path) -> None:
     )
     out, stats_json = tmp_path / "new" / "dir" / "events.csv", tmp_path / "reports" / "stats.json"
     args = ["prepare", "--source", "generic", *GENERIC_FLAGS, "-i", str(raw), "-o", str(out)]
-    result = CliRunner().invoke(_app(), [*args, "--stats-json", str(stats_json)])
+    result = CliRunner().invoke(prepare_cli(), [*args, "--stats-json", str(stats_json)])
 
     assert result.exit_code == 0, result.output
     assert "sessions with 3–250 events" in result.output
@@ -262,7 +251,7 @@ def test_cli_prepare_generic_writes_csv_stats_and_table(tmp_path: Path) -> None:
 def test_cli_prepare_taobao_matches_stats_json(shared_data_dir: Path | None, tmp_path: Path) -> None:
     sample = _taobao_sample(shared_data_dir)
     args = ["prepare", "--source", "taobao", "-i", str(sample), "-o", str(tmp_path / "t.csv")]
-    result = CliRunner().invoke(_app(), [*args, "--stats-json", str(tmp_path / "s.json")])
+    result = CliRunner().invoke(prepare_cli(), [*args, "--stats-json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     expected = json.loads((sample.parent / "stats.json").read_text())
     stats = json.loads((tmp_path / "s.json").read_text())
@@ -281,7 +270,7 @@ def test_cli_prepare_taobao_matches_stats_json(shared_data_dir: Path | None, tmp
 def test_cli_prepare_refuses_bad_flags(tmp_path: Path, extra: list[str], message: str) -> None:
     raw = _write(tmp_path / "events.csv", ["timestamp,visitorid,event", f"{T0}000,7,view"])
     args = ["prepare", "-i", str(raw), "-o", str(tmp_path / "out.csv"), *extra]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(prepare_cli(), args)
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
     assert not (tmp_path / "out.csv").exists()
