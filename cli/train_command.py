@@ -46,6 +46,10 @@ def train(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
     patience: Annotated[int, typer.Option("--patience", min=0, help="Flat validation epochs before stopping.")] = 4,
+    min_delta: Annotated[
+        float,
+        typer.Option("--min-delta", min=0.0, help="Validation make_order PR-AUC gain that counts as progress."),
+    ] = 0.0,
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", min=0.0, help="Wall-clock budget for the training loop.")
     ] = None,
@@ -59,7 +63,8 @@ def train(
     prefixes_per_epoch: Annotated[
         int | None,
         typer.Option(
-            "--prefixes-per-epoch", min=1,
+            "--prefixes-per-epoch",
+            min=1,
             help="Train on this many prefixes per epoch, drawn afresh each epoch; validation stays complete.",
         ),
     ] = None,
@@ -107,7 +112,7 @@ def train(
         _fail(console, str(exc))
     net_cfg = NetConfig.for_arch(arch, window=window)
     train_cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, threads=threads,
+        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed, threads=threads,
         max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
     )  # fmt: skip
     try:

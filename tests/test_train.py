@@ -85,6 +85,25 @@ def test_training_is_deterministic_with_a_seed(dataset: Dataset) -> None:
     assert not torch.are_deterministic_algorithms_enabled()  # the global setting is restored
 
 
+def test_min_delta_stops_when_gains_are_small_and_still_keeps_the_best_epoch(dataset: Dataset) -> None:
+    """A gain no epoch can bring (PR-AUC moves by < 1): the first epoch sets the reference, then `patience` + 1
+    epochs without enough gain stop the run, while the best epoch's weights are still the ones kept."""
+    torch.manual_seed(0)
+    net = build_net(TINY)
+    cfg = TrainConfig(epochs=40, batch_size=256, patience=2, min_delta=1.0, seed=0)
+    val = dataset.part(Split.VAL)
+    history = fit(net, dataset.part(Split.TRAIN), val, cfg, show_progress=False)
+    assert history["stopped"] == "patience" and len(history["train_loss"]) == 1 + cfg.patience + 1
+    assert history["best_val_pr_auc"] == max(history["val_pr_auc"])
+    restored = average_precision_score(val.Y[:, 1], predict_logits(net, val.X)[:, 1])
+    assert restored == pytest.approx(history["best_val_pr_auc"], abs=1e-6)
+
+
+def test_min_delta_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="min_delta"):
+        TrainConfig(min_delta=-0.1)
+
+
 def test_early_stopping_keeps_the_best_epoch(dataset: Dataset) -> None:
     """Validation labels shuffled: PR-AUC is noise, so training stops `patience` epochs after the best."""
     val = dataset.part(Split.VAL)
