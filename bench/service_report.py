@@ -7,8 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.service_locust import EVENTS_ROUTE, RouteStats
-from bench.service_run import BenchResult, PoissonRun, Saturation
+from bench.service_locust import EVENTS_ROUTE
+from bench.service_report_sections import events, light_table, num, sat, stages, tail
+from bench.service_run import BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
 # The published serving figures (docs/architecture.md §10): another shop, stack and machine, printed beside ours.
@@ -35,13 +36,8 @@ def write_report(result: BenchResult, out_dir: Path, command: str) -> list[Path]
     return paths
 
 
-def _sat(result: BenchResult, config: str) -> Saturation | None:
-    return next((s for s in result.saturation if s.config == config), None)
-
-
-def _events(result: BenchResult, config: str, rate: int) -> RouteStats | None:
-    return next((r for r in result.routes if r.config == config and r.target_qps == rate and r.route == EVENTS_ROUTE),
-                None)
+def _light(result: BenchResult, config: str) -> LightPoisson | None:
+    return next((run for run in result.light if run.config == config), None)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -50,7 +46,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 def targets(result: BenchResult) -> list[Target]:
     """The issue's targets, each from this run's figures; None where a config was not part of the run."""
-    bare, service = _sat(result, "bare"), _sat(result, "service")
+    bare, service = sat(result, "bare"), sat(result, "service")
     rate = lambda s: s.wrk.rate if s else None  # noqa: E731
     out = [
         _at_most("server CPU per click vs bare floor (closed loop)",
@@ -58,23 +54,35 @@ def targets(result: BenchResult) -> list[Target]:
         _at_most(f"server CPU per click vs bare floor (Poisson, {result.plan.target_rate} req/s)",
                  _ratio(*(_poisson_cpu(result, c) for c in ("service", "bare"))), 2.5),
         _at_least("saturation vs bare floor (goal 0.5 ×)", _ratio(rate(service), rate(bare)), 0.4),
-        _at_least("saturation vs naive", _ratio(rate(service), rate(_sat(result, "naive"))), 5.0),
-        _at_least("saturation vs max_batch_size=1", _ratio(rate(service), rate(_sat(result, "service-batch1"))), 2.0),
+        _at_least("saturation vs naive", _ratio(rate(service), rate(sat(result, "naive"))), 5.0),
+        _at_least("saturation vs max_batch_size=1", _ratio(rate(service), rate(sat(result, "service-batch1"))), 2.0),
         _at_least("--workers 2 vs one worker (2 cores shared with wrk and Redis)",
-                  _ratio(rate(_sat(result, "service-workers2")), rate(service)), 1.3),
+                  _ratio(rate(sat(result, "service-workers2")), rate(service)), 1.3),
         _at_most("Redis round trips per click", service.redis_calls_per_click if service else None, 1.1, "{:.2f}"),
     ]
     target = result.plan.target_rate
-    floor = _events(result, "bare", target)
+    light_floor = _light(result, "bare")
     for config in ("service", "service-published"):
-        events = _events(result, config, target)
-        label = f"{config} @ {target} req/s Poisson, {result.plan.target_s:.0f} s"
+        light = _light(result, config)
+        label = f"{config} @ {target} req/s Poisson-like, light client (wrk), {result.plan.target_s:.0f} s"
+        p99_floor = f" (bare floor: {light_floor.wrk.p99_ms:.1f})" if light_floor else ""
+        p999_floor = f" (bare floor: {light_floor.wrk.p999_ms:.1f})" if light_floor else ""
+        out += [
+            _at_most(f"{label}: p99 ms", light.wrk.p99_ms if light else None, 25.0, "{:.1f}" + p99_floor),
+            _at_most(f"{label}: p99.9 ms", light.wrk.p999_ms if light else None, 50.0, "{:.1f}" + p999_floor),
+            _at_most(f"{label}: errors", float(light.wrk.non_2xx + light.wrk.socket_errors) if light else None, 0.0,
+                     "{:.0f}"),
+        ]
+    floor = events(result, "bare", target)
+    for config in ("service", "service-published"):
+        locust = events(result, config, target)
+        label = f"{config} @ {target} req/s Poisson, Locust, {result.plan.target_s:.0f} s"
         p99_floor = f" (bare floor: {floor.p99_ms:.1f})" if floor else ""
         p999_floor = f" (bare floor: {floor.p999_ms:.1f})" if floor else ""
         out += [
-            _at_most(f"{label}: p99 ms", events.p99_ms if events else None, 25.0, "{:.1f}" + p99_floor),
-            _at_most(f"{label}: p99.9 ms", events.p999_ms if events else None, 50.0, "{:.1f}" + p999_floor),
-            _at_most(f"{label}: errors", float(events.failures) if events else None, 0.0, "{:.0f}"),
+            _at_most(f"{label}: p99 ms", locust.p99_ms if locust else None, 25.0, "{:.1f}" + p99_floor),
+            _at_most(f"{label}: p99.9 ms", locust.p999_ms if locust else None, 50.0, "{:.1f}" + p999_floor),
+            _at_most(f"{label}: errors", float(locust.failures) if locust else None, 0.0, "{:.0f}"),
         ]
     ceiling = result.harness.achieved_qps if result.harness else None
     out.append(_at_least("harness: Locust's ceiling vs the service's saturation", _ratio(ceiling, rate(service)), 3.0))
@@ -122,7 +130,7 @@ def markdown(result: BenchResult, command: str) -> str:
         "|---|---|---|---|",
         *(f"| {t.name} | {t.shown} | {t.goal} | {_met(t.met)} |" for t in targets(result)),
         "",
-        f"## Saturation, closed loop (wrk, {64} connections, {plan.saturation_s:.0f} s each)",
+        f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each)",
         "",
         "Each request is a distinct click (random session of 20,000, unique event_id): no answer comes from a "
         "cache. CPU is per answered request over the whole run; the server's includes its workers. \"Server cores "
@@ -142,9 +150,11 @@ def markdown(result: BenchResult, command: str) -> str:
         "",
         *_poisson_table(result),
         "",
-        *_stages(result),
+        *light_table(result),
         "",
-        *_tail(result),
+        *stages(result),
+        "",
+        *tail(result),
         "",
         "## Where the service's CPU goes (py-spy, under the closed loop)",
         "",
@@ -157,7 +167,8 @@ def markdown(result: BenchResult, command: str) -> str:
         "eager on a batch of 1 per request and 8 separate Redis calls per click (loadtest/naive_app.py).",
         "- One real redis-server on a unix socket for all of them, flushed before every step; its CPU is shown "
         "apart from the server's.",
-        "- wrk (loadtest/wrk_events.lua) is the light closed-loop client; Locust (loadtest/locustfile.py, "
+        "- wrk (loadtest/wrk_events.lua, one thread) is the light client: closed loop for saturation, and with an "
+        "exponential think time per connection for the Poisson-like step; Locust (loadtest/locustfile.py, "
         "FastHttpUser) is the mission's mixed load with Poisson arrivals: each user draws exponential gaps at "
         f"{plan.user_rate:g} req/s, users = rate / {plan.user_rate:g}.",
         *(f"- Note: {note}" for note in result.notes),
@@ -178,12 +189,8 @@ def _engines(result: BenchResult) -> list[str]:
     return lines
 
 
-def _num(value: float | None, fmt: str = "{:.1f}") -> str:
-    return "–" if value is None else fmt.format(value)
-
-
 def _saturation_table(result: BenchResult) -> list[str]:
-    bare = _sat(result, "bare")
+    bare = sat(result, "bare")
     head = ["config", "req/s", "× bare", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx / socket errors",
             "server CPU ms/click", "× bare", "server cores used", "Redis CPU ms/click", "Redis round trips/click",
             "mean batch", "gen-2 GC pauses (mean ms)", "wrk CPU share"]
@@ -193,12 +200,12 @@ def _saturation_table(result: BenchResult) -> list[str]:
         mean_pause = 1000 * s.gc.get("sum_gen2", 0.0) / gen2 if gen2 else 0.0
         gc_cell = "–" if gen2 is None else f"{gen2:.0f} ({mean_pause:.1f})"
         out.append("| " + " | ".join([
-            s.config, f"{s.wrk.rate:.0f}", _num(_ratio(s.wrk.rate, bare.wrk.rate if bare else None), "{:.2f}"),
+            s.config, f"{s.wrk.rate:.0f}", num(_ratio(s.wrk.rate, bare.wrk.rate if bare else None), "{:.2f}"),
             f"{s.wrk.p50_ms:.1f}", f"{s.wrk.p99_ms:.1f}", f"{s.wrk.p999_ms:.1f}",
             f"{s.wrk.non_2xx} / {s.wrk.socket_errors}", f"{s.server_cpu_ms:.3f}",
-            _num(_ratio(s.server_cpu_ms, bare.server_cpu_ms if bare else None), "{:.2f}"),
+            num(_ratio(s.server_cpu_ms, bare.server_cpu_ms if bare else None), "{:.2f}"),
             f"{s.server_cpu_ms * s.wrk.rate / 1000:.2f}", f"{s.redis_cpu_ms:.3f}",
-            "–" if s.config == "bare" else f"{s.redis_calls_per_click:.2f}", _num(s.mean_batch), gc_cell,
+            "–" if s.config == "bare" else f"{s.redis_calls_per_click:.2f}", num(s.mean_batch), gc_cell,
             f"{s.wrk_cpu_share:.2f}",
         ]) + " |")
     return out
@@ -207,7 +214,7 @@ def _saturation_table(result: BenchResult) -> list[str]:
 def _harness(result: BenchResult) -> list[str]:
     if result.harness is None:
         return ["## The harness", "", "Not measured: bare was not part of this run."]
-    service = _sat(result, "service")
+    service = sat(result, "service")
     ceiling = result.harness.achieved_qps
     lines = ["## The harness", "",
              f"Locust closed loop (64 users, {result.plan.locust_processes} processes, no think time) against the "
@@ -237,56 +244,9 @@ def _poisson_table(result: BenchResult) -> list[str]:
             r.config, str(r.target_qps), f"{r.achieved_qps:.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
             f"{r.p999_ms:.2f}", f"{r.max_ms:.1f}",
             f"{r.failures} / {r.requests}" + (f" ({r.failures_by_status})" if r.failures_by_status else ""),
-            _num(run.server_cpu_ms if run else None, "{:.3f}"), _num(run.locust_cpu_share if run else None, "{:.2f}"),
+            num(run.server_cpu_ms if run else None, "{:.3f}"), num(run.locust_cpu_share if run else None, "{:.2f}"),
         ]) + " |")
     return out
-
-
-def _stages(result: BenchResult) -> list[str]:
-    """Where a click's latency goes inside the server, from its own stage histograms, under Poisson arrivals."""
-    runs = [p for p in result.poisson if p.stage_ms]
-    if not runs:
-        return []
-    out = ["## Where a click's time goes inside the service (Poisson runs)", "",
-           "Mean ms per click of each stage, from the service's `si_stage_seconds` over the run: the Redis call "
-           "(append and read the window), the wait in the batcher's queue (batching delay and the hand-off to the "
-           "engine thread), one engine batch (encoding and the model), and the whole click inside the handler. "
-           "What the client sees beyond `total` is HTTP, the event loop and the machine's scheduling.", "",
-           "| config | offered req/s | redis | queue | infer (per batch) | total |", "|---|---|---|---|---|---|"]
-    for p in sorted(runs, key=lambda p: (p.target_qps, p.config)):
-        cells = [_num(p.stage_ms.get(k), "{:.2f}") for k in ("redis", "queue", "infer", "total")]
-        out.append(f"| {p.config} | {p.target_qps} | " + " | ".join(cells) + " |")
-    return out
-
-
-def _tail(result: BenchResult) -> list[str]:
-    """The GC evidence: the same service with its GC settings and with CPython's defaults, side by side."""
-    tuned, default = _sat(result, "service"), _sat(result, "service-gc-default")
-    if tuned is None or default is None:
-        return ["## The tail and the garbage collector", "", "Not measured: needs `service` and `service-gc-default`."]
-    lines = ["## The tail and the garbage collector", "",
-             "A full (generation-2) collection walks every live object; right after startup that is every object "
-             "of FastAPI, pydantic, numpy and ONNX Runtime, and the event loop stands still while it runs. The "
-             "service calls `gc.freeze()` after warmup (`SI_GC_FREEZE`), so a full collection walks only what "
-             "requests allocate, and raises the young generation's threshold from 700 to 10,000 "
-             "(`SI_GC_GEN0_THRESHOLD`): at 700 a young collection runs about every other click. `service-gc-default` "
-             "is the same service with CPython's defaults. Same load, side by side (si_gc_pause_seconds, under the "
-             "closed loop):", "",
-             "| config | gen-2 collections | mean gen-2 pause ms | gen-0/1 collections (total ms) | req/s |",
-             "|---|---|---|---|---|"]
-    for s in (tuned, default):
-        n2 = s.gc.get("count_gen2", 0.0)
-        young = 1000 * (s.gc.get("sum_gen0", 0.0) + s.gc.get("sum_gen1", 0.0))
-        n_young = s.gc.get("count_gen0", 0.0) + s.gc.get("count_gen1", 0.0)
-        mean = f"{1000 * s.gc.get('sum_gen2', 0.0) / n2:.1f}" if n2 else "–"
-        lines.append(f"| {s.config} | {n2:.0f} | {mean} | {n_young:.0f} ({young:.0f}) | {s.wrk.rate:.0f} |")
-    target = result.plan.target_rate
-    a, b = _events(result, "service", target), _events(result, "service-gc-default", target)
-    if a and b:
-        lines += ["", f"Under Poisson arrivals at {target} req/s: p99.9 {a.p999_ms:.1f} ms with the service's GC "
-                      f"settings, {b.p999_ms:.1f} ms with CPython's defaults "
-                      f"(p99 {a.p99_ms:.1f} vs {b.p99_ms:.1f} ms)."]
-    return lines
 
 
 def _profile(result: BenchResult) -> list[str]:
@@ -316,6 +276,12 @@ def write_csv(result: BenchResult, path: Path) -> None:
             writer.writerow(["harness", "bare", 0, h.route, h.requests, h.failures, _f(h.achieved_qps), _f(h.mean_ms),
                              _f(h.p50_ms), _f(h.p99_ms), _f(h.p999_ms), _f(h.max_ms), "", "", "", "",
                              _f(result.harness_cpu_share)])
+        for light in result.light:
+            w = light.wrk
+            writer.writerow(["poisson_light", light.config, light.target_qps, EVENTS_ROUTE, w.requests,
+                             w.non_2xx + w.socket_errors, _f(w.rate), _f(w.mean_ms), _f(w.p50_ms), _f(w.p99_ms),
+                             _f(w.p999_ms), _f(w.max_ms), _f(light.server_cpu_ms), "", "", "",
+                             _f(light.wrk_cpu_share)])
         runs = {(p.config, p.target_qps): p for p in result.poisson}
         for r in result.routes:
             run = runs.get((r.config, r.target_qps))
@@ -343,10 +309,13 @@ def write_plot(result: BenchResult, path: Path) -> None:
         for attr, style in styles.items():
             left.plot([r.target_qps for r in mine], [getattr(r, attr) for r in mine], linestyle=style, marker="o",
                       color=f"C{i}", label=f"{config} {attr.removesuffix('_ms').replace('p999', 'p99.9')}")
+    for light in result.light:
+        left.scatter([light.wrk.rate] * 2, [light.wrk.p99_ms, light.wrk.p999_ms], marker="x", s=40,
+                     label=f"{light.config} p99, p99.9 (wrk)")
     left.axhline(25, color="grey", linestyle="--", linewidth=0.8, label="p99 target 25 ms")
     left.axhline(50, color="grey", linestyle="-", linewidth=0.8, label="p99.9 target 50 ms")
-    left.set(title="POST events under Poisson arrivals (Locust)", xlabel="offered req/s", ylabel="latency ms",
-             yscale="log")
+    left.set(title="POST events under Poisson arrivals (Locust lines, light client ×)", xlabel="offered req/s",
+             ylabel="latency ms", yscale="log")
     left.grid(alpha=0.3)
     left.legend(fontsize=7, ncol=2)
     names = [s.config for s in result.saturation]

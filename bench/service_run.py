@@ -7,7 +7,9 @@ unix socket (the embedded default's transport), flushed before every step. The s
    (bench/service_wrk.py): rate, latency, server and Redis CPU per click, Redis round trips per click;
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
 3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/service_locust.py);
-4. a py-spy profile of the service under the closed loop (bench/service_profile.py).
+4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
+   connection, so that the tail measured is the server's and not a Python generator's;
+5. a py-spy profile of the service under the closed loop (bench/service_profile.py).
 
 `session-intent bench service` is the entry point; bench/service_report.py writes the report.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -52,6 +55,8 @@ class BenchPlan:
     user_rate: float = 5.0  # requests/s of one Locust user: users = rate / user_rate
     locust_processes: int = 2
     warmup_s: float = 3.0  # samples in the first seconds of each Locust run are dropped
+    light_configs: tuple[str, ...] = ("bare", "service", "service-published")
+    think_ms: float = 400.0  # mean think time per wrk connection in the light-client Poisson step
     profile_s: float = 8.0
     model_dir: Path = DEFAULT_MODEL_DIR
     models_root: Path = REPO_ROOT / "models"
@@ -81,6 +86,19 @@ class PoissonRun:
     stage_ms: dict[str, float] = field(default_factory=dict)  # mean ms of each si_stage_seconds stage, server side
 
 
+@dataclass(frozen=True)
+class LightPoisson:
+    """The target rate from wrk with exponential think times: wrk's exact latencies and the server's side."""
+
+    config: str
+    target_qps: int
+    connections: int
+    wrk: WrkResult
+    server_cpu_ms: float
+    wrk_cpu_share: float
+    stage_ms: dict[str, float] = field(default_factory=dict)
+
+
 @dataclass
 class BenchResult:
     plan: BenchPlan
@@ -95,6 +113,7 @@ class BenchResult:
     harness_cpu_share: float = 0.0
     routes: list[RouteStats] = field(default_factory=list)
     poisson: list[PoissonRun] = field(default_factory=list)
+    light: list[LightPoisson] = field(default_factory=list)
     profile: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -139,6 +158,10 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
                 step(f"Poisson {rate} req/s: {name}")
                 client.flushall()
                 _poisson(servers[name], rate, plan, work, result)
+        for name in (n for n in plan.light_configs if n in servers):
+            step(f"Poisson-like {plan.target_rate} req/s, light client (wrk, exponential think time): {name}")
+            client.flushall()
+            result.light.append(_light_poisson(servers[name], plan, work))
         if "service" in servers and plan.profile_s > 0:
             step("profile (py-spy) of the service under the closed loop")
             _profile(servers["service"], plan, work, result)
@@ -149,10 +172,13 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
 
 def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process, client: redis.Redis,
               work: Path) -> Saturation:
+    # One unmeasured second first: the server's Redis pool grows to the load's concurrency (a HELLO per new
+    # connection) and every lazy path runs once, so the figures below are the steady state's.
+    run_wrk(server.url, 1, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     client.config_resetstat()
     counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
     wall0 = time.monotonic()
-    wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 2, work / "wrk.log")
+    wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     wall = time.monotonic() - wall0
     counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
     calls = _round_trips(client, scripts_only=server.spec.name.startswith("service"))
@@ -184,12 +210,7 @@ def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, resu
     run = service_locust.run_locust(server.url, rate, duration, samples, work / "locust.log",
                                     user_rate=plan.user_rate, processes=plan.locust_processes)
     cpu, counters1 = server.cpu_seconds() - cpu0, _counters(server)
-    stage_ms = {}
-    for stage in ("redis", "queue", "infer", "total"):
-        n = counters1.get(f"stage_count_{stage}", 0.0) - counters0.get(f"stage_count_{stage}", 0.0)
-        if n:
-            total = counters1[f"stage_sum_{stage}"] - counters0.get(f"stage_sum_{stage}", 0.0)
-            stage_ms[stage] = 1000 * total / n
+    stage_ms = _stage_ms(counters0, counters1)
     stats = service_locust.summarise(run.samples, server.spec.name, rate, plan.warmup_s)
     result.routes.extend(stats)
     events = next((s for s in stats if s.route == EVENTS_ROUTE), None)
@@ -197,6 +218,29 @@ def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, resu
         config=server.spec.name, target_qps=rate, server_cpu_ms=cpu * 1000 / max(service_locust.sent(run.samples), 1),
         locust_cpu_share=run.cpu_s / run.wall_s, errors=events.failures if events else 0, stage_ms=stage_ms,
     ))
+
+
+def _light_poisson(server: RunningServer, plan: BenchPlan, work: Path) -> LightPoisson:
+    """C connections each thinking Exp(think_ms) before a click: C = rate × (think + ~3 ms of answer)."""
+    connections = math.ceil(plan.target_rate * (plan.think_ms + 3.0) / 1000)
+    cpu0, counters0 = server.cpu_seconds(), _counters(server)
+    wall0 = time.monotonic()
+    wrk = run_wrk(server.url, plan.target_s, connections, 1, work / "wrk.log", think_ms=plan.think_ms)
+    wall = time.monotonic() - wall0
+    cpu, counters1 = server.cpu_seconds() - cpu0, _counters(server)
+    return LightPoisson(config=server.spec.name, target_qps=plan.target_rate, connections=connections, wrk=wrk,
+                        server_cpu_ms=cpu * 1000 / max(wrk.requests, 1), wrk_cpu_share=wrk.wrk_cpu_s / wall,
+                        stage_ms=_stage_ms(counters0, counters1))
+
+
+def _stage_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean ms per observation of each si_stage_seconds stage between two scrapes."""
+    out = {}
+    for stage in ("redis", "queue", "infer", "total"):
+        n = after.get(f"stage_count_{stage}", 0.0) - before.get(f"stage_count_{stage}", 0.0)
+        if n:
+            out[stage] = 1000 * (after[f"stage_sum_{stage}"] - before.get(f"stage_sum_{stage}", 0.0)) / n
+    return out
 
 
 def _profile(server: RunningServer, plan: BenchPlan, work: Path, result: BenchResult) -> None:
@@ -264,5 +308,5 @@ def _cpu(proc: psutil.Process) -> float:
     return float(sum(proc.cpu_times()[:2]))
 
 
-__all__ = ["ALL_ROUTES", "EVENTS_ROUTE", "BenchPlan", "BenchResult", "PoissonRun", "RouteStats", "Saturation",
-           "run_bench"]
+__all__ = ["ALL_ROUTES", "EVENTS_ROUTE", "BenchPlan", "BenchResult", "LightPoisson", "PoissonRun", "RouteStats",
+           "Saturation", "run_bench"]

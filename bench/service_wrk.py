@@ -8,6 +8,7 @@ session, unique event_id) and prints one `SI_WRK {json}` line that this module p
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -43,15 +44,23 @@ def wrk_binary() -> str | None:
     return shutil.which("wrk")
 
 
-def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_path: Path) -> WrkResult:
-    """One bounded wrk run against POST /v1/sessions/{id}/events."""
+def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_path: Path,
+            think_ms: float | None = None) -> WrkResult:
+    """One bounded wrk run against POST /v1/sessions/{id}/events.
+
+    think_ms: each connection waits an exponential think time of this mean before every click (Poisson-like
+    arrivals, see loadtest/wrk_events.lua); None: closed loop, the next click as soon as the last answered.
+    """
     binary = wrk_binary()
     if binary is None:
         raise RuntimeError("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")
     argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "5s",
             "-s", str(WRK_SCRIPT), url]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False)
+    env = {k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}
+    if think_ms:
+        env["SI_WRK_THINK_MS"] = f"{think_ms:g}"
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     with log_path.open("a") as log:
         log.write(done.stdout + done.stderr)

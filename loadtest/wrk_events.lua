@@ -1,5 +1,5 @@
 -- wrk: closed-loop clicks on POST /v1/sessions/{id}/events (the saturation step of `session-intent bench service`).
---   wrk -t2 -c64 -d10s -s loadtest/wrk_events.lua http://127.0.0.1:8000
+--   wrk -t1 -c64 -d10s -s loadtest/wrk_events.lua http://127.0.0.1:8000
 -- Random sessions out of a pool (windows fill to N and slide), a unique event_id per request, no ts
 -- (the service stamps "now"). The action names are model.features.ACTIONS; SI_WRK_KEY, if set, is sent
 -- as X-API-Key. Every request is a real, distinct click: nothing is answered from a cache.
@@ -28,6 +28,17 @@ function request()
   local body = string.format('{"event_id":"%s-%d-%d","action":"%s","from_ad":%s}', tag, os.time(), counter,
                              actions[math.random(1, #actions)], math.random() < 0.1 and "true" or "false")
   return wrk.format("POST", "/v1/sessions/" .. session .. "/events", nil, body)
+end
+
+-- SI_WRK_THINK_MS set: each connection waits an exponential think time of that mean before every click, so
+-- C connections offer about C / (think + latency) clicks/s as a superposition of C renewal processes:
+-- Poisson-like arrivals while the latency is small against the think time (the light-client Poisson step of
+-- `session-intent bench service`). wrk takes whole milliseconds.
+local think_ms = tonumber(os.getenv("SI_WRK_THINK_MS") or "")
+if think_ms and think_ms > 0 then
+  function delay()
+    return math.floor(-think_ms * math.log(1 - math.random()) + 0.5)
+  end
 end
 
 -- One JSON line for the benchmark to parse (latencies in microseconds).

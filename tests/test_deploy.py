@@ -372,9 +372,16 @@ def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     rows = list(csv_rows(tmp_path / "service.csv"))
     saturation = {r["config"]: r for r in rows if r["step"] == "saturation"}
     assert set(saturation) == {"bare", "service"} and all(int(r["requests"]) > 0 for r in saturation.values())
-    assert float(saturation["service"]["redis_round_trips_per_click"]) <= 1.1
+    # One script call per click, plus the write-behind's score flushes, some on a timer: over a 2 s run on a busy
+    # box (few clicks) those add up to ~0.1 per click. The 1.1 target is the full run's (docs/benchmarks/service.md);
+    # tests/test_api.py holds <= 1.1 for concurrent clicks. Two calls per click would fail here.
+    assert float(saturation["service"]["redis_round_trips_per_click"]) <= 1.25
     poisson = [r for r in rows if r["step"] == "poisson" and r["route"].startswith("POST")]
     assert {r["config"] for r in poisson} == {"bare", "service"}
+    light = {r["config"]: r for r in rows if r["step"] == "poisson_light"}
+    assert set(light) == {"bare", "service"} and all(int(r["requests"]) > 0 for r in light.values())
+    assert all(r["failures"] == "0" for r in light.values()), light
+    assert "light client (wrk)" in report
     assert (tmp_path / "service.png").stat().st_size > 10_000
 
 
