@@ -1,15 +1,16 @@
 """Overload (docs/reliability.md): Poisson load at `overload_factor` × the measured saturation rate, then back.
 
-Phases, back to back on one service and one redis-server:
-1. saturation: `wrk` (C, closed loop, `concurrency` connections, bench/service_wrk.py) posts clicks; the
-   rate of 200s is the saturation rate S. wrk costs a fraction of the service's CPU per request, so S is
-   the service's rate, not the generator's;
-2. nominal: Poisson at `nominal_share` × S (bench/open_loop.py), the reference p99 of accepted clicks;
+1. saturation: `wrk` (C, closed loop, `concurrency` connections, bench/service_wrk.py) posts clicks to a
+   service whose admission refuses nothing; the rate of 200s is the saturation rate S and its CPU per
+   click is c_accept. wrk costs a fraction of the service's CPU per request, so S is the service's rate,
+   not the generator's;
+2. nominal: Poisson at `nominal_share` × S (bench/open_loop.py) on the service with its admission as
+   configured: the reference p99 of accepted clicks;
 3. overload: Poisson at `overload_factor` × S;
-4. recovery: Poisson at `nominal_share` × S again, right after.
-A probe samples the service's RSS and `si_queue_depth` every 100 ms throughout, and each phase reads
-the CPU seconds of the generator (this process), the service and redis-server, so the report can say
-what an accepted click and a refused one cost the service.
+4. recovery: Poisson at `nominal_share` × S again, right after;
+5. shed cost: wrk against a service that admits one request at a time: its CPU per refusal, c_reject.
+A probe samples the service's RSS and `si_queue_depth` every 100 ms through 2-4, and each phase reads
+the CPU seconds of the generator (this process), the service and redis-server.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import functools
 import logging
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,7 @@ import psutil
 from bench.click_load import LoadRecord
 from bench.open_loop import OpenLoopPlan, draw_arrivals, run_fast, run_open_loop
 from bench.redis_server import RedisServer, free_port
-from bench.servers import running_server, server_spec
+from bench.servers import RunningServer, running_server, server_spec
 from bench.service_wrk import run_wrk
 from model.artifacts import DEFAULT_MODEL_DIR
 
@@ -50,7 +52,8 @@ class OverloadPlan:
     sessions: int = 1000
     connections: int = 256  # the open-loop generator's keep-alive pool
     max_pending: int = 4096  # clicks waiting for a free connection; past it, not sent (status -1)
-    service_env: tuple[tuple[str, str], ...] = ()  # SI_* overrides, e.g. (("SI_MAX_LOOP_LAG_MS", "0"),)
+    shed_cost_s: float = 5.0  # wrk seconds against a service that refuses nearly everything; 0 skips
+    service_env: tuple[tuple[str, str], ...] = ()  # SI_* overrides, e.g. (("SI_ADMISSION_TARGET_MS", "0"),)
     model_dir: Path = DEFAULT_MODEL_DIR
 
 
@@ -80,10 +83,24 @@ class Saturation:
     cpu: Cpu
 
 
+@dataclass(frozen=True)
+class ShedCost:
+    """wrk against a service admitting one request at a time: the service's CPU per refusal, measured alone."""
+
+    requests: int
+    refused: int
+    service_s: float  # user + system CPU seconds of the service over the run
+
+    @property
+    def us_per_request(self) -> float:
+        return 1e6 * self.service_s / max(self.requests, 1)
+
+
 @dataclass
 class OverloadResult:
     plan: OverloadPlan
     saturation: Saturation
+    shed_cost: ShedCost | None = None
     phases: dict[str, LoadRecord] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)  # target Poisson rate of each phase
     cpu: dict[str, Cpu] = field(default_factory=dict)
@@ -108,17 +125,14 @@ class OverloadResult:
         values = [getattr(s, what) for s in self.samples if start <= s.t < start + self.plan.phase_s]
         return max(values) if values else float("nan")
 
-    def service_cpu_ms(self) -> tuple[float, float]:
-        """(c_accept, c_reject): the service's CPU ms per 200 and per 503.
+    def accept_cpu_us(self) -> float:
+        """The service's CPU µs per click answered at saturation (wrk, nothing refused; full batches)."""
+        return 1e6 * self.saturation.cpu.service_s / max(self.saturation.requests, 1)
 
-        c_accept from the nominal phase (its few non-200s counted as accepted, an upper bound), c_reject
-        from what the overload phase spent beyond its 200s at that price, over its 503s.
-        """
-        nominal, overload = self.phases["nominal"].statuses(), self.phases["overload"].statuses()
-        answered = sum(n for s, n in nominal.items() if s > 0)
-        c_accept = 1000 * self.cpu["nominal"].service_s / max(answered, 1)
-        rest = 1000 * self.cpu["overload"].service_s - c_accept * overload.get(200, 0)
-        return c_accept, rest / max(overload.get(503, 0), 1)
+    def phase_cpu_us(self, phase: str) -> float:
+        """The service's CPU µs per click offered in `phase`, whatever its answer."""
+        sent = sum(n for status, n in self.phases[phase].statuses().items() if status > 0)
+        return 1e6 * self.cpu[phase].service_s / max(sent, 1)
 
 
 class _CpuMeter:
@@ -182,24 +196,55 @@ async def _phases(url: str, pid: int, meter: _CpuMeter, result: OverloadResult) 
 
 
 def run_overload(plan: OverloadPlan) -> OverloadResult:
-    """One bounded run; every process it starts is stopped before it returns."""
+    """One bounded run; every process it starts is stopped before it returns.
+
+    Three services in turn on one redis-server: one with admission reduced to a bound wrk never reaches,
+    for S and c_accept (a closed loop would otherwise be refused into measuring the refusals); the one
+    under test, for the phases; one admitting a single request at a time, for c_reject.
+    """
     with tempfile.TemporaryDirectory(prefix="si-overload-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         server = RedisServer(work / "redis").start()
         stack.callback(server.stop)
-        spec = server_spec("service", server.url, plan.model_dir)
-        spec = dataclasses.replace(spec, env={**spec.env, **dict(plan.service_env)})
-        service = stack.enter_context(running_server(spec, free_port(), work))
         assert server.proc is not None
-        meter = _CpuMeter(service.proc.pid, server.proc.pid)
-        before = meter.read()
-        wrk = run_wrk(service.url, plan.saturation_s, plan.concurrency, 2, work / "wrk.log")
-        cpu = meter.between(before, meter.read())
-        saturation = Saturation((wrk.requests - wrk.non_2xx) / wrk.seconds, wrk.requests, wrk.non_2xx, wrk.p99_ms,
-                                dataclasses.replace(cpu, generator_s=wrk.wrk_cpu_s))
-        log.info("saturation: %.0f clicks/s answered 200 (wrk, %d connections)", saturation.rate, plan.concurrency)
+        capacity = {"SI_ADMISSION_TARGET_MS": "0", "SI_MAX_IN_FLIGHT": str(4 * plan.concurrency)}
+        with _service(plan, server, work, "service-capacity", capacity) as service:
+            saturation = _saturation(plan, service, _CpuMeter(service.proc.pid, server.proc.pid), work)
         result = OverloadResult(plan, saturation)
-        time.sleep(1.0)  # let the write-behind and the batcher drain what wrk left
-        run_fast(_phases(service.url, service.proc.pid, meter, result))
-        result.tracebacks = service.log_path.read_text(errors="replace").count("Traceback")
+        with _service(plan, server, work, "service", dict(plan.service_env)) as service:
+            run_fast(_phases(service.url, service.proc.pid, _CpuMeter(service.proc.pid, server.proc.pid), result))
+            result.tracebacks = service.log_path.read_text(errors="replace").count("Traceback")
+        if plan.shed_cost_s > 0:
+            refuse = {"SI_MAX_IN_FLIGHT": "1", "SI_ADMISSION_TARGET_MS": "0", "SI_MAX_QUEUE_DELAY_MS": "200"}
+            with _service(plan, server, work, "service-shed", refuse) as service:
+                result.shed_cost = _shed_cost(plan, service, work)
     return result
+
+
+@contextmanager
+def _service(plan: OverloadPlan, redis: RedisServer, work: Path, name: str,
+             env: dict[str, str]) -> Iterator[RunningServer]:
+    spec = server_spec("service", redis.url, plan.model_dir)
+    with running_server(dataclasses.replace(spec, name=name, env={**spec.env, **env}), free_port(), work) as service:
+        yield service
+
+
+def _saturation(plan: OverloadPlan, service: RunningServer, meter: _CpuMeter, work: Path) -> Saturation:
+    before = meter.read()
+    wrk = run_wrk(service.url, plan.saturation_s, plan.concurrency, 2, work / "wrk.log")
+    cpu = dataclasses.replace(meter.between(before, meter.read()), generator_s=wrk.wrk_cpu_s)
+    saturation = Saturation((wrk.requests - wrk.non_2xx) / wrk.seconds, wrk.requests, wrk.non_2xx, wrk.p99_ms, cpu)
+    log.info("saturation: %.0f clicks/s answered 200 (wrk, %d connections)", saturation.rate, plan.concurrency)
+    return saturation
+
+
+def _shed_cost(plan: OverloadPlan, service: RunningServer, work: Path) -> ShedCost:
+    """c_reject, measured directly: one click in flight at a time (each held 200 ms by the batching delay),
+    every other request refused, wrk's `concurrency` connections resending at once."""
+    proc = psutil.Process(service.proc.pid)
+    before = sum(proc.cpu_times()[:2])
+    wrk = run_wrk(service.url, plan.shed_cost_s, plan.concurrency, 2, work / "wrk-shed.log")
+    cost = ShedCost(wrk.requests, wrk.non_2xx, sum(proc.cpu_times()[:2]) - before)
+    log.info("shed cost: %.0f µs of service CPU per request, %d of %d refused", cost.us_per_request, cost.refused,
+             cost.requests)
+    return cost
