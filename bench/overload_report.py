@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.overload import PHASES, OverloadResult
 from bench.report_files import provenance_lines, write_rows_csv
+from service.settings import Settings
 
 
 def overload_rows(r: OverloadResult) -> list[dict[str, object]]:
@@ -52,8 +53,7 @@ def write_overload_report(r: OverloadResult, out_dir: Path, command: str) -> lis
         f"{sat.cpu.generator_s / sat.cpu.wall_s:.2f} cores; the service's {sat.cpu.service_s / sat.cpu.wall_s:.2f}). "
         f"Then three Poisson phases of {plan.phase_s:g} s back to back, from `bench/open_loop.py` "
         f"({plan.connections} keep-alive connections; latency from each click's intended send time; status -1: not "
-        f"sent, more than {plan.max_pending} clicks waited for a connection). Admission: `SI_ADMISSION_TARGET_MS` "
-        f"and `SI_MAX_IN_FLIGHT` at their defaults{_overrides(r)}.", "",
+        f"sent, more than {plan.max_pending} clicks waited for a connection). Admission: {_admission(r)}.", "",
         "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),
         *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows), "",
         f"- Accepted p99 under overload / at nominal: **{ratio:.2f} ×** (target ≤ 2).",
@@ -70,8 +70,12 @@ def write_overload_report(r: OverloadResult, out_dir: Path, command: str) -> lis
     return [md_path, csv_path, png_path]
 
 
-def _overrides(r: OverloadResult) -> str:
-    return "".join(f", except {name}={value}" for name, value in r.plan.service_env)
+def _admission(r: OverloadResult) -> str:
+    """The admission settings of the service under test: the defaults, unless the run overrode them."""
+    fields = Settings.model_fields
+    values = {f"SI_{name.upper()}": f"{fields[name].default:g}" for name in ("admission_target_ms", "max_in_flight")}
+    values.update(dict(r.plan.service_env))
+    return ", ".join(f"`{name}={value}`" for name, value in values.items())
 
 
 def _cost_lines(r: OverloadResult) -> list[str]:
