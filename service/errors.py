@@ -176,7 +176,7 @@ class Admission:
     - within it: the limit + 1 / limit (one more per limit's worth of answers on time).
     The loop's lag only feeds the latency; it never refuses on its own. Refusing everything while the
     loop is behind turned a closed-loop client into a storm of instant 503s that kept the loop behind
-    (wrk, 32 connections: 937 clicks/s answered 200 instead of 2,597); the floor of `MIN_LIMIT` keeps
+    (wrk, 32 connections, one trial: 937 clicks/s answered 200 instead of 2,597); the floor of `MIN_LIMIT` keeps
     work flowing. `target_s` = 0: the fixed `max_in_flight` alone.
     """
 
