@@ -63,9 +63,9 @@ def test_late_answers_shrink_the_limit_to_its_floor_and_the_excess_is_refused(se
         assert set(statuses) <= {200, 503}, statuses
         if admission.limit == admission.floor:
             break
-    assert admission.limit == admission.floor == Admission.MIN_LIMIT
+    assert admission.limit == admission.floor == MAX_IN_FLIGHT / Admission.FLOOR_SHARE
     statuses = asyncio.run(_burst(server.url, "past-floor", 24))
-    assert set(statuses) == {200, 503} and statuses[200] <= Admission.MIN_LIMIT, statuses  # the fixed bound: 16
+    assert set(statuses) == {200, 503} and statuses[200] <= admission.floor, statuses  # the fixed bound: 16
 
 
 def test_the_limit_moves_by_aimd_once_per_target_window() -> None:
