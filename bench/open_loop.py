@@ -120,6 +120,8 @@ class _Connection(asyncio.Protocol):
         retry_at = head.find(b"\r\nretry-after:")
         retry_after = head[retry_at + 14 :].split(b"\r\n", 1)[0].strip().decode() if retry_at >= 0 else None
         click, self.click = self.click, -1
+        if click < 0:  # an answer to nothing (the server's own 4xx before closing): not a click's
+            return
         self.run.answered(self, click, int(head[9:12]), retry_after)
 
     def connection_lost(self, exc: Exception | None) -> None:
