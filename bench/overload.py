@@ -1,21 +1,28 @@
-"""Overload (docs/reliability.md): Poisson load at 2 × the measured saturation rate, then back to nominal.
+"""Overload (docs/reliability.md): Poisson load at `overload_factor` × the measured saturation rate, then back.
 
-Phases, back to back on one service and one redis-server:
-1. saturation: closed loop (`concurrency` workers, each sends its next click when the last answered);
-   the rate of 200s is the saturation rate S;
-2. nominal: Poisson at `nominal_share` × S, the reference p99 of accepted clicks;
+1. saturation: `wrk` (C, closed loop, `concurrency` connections, bench/service_wrk.py) posts clicks to a
+   service whose admission refuses nothing; the rate of 200s is the saturation rate S and its CPU per
+   click is c_accept. wrk costs a fraction of the service's CPU per request, so S is the service's rate,
+   not the generator's;
+2. nominal: Poisson at `nominal_share` × S (bench/open_loop.py) on the service with its admission as
+   configured: the reference p99 of accepted clicks;
 3. overload: Poisson at `overload_factor` × S;
-4. recovery: Poisson at `nominal_share` × S again, right after.
-A probe samples the service's RSS, /readyz and `si_queue_depth` every 100 ms throughout.
+4. recovery: Poisson at `nominal_share` × S again, right after;
+5. shed cost: wrk against a service that admits one request at a time: its CPU per refusal, c_reject.
+A probe samples the service's RSS and `si_queue_depth` every 100 ms through 2-4, and each phase reads
+the CPU seconds of the generator (this process), the service and redis-server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import tempfile
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +30,11 @@ import aiohttp
 import numpy as np
 import psutil
 
-from bench.click_load import LoadPlan, LoadRecord, run_closed_loop, run_load
+from bench.click_load import LoadRecord
+from bench.open_loop import OpenLoopPlan, draw_arrivals, run_fast, run_open_loop
 from bench.redis_server import RedisServer, free_port
-from bench.servers import running_server, server_spec
+from bench.servers import RunningServer, running_server, server_spec
+from bench.service_wrk import run_wrk
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)
@@ -36,12 +45,15 @@ PHASES = ("nominal", "overload", "recovery")
 @dataclass(frozen=True)
 class OverloadPlan:
     saturation_s: float = 10.0
-    concurrency: int = 32
+    concurrency: int = 32  # wrk's connections
     phase_s: float = 15.0
     nominal_share: float = 0.5
     overload_factor: float = 2.0
     sessions: int = 1000
-    max_in_flight: int = 1024  # the client's bound: past it, clicks are counted as not sent
+    connections: int = 256  # the open-loop generator's keep-alive pool
+    max_pending: int = 4096  # clicks waiting for a free connection; past it, not sent (status -1)
+    shed_cost_s: float = 5.0  # wrk seconds against a service that refuses nearly everything; 0 skips
+    service_env: tuple[tuple[str, str], ...] = ()  # SI_* overrides, e.g. (("SI_ADMISSION_TARGET_MS", "0"),)
     model_dir: Path = DEFAULT_MODEL_DIR
 
 
@@ -52,21 +64,59 @@ class Sample:
     queue_depth: float
 
 
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds spent during one phase (or the saturation run) by each process, and its wall seconds."""
+
+    wall_s: float
+    generator_s: float
+    service_s: float
+    redis_s: float
+
+
+@dataclass(frozen=True)
+class Saturation:
+    rate: float  # 200s per second
+    requests: int
+    non_2xx: int
+    p99_ms: float
+    cpu: Cpu
+
+
+@dataclass(frozen=True)
+class ShedCost:
+    """wrk against a service admitting one request at a time: the service's CPU per refusal, measured alone."""
+
+    requests: int
+    refused: int
+    service_s: float  # user + system CPU seconds of the service over the run
+
+    @property
+    def us_per_request(self) -> float:
+        return 1e6 * self.service_s / max(self.requests, 1)
+
+
 @dataclass
 class OverloadResult:
     plan: OverloadPlan
-    saturation_rate: float
+    saturation: Saturation
+    shed_cost: ShedCost | None = None
     phases: dict[str, LoadRecord] = field(default_factory=dict)
     rates: dict[str, float] = field(default_factory=dict)  # target Poisson rate of each phase
+    cpu: dict[str, Cpu] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     tracebacks: int = 0
+
+    @property
+    def saturation_rate(self) -> float:
+        return self.saturation.rate
 
     def p99_ms(self, phase: str, status: int) -> float:
         ms = self.phases[phase].latency_ms(status)
         return float(np.percentile(ms, 99)) if ms.size else float("nan")
 
     def offered_rate(self, phase: str) -> float:
-        """Clicks the client actually sent per second (it may fall short of the target on a busy machine)."""
+        """Clicks the generator actually sent per second (status -1: its pending bound was full)."""
         sent = [c for c in self.phases[phase].clicks if c.status != -1]
         return len(sent) / self.plan.phase_s
 
@@ -74,6 +124,28 @@ class OverloadResult:
         start = PHASES.index(phase) * self.plan.phase_s
         values = [getattr(s, what) for s in self.samples if start <= s.t < start + self.plan.phase_s]
         return max(values) if values else float("nan")
+
+    def accept_cpu_us(self) -> float:
+        """The service's CPU µs per click answered at saturation (wrk, nothing refused; full batches)."""
+        return 1e6 * self.saturation.cpu.service_s / max(self.saturation.requests, 1)
+
+    def phase_cpu_us(self, phase: str) -> float:
+        """The service's CPU µs per click offered in `phase`, whatever its answer."""
+        sent = sum(n for status, n in self.phases[phase].statuses().items() if status > 0)
+        return 1e6 * self.cpu[phase].service_s / max(sent, 1)
+
+
+class _CpuMeter:
+    def __init__(self, service_pid: int, redis_pid: int) -> None:
+        self.procs = (psutil.Process(), psutil.Process(service_pid), psutil.Process(redis_pid))
+
+    def read(self) -> tuple[float, ...]:
+        return (time.monotonic(), *(sum(p.cpu_times()[:2]) for p in self.procs))
+
+    @staticmethod
+    def between(before: tuple[float, ...], after: tuple[float, ...]) -> Cpu:
+        wall, gen, service, redis = (b - a for a, b in zip(before, after, strict=True))
+        return Cpu(wall, gen, service, redis)
 
 
 async def _sample(url: str, pid: int, started: float, stop: asyncio.Event, out: list[Sample]) -> None:
@@ -92,36 +164,87 @@ async def _sample(url: str, pid: int, started: float, stop: asyncio.Event, out: 
             await asyncio.sleep(0.1)
 
 
-async def _phases(url: str, pid: int, result: OverloadResult) -> None:
+async def _phases(url: str, pid: int, meter: _CpuMeter, result: OverloadResult) -> None:
     plan = result.plan
     nominal = plan.nominal_share * result.saturation_rate
     result.rates = {"nominal": nominal, "overload": plan.overload_factor * result.saturation_rate,
                     "recovery": nominal}
+    host = url.removeprefix("http://")
+    loads = {phase: OpenLoopPlan(rate=result.rates[phase], duration_s=plan.phase_s, sessions=plan.sessions,
+                                 seed=seed, connections=plan.connections, max_pending=plan.max_pending,
+                                 session_prefix=phase)
+             for seed, phase in enumerate(PHASES, start=1)}
+    arrivals = {phase: draw_arrivals(load, host) for phase, load in loads.items()}  # drawn before any load
     stop = asyncio.Event()
-    sampler = asyncio.create_task(_sample(url, pid, time.monotonic(), stop, result.samples))
+    sampler: list[asyncio.Task[None]] = []
+    marks: dict[str, tuple[float, ...]] = {}
+
+    def begin(phase: str) -> None:
+        marks[phase] = meter.read()
+        if not sampler:  # t = 0 of the samples is the nominal phase's start
+            sampler.append(asyncio.create_task(_sample(url, pid, time.monotonic(), stop, result.samples)))
+
     try:
-        for seed, phase in enumerate(PHASES, start=1):
-            load = LoadPlan(rate=result.rates[phase], duration_s=plan.phase_s, sessions=plan.sessions, seed=seed,
-                            max_in_flight=plan.max_in_flight, session_prefix=phase)
-            log.info("%s: Poisson %.0f clicks/s for %.0f s", phase, load.rate, plan.phase_s)
-            result.phases[phase] = await run_load(url, load)
+        for phase in PHASES:
+            log.info("%s: Poisson %.0f clicks/s for %.0f s", phase, loads[phase].rate, plan.phase_s)
+            result.phases[phase] = await run_open_loop(url, loads[phase], arrivals[phase],
+                                                       on_start=functools.partial(begin, phase))
+            result.cpu[phase] = meter.between(marks[phase], meter.read())
     finally:
         stop.set()
-        await sampler
+        await asyncio.gather(*sampler)
 
 
 def run_overload(plan: OverloadPlan) -> OverloadResult:
-    """One bounded run; every process it starts is stopped before it returns."""
+    """One bounded run; every process it starts is stopped before it returns.
+
+    Three services in turn on one redis-server: one with admission reduced to a bound wrk never reaches,
+    for S and c_accept (a closed loop would otherwise be refused into measuring the refusals); the one
+    under test, for the phases; one admitting a single request at a time, for c_reject.
+    """
     with tempfile.TemporaryDirectory(prefix="si-overload-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         server = RedisServer(work / "redis").start()
         stack.callback(server.stop)
-        service = stack.enter_context(running_server(server_spec("service", server.url, plan.model_dir),
-                                                     free_port(), work))
-        saturation = asyncio.run(run_closed_loop(service.url, plan.concurrency, plan.saturation_s, plan.sessions))
-        rate = saturation.latency_ms(200).size / plan.saturation_s
-        log.info("saturation: %.0f clicks/s answered 200 (closed loop, %d workers)", rate, plan.concurrency)
-        result = OverloadResult(plan, rate)
-        asyncio.run(_phases(service.url, service.proc.pid, result))
-        result.tracebacks = service.log_path.read_text(errors="replace").count("Traceback")
+        assert server.proc is not None
+        capacity = {"SI_ADMISSION_TARGET_MS": "0", "SI_MAX_IN_FLIGHT": str(4 * plan.concurrency)}
+        with _service(plan, server, work, "service-capacity", capacity) as service:
+            saturation = _saturation(plan, service, _CpuMeter(service.proc.pid, server.proc.pid), work)
+        result = OverloadResult(plan, saturation)
+        with _service(plan, server, work, "service", dict(plan.service_env)) as service:
+            run_fast(_phases(service.url, service.proc.pid, _CpuMeter(service.proc.pid, server.proc.pid), result))
+            result.tracebacks = service.log_path.read_text(errors="replace").count("Traceback")
+        if plan.shed_cost_s > 0:
+            refuse = {"SI_MAX_IN_FLIGHT": "1", "SI_ADMISSION_TARGET_MS": "0", "SI_MAX_QUEUE_DELAY_MS": "200"}
+            with _service(plan, server, work, "service-shed", refuse) as service:
+                result.shed_cost = _shed_cost(plan, service, work)
     return result
+
+
+@contextmanager
+def _service(plan: OverloadPlan, redis: RedisServer, work: Path, name: str,
+             env: dict[str, str]) -> Iterator[RunningServer]:
+    spec = server_spec("service", redis.url, plan.model_dir)
+    with running_server(dataclasses.replace(spec, name=name, env={**spec.env, **env}), free_port(), work) as service:
+        yield service
+
+
+def _saturation(plan: OverloadPlan, service: RunningServer, meter: _CpuMeter, work: Path) -> Saturation:
+    before = meter.read()
+    wrk = run_wrk(service.url, plan.saturation_s, plan.concurrency, 2, work / "wrk.log")
+    cpu = dataclasses.replace(meter.between(before, meter.read()), generator_s=wrk.wrk_cpu_s)
+    saturation = Saturation((wrk.requests - wrk.non_2xx) / wrk.seconds, wrk.requests, wrk.non_2xx, wrk.p99_ms, cpu)
+    log.info("saturation: %.0f clicks/s answered 200 (wrk, %d connections)", saturation.rate, plan.concurrency)
+    return saturation
+
+
+def _shed_cost(plan: OverloadPlan, service: RunningServer, work: Path) -> ShedCost:
+    """c_reject, measured directly: one click in flight at a time (each held 200 ms by the batching delay),
+    every other request refused, wrk's `concurrency` connections resending at once."""
+    proc = psutil.Process(service.proc.pid)
+    before = sum(proc.cpu_times()[:2])
+    wrk = run_wrk(service.url, plan.shed_cost_s, plan.concurrency, 2, work / "wrk-shed.log")
+    cost = ShedCost(wrk.requests, wrk.non_2xx, sum(proc.cpu_times()[:2]) - before)
+    log.info("shed cost: %.0f µs of service CPU per request, %d of %d refused", cost.us_per_request, cost.refused,
+             cost.requests)
+    return cost

@@ -8,21 +8,27 @@ import numpy as np
 
 from bench.overload import PHASES, OverloadResult
 from bench.report_files import provenance_lines, write_rows_csv
+from service.settings import Settings
 
 
 def overload_rows(r: OverloadResult) -> list[dict[str, object]]:
     rows = []
     for phase in PHASES:
-        record = r.phases[phase]
+        record, cpu = r.phases[phase], r.cpu[phase]
+        accepted = record.latency_ms(200)
         rows.append({
             "phase": phase, "target_rate": round(r.rates[phase]), "offered_rate": round(r.offered_rate(phase)),
             "statuses": " ".join(f"{s}:{n}" for s, n in record.statuses().items()),
-            "accepted_per_s": round(record.latency_ms(200).size / r.plan.phase_s),
-            "p50_200_ms": round(float(np.percentile(record.latency_ms(200), 50)), 1)
-            if record.latency_ms(200).size else "nan",
+            "accepted_per_s": round(accepted.size / r.plan.phase_s),
+            "p50_200_ms": round(float(np.percentile(accepted, 50)), 1) if accepted.size else "nan",
             "p99_200_ms": round(r.p99_ms(phase, 200), 1), "p99_503_ms": round(r.p99_ms(phase, 503), 1),
             "p99_504_ms": round(r.p99_ms(phase, 504), 1), "max_rss_mb": round(r.max_sample(phase, "rss_mb"), 1),
             "max_queue_depth": r.max_sample(phase, "queue_depth"),
+            "service_cores": round(cpu.service_s / cpu.wall_s, 2),
+            "service_us_per_click": round(r.phase_cpu_us(phase)),
+            "redis_cores": round(cpu.redis_s / cpu.wall_s, 2),
+            "generator_cores": round(cpu.generator_s / cpu.wall_s, 2),
+            "generator_us_per_click": round(1e6 * cpu.generator_s / max(len(record.clicks), 1)),
         })
     return rows
 
@@ -35,25 +41,60 @@ def write_overload_report(r: OverloadResult, out_dir: Path, command: str) -> lis
     _plot(r, png_path)
     ratio = r.p99_ms("overload", 200) / r.p99_ms("nominal", 200)
     recovery_first_s = [c.status for c in r.phases["recovery"].clicks if c.t < 1.0]
+    sat, plan = r.saturation, r.plan
+    retry_after = sum(c.retry_after is not None for c in r.phases["overload"].clicks if c.status == 503)
+    refused = sum(c.status == 503 for c in r.phases["overload"].clicks)
     lines = [
-        "# Overload: Poisson load at 2 × the measured saturation rate", "",
+        f"# Overload: Poisson load at {plan.overload_factor:g} × the measured saturation rate", "",
         *provenance_lines(command, "the service, redis-server and the load generator share them, so the saturation "
                           "rate is this machine's, not a replica's on its own cores."),
-        f"**Saturation:** {r.saturation_rate:.0f} clicks/s answered 200 by a closed loop of {r.plan.concurrency} "
-        f"workers over {r.plan.saturation_s:g} s. Then three Poisson phases of {r.plan.phase_s:g} s back to back; "
-        "*offered* is what the client managed to send (status -1: not sent, its in-flight bound of "
-        f"{r.plan.max_in_flight} was full).", "",
+        f"**Saturation S:** {sat.rate:.0f} clicks/s answered 200 by `wrk` (closed loop, {plan.concurrency} "
+        f"connections, {plan.saturation_s:g} s; {sat.non_2xx} of {sat.requests} answers not 200; wrk's own CPU "
+        f"{sat.cpu.generator_s / sat.cpu.wall_s:.2f} cores; the service's {sat.cpu.service_s / sat.cpu.wall_s:.2f}). "
+        f"Then three Poisson phases of {plan.phase_s:g} s back to back, from `bench/open_loop.py` "
+        f"({plan.connections} keep-alive connections; latency from each click's intended send time; status -1: not "
+        f"sent, more than {plan.max_pending} clicks waited for a connection). Admission: {_admission(r)}.", "",
         "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),
         *("| " + " | ".join(str(v) for v in row.values()) + " |" for row in rows), "",
         f"- Accepted p99 under overload / at nominal: **{ratio:.2f} ×** (target ≤ 2).",
+        f"- Refusals under overload: {refused}, {retry_after} with `Retry-After`; their p99 "
+        f"**{r.p99_ms('overload', 503):.1f} ms**.",
         f"- First second of the recovery phase: {sum(s == 200 for s in recovery_first_s)} of "
         f"{len(recovery_first_s)} clicks answered 200.",
-        f"- Tracebacks in the service log: {r.tracebacks}.", "",
+        f"- Tracebacks in the service log: {r.tracebacks}.",
+        *_cost_lines(r), "",
         f"![overload]({png_path.name})", "",
     ]
     md_path = out_dir / "overload.md"
     md_path.write_text("\n".join(lines))
     return [md_path, csv_path, png_path]
+
+
+def _admission(r: OverloadResult) -> str:
+    """The admission settings of the service under test: the defaults, unless the run overrode them."""
+    fields = Settings.model_fields
+    values = {f"SI_{name.upper()}": f"{fields[name].default:g}" for name in ("admission_target_ms", "max_in_flight")}
+    values.update(dict(r.plan.service_env))
+    return ", ".join(f"`{name}={value}`" for name, value in values.items())
+
+
+def _cost_lines(r: OverloadResult) -> list[str]:
+    """What an accepted and a refused click cost the service, and what that leaves for accepted work at f × S."""
+    c_accept = r.accept_cpu_us()
+    lines = [f"- Service CPU per click answered 200 at saturation (c_accept): **{c_accept:.0f} µs**."]
+    if r.shed_cost is None:
+        return lines
+    c_reject, f = r.shed_cost.us_per_request, r.plan.overload_factor
+    # CPU at f × S with a accepted: a·c_accept + (f·S − a)·c_reject, held to S·c_accept (saturation's) gives
+    # a / S = (c_accept − f·c_reject) / (c_accept − c_reject).
+    share = (c_accept - f * c_reject) / (c_accept - c_reject)
+    lines.append(
+        f"- Service CPU per refused request (c_reject, measured alone: `SI_MAX_IN_FLIGHT=1`, wrk "
+        f"{r.plan.shed_cost_s:g} s, {r.shed_cost.refused} of {r.shed_cost.requests} refused): **{c_reject:.0f} µs**, "
+        f"{c_reject / c_accept:.2f} × c_accept. With the service's CPU what it was at saturation, offered {f:g} × S "
+        f"leaves room to accept at most **{share:.0%} of S**: (c_accept − {f:g}·c_reject) / (c_accept − c_reject)."
+    )
+    return lines
 
 
 def _plot(r: OverloadResult, path: Path) -> None:

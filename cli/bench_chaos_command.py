@@ -97,19 +97,24 @@ def bench_overload(
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
     phase_seconds: Annotated[float, typer.Option(min=3.0, max=120.0, help="Seconds of each Poisson phase.")] = 15.0,
     factor: Annotated[float, typer.Option(min=1.0, max=10.0, help="Overload rate / saturation rate.")] = 2.0,
+    admission_target_ms: Annotated[float | None, typer.Option(
+        min=0.0, help="SI_ADMISSION_TARGET_MS of the service under test (0: the fixed in-flight bound alone).")] = None,
     model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where overload.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
-    """Measure saturation, then drive 2 × it and come back to nominal; writes docs/benchmarks/overload.*."""
+    """Measure saturation (wrk), then drive `factor` × it open loop and come back; writes docs/benchmarks/overload.*."""
     _from_checkout()
     from bench.overload import OverloadPlan, run_overload
     from bench.overload_report import write_overload_report
 
+    env = () if admission_target_ms is None else (("SI_ADMISSION_TARGET_MS", f"{admission_target_ms:g}"),)
     plan = OverloadPlan(saturation_s=saturation_seconds, concurrency=concurrency, phase_s=phase_seconds,
-                        overload_factor=factor, model_dir=model_dir)
+                        overload_factor=factor, service_env=env, model_dir=model_dir)
     result = run_overload(plan)
     command = (f"session-intent bench overload --saturation-seconds {saturation_seconds:g} --concurrency "
                f"{concurrency} --phase-seconds {phase_seconds:g} --factor {factor:g}")
+    if admission_target_ms is not None:
+        command += f" --admission-target-ms {admission_target_ms:g}"
     _report(lambda command: write_overload_report(result, out_dir, command), command, model_dir)
 
 

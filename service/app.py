@@ -24,7 +24,7 @@ from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
-from service.errors import BoundaryMiddleware, install_error_handlers
+from service.errors import Admission, BoundaryMiddleware, install_error_handlers
 from service.metrics import GcPauses, ServiceMetrics
 from service.openapi import docs_app, install_openapi
 from service.routes import events as routes_events
@@ -125,8 +125,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
+    app.state.admission = Admission(settings.max_in_flight, settings.admission_target_ms / 1000)
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       max_in_flight=settings.max_in_flight, retry_after_s=settings.retry_after_s)
+                       admission=app.state.admission, retry_after_s=settings.retry_after_s)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)
     install_openapi(app, settings)

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # before its body is read, so overload costs a refusal, not everyone's latency. Size it as the
     # replica's saturation rate × the latency budget (e.g. 2,500/s × 25 ms ≈ 64).
     max_in_flight: int = Field(default=64, ge=1, description="API requests in progress at once; past it 503.")
+    # Adaptive admission (service/errors.py Admission): the in-flight limit adapts, between a quarter of
+    # max_in_flight and all of it, to keep each admitted API request (with its wait for the event loop)
+    # under this many ms. Above a click's nominal p99, well under the deadline (docs/benchmarks/overload.md).
+    admission_target_ms: float = Field(default=25.0, ge=0, description="Latency target of admission; 0: off.")
     request_deadline_ms: float = Field(default=250.0, gt=0, description="Past it a click answers 504.")
     # Write-behind of answered scores: one Redis call per this many records or this much age, whichever
     # comes first; reads of /risk and /at-risk trail a click by up to score_flush_ms.
