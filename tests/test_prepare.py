@@ -9,8 +9,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
+from model.data import raw_scan
 from model.data.prepare import prepare
 from model.data.sources import TAOBAO, SourceSpec, build_spec
 from tests.cli_support import prepare_cli
@@ -51,7 +53,6 @@ def _generic(**overrides: object) -> SourceSpec:
         "action_map": {"view": "view_product", "addtocart": "add_cart", "transaction": "order"},
     }
     return build_spec("generic", **{**fields, **overrides})
-
 
 
 # (a) the real sample reproduces the data README's stats.json
@@ -206,6 +207,23 @@ def test_several_inputs_are_one_log(tmp_path: Path) -> None:
     stats = prepare(_generic(), [first, second], tmp_path / "out.csv")
     assert [sid for sid, _, _, _ in _read(tmp_path / "out.csv")] == ["a_0", "a_0"]
     assert stats.inputs == [str(first), str(second)]
+
+
+def test_pieces_shorter_than_a_line_and_a_last_line_without_its_end(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    # one line per piece: pieces whose types and from_ad texts are all known (coded by Enum lookup) and pieces
+    # with "wish" or "true" (coded through their distinct texts) are one log
+    events, flags = ("view", "addtocart", "transaction", "wish"), ("1", "0", "", "true")
+    rows = [f"user{i % 3},{events[i % 4]},{T0 + 60 * i},{flags[i // 3 % 4]}" for i in range(40)]
+    raw = tmp_path / "raw.csv"
+    raw.write_text("\n".join(["visitorid,event,timestamp,ad", *rows]), encoding="utf-8")  # no end after the last
+    spec = _generic(from_ad_col="ad")
+    whole = prepare(spec, [raw], tmp_path / "whole.csv")
+    monkeypatch.setattr(raw_scan, "CHUNK_BYTES", 7)
+    pieces = prepare(spec, [raw], tmp_path / "pieces.csv")
+    assert (tmp_path / "pieces.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert pieces == whole
+    assert (whole.rows_read, whole.skipped) == (40, {"wish": 10})
+    assert {ad for _, _, _, ad in _read(tmp_path / "whole.csv")} == {"1", "0", ""}
 
 
 def test_bad_specs_are_refused_with_a_reason() -> None:

@@ -122,11 +122,11 @@ _VALID, _TOO_FEW_COLUMNS, _EMPTY_ID, _BLANK = range(4)  # row status codes
 
 
 def _micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
-    """(E,) int64 epoch microseconds of the `ts` texts of one piece, null where unparsable (units s, ms)."""
+    """(E,) int64 epoch microseconds of the `ts` texts of one piece, null where unparsable (units s, ms).
+
+    For a piece where some texts are not integers: `_code_piece` codes integer texts in its one `select`.
+    """
     per_unit = _MICROS if spec.ts_unit == "s" else 1000
-    whole = ts.cast(pl.Int64, strict=False)
-    if whole.null_count() == ts.null_count():  # every text an integer: the fast, common case
-        return whole * per_unit
     text = ts.str.strip_chars()
     whole = text.cast(pl.Int64, strict=False)
     fraction = (text.cast(pl.Float64, strict=False) * _MICROS / (_MICROS // per_unit)).round().cast(pl.Int64)
@@ -155,10 +155,12 @@ def _from_ad(ad: pl.Series, odd: set[str]) -> pl.Series:
     return pl.Series([lookup[t] for t in distinct], dtype=pl.Int8).gather(codes)
 
 
-def _runs_categorical(key: pl.Series) -> pl.Series:
-    """The key as categorical, looked up once per run of equal keys: a clickstream's rows come in runs of
-    one user or session, and the lookup in the log-wide dictionary (millions of ids) is the costly part."""
-    return key.rle().struct.field("value").cast(pl.Categorical).gather(key.rle_id()).alias(key.name)
+def _enum_codes(column: str, texts: Sequence[str]) -> pl.Expr:
+    """Each row's index into `texts` (an Enum lookup), null where the text is null or not among them."""
+    return pl.col(column).cast(pl.Enum(texts), strict=False).to_physical()
+
+
+_FLAG_TEXTS = ("0", "1")  # from_ad as the common form writes it: looked up per row; other texts per piece
 
 
 def _code_piece(
@@ -167,26 +169,47 @@ def _code_piece(
     """One piece of raw text columns → status, key (categorical), action, micros (or ts), from_ad.
 
     types: the count of each event type over valid rows, updated in order of first valid appearance.
+    The columns are coded in one `select`, so Polars codes them in parallel; event types outside the
+    action map, from_ad texts other than 0/1, and timestamps that are not integers take a slower path.
     """
     status = (
         pl.when(pl.col("blank")).then(_BLANK).when(pl.col("short")).then(_TOO_FEW_COLUMNS)
         .when(pl.col("key").is_null()).then(_EMPTY_ID).otherwise(_VALID).cast(pl.Int8)
     )  # fmt: skip
-    coded = piece.select(status.alias("status"))
-    distinct, etype = _distinct_codes(piece["etype"])
+    if not (piece["blank"].any() or piece["short"].any()):
+        status = (pl.col("key").is_null().cast(pl.Int8) * _EMPTY_ID).cast(pl.Int8)
+    per_unit = _MICROS if spec.ts_unit == "s" else 1000
+    micros = pl.col("ts").cast(pl.Int64, strict=False) * per_unit  # null: not an integer, see _micros
+    coded = piece.select(
+        status.alias("status"),
+        # the log-wide dictionary of ids (millions) is the costly lookup: once per run of equal keys, since a
+        # clickstream's rows come in runs of one user or session
+        pl.col("key").rle().struct.field("value").cast(pl.Categorical).gather(pl.col("key").rle_id()).alias("key"),
+        _enum_codes("etype", list(spec.action_map)).alias("etype"),
+        pl.col("ts") if spec.ts_unit == "iso" else micros.alias("micros"),
+        _enum_codes("ad", _FLAG_TEXTS).alias("ad"),
+    )  # fmt: skip
+    distinct, etype = list(spec.action_map), coded["etype"]
+    if etype.null_count():  # a type the action map does not name
+        distinct, etype = _distinct_codes(piece["etype"])
     valid_types = etype.filter(coded["status"] == _VALID)
     per_type = np.bincount(valid_types.to_numpy(), minlength=len(distinct))
     for code in valid_types.unique(maintain_order=True).to_list():
         types[distinct[code]] = types.get(distinct[code], 0) + int(per_type[code])
     action = pl.Series([to_action.get(t, -1) for t in distinct], dtype=pl.Int8).gather(etype)
-    ts = piece["ts"] if spec.ts_unit == "iso" else _micros(piece["ts"], spec).alias("micros")
-    no_flag = pl.repeat(-1, piece.height, dtype=pl.Int8, eager=True)
-    from_ad = _from_ad(piece["ad"], odd) if spec.from_ad_col is not None else no_flag
-    return coded.with_columns(_runs_categorical(piece["key"]), action.alias("action"), ts, from_ad.alias("from_ad"))
+    if spec.ts_unit != "iso" and coded["micros"].null_count() != piece["ts"].null_count():
+        coded = coded.with_columns(_micros(piece["ts"], spec).alias("micros"))
+    if spec.from_ad_col is None:
+        from_ad = pl.repeat(-1, piece.height, dtype=pl.Int8, eager=True)
+    elif coded["ad"].null_count() != piece["ad"].null_count():
+        from_ad = _from_ad(piece["ad"], odd)
+    else:  # null (empty): unknown
+        from_ad = pl.Series(flag_codes(list(_FLAG_TEXTS)).values(), dtype=pl.Int8).gather(coded["ad"]).fill_null(-1)
+    return coded.drop("etype", "ad").with_columns(action.alias("action"), from_ad.alias("from_ad"))
 
 
 def _slim(spec: SourceSpec, paths: Sequence[Path]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Every row read, as ~20 bytes: status, row, key (categorical), action, micros, from_ad; and the count
+    """Every row read, as ~20 bytes: status, row, key (categorical), micros, action, from_ad; and the count
     of each event type over valid rows, in order of first appearance."""
     to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
     odd: set[str] = set()
