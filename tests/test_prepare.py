@@ -8,12 +8,14 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
 from model.data import raw_scan
-from model.data.prepare import prepare
+from model.data.prepare import _in_session_order, prepare
 from model.data.sources import TAOBAO, SourceSpec, build_spec
 from tests.cli_support import prepare_cli
 
@@ -224,6 +226,21 @@ def test_pieces_shorter_than_a_line_and_a_last_line_without_its_end(tmp_path: Pa
     assert pieces == whole
     assert (whole.rows_read, whole.skipped) == (40, {"wish": 10})
     assert {ad for _, _, _, ad in _read(tmp_path / "whole.csv")} == {"1", "0", ""}
+
+
+@pytest.mark.parametrize("tick_step", [1, 1 << 55])  # a packed u64 sort key; ticks too wide for it (75 bits)
+def test_session_order_is_the_three_key_sort_whichever_way_it_is_reached(tick_step: int) -> None:
+    rng = np.random.default_rng(0)
+    n = 5_000
+    users = rng.integers(0, 300, n)
+    first = pl.Series(users).cast(pl.UInt32)
+    frame = pl.DataFrame({
+        "row": np.arange(n, dtype=np.uint32), "ticks": rng.integers(-50, 50, n) * tick_step,  # many ties
+    }).with_columns(first_row=pl.col("row").min().over(first))  # fmt: skip
+    expected = frame.sort("first_row", "ticks", "row")
+    assert _in_session_order(frame).equals(expected)
+    assert _in_session_order(expected).equals(expected)  # already in order: kept as it is
+    assert _in_session_order(frame.head(1)).equals(frame.head(1))
 
 
 def test_bad_specs_are_refused_with_a_reason() -> None:
