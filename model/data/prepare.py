@@ -240,7 +240,7 @@ def _first_rows(valid: pl.DataFrame) -> pl.Series:
 
 
 def _coarsest_scale(micros: pl.Series) -> int:
-    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second."""
+    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second (nulls ignored)."""
     for coarse in (1, 1000):
         if not (micros % (_MICROS // coarse) != 0).any():
             return coarse
@@ -254,11 +254,13 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     status = frame["status"].value_counts()
     by_status = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
     malformed = {"too_few_columns": by_status.get(_TOO_FEW_COLUMNS, 0), "empty_id": by_status.get(_EMPTY_ID, 0)}
-    frame = frame.filter(pl.col("status") == _VALID).drop("status")
+    if by_status.get(_VALID, 0) < rows_read:  # a filter copies every column: only when a row goes
+        frame = frame.filter(pl.col("status") == _VALID)
+    frame = frame.drop("status")
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
-    scale = _coarsest_scale(frame["micros"].drop_nulls())
+    scale = _coarsest_scale(frame["micros"])
     frame = frame.select(
         "row", "key", "action", "from_ad",
         ticks=pl.col("micros") // (_MICROS // scale),
@@ -269,12 +271,14 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     if spec.ts_range is not None:
         lo, hi = spec.ts_range
         in_range = (pl.col("ticks") >= lo * scale) & (pl.col("ticks") < hi * scale)
+    keep = mapped & pl.col("ticks").is_not_null() & in_range
     outcome = frame.select(
         bad_timestamp=(mapped & pl.col("ticks").is_null()).sum(),
         dropped=(mapped & pl.col("ticks").is_not_null() & ~in_range).sum(),
+        kept=keep.sum(),
     )
     malformed["bad_timestamp"] = int(outcome["bad_timestamp"][0])
-    kept = frame.filter(mapped & pl.col("ticks").is_not_null() & in_range)
+    kept = frame.filter(keep) if outcome["kept"][0] < frame.height else frame
     return RawEvents(
         frame=kept,
         scale=scale,
