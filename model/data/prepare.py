@@ -331,7 +331,7 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
         frame = ordered.with_columns(new=new, new_user=new_user).select(
             "new", "key", nth=nth, ticks="ticks", action="action", from_ad="from_ad"
         )
-    starts = np.flatnonzero(frame["new"].to_numpy())
+    starts = frame["new"].arg_true().to_numpy().astype(np.int64)
     keys = ordered.filter(new_user)["key"].cast(pl.String)  # each user's (or session's) id once
     unsafe = int((~keys.str.contains(_SERVICE_SESSION_ID)).sum())
     if unsafe:
