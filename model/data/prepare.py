@@ -294,21 +294,15 @@ def _in_session_order(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` (rows in read order) sorted by (first_row, ticks, row).
 
     A log already in that order (grouped by user, in time order: the common form itself) is kept as
-    it is after one check. Otherwise one stable sort on a single u64 key, first_row in the high bits
-    and ticks since the first in the low ones, where both fit: twice as fast as the three-key sort
-    (which row-encodes every key) on a time-ordered log of interleaved users.
+    it is after one vectorised check. (A stable sort on one u64 key packing first_row over ticks was
+    tried: faster on a shuffled log, no faster on a time-ordered one, and it held ~30 more bytes per
+    event at 10M events.)
     """
     first_row, ticks = pl.col("first_row"), pl.col("ticks")
     check = (first_row > first_row.shift(1)) | ((first_row == first_row.shift(1)) & (ticks >= ticks.shift(1)))
     if frame.height < 2 or frame.select(check.all()).item():
         return frame
-    bounds = frame.select(first_row.max().alias("last"), ticks.min().alias("lo"), ticks.max().alias("hi")).row(0)
-    last, lo, hi = (int(v) for v in bounds)
-    tick_bits = (hi - lo).bit_length()
-    if last.bit_length() + tick_bits > 64:
-        return frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
-    key = (first_row.cast(pl.UInt64) * (1 << tick_bits)) + (ticks - lo).cast(pl.UInt64)
-    return frame.sort(key, maintain_order=True)  # maintain_order: ties stay in read (row) order
+    return frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
 
 
 def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
