@@ -15,7 +15,7 @@ from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
 from model.data import raw_scan
-from model.data.prepare import _in_session_order, prepare
+from model.data.prepare import _first_rows, _in_session_order, prepare
 from model.data.sources import TAOBAO, SourceSpec, build_spec
 from tests.cli_support import prepare_cli
 
@@ -239,6 +239,14 @@ def test_session_order_is_the_three_key_sort_whether_or_not_the_log_is_already_i
     assert _in_session_order(frame).equals(expected)
     assert _in_session_order(expected).equals(expected)  # already in order: kept as it is
     assert _in_session_order(frame.head(1)).equals(frame.head(1))
+
+
+@pytest.mark.parametrize("run", [1, 7])  # users interleaved row by row; in runs of 7 rows
+def test_first_rows_are_each_keys_first_row(run: int) -> None:
+    keys = np.random.default_rng(1).integers(0, 50, 400).repeat(run)
+    frame = pl.DataFrame({"row": np.arange(len(keys), dtype=np.uint32), "key": [f"u{k}" for k in keys]})
+    frame = frame.with_columns(pl.col("key").cast(pl.Categorical))
+    assert _first_rows(frame).to_list() == frame.select(pl.col("row").min().over("key"))["row"].to_list()
 
 
 def test_bad_specs_are_refused_with_a_reason() -> None:

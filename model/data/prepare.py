@@ -231,10 +231,13 @@ def _first_rows(valid: pl.DataFrame) -> pl.Series:
     """(E,) the row of each row's key's first appearance in `valid` (rows in read order, keys not null).
 
     A min over the first row of each run of one key, spread back over the run's rows: a run-sized
-    group-by where a row-sized `min().over(key)` hashes every row.
+    group-by where a row-sized `min().over(key)` hashes every row. Where runs are short (users
+    interleaved), the row-sized one, which holds less than the run-sized one does then.
     """
     head = pl.col("key").ne_missing(pl.col("key").shift(1))  # row 0 is a head: its key is not null
     heads = valid.select("key", "row", head=head)
+    if heads["head"].sum() > valid.height // 2:
+        return valid.select(pl.col("row").min().over("key").alias("first_row")).to_series()
     per_run = heads.filter("head").select(pl.col("row").min().over("key"))["row"]
     return per_run.gather(heads["head"].cum_sum() - 1).alias("first_row")
 
