@@ -414,13 +414,13 @@ def write_common_csv(sessions: Sessions, path: Path) -> None:
         session_id = pl.col("key").cast(pl.String) + "_" + pl.col("nth").cast(pl.String)
     names = pl.Series(ACTIONS, dtype=pl.Enum(ACTIONS))
     columns = (
-        session_id.alias("session_id"),
-        _ts_text(sessions.scale).alias("ts"),
-        pl.lit(names).gather(pl.col("action")).alias("action"),
-        pl.when(pl.col("from_ad") >= 0).then(pl.col("from_ad")).alias("from_ad"),
+        session_id,
+        _ts_text(sessions.scale),
+        pl.lit(names).gather(pl.col("action")),
+        pl.when(pl.col("from_ad") >= 0).then(pl.col("from_ad")),
     )
     tmp = path.with_name(path.name + ".tmp")
-    frame.lazy().select(columns).sink_csv(tmp, line_terminator="\n")
+    frame.lazy().select(**dict(zip(HEADER, columns, strict=True))).sink_csv(tmp, line_terminator="\n")
     os.replace(tmp, path)
 
 
