@@ -57,7 +57,8 @@ def _peak_mb() -> float:
 
 
 def measure_prepare(raw: str, out: str) -> dict[str, float]:
-    """Run `prepare` once in this process; seconds and peak RSS."""
+    """Run `prepare` once in this process; seconds, CPU seconds (all threads: the work done, far less
+    sensitive than the wall time to other jobs on the machine) and peak RSS."""
     from model.data.prepare import read_raw, sessionise, write_common_csv
     from model.data.sources import SourceSpec
     from model.features import ACTIONS
@@ -66,15 +67,15 @@ def measure_prepare(raw: str, out: str) -> dict[str, float]:
         name="generic", user_col=None, session_col="session_id", ts_col="ts", event_col="action", from_ad_col="from_ad",
         action_map={a: a for a in ACTIONS},
     )  # fmt: skip
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     events = read_raw(spec, [Path(raw)])
     t1 = time.perf_counter()
     sessions = sessionise(events, spec)
     t2 = time.perf_counter()
     write_common_csv(sessions, Path(out))
-    t3 = time.perf_counter()
+    t3, cpu3 = time.perf_counter(), time.process_time()
     return {"events": float(sessions.frame.height), "read_s": t1 - t0, "sessionise_s": t2 - t1,
-            "write_s": t3 - t2, "total_s": t3 - t0, "peak_rss_mb": _peak_mb()}  # fmt: skip
+            "write_s": t3 - t2, "total_s": t3 - t0, "cpu_s": cpu3 - cpu0, "peak_rss_mb": _peak_mb()}  # fmt: skip
 
 
 def measure_training_data(common: str, cache_dir: str, window: int) -> dict[str, float]:
@@ -118,7 +119,8 @@ def run_size(n_events: int, window: int, tmp: Path) -> dict[str, float]:
     return {
         "events": events, "generate_s": generate_s,
         "prepare_s": prep["total_s"], "prepare_read_s": prep["read_s"], "prepare_sessionise_s": prep["sessionise_s"],
-        "prepare_write_s": prep["write_s"], "prepare_events_per_s": events / prep["total_s"],
+        "prepare_write_s": prep["write_s"], "prepare_cpu_s": prep["cpu_s"],
+        "prepare_events_per_s": events / prep["total_s"],
         "prepare_peak_mb": prep["peak_rss_mb"], "prepare_bytes_per_event": prep["peak_rss_mb"] * 2**20 / events,
         "data_s": data["load_s"], "data_windows": data["windows"], "data_peak_mb": data["peak_rss_mb"],
         "data_bytes_per_event": data["peak_rss_mb"] * 2**20 / events,
@@ -127,7 +129,7 @@ def run_size(n_events: int, window: int, tmp: Path) -> dict[str, float]:
 
 
 _COLUMNS = (
-    ("events", "events", "{:,.0f}"), ("prepare_s", "prepare s", "{:.1f}"),
+    ("events", "events", "{:,.0f}"), ("prepare_s", "prepare s", "{:.1f}"), ("prepare_cpu_s", "prepare CPU s", "{:.1f}"),
     ("prepare_events_per_s", "prepare events/s", "{:,.0f}"), ("prepare_peak_mb", "prepare peak MB", "{:,.0f}"),
     ("prepare_bytes_per_event", "prepare B/event", "{:.0f}"), ("data_s", "training data s", "{:.1f}"),
     ("data_peak_mb", "training data peak MB", "{:,.0f}"), ("data_bytes_per_event", "training data B/event", "{:.0f}"),
@@ -148,7 +150,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command
         f"Machine: {machine_line()}. Shared with other engineers' jobs while it ran: absolute times are noisy.\n\n"
         f"Stages, each in a fresh subprocess (peak RSS is its own), window N={window}:\n\n"
         "- **prepare**: synthetic events read as a raw export by the generic source (session column), "
-        "sessionised in Polars, written as the common CSV.\n"
+        "sessionised in Polars, written as the common CSV. *prepare CPU s* is its CPU time over all threads: "
+        "the work done, far less sensitive than the wall time to other jobs on the machine.\n"
         "- **training data**: `load_dataset` with a fresh cache: read the common CSV, curate, encode 6 bytes per "
         "event, targets, classes, split, write the memory-mapped cache; then "
         f"{_GATHER_BATCHES} random batches of {_GATHER_BATCH} windows gathered.\n\n"

@@ -8,10 +8,14 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
+from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
-from model.data.prepare import prepare
+from model.data import raw_scan
+from model.data.prepare import _first_rows, _in_session_order, prepare
 from model.data.sources import TAOBAO, SourceSpec, build_spec
 from tests.cli_support import prepare_cli
 
@@ -51,7 +55,6 @@ def _generic(**overrides: object) -> SourceSpec:
         "action_map": {"view": "view_product", "addtocart": "add_cart", "transaction": "order"},
     }
     return build_spec("generic", **{**fields, **overrides})
-
 
 
 # (a) the real sample reproduces the data README's stats.json
@@ -206,6 +209,44 @@ def test_several_inputs_are_one_log(tmp_path: Path) -> None:
     stats = prepare(_generic(), [first, second], tmp_path / "out.csv")
     assert [sid for sid, _, _, _ in _read(tmp_path / "out.csv")] == ["a_0", "a_0"]
     assert stats.inputs == [str(first), str(second)]
+
+
+def test_pieces_shorter_than_a_line_and_a_last_line_without_its_end(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+    # one line per piece: pieces whose types and from_ad texts are all known (coded by Enum lookup) and pieces
+    # with "wish" or "true" (coded through their distinct texts) are one log
+    events, flags = ("view", "addtocart", "transaction", "wish"), ("1", "0", "", "true")
+    rows = [f"user{i % 3},{events[i % 4]},{T0 + 60 * i},{flags[i // 3 % 4]}" for i in range(40)]
+    raw = tmp_path / "raw.csv"
+    raw.write_text("\n".join(["visitorid,event,timestamp,ad", *rows]), encoding="utf-8")  # no end after the last
+    spec = _generic(from_ad_col="ad")
+    whole = prepare(spec, [raw], tmp_path / "whole.csv")
+    monkeypatch.setattr(raw_scan, "CHUNK_BYTES", 7)
+    pieces = prepare(spec, [raw], tmp_path / "pieces.csv")
+    assert (tmp_path / "pieces.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    assert pieces == whole
+    assert (whole.rows_read, whole.skipped) == (40, {"wish": 10})
+    assert {ad for _, _, _, ad in _read(tmp_path / "whole.csv")} == {"1", "0", ""}
+
+
+def test_session_order_is_the_three_key_sort_whether_or_not_the_log_is_already_in_it() -> None:
+    rng = np.random.default_rng(0)
+    n = 5_000
+    first = pl.Series(rng.integers(0, 300, n)).cast(pl.UInt32)
+    frame = pl.DataFrame({
+        "row": np.arange(n, dtype=np.uint32), "ticks": rng.integers(-50, 50, n),  # many ties
+    }).with_columns(first_row=pl.col("row").min().over(first))  # fmt: skip
+    expected = frame.sort("first_row", "ticks", "row")
+    assert _in_session_order(frame).equals(expected)
+    assert _in_session_order(expected).equals(expected)  # already in order: kept as it is
+    assert _in_session_order(frame.head(1)).equals(frame.head(1))
+
+
+@pytest.mark.parametrize("run", [1, 7])  # users interleaved row by row; in runs of 7 rows
+def test_first_rows_are_each_keys_first_row(run: int) -> None:
+    keys = np.random.default_rng(1).integers(0, 50, 400).repeat(run)
+    frame = pl.DataFrame({"row": np.arange(len(keys), dtype=np.uint32), "key": [f"u{k}" for k in keys]})
+    frame = frame.with_columns(pl.col("key").cast(pl.Categorical))
+    assert _first_rows(frame).to_list() == frame.select(pl.col("row").min().over("key"))["row"].to_list()
 
 
 def test_bad_specs_are_refused_with_a_reason() -> None:

@@ -45,8 +45,8 @@ _MICROS = 1_000_000
 class RawEvents:
     """Kept events in read order.
 
-    frame: first_row (u32, the row of the key's first appearance), row (u32), key (str),
-           ticks (i64, epoch time in 1/scale s), action (i8 index into ACTIONS), from_ad (i8: 1, 0, -1 unknown)
+    frame: row (u32), key (categorical), action (i8 index into ACTIONS), from_ad (i8: 1, 0, -1 unknown),
+           ticks (i64, epoch time in 1/scale s), first_row (u32, the row of the key's first valid appearance)
     """
 
     frame: pl.DataFrame
@@ -122,11 +122,11 @@ _VALID, _TOO_FEW_COLUMNS, _EMPTY_ID, _BLANK = range(4)  # row status codes
 
 
 def _micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
-    """(E,) int64 epoch microseconds of the `ts` texts of one piece, null where unparsable (units s, ms)."""
+    """(E,) int64 epoch microseconds of the `ts` texts of one piece, null where unparsable (units s, ms).
+
+    For a piece where some texts are not integers: `_code_piece` codes integer texts in its one `select`.
+    """
     per_unit = _MICROS if spec.ts_unit == "s" else 1000
-    whole = ts.cast(pl.Int64, strict=False)
-    if whole.null_count() == ts.null_count():  # every text an integer: the fast, common case
-        return whole * per_unit
     text = ts.str.strip_chars()
     whole = text.cast(pl.Int64, strict=False)
     fraction = (text.cast(pl.Float64, strict=False) * _MICROS / (_MICROS // per_unit)).round().cast(pl.Int64)
@@ -140,54 +140,110 @@ def _iso_micros(ts: pl.Series, spec: SourceSpec) -> pl.Series:
     return text.replace_strict(lookup, default=None, return_dtype=pl.Int64)
 
 
+def _distinct_codes(texts: pl.Series) -> tuple[list[str], pl.Series]:
+    """A few-valued text column without nulls → its distinct texts (first appearance order) and each row's
+    (E,) index into them: one lookup in a small Enum per row, where a dict `replace` costs a hash join."""
+    distinct = texts.unique(maintain_order=True).to_list()
+    return distinct, texts.cast(pl.Enum(distinct)).to_physical()
+
+
 def _from_ad(ad: pl.Series, odd: set[str]) -> pl.Series:
     """(E,) int8 from_ad of one piece: 1, 0, or -1 for empty or unrecognised; unrecognised texts go to `odd`."""
-    texts = ad.fill_null("")
-    lookup = flag_codes(texts.unique().to_list())
+    distinct, codes = _distinct_codes(ad.fill_null(""))
+    lookup = flag_codes(distinct)
     odd.update(t for t, flag in lookup.items() if flag < 0 and t.strip())
-    return texts.replace_strict(lookup, return_dtype=pl.Int8)
+    return pl.Series([lookup[t] for t in distinct], dtype=pl.Int8).gather(codes)
 
 
-def _code_piece(piece: pl.DataFrame, spec: SourceSpec, to_action: dict[str, int], odd: set[str]) -> pl.DataFrame:
-    """One piece of raw text columns → status, key and etype (categorical), action, micros (or ts), from_ad."""
+def _enum_codes(column: str, texts: Sequence[str]) -> pl.Expr:
+    """Each row's index into `texts` (an Enum lookup), null where the text is null or not among them."""
+    return pl.col(column).cast(pl.Enum(texts), strict=False).to_physical()
+
+
+_FLAG_TEXTS = ("0", "1")  # from_ad as the common form writes it: looked up per row; other texts per piece
+
+
+def _code_piece(
+    piece: pl.DataFrame, spec: SourceSpec, to_action: dict[str, int], odd: set[str], types: dict[str, int]
+) -> pl.DataFrame:
+    """One piece of raw text columns → status, key (categorical), action, micros (or ts), from_ad.
+
+    types: the count of each event type over valid rows, updated in order of first valid appearance.
+    The columns are coded in one `select`, so Polars codes them in parallel; event types outside the
+    action map, from_ad texts other than 0/1, and timestamps that are not integers take a slower path.
+    """
     status = (
         pl.when(pl.col("blank")).then(_BLANK).when(pl.col("short")).then(_TOO_FEW_COLUMNS)
         .when(pl.col("key").is_null()).then(_EMPTY_ID).otherwise(_VALID).cast(pl.Int8)
     )  # fmt: skip
+    if not (piece["blank"].any() or piece["short"].any()):
+        status = (pl.col("key").is_null().cast(pl.Int8) * _EMPTY_ID).cast(pl.Int8)
+    per_unit = _MICROS if spec.ts_unit == "s" else 1000
+    micros = pl.col("ts").cast(pl.Int64, strict=False) * per_unit  # null: not an integer, see _micros
     coded = piece.select(
-        status.alias("status"), pl.col("key").cast(pl.Categorical), pl.col("etype").cast(pl.Categorical),
-        pl.col("etype").replace_strict(to_action, default=-1, return_dtype=pl.Int8).alias("action"),
+        status.alias("status"),
+        # the log-wide dictionary of ids (millions) is the costly lookup: once per run of equal keys, since a
+        # clickstream's rows come in runs of one user or session
+        pl.col("key").rle().struct.field("value").cast(pl.Categorical).gather(pl.col("key").rle_id()).alias("key"),
+        _enum_codes("etype", list(spec.action_map)).alias("etype"),
+        pl.col("ts") if spec.ts_unit == "iso" else micros.alias("micros"),
+        _enum_codes("ad", _FLAG_TEXTS).alias("ad"),
     )  # fmt: skip
-    ts = piece["ts"] if spec.ts_unit == "iso" else _micros(piece["ts"], spec).alias("micros")
-    no_flag = pl.repeat(-1, piece.height, dtype=pl.Int8, eager=True)
-    from_ad = _from_ad(piece["ad"], odd) if spec.from_ad_col is not None else no_flag
-    return coded.with_columns(ts, from_ad.alias("from_ad"))
+    distinct, etype = list(spec.action_map), coded["etype"]
+    if etype.null_count():  # a type the action map does not name
+        distinct, etype = _distinct_codes(piece["etype"])
+    valid_types = etype.filter(coded["status"] == _VALID)
+    per_type = np.bincount(valid_types.to_numpy(), minlength=len(distinct))
+    for code in valid_types.unique(maintain_order=True).to_list():
+        types[distinct[code]] = types.get(distinct[code], 0) + int(per_type[code])
+    action = pl.Series([to_action.get(t, -1) for t in distinct], dtype=pl.Int8).gather(etype)
+    if spec.ts_unit != "iso" and coded["micros"].null_count() != piece["ts"].null_count():
+        coded = coded.with_columns(_micros(piece["ts"], spec).alias("micros"))
+    if spec.from_ad_col is None:
+        from_ad = pl.repeat(-1, piece.height, dtype=pl.Int8, eager=True)
+    elif coded["ad"].null_count() != piece["ad"].null_count():
+        from_ad = _from_ad(piece["ad"], odd)
+    else:  # null (empty): unknown
+        from_ad = pl.Series(flag_codes(list(_FLAG_TEXTS)).values(), dtype=pl.Int8).gather(coded["ad"]).fill_null(-1)
+    return coded.drop("etype", "ad").with_columns(action.alias("action"), from_ad.alias("from_ad"))
 
 
-def _slim(spec: SourceSpec, paths: Sequence[Path]) -> pl.DataFrame:
-    """Every row read, as ~25 bytes: status, row, key and etype (categorical), action, micros, from_ad."""
+def _slim(spec: SourceSpec, paths: Sequence[Path]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Every row read, as ~20 bytes: status, row, key (categorical), micros, action, from_ad; and the count
+    of each event type over valid rows, in order of first appearance."""
     to_action = {raw: action_index(action) for raw, action in spec.action_map.items()}
     odd: set[str] = set()
-    parts = [_code_piece(piece, spec, to_action, odd) for piece in raw_frames(spec, paths)]
+    types: dict[str, int] = {}
+    parts = [_code_piece(piece, spec, to_action, odd, types) for piece in raw_frames(spec, paths)]
     if odd:
         logger.warning("from_ad values read as unknown: %s", sorted(odd)[:10])
     if not parts:
         schema = {"key": pl.String, "etype": pl.String, "ts": pl.String, "ad": pl.String,
                   "short": pl.Boolean, "blank": pl.Boolean}  # fmt: skip
-        parts = [_code_piece(pl.DataFrame(schema=schema), spec, to_action, odd)]
+        parts = [_code_piece(pl.DataFrame(schema=schema), spec, to_action, odd, types)]
     frame = pl.concat(parts).with_row_index("row")
     if spec.ts_unit == "iso":
         frame = frame.with_columns(micros=_iso_micros(frame["ts"], spec)).drop("ts")
-    return frame
+    return frame, types
 
 
-def _type_counts(valid: pl.DataFrame) -> dict[str, int]:
-    counts = valid.group_by("etype", maintain_order=True).len()
-    return dict(zip(counts["etype"].cast(pl.String).to_list(), counts["len"].to_list(), strict=True))
+def _first_rows(valid: pl.DataFrame) -> pl.Series:
+    """(E,) the row of each row's key's first appearance in `valid` (rows in read order, keys not null).
+
+    A min over the first row of each run of one key, spread back over the run's rows: a run-sized
+    group-by where a row-sized `min().over(key)` hashes every row. Where runs are short (users
+    interleaved), the row-sized one, which holds less than the run-sized one does then.
+    """
+    head = pl.col("key").ne_missing(pl.col("key").shift(1))  # row 0 is a head: its key is not null
+    heads = valid.select("key", "row", head=head)
+    if heads["head"].sum() > valid.height // 2:
+        return valid.select(pl.col("row").min().over("key").alias("first_row")).to_series()
+    per_run = heads.filter("head").select(pl.col("row").min().over("key"))["row"]
+    return per_run.gather(heads["head"].cum_sum() - 1).alias("first_row")
 
 
 def _coarsest_scale(micros: pl.Series) -> int:
-    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second."""
+    """Whole seconds (or ms) stay integers in the output: the coarsest exact ticks per second (nulls ignored)."""
     for coarse in (1, 1000):
         if not (micros % (_MICROS // coarse) != 0).any():
             return coarse
@@ -196,33 +252,36 @@ def _coarsest_scale(micros: pl.Series) -> int:
 
 def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     """Read every file with `spec` into coded events; counts what it skipped, dropped or refused."""
-    frame = _slim(spec, paths)
+    frame, raw_event_types = _slim(spec, paths)
     rows_read = frame.height
     status = frame["status"].value_counts()
     by_status = dict(zip(status["status"].to_list(), status["count"].to_list(), strict=True))
     malformed = {"too_few_columns": by_status.get(_TOO_FEW_COLUMNS, 0), "empty_id": by_status.get(_EMPTY_ID, 0)}
-    frame = frame.filter(pl.col("status") == _VALID).drop("status")
-    raw_event_types = _type_counts(frame)
+    if by_status.get(_VALID, 0) < rows_read:  # a filter copies every column: only when a row goes
+        frame = frame.filter(pl.col("status") == _VALID)
+    frame = frame.drop("status")
     skipped = {t: n for t, n in raw_event_types.items() if t not in spec.action_map}
     if skipped:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
-    scale = _coarsest_scale(frame["micros"].drop_nulls())
+    scale = _coarsest_scale(frame["micros"])
     frame = frame.select(
         "row", "key", "action", "from_ad",
         ticks=pl.col("micros") // (_MICROS // scale),
-        first_row=pl.col("row").min().over("key"),  # the user's first valid row: sessions are written in that order
+        first_row=_first_rows(frame),  # the user's first valid row: sessions are written in that order
     )  # fmt: skip
     mapped = pl.col("action") >= 0
     in_range = pl.lit(True)
     if spec.ts_range is not None:
         lo, hi = spec.ts_range
         in_range = (pl.col("ticks") >= lo * scale) & (pl.col("ticks") < hi * scale)
+    keep = mapped & pl.col("ticks").is_not_null() & in_range
     outcome = frame.select(
         bad_timestamp=(mapped & pl.col("ticks").is_null()).sum(),
         dropped=(mapped & pl.col("ticks").is_not_null() & ~in_range).sum(),
+        kept=keep.sum(),
     )
     malformed["bad_timestamp"] = int(outcome["bad_timestamp"][0])
-    kept = frame.filter(mapped & pl.col("ticks").is_not_null() & in_range)
+    kept = frame.filter(keep) if outcome["kept"][0] < frame.height else frame
     return RawEvents(
         frame=kept,
         scale=scale,
@@ -234,13 +293,28 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     )
 
 
+def _in_session_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (rows in read order) sorted by (first_row, ticks, row).
+
+    A log already in that order (grouped by user, in time order: the common form itself) is kept as
+    it is after one vectorised check. (A stable sort on one u64 key packing first_row over ticks was
+    tried: faster on a shuffled log, no faster on a time-ordered one, and it held ~30 more bytes per
+    event at 10M events.)
+    """
+    first_row, ticks = pl.col("first_row"), pl.col("ticks")
+    check = (first_row > first_row.shift(1)) | ((first_row == first_row.shift(1)) & (ticks >= ticks.shift(1)))
+    if frame.height < 2 or frame.select(check.all()).item():
+        return frame
+    return frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
+
+
 def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     """Group into sessions: by the source's session column, or per user split on a gap > gap_minutes.
 
     Sessions come in order of their user's first row; ids are `<user_id>_<n>`, n = 0, 1, ...
     per user in time order. With a session column the source's id is used as it is.
     """
-    ordered = events.frame.sort("first_row", "ticks", "row")  # row is unique: a stable sort on ties
+    ordered = _in_session_order(events.frame)
     new_user = (pl.col("first_row") != pl.col("first_row").shift(1)).fill_null(True)
     if spec.session_col is not None:
         frame = ordered.select(new=new_user, key="key", nth=pl.lit(None, pl.Int32), ticks="ticks", action="action",
@@ -248,12 +322,14 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     else:
         gap_ticks = round(spec.gap_minutes * 60 * events.scale)
         new = (new_user | (pl.col("ticks").diff() > gap_ticks)).fill_null(True)
-        nth = pl.col("new").cast(pl.Int32).cum_sum().over("first_row") - 1  # n of `<user_id>_<n>`
-        frame = ordered.with_columns(new=new).select(
+        # n of `<user_id>_<n>`: sessions so far, less those before the user's first row (users are contiguous)
+        count = pl.col("new").cast(pl.Int32).cum_sum()
+        nth = count - pl.when(pl.col("new_user")).then(count).forward_fill()
+        frame = ordered.with_columns(new=new, new_user=new_user).select(
             "new", "key", nth=nth, ticks="ticks", action="action", from_ad="from_ad"
         )
-    starts = np.flatnonzero(frame["new"].to_numpy())
-    keys = events.frame.select(pl.col("key").unique().cast(pl.String))["key"]
+    starts = frame["new"].arg_true().to_numpy().astype(np.int64)
+    keys = ordered.filter(new_user)["key"].cast(pl.String)  # each user's (or session's) id once
     unsafe = int((~keys.str.contains(_SERVICE_SESSION_ID)).sum())
     if unsafe:
         logger.warning("%d ids have characters the service refuses in a session_id", unsafe)
@@ -314,37 +390,37 @@ def summarise(sessions: Sessions, events: RawEvents, spec: SourceSpec, inputs: S
 
 
 def _ts_text(scale: int) -> pl.Expr:
-    """Epoch seconds as text: an integer at scale 1, else exactly log10(scale) decimals (no float rounding)."""
+    """Epoch seconds as written: the integer at scale 1, else text with exactly log10(scale) decimals (exact)."""
     ticks = pl.col("ticks")
     if scale == 1:
-        return ticks.cast(pl.String)
+        return ticks
     digits = len(str(scale)) - 1
     size = ticks.abs()
     sign = pl.when(ticks < 0).then(pl.lit("-")).otherwise(pl.lit(""))
     return sign + (size // scale).cast(pl.String) + "." + (size % scale).cast(pl.String).str.zfill(digits)
 
 
-def write_common_csv(sessions: Sessions, path: Path, rows_per_piece: int = 1 << 20) -> None:
+def write_common_csv(sessions: Sessions, path: Path) -> None:
     """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file.
 
-    One piece of rows at a time, so the id and ts texts never exist for the whole log at once.
+    Streamed (`sink_csv`), so the id and ts texts exist a batch of rows at a time. Columns that print
+    as their text are written as they are: the categorical id with a session column, integer ts at
+    scale 1, the action through a 12-name Enum, from_ad as int8 with null for unknown ("").
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    names = {i: name for i, name in enumerate(ACTIONS)}
-    key = pl.col("key").cast(pl.String)
+    frame = sessions.frame
+    session_id = pl.col("key")
+    if frame["nth"].null_count() < frame.height:  # `<user_id>_<n>`
+        session_id = pl.col("key").cast(pl.String) + "_" + pl.col("nth").cast(pl.String)
+    names = pl.Series(ACTIONS, dtype=pl.Enum(ACTIONS))
     columns = (
-        pl.when(pl.col("nth").is_null()).then(key).otherwise(key + "_" + pl.col("nth").cast(pl.String))
-        .alias("session_id"),
-        _ts_text(sessions.scale).alias("ts"),
-        pl.col("action").replace_strict(names, return_dtype=pl.String),
-        pl.col("from_ad").replace_strict({0: "0", 1: "1"}, default=None, return_dtype=pl.String),  # null: ""
-    )  # fmt: skip
+        session_id,
+        _ts_text(sessions.scale),
+        pl.lit(names).gather(pl.col("action")),
+        pl.when(pl.col("from_ad") >= 0).then(pl.col("from_ad")),
+    )
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        handle.write((",".join(HEADER) + "\n").encode())
-        for lo in range(0, sessions.frame.height, rows_per_piece):
-            piece = sessions.frame.slice(lo, rows_per_piece).select(columns)
-            piece.write_csv(handle, include_header=False, line_terminator="\n")
+    frame.lazy().select(**dict(zip(HEADER, columns, strict=True))).sink_csv(tmp, line_terminator="\n")
     os.replace(tmp, path)
 
 
@@ -355,4 +431,3 @@ def prepare(spec: SourceSpec, inputs: Sequence[Path], output: Path | None = None
     if output is not None:
         write_common_csv(sessions, output)
     return summarise(sessions, events, spec, inputs)
-

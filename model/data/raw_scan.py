@@ -71,18 +71,20 @@ def _columns(frame: pl.DataFrame, indices: list[int], short: pl.Series, blank: p
 
 
 def _pieces(handle: io.BufferedReader, size: int) -> Iterator[bytes]:
-    """Whole lines, about `size` bytes at a time."""
-    rest = b""
+    """Whole lines, about `size` bytes at a time: a block is cut after its last line end and the file read
+    on from there (a seek, so that no block is copied to join it to the rest of the one before)."""
     while block := handle.read(size):
-        block = rest + block
         cut = block.rfind(b"\n") + 1
-        if cut == 0:  # one line longer than a piece: read on
-            rest = block
-            continue
-        rest = block[cut:]
-        yield block[:cut]
-    if rest:
-        yield rest + b"\n"
+        while cut == 0 and (more := handle.read(size)):  # one line longer than a piece: read on
+            block += more
+            cut = block.rfind(b"\n") + 1
+        if cut == 0:  # the last line, without a line end
+            yield block + b"\n"
+        elif cut == len(block):
+            yield block
+        else:
+            handle.seek(cut - len(block), io.SEEK_CUR)
+            yield block[:cut]
 
 
 def _csv_frames(spec: SourceSpec, path: Path, size: int) -> Iterator[pl.DataFrame]:
