@@ -137,6 +137,12 @@ def test_ms_timestamps_split_on_the_exact_gap(tmp_path: Path) -> None:
     ]
 
 
+def test_ms_timestamps_read_as_seconds_are_refused_with_a_hint(tmp_path: Path) -> None:
+    raw = _write(tmp_path / "raw.csv", ["visitorid,event,timestamp", f"a,view,{T0}000", f"a,view,{T0}500"])
+    with pytest.raises(ValueError, match=r"'timestamp' read as --ts-unit s .* past the year 2200 .*--ts-unit ms"):
+        prepare(_generic(ts_range=None), [raw], tmp_path / "out.csv")
+
+
 def test_whole_second_ms_timestamps_are_written_as_integers(tmp_path: Path) -> None:
     raw = _write(tmp_path / "raw.csv", ["visitorid,event,timestamp", f"a,view,{T0}000"])
     prepare(_generic(ts_unit="ms"), [raw], tmp_path / "out.csv")

@@ -39,6 +39,7 @@ MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of docs/architecture.md §4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SERVICE_SESSION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 _MICROS = 1_000_000
+_LATEST_PLAUSIBLE_S = 7_258_118_400  # 2200-01-01 UTC: later epoch seconds are a unit mix-up, not a clickstream
 
 
 @dataclass
@@ -282,6 +283,7 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
     )
     malformed["bad_timestamp"] = int(outcome["bad_timestamp"][0])
     kept = frame.filter(keep) if outcome["kept"][0] < frame.height else frame
+    _check_plausible_epoch(kept["ticks"].max(), scale, spec)
     return RawEvents(
         frame=kept,
         scale=scale,
@@ -291,6 +293,15 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
         dropped_outside_ts_range=int(outcome["dropped"][0]),
         malformed={reason: n for reason, n in malformed.items() if n},
     )
+
+
+def _check_plausible_epoch(latest_ticks: Any, scale: int, spec: SourceSpec) -> None:
+    """A clear error for timestamps past 2200: milliseconds read as seconds (or microseconds as either)."""
+    if latest_ticks is None or int(latest_ticks) < _LATEST_PLAUSIBLE_S * scale:
+        return
+    hint = " (milliseconds? pass --ts-unit ms)" if spec.ts_unit == "s" else ""
+    raise ValueError(f"ts column {spec.ts_col!r} read as --ts-unit {spec.ts_unit} reaches "
+                     f"{int(latest_ticks) // scale} epoch seconds, past the year 2200{hint}")
 
 
 def _in_session_order(frame: pl.DataFrame) -> pl.DataFrame:
