@@ -47,7 +47,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def targets(result: BenchResult) -> list[Target]:
     """The issue's targets, each from this run's figures; None where a config was not part of the run."""
     bare, service = sat(result, "bare"), sat(result, "service")
-    rate = lambda s: s.wrk.rate if s else None  # noqa: E731
+    rate = lambda s: s.wrk.ok_rate if s else None  # noqa: E731
     out = [
         _at_most("server CPU per click vs bare floor (closed loop)",
                  _ratio(service.server_cpu_ms if service else None, bare.server_cpu_ms if bare else None), 2.5),
@@ -133,7 +133,8 @@ def markdown(result: BenchResult, command: str) -> str:
         f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each)",
         "",
         "Each request is a distinct click (random session of 20,000, unique event_id): no answer comes from a "
-        "cache. CPU is per answered request over the whole run; the server's includes its workers. \"Server cores "
+        "cache. Rates and costs count 2xx answers only (a 503 is not served work). CPU is per answered request "
+        "over the whole run; the server's includes its workers. \"Server cores "
         "used\" is CPU per click × rate: how much of the shared machine the server actually got. Redis round "
         "trips count commands clients sent, a Lua script once. Batch and GC columns are blank for `--workers` "
         "(one registry per worker).",
@@ -191,7 +192,7 @@ def _engines(result: BenchResult) -> list[str]:
 
 def _saturation_table(result: BenchResult) -> list[str]:
     bare = sat(result, "bare")
-    head = ["config", "req/s", "× bare", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx / socket errors",
+    head = ["config", "2xx req/s", "× bare", "p50 ms", "p99 ms", "p99.9 ms", "non-2xx / socket errors",
             "server CPU ms/click", "× bare", "server cores used", "Redis CPU ms/click", "Redis round trips/click",
             "mean batch", "gen-2 GC pauses (mean ms)", "wrk CPU share"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -200,11 +201,12 @@ def _saturation_table(result: BenchResult) -> list[str]:
         mean_pause = 1000 * s.gc.get("sum_gen2", 0.0) / gen2 if gen2 else 0.0
         gc_cell = "–" if gen2 is None else f"{gen2:.0f} ({mean_pause:.1f})"
         out.append("| " + " | ".join([
-            s.config, f"{s.wrk.rate:.0f}", num(_ratio(s.wrk.rate, bare.wrk.rate if bare else None), "{:.2f}"),
+            s.config, f"{s.wrk.ok_rate:.0f}",
+            num(_ratio(s.wrk.ok_rate, bare.wrk.ok_rate if bare else None), "{:.2f}"),
             f"{s.wrk.p50_ms:.1f}", f"{s.wrk.p99_ms:.1f}", f"{s.wrk.p999_ms:.1f}",
             f"{s.wrk.non_2xx} / {s.wrk.socket_errors}", f"{s.server_cpu_ms:.3f}",
             num(_ratio(s.server_cpu_ms, bare.server_cpu_ms if bare else None), "{:.2f}"),
-            f"{s.server_cpu_ms * s.wrk.rate / 1000:.2f}", f"{s.redis_cpu_ms:.3f}",
+            f"{s.server_cpu_ms * s.wrk.ok_rate / 1000:.2f}", f"{s.redis_cpu_ms:.3f}",
             "–" if s.config == "bare" else f"{s.redis_calls_per_click:.2f}", num(s.mean_batch), gc_cell,
             f"{s.wrk_cpu_share:.2f}",
         ]) + " |")
@@ -221,13 +223,13 @@ def _harness(result: BenchResult) -> list[str]:
              f"bare floor: **{ceiling:.0f} req/s**, Locust using {result.harness_cpu_share:.2f} CPU cores "
              f"(p50 {result.harness.p50_ms:.1f} ms)."]
     if service is not None:
-        ratio = ceiling / service.wrk.rate
+        ratio = ceiling / service.wrk.ok_rate
         verdict = ("so Locust can offer more than the service can take, and its Poisson figures measure the service"
                    if ratio >= 3 else
                    "below the 3 × needed: **the harness was the limit**, so Locust's figures near and above the "
                    "service's saturation measure Locust as much as the service; the closed-loop step (wrk) is the "
                    "saturation figure to trust")
-        lines.append(f"That is {ratio:.2f} × the service's saturation ({service.wrk.rate:.0f} req/s under wrk): "
+        lines.append(f"That is {ratio:.2f} × the service's saturation ({service.wrk.ok_rate:.0f} req/s under wrk): "
                      f"{verdict}.")
     return lines
 
@@ -267,7 +269,7 @@ def write_csv(result: BenchResult, path: Path) -> None:
         writer.writerow(head)
         for s in result.saturation:
             errors = s.wrk.non_2xx + s.wrk.socket_errors
-            writer.writerow(["saturation", s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.rate),
+            writer.writerow(["saturation", s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.ok_rate),
                              _f(s.wrk.mean_ms), _f(s.wrk.p50_ms), _f(s.wrk.p99_ms), _f(s.wrk.p999_ms),
                              _f(s.wrk.max_ms), _f(s.server_cpu_ms), _f(s.redis_cpu_ms), _f(s.redis_calls_per_click),
                              _f(s.mean_batch), _f(s.wrk_cpu_share)])
@@ -319,13 +321,13 @@ def write_plot(result: BenchResult, path: Path) -> None:
     left.grid(alpha=0.3)
     left.legend(fontsize=7, ncol=2)
     names = [s.config for s in result.saturation]
-    right.barh(names, [s.wrk.rate for s in result.saturation], color="C0")
+    right.barh(names, [s.wrk.ok_rate for s in result.saturation], color="C0")
     for y, s in enumerate(result.saturation):
-        right.text(s.wrk.rate, y, f"  {s.wrk.rate:.0f} req/s, {s.server_cpu_ms:.2f} ms CPU/click", va="center",
-                   fontsize=8)
+        right.text(s.wrk.ok_rate, y, f"  {s.wrk.ok_rate:.0f} req/s, {s.server_cpu_ms:.2f} ms CPU/click",
+                   va="center", fontsize=8)
     right.set(title="saturation, closed loop (wrk, 64 connections)", xlabel="req/s")
     right.invert_yaxis()
-    right.set_xlim(0, max((s.wrk.rate for s in result.saturation), default=1) * 1.6)
+    right.set_xlim(0, max((s.wrk.ok_rate for s in result.saturation), default=1) * 1.6)
     fig.suptitle(f"session-intent service benchmark: {machine_line()} (shared machine)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

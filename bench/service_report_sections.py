@@ -80,7 +80,7 @@ def tail(result: BenchResult) -> list[str]:
         young = 1000 * (s.gc.get("sum_gen0", 0.0) + s.gc.get("sum_gen1", 0.0))
         n_young = s.gc.get("count_gen0", 0.0) + s.gc.get("count_gen1", 0.0)
         mean = f"{1000 * s.gc.get('sum_gen2', 0.0) / n2:.1f}" if n2 else "–"
-        lines.append(f"| {s.config} | {n2:.0f} | {mean} | {n_young:.0f} ({young:.0f}) | {s.wrk.rate:.0f} |")
+        lines.append(f"| {s.config} | {n2:.0f} | {mean} | {n_young:.0f} ({young:.0f}) | {s.wrk.ok_rate:.0f} |")
     target = result.plan.target_rate
     a, b = events(result, "service", target), events(result, "service-gc-default", target)
     if a and b:

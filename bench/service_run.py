@@ -182,13 +182,14 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process
     wall = time.monotonic() - wall0
     counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
     calls = _round_trips(client, scripts_only=server.spec.name.startswith("service"))
-    per_req = 1000.0 / max(wrk.requests, 1)
+    answered = max(wrk.requests - wrk.non_2xx, 1)  # a 503 is not a served click: costs are per 2xx answer
+    per_req = 1000.0 / answered
     delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
     batches = delta.get("si_batch_size_count", 0.0)
     return Saturation(
         config=server.spec.name, wrk=wrk, server_cpu_ms=(cpu1 - cpu0) * per_req,
         redis_cpu_ms=(redis1 - redis0) * per_req,
-        redis_calls_per_click=calls / max(wrk.requests, 1),
+        redis_calls_per_click=calls / answered,
         wrk_cpu_share=wrk.wrk_cpu_s / wall, mean_batch=delta["si_batch_size_sum"] / batches if batches else None,
         gc={k.removeprefix("si_gc_pause_seconds_"): v for k, v in delta.items() if k.startswith("si_gc_pause")},
     )

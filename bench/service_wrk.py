@@ -39,6 +39,11 @@ class WrkResult:
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def ok_rate(self) -> float:
+        """Answers with a 2xx per second: a refused (503) request is not served throughput."""
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
 
 def wrk_binary() -> str | None:
     return shutil.which("wrk")
