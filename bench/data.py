@@ -10,6 +10,7 @@ Each stage runs in a fresh subprocess, so its peak RSS is its own.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -137,6 +138,10 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+def _load_average() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command: str, note: str = "") -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     header = "| " + " | ".join(label for _, label, _ in _COLUMNS) + " |\n"
@@ -147,7 +152,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command
     md.write_text(
         "# Data pipeline benchmark\n\n"
         f"Written by `{command}`; do not edit by hand.\n\n"
-        f"Machine: {machine_line()}. Shared with other engineers' jobs while it ran: absolute times are noisy.\n\n"
+        f"Machine: {machine_line()}. Load average when the sweep ended (1/5/15 min): {_load_average()}; other "
+        "jobs on the machine make absolute times noisy, CPU seconds less so.\n\n"
         f"Stages, each in a fresh subprocess (peak RSS is its own), window N={window}:\n\n"
         "- **prepare**: synthetic events read as a raw export by the generic source (session column), "
         "sessionised in Polars, written as the common CSV. *prepare CPU s* is its CPU time over all threads: "
