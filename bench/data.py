@@ -60,7 +60,8 @@ def _peak_mb() -> float:
 def measure_prepare(raw: str, out: str) -> dict[str, float]:
     """Run `prepare` once in this process; seconds, CPU seconds (all threads: the work done, far less
     sensitive than the wall time to other jobs on the machine) and peak RSS."""
-    from model.data.prepare import read_raw, sessionise, write_common_csv
+    from model.data.prepare import sessionise, write_common_csv
+    from model.data.raw_events import read_raw
     from model.data.sources import SourceSpec
     from model.features import ACTIONS
 

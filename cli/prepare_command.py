@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from model.data.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, read_raw, sessionise, summarise, write_common_csv
+from model.data.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, sessionise, summarise, write_common_csv
+from model.data.raw_events import read_raw
 from model.data.sources import BUILTIN_SOURCES, TS_UNITS, build_spec, parse_column, parse_epoch_seconds, parse_mapping
 
 _FAR = 10**12  # epoch seconds beyond any real clickstream; stands in for an open end of --ts-min/--ts-max

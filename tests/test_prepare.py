@@ -15,7 +15,8 @@ from pytest import MonkeyPatch
 from typer.testing import CliRunner
 
 from model.data import raw_scan
-from model.data.prepare import _first_rows, _in_session_order, prepare
+from model.data.prepare import _in_session_order, prepare
+from model.data.raw_events import _first_rows
 from model.data.sources import TAOBAO, SourceSpec, build_spec
 from tests.cli_support import prepare_cli
 
