@@ -60,33 +60,37 @@ def targets(result: BenchResult) -> list[Target]:
                   _ratio(rate(sat(result, "service-workers2")), rate(service)), 1.3),
         _at_most("Redis round trips per click", service.redis_calls_per_click if service else None, 1.1, "{:.2f}"),
     ]
-    target = result.plan.target_rate
-    light_floor = _light(result, "bare")
+    target, seconds = result.plan.target_rate, result.plan.target_s
+    light_floor, locust_floor = _light(result, "bare"), events(result, "bare", target)
     for config in ("service", "service-published"):
         light = _light(result, config)
-        label = f"{config} @ {target} req/s Poisson-like, light client (wrk), {result.plan.target_s:.0f} s"
-        p99_floor = f" (bare floor: {light_floor.wrk.p99_ms:.1f})" if light_floor else ""
-        p999_floor = f" (bare floor: {light_floor.wrk.p999_ms:.1f})" if light_floor else ""
-        out += [
-            _at_most(f"{label}: p99 ms", light.wrk.p99_ms if light else None, 25.0, "{:.1f}" + p99_floor),
-            _at_most(f"{label}: p99.9 ms", light.wrk.p999_ms if light else None, 50.0, "{:.1f}" + p999_floor),
-            _at_most(f"{label}: errors", float(light.wrk.non_2xx + light.wrk.socket_errors) if light else None, 0.0,
-                     "{:.0f}"),
-        ]
-    floor = events(result, "bare", target)
+        out += _latency_targets(
+            f"{config} @ {target} req/s Poisson-like, light client (wrk), {seconds:.0f} s",
+            (light.wrk.p99_ms, light.wrk.p999_ms, light.wrk.non_2xx + light.wrk.socket_errors) if light else None,
+            (light_floor.wrk.p99_ms, light_floor.wrk.p999_ms) if light_floor else None,
+        )
     for config in ("service", "service-published"):
         locust = events(result, config, target)
-        label = f"{config} @ {target} req/s Poisson, Locust, {result.plan.target_s:.0f} s"
-        p99_floor = f" (bare floor: {floor.p99_ms:.1f})" if floor else ""
-        p999_floor = f" (bare floor: {floor.p999_ms:.1f})" if floor else ""
-        out += [
-            _at_most(f"{label}: p99 ms", locust.p99_ms if locust else None, 25.0, "{:.1f}" + p99_floor),
-            _at_most(f"{label}: p99.9 ms", locust.p999_ms if locust else None, 50.0, "{:.1f}" + p999_floor),
-            _at_most(f"{label}: errors", float(locust.failures) if locust else None, 0.0, "{:.0f}"),
-        ]
+        out += _latency_targets(
+            f"{config} @ {target} req/s Poisson, Locust, {seconds:.0f} s",
+            (locust.p99_ms, locust.p999_ms, locust.failures) if locust else None,
+            (locust_floor.p99_ms, locust_floor.p999_ms) if locust_floor else None,
+        )
     ceiling = result.harness.achieved_qps if result.harness else None
     out.append(_at_least("harness: Locust's ceiling vs the service's saturation", _ratio(ceiling, rate(service)), 3.0))
     return out
+
+
+def _latency_targets(label: str, measured: tuple[float, float, int] | None,
+                     floor: tuple[float, float] | None) -> list[Target]:
+    """p99 ≤ 25 ms, p99.9 ≤ 50 ms and no errors at the target rate; `floor`: the bare floor's p99, p99.9."""
+    p99_floor = f" (bare floor: {floor[0]:.1f})" if floor else ""
+    p999_floor = f" (bare floor: {floor[1]:.1f})" if floor else ""
+    return [
+        _at_most(f"{label}: p99 ms", measured[0] if measured else None, 25.0, "{:.1f}" + p99_floor),
+        _at_most(f"{label}: p99.9 ms", measured[1] if measured else None, 50.0, "{:.1f}" + p999_floor),
+        _at_most(f"{label}: errors", float(measured[2]) if measured else None, 0.0, "{:.0f}"),
+    ]
 
 
 def _poisson_cpu(result: BenchResult, config: str) -> float | None:
