@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
+from service.store.keys import KeyScheme
 from service.store.score_record import (
     LISTED_FIELDS,
     F,
@@ -131,11 +132,11 @@ class SessionWindowStore:
         self.window = window
         self.ttl_s = ttl_s
         self.prefix = prefix
+        self.key_scheme = KeyScheme(prefix)
         self.event_id_memory = event_id_memory
         self.is_cluster = isinstance(client, RedisCluster)
-        # The hash tag puts both index keys on one slot, so one script can prune them together.
-        self.risk_key = f"{prefix}:{{atrisk}}"
-        self.expiry_key = f"{prefix}:{{atrisk}}:exp"
+        self.risk_key = self.key_scheme.at_risk
+        self.expiry_key = self.key_scheme.at_risk_expiry
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
         self._write = client.register_script(lua_script("write_scores.lua"))
@@ -143,10 +144,7 @@ class SessionWindowStore:
 
     def keys(self, session_id: str) -> tuple[str, str, str]:
         """(window, meta, event ids) keys of one session."""
-        if "{" in session_id or "}" in session_id:
-            raise ValueError("session_id must not contain braces: they would break the cluster hash tag")
-        base = f"{self.prefix}:{{{session_id}}}"
-        return f"{base}:w", f"{base}:m", f"{base}:e"
+        return self.key_scheme.session(session_id).as_tuple()
 
     async def append_event(
         self, session_id: str, event_id: str | None, action: int, ts: float, from_ad: bool | None,

@@ -1,0 +1,48 @@
+"""The Redis key scheme, defined once (docs/redis.md): prefix → the keys of a session and of the index.
+
+Pure string building, no client: the store, the benchmarks and the tests all spell keys through it.
+The `{session_id}` hash tag keeps one session's keys on one cluster slot; the `{atrisk}` tag keeps
+both index keys on one slot, so one script can prune them together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "si:v1"
+
+
+@dataclass(frozen=True)
+class SessionKeys:
+    window: str  # list of packed events, oldest first, at most N
+    meta: str  # hash: count, last ts, sticky from_ad, cart state, last scores (score_record.py)
+    events: str  # hash: digest of an event_id -> "event_index|body[|answer]", the newest few
+
+    def as_tuple(self) -> tuple[str, str, str]:
+        return self.window, self.meta, self.events
+
+
+@dataclass(frozen=True)
+class KeyScheme:
+    prefix: str = DEFAULT_PREFIX
+
+    @property
+    def at_risk(self) -> str:
+        """zset: session_id -> abandonment risk."""
+        return f"{self.prefix}:{{atrisk}}"
+
+    @property
+    def at_risk_expiry(self) -> str:
+        """zset: session_id -> epoch seconds when its TTL runs out (prunes the index)."""
+        return f"{self.prefix}:{{atrisk}}:exp"
+
+    @property
+    def session_pattern(self) -> str:
+        """SCAN pattern matching every session key (and the index keys, whose tag is `{atrisk}`)."""
+        return f"{self.prefix}:{{*}}:*"
+
+    def session(self, session_id: str) -> SessionKeys:
+        if "{" in session_id or "}" in session_id:
+            raise ValueError("session_id must not contain braces: they would break the cluster hash tag")
+        base = f"{self.prefix}:{{{session_id}}}"
+        return SessionKeys(window=f"{base}:w", meta=f"{base}:m", events=f"{base}:e")
