@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from cli.extras import require_modules
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
 DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
@@ -127,6 +128,7 @@ def bench_fuzz(
 ) -> None:
     """Schemathesis on every route, auth off then on with a real key; writes docs/benchmarks/fuzz.*."""
     _from_checkout()
+    require_modules("schemathesis")  # run as `python -m schemathesis.cli`, in a child process
     from bench.fuzz import FuzzPlan, run_fuzz
     from bench.fuzz_report import write_fuzz_report
 

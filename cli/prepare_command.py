@@ -9,16 +9,16 @@ import json
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from model.data.prepare import MAX_EVENTS, MIN_EVENTS, PrepareStats, sessionise, summarise, write_common_csv
-from model.data.raw_events import read_raw
 from model.data.sources import BUILTIN_SOURCES, TS_UNITS, build_spec, parse_column, parse_epoch_seconds, parse_mapping
+
+if TYPE_CHECKING:
+    from model.data.prepare import PrepareStats
 
 _FAR = 10**12  # epoch seconds beyond any real clickstream; stands in for an open end of --ts-min/--ts-max
 
@@ -56,6 +56,8 @@ def _counts(counts: dict[str, int]) -> str:
 
 def render_stats(stats: PrepareStats, console: Console) -> None:
     """The stats table in the shape of the data README, then the counts beneath it."""
+    from model.data.prepare import MAX_EVENTS, MIN_EVENTS
+
     mode = f"{stats.gap_minutes:g}-min gap" if stats.gap_minutes is not None else "source session column"
     table = Table(title=f"{stats.format}: {mode}", caption="abandonment = add_cart but no order, per session")
     table.add_column("")
@@ -129,6 +131,12 @@ def prepare_command(
             spec = replace(spec, ts_range=None)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from None
+
+    # Polars and the stages built on it load here, not at the CLI's start: a serving install has no polars.
+    import polars as pl
+
+    from model.data.prepare import sessionise, summarise, write_common_csv
+    from model.data.raw_events import read_raw
 
     console = Console()
     started = time.perf_counter()

@@ -64,7 +64,7 @@ def serve(
     if settings.workers > 1:
         from cli.serve_workers import run_workers, settings_env, shared_redis
 
-        with shared_redis(settings.embedded_redis, settings.auth_active) as redis_env:
+        with shared_redis(settings) as redis_env:
             run_workers(settings.workers, settings.host, settings.port, settings.log_level, access_log,
                         {**settings_env(given), **redis_env})
         return

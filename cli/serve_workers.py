@@ -16,7 +16,10 @@ import os
 import signal
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 log = logging.getLogger("session_intent.workers")
 
@@ -34,16 +37,16 @@ def settings_env(given: Mapping[str, Any]) -> dict[str, str]:
 
 
 @contextmanager
-def shared_redis(embedded: bool, auth_active: bool) -> Iterator[dict[str, str]]:
+def shared_redis(settings: Settings) -> Iterator[dict[str, str]]:
     """Environment that points every worker at one Redis: the parent's embedded one in the default."""
-    if not embedded:
+    if not settings.embedded_redis:
         yield {}
         return
     from service.store.embedded import EmbeddedRedis
 
-    redis = EmbeddedRedis().start()
+    redis = EmbeddedRedis(maxmemory_mb=settings.embedded_redis_maxmemory_mb).start()
     try:
-        yield {"SI_REDIS_URL": redis.url, "SI_AUTH_ENABLED": "true" if auth_active else "false"}
+        yield {"SI_REDIS_URL": redis.url, "SI_AUTH_ENABLED": "true" if settings.auth_active else "false"}
     finally:
         redis.stop()
 
