@@ -63,7 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.callback(pauses.remove)
         url = settings.redis_url
         if url is None:
-            embedded = await asyncio.to_thread(EmbeddedRedis().start)
+            embedded = await asyncio.to_thread(EmbeddedRedis(maxmemory_mb=settings.embedded_redis_maxmemory_mb).start)
             stack.callback(embedded.stop)
             url = embedded.url
         client = connect_redis(url, settings)

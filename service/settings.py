@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     redis_timeout_ms: float = Field(default=500.0, gt=0, description="Socket connect/read timeout of each Redis call.")
     redis_max_connections: int = Field(default=32, ge=1, description="Connection pool bound; a burst waits.")
     redis_prefix: str = Field(default="si:v1", min_length=1, description="Versioned key prefix.")
+    # Bounds the embedded default only: past it redis-server evicts the keys that expire soonest (volatile-ttl),
+    # i.e. the idlest sessions, instead of growing until the host kills it. A real Redis is bounded by its operator.
+    embedded_redis_maxmemory_mb: int = Field(
+        default=256, ge=0, description="maxmemory of the embedded redis-server in MiB; 0: unbounded, no eviction."
+    )
     ttl_s: int = Field(default=1800, gt=0, description="Idle TTL of a session, refreshed on every event.")
     # 16 ids keep a long session under 1.5 KB in Redis (docs/redis.md); retries come within seconds.
     event_id_memory: int = Field(default=16, ge=1, le=1024, description="Recent event_ids remembered per session.")

@@ -34,8 +34,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, redis_server: RedisServer) 
 def test_the_block_starts_waits_and_stops_the_service() -> None:
     commands = quick_start()
     assert commands[0] == "bash scripts/bootstrap.sh"
-    assert any(c.startswith(".venv/bin/session-intent serve &") for c in commands)
-    assert any("readyz" in c for c in commands) and commands[-1].startswith("kill ")
+    assert any(c.startswith(".venv/bin/session-intent serve ") and "& server=$!" in c for c in commands)
+    wait = next(c for c in commands if "readyz" in c)
+    assert wait.startswith("timeout 60 ") and "tail" in wait  # gives up, and shows why
+    assert commands[-1].startswith("kill ")
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")

@@ -48,8 +48,9 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """Start, supervise and stop one private redis-server; `url` is a `unix://` URL for redis-py."""
 
-    def __init__(self, supervise: bool = True) -> None:
+    def __init__(self, supervise: bool = True, maxmemory_mb: int = 0) -> None:
         self.supervise = supervise
+        self.maxmemory_mb = maxmemory_mb
         self.restarts = 0
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -95,9 +96,10 @@ class EmbeddedRedis:
             redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
             "--dir", str(self._dir), "--save", "", "--appendonly", "no", "--loglevel", "warning",
             "--logfile", str(self._dir / "redis.log"),
-            # Session state is ephemeral (idle TTL): under memory pressure evict what expires soonest.
-            "--maxmemory-policy", "volatile-ttl",
         ]
+        if self.maxmemory_mb > 0:
+            # Every key carries the session's idle TTL: under the bound, evict the ones that expire soonest.
+            args += ["--maxmemory", f"{self.maxmemory_mb}mb", "--maxmemory-policy", "volatile-ttl"]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_until_answering(self._proc)
 
