@@ -54,8 +54,8 @@ def bench_chaos(
 ) -> None:
     """SIGKILL Redis under Poisson load with appendfsync always, then everysec; writes docs/benchmarks/chaos.*."""
     _from_checkout()
-    from bench.chaos import FSYNC_POLICIES, ChaosPlan, run_chaos, run_fsync_throughput
-    from bench.chaos_report import write_chaos_report
+    from bench.reliability.chaos import FSYNC_POLICIES, ChaosPlan, run_chaos, run_fsync_throughput
+    from bench.reliability.chaos_report import write_chaos_report
 
     log = logging.getLogger(__name__)
     results = []
@@ -82,8 +82,8 @@ def bench_failover(
 ) -> None:
     """SIGKILL a master of a local 3+3 Redis Cluster under Poisson load; writes docs/benchmarks/failover.*."""
     _from_checkout()
-    from bench.failover import FailoverPlan, run_failover
-    from bench.failover_report import write_failover_report
+    from bench.reliability.failover import FailoverPlan, run_failover
+    from bench.reliability.failover_report import write_failover_report
 
     plan = FailoverPlan(rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at, model_dir=model_dir)
     result = run_failover(plan)
@@ -104,8 +104,8 @@ def bench_overload(
 ) -> None:
     """Measure saturation (wrk), then drive `factor` × it open loop and come back; writes docs/benchmarks/overload.*."""
     _from_checkout()
-    from bench.overload import OverloadPlan, run_overload
-    from bench.overload_report import write_overload_report
+    from bench.reliability.overload import OverloadPlan, run_overload
+    from bench.reliability.overload_report import write_overload_report
 
     env = () if admission_target_ms is None else (("SI_ADMISSION_TARGET_MS", f"{admission_target_ms:g}"),)
     plan = OverloadPlan(saturation_s=saturation_seconds, concurrency=concurrency, phase_s=phase_seconds,
@@ -127,8 +127,8 @@ def bench_fuzz(
 ) -> None:
     """Schemathesis on every route, auth off then on with a real key; writes docs/benchmarks/fuzz.*."""
     _from_checkout()
-    from bench.fuzz import FuzzPlan, run_fuzz
-    from bench.fuzz_report import write_fuzz_report
+    from bench.reliability.fuzz import FuzzPlan, run_fuzz
+    from bench.reliability.fuzz_report import write_fuzz_report
 
     results = run_fuzz(FuzzPlan(max_examples=max_examples, max_time_s=max_time, seed=seed, model_dir=model_dir))
     command = f"session-intent bench fuzz --max-examples {max_examples} --max-time {max_time:g} --seed {seed}"

@@ -29,7 +29,7 @@ def register_bench(bench_app: typer.Typer) -> None:
         Each size's row is added to the report as soon as it is measured, so a sweep cut short keeps
         the sizes it finished.
         """
-        from bench.data import run_size, write_report
+        from bench.data.run import run_size, write_report
 
         command = "session-intent bench data " + " ".join(f"--events {n}" for n in events)
         rows = []

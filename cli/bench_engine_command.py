@@ -48,8 +48,8 @@ def bench_engine(
     max_windows: Annotated[int, typer.Option("--max-windows", min=100, help="Validation windows scored.")] = 20_000,
 ) -> None:
     """Time the engines at batch 1..512 and 1-2 threads, study int8 recipes, and write the report."""
-    from bench.engine import BATCH_SIZES, DEFAULT_MODELS, THREADS, run_engine_bench
-    from bench.engine_report import write_report
+    from bench.engine.report import write_report
+    from bench.engine.run import BATCH_SIZES, DEFAULT_MODELS, THREADS, run_engine_bench
     from model.export.timing import TimingPlan
 
     if data is None and DEFAULT_DATA.is_file():

@@ -2,7 +2,7 @@
 
 Runs from a source checkout: the load tests and the two comparison apps live in loadtest/, beside the
 package, not in it. Every server binds to 127.0.0.1; every wrk and Locust run is bounded in time (and
-Locust's in requests). Steps and their order: bench/service_run.py.
+Locust's in requests). Steps and their order: bench/service/run.py.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ def bench_service(
         raise typer.Exit(2)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from bench.servers import CONFIGS
-    from bench.service_report import write_report
-    from bench.service_run import BenchPlan, run_bench
-    from bench.service_wrk import wrk_binary
+    from bench.load.wrk import wrk_binary
+    from bench.procs.servers import CONFIGS
+    from bench.service.report import write_report
+    from bench.service.run import BenchPlan, run_bench
 
     chosen = tuple(_parse_list(configs, "config"))
     unknown = set(chosen) - set(CONFIGS)

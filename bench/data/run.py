@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report_files import write_rows_csv
+from bench.report.files import write_rows_csv
 from model.export.machine import machine_line
 
 # Goals from issue 13.
@@ -101,7 +101,7 @@ def measure_training_data(common: str, cache_dir: str, window: int) -> dict[str,
 
 
 def _subprocess(call: str) -> dict[str, float]:
-    code = f"import json, bench.data as b; print(json.dumps(b.{call}))"
+    code = f"import json, bench.data.run as b; print(json.dumps(b.{call}))"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 

@@ -1,4 +1,4 @@
-"""docs/benchmarks/engine.{md,csv,png} from an EngineBench (bench/engine.py). Never edited by hand."""
+"""docs/benchmarks/engine.{md,csv,png} from an EngineBench (bench/engine/run.py). Never edited by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.engine import ENGINES, EngineBench, ModelResult
+from bench.engine.run import ENGINES, EngineBench, ModelResult
 from model.training.nets import LABELS
 
 # docs/architecture.md §10 / issue 6: the published system's figures (its hardware is not named in our sources).

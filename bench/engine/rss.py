@@ -17,7 +17,7 @@ def status_mib(key):
     return 0.0
 before = status_mib('VmRSS')
 if sys.argv[2] == 'torch':
-    from bench.torch_engine import TorchEngine
+    from bench.engine.torch_engine import TorchEngine
     engine = TorchEngine(Path(sys.argv[1]), device='cpu')
 else:
     from service.engine.onnx_engine import load_engine

@@ -7,7 +7,7 @@ For each model (a trained model directory, or an arch with seeded random weights
    the ops it quantized, file size, and speed at batch 1 and 32 on 1 thread;
 3. times the three engines at every batch size and thread count, interleaved (model/export/timing.py);
 4. measures the RSS of a fresh process holding each engine.
-bench/engine_report.py turns the result into docs/benchmarks/engine.{md,csv,png}.
+bench/engine/report.py turns the result into docs/benchmarks/engine.{md,csv,png}.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.engine_rss import engine_rss
-from bench.torch_engine import TorchEngine
+from bench.engine.rss import engine_rss
+from bench.engine.torch_engine import TorchEngine
 from model.artifacts import CARD_FILE, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
 from model.card import ModelCard
 from model.data.dataset import file_sha256

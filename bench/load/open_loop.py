@@ -3,7 +3,7 @@
 Why hand-written: no open-loop HTTP load generator is installable here. Debian packages none of wrk2,
 vegeta or oha; wrk and hey are closed loop (a slow server slows their sending, so they never offer more
 than it takes and their latencies omit the wait of the clicks they did not send: coordinated omission).
-bench/click_load.py (aiohttp) spends 0.3-0.5 ms of CPU per request, so on the service's own 2 cores it
+bench/load/clicks.py (aiohttp) spends 0.3-0.5 ms of CPU per request, so on the service's own 2 cores it
 could not offer 2 × the service's rate, and what it measured was mostly its own event loop's lag.
 
 How it stays cheap and honest:
@@ -16,7 +16,7 @@ How it stays cheap and honest:
   coordinated omission);
 - an answer is parsed only for its status line, Content-Length and Retry-After;
 - uvloop when importable (`run_fast`).
-The records are bench.click_load's `Click` and `LoadRecord`, so the reports read them unchanged.
+The records are bench.load.clicks's `Click` and `LoadRecord`, so the reports read them unchanged.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from bench.click_load import NOT_SENT, TRANSPORT_ERROR, Click, LoadRecord
+from bench.load.clicks import NOT_SENT, TRANSPORT_ERROR, Click, LoadRecord
 from model.features import ACTIONS
 
 log = logging.getLogger(__name__)

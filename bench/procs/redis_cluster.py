@@ -11,10 +11,11 @@ from pathlib import Path
 import redis
 import yaml
 
-from bench.redis_server import RedisServer, redis_binary
+from bench.procs.redis_server import RedisServer, redis_binary
+from model.artifacts import REPO_ROOT
 
 BUS_PORT_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
-MANIFEST = Path(__file__).resolve().parents[1] / "deploy" / "k8s" / "redis-cluster.yaml"
+MANIFEST = REPO_ROOT / "deploy" / "k8s" / "redis-cluster.yaml"
 # The directives of the Kubernetes redis.conf that decide what a failover does; the failover tests run
 # with exactly these. The rest is pod plumbing (port, hostnames, paths) or memory sizing.
 FAILOVER_DIRECTIVES = ("cluster-node-timeout", "cluster-require-full-coverage", "appendonly", "save")

@@ -3,7 +3,7 @@
 - `bare`: loadtest/bare_app.py, the HTTP floor (same framework and schemas, no work);
 - `service`: the full service through its real entry point, `session-intent serve`, with its defaults
   (int8, the small committed model, micro-batching, one worker);
-- `service-published`: the same with the published-size model (bench/service_models.py);
+- `service-published`: the same with the published-size model (bench/service/models.py);
 - `service-fp32`, `service-batch1` (max_batch_size=1), `service-workers2` (`--workers 2`),
   `service-gc-default` (CPython's GC defaults: no `gc.freeze()`, gen-0 threshold 700): one knob each;
 - `naive`: loadtest/naive_app.py, torch eager per request and several Redis round trips per click.

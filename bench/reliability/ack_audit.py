@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.click_load import Click
+from bench.load.clicks import Click
 from service.store.score_record import META_FIELDS
 from service.store.window_store import SessionWindowStore
 

@@ -1,10 +1,10 @@
 """Redis crash under load (docs/reliability.md): SIGKILL redis-server mid-run, restart it on its data dir.
 
 One run: a real redis-server with the AOF on (`appendfsync` always or everysec), the real service
-(`session-intent serve` in a subprocess) and the Poisson click load of bench/click_load.py. At
+(`session-intent serve` in a subprocess) and the Poisson click load of bench/load/clicks.py. At
 `kill_at_s` redis-server gets SIGKILL; at `restart_at_s` it starts again on the same directory and
 port, replaying its AOF. A probe samples /readyz and the service's RSS every 100 ms throughout.
-Afterwards every acknowledged click is looked up in Redis (bench/ack_audit.py).
+Afterwards every acknowledged click is looked up in Redis (bench/reliability/ack_audit.py).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import numpy as np
 import psutil
 import redis
 
-from bench.ack_audit import AckAudit, audit_acknowledged
-from bench.click_load import LoadPlan, LoadRecord, run_closed_loop, run_load
-from bench.redis_server import RedisServer, free_port
-from bench.servers import running_server, server_spec
+from bench.load.clicks import LoadPlan, LoadRecord, run_closed_loop, run_load
+from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.servers import running_server, server_spec
+from bench.reliability.ack_audit import AckAudit, audit_acknowledged
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.chaos import ChaosResult, Throughput
-from bench.report_files import provenance_lines, write_rows_csv
+from bench.reliability.chaos import ChaosResult, Throughput
+from bench.report.files import provenance_lines, write_rows_csv
 
 BUCKET_S = 0.5
 
@@ -54,7 +54,8 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
         *provenance_lines(command, "the service, redis-server and the load generator share them."),
         "Each run: Poisson clicks, each with its own event_id, sent once; redis-server (AOF on) gets SIGKILL, then "
         "starts again on its directory and port. Recovery times count from the restart (spawn, AOF replay "
-        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts (bench/ack_audit.py). "
+        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts "
+        "(bench/reliability/ack_audit.py). "
         "SIGKILL kills the process, not the kernel: what redis-server had written to its AOF survives in the page "
         "cache either way, so `everysec` can only lose its last second on a kernel crash or power loss, which this "
         "run does not simulate.", "",

@@ -22,12 +22,12 @@ import numpy as np
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from bench.ack_audit import AckAudit, audit_acknowledged
-from bench.chaos import Probe, probe_service
-from bench.click_load import Click, LoadPlan, LoadRecord, run_load, session_id
-from bench.redis_cluster import RedisClusterProcs, manifest_failover_args
-from bench.redis_server import free_port
-from bench.servers import ServerSpec, running_server, server_spec
+from bench.load.clicks import Click, LoadPlan, LoadRecord, run_load, session_id
+from bench.procs.redis_cluster import RedisClusterProcs, manifest_failover_args
+from bench.procs.redis_server import free_port
+from bench.procs.servers import ServerSpec, running_server, server_spec
+from bench.reliability.ack_audit import AckAudit, audit_acknowledged
+from bench.reliability.chaos import Probe, probe_service
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.failover import FailoverResult
-from bench.report_files import provenance_lines, write_rows_csv
+from bench.reliability.failover import FailoverResult
+from bench.report.files import provenance_lines, write_rows_csv
 
 BUCKET_S = 0.5
 

@@ -19,8 +19,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.redis_server import RedisServer, free_port
-from bench.servers import ServerSpec, running_server, server_spec
+from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.servers import ServerSpec, running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)

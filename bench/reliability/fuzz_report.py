@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.fuzz import CHECKS, FuzzResult
-from bench.report_files import provenance_lines, write_rows_csv
+from bench.reliability.fuzz import CHECKS, FuzzResult
+from bench.report.files import provenance_lines, write_rows_csv
 
 SERVER_ERROR_CODES = ("ST101", "ST102")  # a 5xx, for any request or for an undeclared Content-Type
 

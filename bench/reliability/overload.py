@@ -1,10 +1,10 @@
 """Overload (docs/reliability.md): Poisson load at `overload_factor` × the measured saturation rate, then back.
 
-1. saturation: `wrk` (C, closed loop, `concurrency` connections, bench/service_wrk.py) posts clicks to a
+1. saturation: `wrk` (C, closed loop, `concurrency` connections, bench/load/wrk.py) posts clicks to a
    service whose admission refuses nothing; the rate of 200s is the saturation rate S and its CPU per
    click is c_accept. wrk costs a fraction of the service's CPU per request, so S is the service's rate,
    not the generator's;
-2. nominal: Poisson at `nominal_share` × S (bench/open_loop.py) on the service with its admission as
+2. nominal: Poisson at `nominal_share` × S (bench/load/open_loop.py) on the service with its admission as
    configured: the reference p99 of accepted clicks;
 3. overload: Poisson at `overload_factor` × S;
 4. recovery: Poisson at `nominal_share` × S again, right after;
@@ -30,11 +30,11 @@ import aiohttp
 import numpy as np
 import psutil
 
-from bench.click_load import LoadRecord
-from bench.open_loop import OpenLoopPlan, draw_arrivals, run_fast, run_open_loop
-from bench.redis_server import RedisServer, free_port
-from bench.servers import RunningServer, running_server, server_spec
-from bench.service_wrk import run_wrk
+from bench.load.clicks import LoadRecord
+from bench.load.open_loop import OpenLoopPlan, draw_arrivals, run_fast, run_open_loop
+from bench.load.wrk import run_wrk
+from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.servers import RunningServer, running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.overload import PHASES, OverloadResult
-from bench.report_files import provenance_lines, write_rows_csv
+from bench.reliability.overload import PHASES, OverloadResult
+from bench.report.files import provenance_lines, write_rows_csv
 from service.settings import Settings
 
 
@@ -51,7 +51,7 @@ def write_overload_report(r: OverloadResult, out_dir: Path, command: str) -> lis
         f"**Saturation S:** {sat.rate:.0f} clicks/s answered 200 by `wrk` (closed loop, {plan.concurrency} "
         f"connections, {plan.saturation_s:g} s; {sat.non_2xx} of {sat.requests} answers not 200; wrk's own CPU "
         f"{sat.cpu.generator_s / sat.cpu.wall_s:.2f} cores; the service's {sat.cpu.service_s / sat.cpu.wall_s:.2f}). "
-        f"Then three Poisson phases of {plan.phase_s:g} s back to back, from `bench/open_loop.py` "
+        f"Then three Poisson phases of {plan.phase_s:g} s back to back, from `bench/load/open_loop.py` "
         f"({plan.connections} keep-alive connections; latency from each click's intended send time; status -1: not "
         f"sent, more than {plan.max_pending} clicks waited for a connection). Admission: {_admission(r)}.", "",
         "| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0]),

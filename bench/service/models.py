@@ -1,7 +1,7 @@
 """The published-size model for the service benchmark, found or made within a bounded time.
 
 The committed models/default is the small `lstm_gru_small`. The published-size `lstm_gru` is not
-committed (7 MB of weights), so, as `bench engine` does (bench/engine.py), this takes a trained one from
+committed (7 MB of weights), so, as `bench engine` does (bench/engine/run.py), this takes a trained one from
 `models/` when there is one, else builds the architecture with seeded random weights. Serving cost
 does not depend on the weights' values: the graph, its sizes and the int8 recipe are the same. Either
 way it is exported to ONNX (fp32 + int8) in a scratch directory, and the report says which it was.
@@ -23,7 +23,7 @@ VALIDATION_SESSIONS = 400
 
 def published_model(models_root: Path, work: Path) -> tuple[Path, str]:
     """(an exported model directory of the published-size arch, where its weights came from)."""
-    from bench.engine import materialise
+    from bench.engine.run import materialise
     from model.card import ModelCard
     from model.export.exporter import export_model, synthetic_validation
 

@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.service_locust import EVENTS_ROUTE
-from bench.service_report_sections import events, light_table, num, sat, stages, tail
-from bench.service_run import BenchResult, LightPoisson, PoissonRun
+from bench.load.locust import EVENTS_ROUTE
+from bench.service.report_sections import events, light_table, num, sat, stages, tail
+from bench.service.run import BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
 # The published serving figures (docs/architecture.md §10): another shop, stack and machine, printed beside ours.
@@ -168,7 +168,7 @@ def markdown(result: BenchResult, command: str) -> str:
         "## How it was measured",
         "",
         "- `bare`: the same FastAPI app shape and schemas answering constants (loadtest/bare_app.py): the HTTP floor. "
-        "`service*`: `session-intent serve` (one knob changed per variant, see bench/servers.py). `naive`: torch "
+        "`service*`: `session-intent serve` (one knob changed per variant, see bench/procs/servers.py). `naive`: torch "
         "eager on a batch of 1 per request and 8 separate Redis calls per click (loadtest/naive_app.py).",
         "- One real redis-server on a unix socket for all of them, flushed before every step; its CPU is shown "
         "apart from the server's.",
@@ -259,7 +259,7 @@ def _profile(result: BenchResult) -> list[str]:
     if not result.profile:
         return ["Not profiled in this run."]
     out = ["Share of all on-CPU samples of the service process (main thread and engine thread), by the innermost "
-           "stage of each stack (bench/service_profile.py).", "", "| stage | share |", "|---|---|"]
+           "stage of each stack (bench/service/profile.py).", "", "| stage | share |", "|---|---|"]
     out += [f"| {stage} | {share:.1%} |" for stage, share in result.profile.items()]
     return out
 

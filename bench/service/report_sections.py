@@ -3,8 +3,8 @@ where a click's time goes inside the service, and the GC evidence; plus the look
 
 from __future__ import annotations
 
-from bench.service_locust import EVENTS_ROUTE, RouteStats
-from bench.service_run import BenchResult, Saturation
+from bench.load.locust import EVENTS_ROUTE, RouteStats
+from bench.service.run import BenchResult, Saturation
 
 
 def sat(result: BenchResult, config: str) -> Saturation | None:

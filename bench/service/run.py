@@ -1,17 +1,17 @@
 """The service benchmark (docs/architecture.md §10): every server side by side in one run, as ratios to the bare floor.
 
-All configurations (bench/servers.py) run at once on loopback ports against one real redis-server on a
+All configurations (bench/procs/servers.py) run at once on loopback ports against one real redis-server on a
 unix socket (the embedded default's transport), flushed before every step. The steps, in order:
 
 1. saturation, closed loop: `wrk` posts clicks over 64 connections to each config in turn
-   (bench/service_wrk.py): rate, latency, server and Redis CPU per click, Redis round trips per click;
+   (bench/load/wrk.py): rate, latency, server and Redis CPU per click, Redis round trips per click;
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
-3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/service_locust.py);
+3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/load/locust.py);
 4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
    connection, so that the tail measured is the server's and not a Python generator's;
-5. a py-spy profile of the service under the closed loop (bench/service_profile.py).
+5. a py-spy profile of the service under the closed loop (bench/service/profile.py).
 
-`session-intent bench service` is the entry point; bench/service_report.py writes the report.
+`session-intent bench service` is the entry point; bench/service/report.py writes the report.
 """
 
 from __future__ import annotations
@@ -30,11 +30,12 @@ import psutil
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench import service_locust, service_profile
-from bench.redis_server import RedisServer, free_port
-from bench.servers import RunningServer, http_text, running_server, server_spec
-from bench.service_locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
-from bench.service_wrk import WrkResult, run_wrk
+from bench.load import locust as service_locust
+from bench.load.locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
+from bench.load.wrk import WrkResult, run_wrk
+from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.servers import RunningServer, http_text, running_server, server_spec
+from bench.service import profile as service_profile
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
         published = None
         if "service-published" in plan.configs:
             step("preparing the published-size model")
-            from bench.service_models import published_model
+            from bench.service.models import published_model
 
             published, result.published_source = published_model(plan.models_root, work / "models")
         redis_dir = work / "redis"

@@ -1,6 +1,6 @@
 """Memory of one replica: process RSS at idle and after N requests, and Redis bytes per live session.
 
-    .venv/bin/python -m bench.session_rss --model-dir models/default --requests 10000
+    .venv/bin/python -m bench.service.session_rss --model-dir models/default --requests 10000
 
 Starts `session-intent serve` (its real entry point) against a private redis-server on a free port,
 waits for /readyz, reads the RSS of the service process (the Redis process is not counted), sends
@@ -28,7 +28,7 @@ import httpx
 import psutil
 import redis
 
-from bench.servers import ServerSpec, running_server
+from bench.procs.servers import ServerSpec, running_server
 from model.artifacts import DEFAULT_MODEL_DIR
 
 ACTIONS = ("category", "view_product", "view_product", "home", "search", "add_cart", "view_cart", "category")

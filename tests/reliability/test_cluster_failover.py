@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.failover import FailoverPlan, run_failover
+from bench.reliability.failover import FailoverPlan, run_failover
 from tests.redis_procs import redis_binary
 
 OTHERS_OK_SHARE = 0.95  # the other masters' sessions: shared 2-core CI box, a few clicks may miss the deadline

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import ChaosPlan, run_chaos
+from bench.reliability.chaos import ChaosPlan, run_chaos
 
 RSS_SLACK_MB = 50.0  # what the outage may add to the service's RSS: queues are bounded, nothing piles up
 
