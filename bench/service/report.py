@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.load.locust import EVENTS_ROUTE
 from bench.service.report_sections import events, light_table, num, sat, stages, tail
-from bench.service.run import BenchResult, LightPoisson, PoissonRun
+from bench.service.run import ROUND_TRIP_S, BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
 # The published serving figures (docs/architecture.md §10): another shop, stack and machine, printed beside ours.
@@ -53,7 +53,7 @@ def targets(result: BenchResult) -> list[Target]:
                  _ratio(service.server_cpu_ms if service else None, bare.server_cpu_ms if bare else None), 2.5),
         _at_most(f"server CPU per click vs bare floor (Poisson, {result.plan.target_rate} req/s)",
                  _ratio(*(_poisson_cpu(result, c) for c in ("service", "bare"))), 2.5),
-        _at_least("saturation vs bare floor (goal 0.5 ×)", _ratio(rate(service), rate(bare)), 0.4),
+        _at_least("saturation vs bare floor", _ratio(rate(service), rate(bare)), 0.4),
         _at_least("saturation vs naive", _ratio(rate(service), rate(sat(result, "naive"))), 5.0),
         _at_least("saturation vs max_batch_size=1", _ratio(rate(service), rate(sat(result, "service-batch1"))), 2.0),
         _at_least("--workers 2 vs one worker (2 cores shared with wrk and Redis)",
@@ -140,7 +140,9 @@ def markdown(result: BenchResult, command: str) -> str:
         "cache. Rates and costs count 2xx answers only (a 503 is not served work). CPU is per answered request "
         "over the whole run; the server's includes its workers. \"Server cores "
         "used\" is CPU per click × rate: how much of the shared machine the server actually got. Redis round "
-        "trips count commands clients sent, a Lua script once. Batch and GC columns are blank for `--workers` "
+        "trips count the commands clients sent (MONITOR, less a script's own calls: a Lua script counts once), in "
+        f"a {ROUND_TRIP_S:g} s closed-loop run of their own, since MONITOR costs Redis CPU. Batch and GC columns "
+        "are blank for `--workers` "
         "(one registry per worker).",
         "",
         *_saturation_table(result),

@@ -4,7 +4,8 @@ All configurations (bench/procs/servers.py) run at once on loopback ports agains
 unix socket (the embedded default's transport), flushed before every step. The steps, in order:
 
 1. saturation, closed loop: `wrk` posts clicks over 64 connections to each config in turn
-   (bench/load/wrk.py): rate, latency, server and Redis CPU per click, Redis round trips per click;
+   (bench/load/wrk.py): rate, latency, server and Redis CPU per click; then a short run under MONITOR for
+   the Redis round trips per click (bench/procs/round_trips.py);
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
 3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/load/locust.py);
 4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
@@ -34,6 +35,7 @@ from bench.load import locust as service_locust
 from bench.load.locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
 from bench.load.wrk import WrkResult, run_wrk
 from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.round_trips import RoundTripCounter
 from bench.procs.servers import RunningServer, http_text, running_server, server_spec
 from bench.service import profile as service_profile
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
@@ -41,6 +43,7 @@ from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 log = logging.getLogger(__name__)
 
 SATURATION_CONNECTIONS = 64
+ROUND_TRIP_S = 2.0  # the closed loop's extra run under MONITOR
 HARNESS_USERS = 64
 
 
@@ -71,7 +74,7 @@ class Saturation:
     wrk: WrkResult
     server_cpu_ms: float  # per request
     redis_cpu_ms: float  # per request
-    redis_calls_per_click: float  # top-level commands (scripts count once)
+    redis_calls_per_click: float  # commands clients sent (a script counts once), bench/procs/round_trips.py
     wrk_cpu_share: float  # wrk's CPU seconds over wall seconds
     mean_batch: float | None
     gc: dict[str, float]  # si_gc_pause_seconds sum/count by generation, when the server has it
@@ -176,13 +179,11 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process
     # One unmeasured second first: the server's Redis pool grows to the load's concurrency (a HELLO per new
     # connection) and every lazy path runs once, so the figures below are the steady state's.
     run_wrk(server.url, 1, SATURATION_CONNECTIONS, 1, work / "wrk.log")
-    client.config_resetstat()
     counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
     wall0 = time.monotonic()
     wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     wall = time.monotonic() - wall0
     counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
-    calls = _round_trips(client, scripts_only=server.spec.name.startswith("service"))
     answered = max(wrk.requests - wrk.non_2xx, 1)  # a 503 is not a served click: costs are per 2xx answer
     per_req = 1000.0 / answered
     delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
@@ -190,7 +191,7 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process
     return Saturation(
         config=server.spec.name, wrk=wrk, server_cpu_ms=(cpu1 - cpu0) * per_req,
         redis_cpu_ms=(redis1 - redis0) * per_req,
-        redis_calls_per_click=calls / answered,
+        redis_calls_per_click=_round_trips_per_click(server, client, work),
         wrk_cpu_share=wrk.wrk_cpu_s / wall, mean_batch=delta["si_batch_size_sum"] / batches if batches else None,
         gc={k.removeprefix("si_gc_pause_seconds_"): v for k, v in delta.items() if k.startswith("si_gc_pause")},
     )
@@ -289,21 +290,16 @@ def _counters(server: RunningServer) -> dict[str, float]:
     return values
 
 
-def _round_trips(client: redis.Redis, scripts_only: bool) -> float:
-    """Commands clients sent since the last CONFIG RESETSTAT, counting a Lua script once.
+def _round_trips_per_click(server: RunningServer, client: redis.Redis, work: Path) -> float:
+    """Commands the server sent to Redis per 2xx click, counted from the clients' side in a run of its own.
 
-    commandstats also counts the calls a script makes inside Redis; those are not round trips. The
-    service talks to Redis through scripts only (`scripts_only`), so for it only the commands a client
-    sends on its own count (EVALSHA, PING, ...). The naive app sends every list and hash command itself.
+    Its own run because MONITOR costs Redis CPU, which the measured run above must not pay; the same
+    closed loop, so batches (and the write-behind flushes per click) are the same size.
     """
-    stats = {k: float(v["calls"]) for k, v in client.info("commandstats").items() if isinstance(v, dict)}
-    return sum(calls for name, calls in stats.items()
-               if name not in _BENCH_COMMANDS and (not scripts_only or name in _CLIENT_ONLY))
-
-
-_BENCH_COMMANDS = {"cmdstat_info", "cmdstat_config|resetstat", "cmdstat_flushall"}
-_CLIENT_ONLY = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_script|load", "cmdstat_ping", "cmdstat_client|setinfo",
-                "cmdstat_hello", "cmdstat_select"}
+    with RoundTripCounter(client) as trips:
+        wrk = run_wrk(server.url, ROUND_TRIP_S, SATURATION_CONNECTIONS, 1, work / "wrk.log")
+        sent = trips.take()
+    return sum(sent.values()) / max(wrk.requests - wrk.non_2xx, 1)
 
 
 def _cpu(proc: psutil.Process) -> float:
