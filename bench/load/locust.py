@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import psutil
 
+from bench.procs.cpu import cpu_until_exit
 from model.artifacts import REPO_ROOT
 
 ALL_ROUTES = "all requests"
@@ -74,38 +74,12 @@ def run_locust(url: str, rate: int, duration_s: float, samples_csv: Path, log_pa
         # Locust exits 1 when any request failed: that is a result to report, not a crash.
         proc = subprocess.Popen(argv, cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                                 stdout=log_file, stderr=subprocess.STDOUT)
-        cpu = _cpu_until_exit(proc, deadline=wall0 + duration_s + 90)
+        cpu = cpu_until_exit(proc, deadline=wall0 + duration_s + 90)
     wall = time.monotonic() - wall0
     samples = sorted(samples_csv.parent.glob(samples_csv.name + "*"))
     if not samples:
         raise RuntimeError(f"Locust wrote no samples for {url} @ {rate}:\n{log_path.read_text()[-3000:]}")
     return LocustRun(samples, cpu, wall)
-
-
-def _cpu_until_exit(proc: subprocess.Popen[bytes], deadline: float, every_s: float = 0.25) -> float:
-    """CPU seconds of `proc` and every process it forks (--processes), each read until it ends; kill at deadline.
-
-    Polled, because forked workers may never be waited for, so no rusage reaches us: the last
-    quarter second of each process can be missed.
-    """
-    last: dict[int, float] = {}
-    root = psutil.Process(proc.pid)
-    while proc.poll() is None:
-        if time.monotonic() > deadline:
-            proc.kill()
-            break
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        for member in tree:
-            try:
-                last[member.pid] = sum(member.cpu_times()[:2])
-            except psutil.NoSuchProcess:
-                continue
-        time.sleep(every_s)
-    proc.wait()
-    return sum(last.values())
 
 
 def summarise(samples: Path | list[Path], config: str, target_qps: int, warmup_s: float) -> list[RouteStats]:

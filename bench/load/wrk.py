@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.procs.cpu import waited_children_cpu_seconds
 from model.artifacts import REPO_ROOT
 
 WRK_SCRIPT = REPO_ROOT / "loadtest" / "wrk_events.lua"
@@ -61,19 +61,18 @@ def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_pat
         raise RuntimeError("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")
     argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "5s",
             "-s", str(WRK_SCRIPT), url]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = waited_children_cpu_seconds()
     env = {k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}
     if think_ms:
         env["SI_WRK_THINK_MS"] = f"{think_ms:g}"
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = waited_children_cpu_seconds() - before
     with log_path.open("a") as log:
         log.write(done.stdout + done.stderr)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("SI_WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no summary (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
     raw = json.loads(line.removeprefix("SI_WRK "))
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return WrkResult(
         requests=int(raw["requests"]), seconds=raw["duration_us"] / 1e6, non_2xx=int(raw["non_2xx"]),
         socket_errors=sum(int(raw[k]) for k in ("connect", "read", "write", "timeout")),

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.procs.cpu import cpu_seconds
 from model.artifacts import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -107,14 +108,7 @@ class RunningServer:
 
     def cpu_seconds(self) -> float:
         """User + system CPU of the server process and its live children (the workers of `--workers`)."""
-        proc = psutil.Process(self.proc.pid)
-        total = sum(proc.cpu_times()[:2])
-        for child in proc.children(recursive=True):
-            try:
-                total += sum(child.cpu_times()[:2])
-            except psutil.NoSuchProcess:
-                continue
-        return float(total)
+        return cpu_seconds(self.proc.pid, children=True)
 
     def python_pid(self) -> int:
         """The process that serves requests: the server itself, or the first worker of `--workers`."""

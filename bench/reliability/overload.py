@@ -33,6 +33,7 @@ import psutil
 from bench.load.clicks import LoadRecord
 from bench.load.open_loop import OpenLoopPlan, draw_arrivals, run_fast, run_open_loop
 from bench.load.wrk import run_wrk
+from bench.procs.cpu import CpuMeter, CpuReading, cpu_seconds
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.servers import RunningServer, running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
@@ -135,17 +136,14 @@ class OverloadResult:
         return 1e6 * self.cpu[phase].service_s / max(sent, 1)
 
 
-class _CpuMeter:
-    def __init__(self, service_pid: int, redis_pid: int) -> None:
-        self.procs = (psutil.Process(), psutil.Process(service_pid), psutil.Process(redis_pid))
+def _meter(service: RunningServer, redis: RedisServer) -> CpuMeter:
+    assert redis.proc is not None
+    return CpuMeter(generator=None, service=service.proc.pid, redis=redis.proc.pid)
 
-    def read(self) -> tuple[float, ...]:
-        return (time.monotonic(), *(sum(p.cpu_times()[:2]) for p in self.procs))
 
-    @staticmethod
-    def between(before: tuple[float, ...], after: tuple[float, ...]) -> Cpu:
-        wall, gen, service, redis = (b - a for a, b in zip(before, after, strict=True))
-        return Cpu(wall, gen, service, redis)
+def _cpu(meter: CpuMeter, before: CpuReading) -> Cpu:
+    wall, spent = meter.between(before, meter.read())
+    return Cpu(wall, spent["generator"], spent["service"], spent["redis"])
 
 
 async def _sample(url: str, pid: int, started: float, stop: asyncio.Event, out: list[Sample]) -> None:
@@ -164,7 +162,7 @@ async def _sample(url: str, pid: int, started: float, stop: asyncio.Event, out: 
             await asyncio.sleep(0.1)
 
 
-async def _phases(url: str, pid: int, meter: _CpuMeter, result: OverloadResult) -> None:
+async def _phases(url: str, pid: int, meter: CpuMeter, result: OverloadResult) -> None:
     plan = result.plan
     nominal = plan.nominal_share * result.saturation_rate
     result.rates = {"nominal": nominal, "overload": plan.overload_factor * result.saturation_rate,
@@ -177,7 +175,7 @@ async def _phases(url: str, pid: int, meter: _CpuMeter, result: OverloadResult) 
     arrivals = {phase: draw_arrivals(load, host) for phase, load in loads.items()}  # drawn before any load
     stop = asyncio.Event()
     sampler: list[asyncio.Task[None]] = []
-    marks: dict[str, tuple[float, ...]] = {}
+    marks: dict[str, CpuReading] = {}
 
     def begin(phase: str) -> None:
         marks[phase] = meter.read()
@@ -189,7 +187,7 @@ async def _phases(url: str, pid: int, meter: _CpuMeter, result: OverloadResult) 
             log.info("%s: Poisson %.0f clicks/s for %.0f s", phase, loads[phase].rate, plan.phase_s)
             result.phases[phase] = await run_open_loop(url, loads[phase], arrivals[phase],
                                                        on_start=functools.partial(begin, phase))
-            result.cpu[phase] = meter.between(marks[phase], meter.read())
+            result.cpu[phase] = _cpu(meter, marks[phase])
     finally:
         stop.set()
         await asyncio.gather(*sampler)
@@ -209,10 +207,10 @@ def run_overload(plan: OverloadPlan) -> OverloadResult:
         assert server.proc is not None
         capacity = {"SI_ADMISSION_TARGET_MS": "0", "SI_MAX_IN_FLIGHT": str(4 * plan.concurrency)}
         with _service(plan, server, work, "service-capacity", capacity) as service:
-            saturation = _saturation(plan, service, _CpuMeter(service.proc.pid, server.proc.pid), work)
+            saturation = _saturation(plan, service, _meter(service, server), work)
         result = OverloadResult(plan, saturation)
         with _service(plan, server, work, "service", dict(plan.service_env)) as service:
-            run_fast(_phases(service.url, service.proc.pid, _CpuMeter(service.proc.pid, server.proc.pid), result))
+            run_fast(_phases(service.url, service.proc.pid, _meter(service, server), result))
             result.tracebacks = service.log_path.read_text(errors="replace").count("Traceback")
         if plan.shed_cost_s > 0:
             refuse = {"SI_MAX_IN_FLIGHT": "1", "SI_ADMISSION_TARGET_MS": "0", "SI_MAX_QUEUE_DELAY_MS": "200"}
@@ -229,10 +227,10 @@ def _service(plan: OverloadPlan, redis: RedisServer, work: Path, name: str,
         yield service
 
 
-def _saturation(plan: OverloadPlan, service: RunningServer, meter: _CpuMeter, work: Path) -> Saturation:
+def _saturation(plan: OverloadPlan, service: RunningServer, meter: CpuMeter, work: Path) -> Saturation:
     before = meter.read()
     wrk = run_wrk(service.url, plan.saturation_s, plan.concurrency, 2, work / "wrk.log")
-    cpu = dataclasses.replace(meter.between(before, meter.read()), generator_s=wrk.wrk_cpu_s)
+    cpu = dataclasses.replace(_cpu(meter, before), generator_s=wrk.wrk_cpu_s)
     saturation = Saturation((wrk.requests - wrk.non_2xx) / wrk.seconds, wrk.requests, wrk.non_2xx, wrk.p99_ms, cpu)
     log.info("saturation: %.0f clicks/s answered 200 (wrk, %d connections)", saturation.rate, plan.concurrency)
     return saturation
@@ -241,10 +239,9 @@ def _saturation(plan: OverloadPlan, service: RunningServer, meter: _CpuMeter, wo
 def _shed_cost(plan: OverloadPlan, service: RunningServer, work: Path) -> ShedCost:
     """c_reject, measured directly: one click in flight at a time (each held 200 ms by the batching delay),
     every other request refused, wrk's `concurrency` connections resending at once."""
-    proc = psutil.Process(service.proc.pid)
-    before = sum(proc.cpu_times()[:2])
+    before = cpu_seconds(service.proc.pid)
     wrk = run_wrk(service.url, plan.shed_cost_s, plan.concurrency, 2, work / "wrk-shed.log")
-    cost = ShedCost(wrk.requests, wrk.non_2xx, sum(proc.cpu_times()[:2]) - before)
+    cost = ShedCost(wrk.requests, wrk.non_2xx, cpu_seconds(service.proc.pid) - before)
     log.info("shed cost: %.0f µs of service CPU per request, %d of %d refused", cost.us_per_request, cost.refused,
              cost.requests)
     return cost

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.load import locust as service_locust
 from bench.load.locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
 from bench.load.wrk import WrkResult, run_wrk
+from bench.procs.cpu import cpu_seconds
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.round_trips import RoundTripCounter
 from bench.procs.servers import RunningServer, http_text, running_server, server_spec
@@ -140,7 +141,7 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
                                                           "--unixsocketperm", "700")).start()
         stack.callback(redis_server.stop)
         assert redis_server.proc is not None
-        redis_proc = psutil.Process(redis_server.proc.pid)
+        redis_pid = redis_server.proc.pid
         client = redis.Redis(unix_socket_path=str(redis_server.socket_path))
         stack.callback(client.close)
         step(f"starting {', '.join(plan.configs)}")
@@ -151,7 +152,7 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
         for name, server in servers.items():
             step(f"saturation (wrk, closed loop): {name}")
             client.flushall()
-            result.saturation.append(_saturate(server, plan, redis_proc, client, work))
+            result.saturation.append(_saturate(server, plan, redis_pid, client, work))
         if "bare" in servers:
             step("harness ceiling (Locust, closed loop): bare")
             _harness_ceiling(servers["bare"], plan, work, result)
@@ -174,16 +175,16 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
     return result
 
 
-def _saturate(server: RunningServer, plan: BenchPlan, redis_proc: psutil.Process, client: redis.Redis,
+def _saturate(server: RunningServer, plan: BenchPlan, redis_pid: int, client: redis.Redis,
               work: Path) -> Saturation:
     # One unmeasured second first: the server's Redis pool grows to the load's concurrency (a HELLO per new
     # connection) and every lazy path runs once, so the figures below are the steady state's.
     run_wrk(server.url, 1, SATURATION_CONNECTIONS, 1, work / "wrk.log")
-    counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
+    counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
     wall0 = time.monotonic()
     wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     wall = time.monotonic() - wall0
-    counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), _cpu(redis_proc)
+    counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
     answered = max(wrk.requests - wrk.non_2xx, 1)  # a 503 is not a served click: costs are per 2xx answer
     per_req = 1000.0 / answered
     delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
@@ -300,10 +301,6 @@ def _round_trips_per_click(server: RunningServer, client: redis.Redis, work: Pat
         wrk = run_wrk(server.url, ROUND_TRIP_S, SATURATION_CONNECTIONS, 1, work / "wrk.log")
         sent = trips.take()
     return sum(sent.values()) / max(wrk.requests - wrk.non_2xx, 1)
-
-
-def _cpu(proc: psutil.Process) -> float:
-    return float(sum(proc.cpu_times()[:2]))
 
 
 __all__ = ["ALL_ROUTES", "EVENTS_ROUTE", "BenchPlan", "BenchResult", "LightPoisson", "PoissonRun", "RouteStats",
