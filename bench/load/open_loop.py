@@ -1,10 +1,10 @@
-"""A lean open-loop Poisson click generator on raw asyncio protocols, for the overload benchmark.
+"""The one open-loop Poisson click generator, on raw asyncio protocols: overload, chaos, failover, session RSS.
 
 Why hand-written: no open-loop HTTP load generator is installable here. Debian packages none of wrk2,
 vegeta or oha; wrk and hey are closed loop (a slow server slows their sending, so they never offer more
 than it takes and their latencies omit the wait of the clicks they did not send: coordinated omission).
-bench/load/clicks.py (aiohttp) spends 0.3-0.5 ms of CPU per request, so on the service's own 2 cores it
-could not offer 2 × the service's rate, and what it measured was mostly its own event loop's lag.
+An aiohttp generator spends 0.3-0.5 ms of CPU per request, so on the service's own 2 cores it could
+not offer 2 × the service's rate, and what it measured was mostly its own event loop's lag.
 
 How it stays cheap and honest:
 - the arrivals are drawn before the phase (Poisson times, sessions, actions, unique event_ids) and each
@@ -14,9 +14,12 @@ How it stays cheap and honest:
   waiting it is recorded as not sent (status -1);
 - latency runs from the click's *intended* send time, so the wait for a free connection counts (no
   coordinated omission);
-- an answer is parsed only for its status line, Content-Length and Retry-After;
+- an answer is parsed only for its status line, Content-Length, Retry-After and, on a 200, its
+  event_index (the acknowledged-click audit needs it);
+- `keep_pool`: a connection the server closes (idle keep-alive timeout) is replaced, so a long run at a
+  low rate still has its whole pool when a fault makes answers slow;
 - uvloop when importable (`run_fast`).
-The records are bench.load.clicks's `Click` and `LoadRecord`, so the reports read them unchanged.
+The records are bench/load/clicks.py's `Click` and `LoadRecord`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ class OpenLoopPlan:
     max_pending: int = 4096  # clicks waiting for a free connection; past it, not sent
     timeout_s: float = 5.0  # an answer later than this, after the last arrival, counts as no answer
     session_prefix: str = "open"
+    max_clicks: int | None = None  # stop drawing arrivals after this many, even before duration_s
+    keep_pool: bool = False  # replace the connections the server closes
+
+
+def session_id(plan: OpenLoopPlan, index: int) -> str:
+    return f"{plan.session_prefix}-{plan.seed}-{index}"
 
 
 @dataclass(frozen=True)
@@ -71,9 +80,10 @@ def draw_arrivals(plan: OpenLoopPlan, host: str) -> Arrivals:
     event_ids: list[str] = []
     requests: list[bytes] = []
     t = rng.expovariate(plan.rate)
-    while t < plan.duration_s:
+    limit = plan.max_clicks if plan.max_clicks is not None else float("inf")
+    while t < plan.duration_s and len(due) < limit:
         index = rng.randrange(plan.sessions)
-        session = f"{plan.session_prefix}-{plan.seed}-{index}"
+        session = session_id(plan, index)
         event_id = f"{session}-{counters[index]}"
         counters[index] += 1
         body = f'{{"event_id":"{event_id}","action":"{rng.choice(ACTIONS)}"}}'.encode()
@@ -116,13 +126,15 @@ class _Connection(asyncio.Protocol):
         length = _header_int(head, b"\r\ncontent-length:")
         if len(buffer) < end + 4 + length:
             return
+        status = int(head[9:12])
+        index = _event_index(bytes(buffer[end + 4 : end + 4 + length])) if status == 200 else None
         del buffer[: end + 4 + length]
         retry_at = head.find(b"\r\nretry-after:")
         retry_after = head[retry_at + 14 :].split(b"\r\n", 1)[0].strip().decode() if retry_at >= 0 else None
         click, self.click = self.click, -1
         if click < 0:  # an answer to nothing (the server's own 4xx before closing): not a click's
             return
-        self.run.answered(self, click, int(head[9:12]), retry_after)
+        self.run.answered(self, click, status, retry_after, index)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -134,6 +146,15 @@ def _header_int(head: bytes, name: bytes) -> int:
     return int(head[at + len(name) :].split(b"\r\n", 1)[0]) if at >= 0 else 0
 
 
+def _event_index(body: bytes) -> int | None:
+    """The answer's event_index, found without parsing the JSON (the service writes it as a plain integer)."""
+    at = body.find(b'"event_index":')
+    if at < 0:
+        return None
+    digits = body[at + 14 :].lstrip().split(b",", 1)[0].split(b"}", 1)[0].strip()
+    return int(digits) if digits.isdigit() else None
+
+
 class _Run:
     """The state of one phase on one event loop."""
 
@@ -143,6 +164,7 @@ class _Run:
         self.status = [_PENDING] * n
         self.done_at = [0.0] * n  # loop time of the answer
         self.retry_after: list[str | None] = [None] * n
+        self.event_index: list[int | None] = [None] * n
         self.pool: list[_Connection] = []
         self.idle: list[_Connection] = []
         self.waiting: deque[int] = deque()
@@ -151,12 +173,30 @@ class _Run:
         self.start = 0.0
         self.loop = asyncio.get_running_loop()
         self.finished = self.loop.create_future()
+        self._replacements: set[asyncio.Task[None]] = set()
+        self.closing = False
 
     async def connect(self) -> None:
         for _ in range(self.plan.connections):
             _, conn = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
             self.pool.append(conn)
         self.idle = list(self.pool)
+
+    async def _replace(self) -> None:
+        try:
+            _, conn = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
+        except OSError as exc:
+            log.debug("no replacement connection: %r", exc)
+            return
+        if self.closing:
+            assert conn.transport is not None
+            conn.transport.close()
+            return
+        self.pool.append(conn)
+        if self.waiting:
+            conn.send(self.waiting.popleft())
+        else:
+            self.idle.append(conn)
 
     def begin(self) -> None:
         self.start = self.loop.time() + 0.01
@@ -187,8 +227,10 @@ class _Run:
         else:
             self._maybe_finished()
 
-    def answered(self, conn: _Connection, click: int, status: int, retry_after: str | None) -> None:
+    def answered(self, conn: _Connection, click: int, status: int, retry_after: str | None,
+                 event_index: int | None) -> None:
         self.status[click], self.done_at[click], self.retry_after[click] = status, self.loop.time(), retry_after
+        self.event_index[click] = event_index
         self.outstanding -= 1
         if self.waiting:
             conn.send(self.waiting.popleft())
@@ -204,6 +246,11 @@ class _Run:
             conn.click = -1
         if conn in self.idle:
             self.idle.remove(conn)
+        if conn in self.pool:
+            self.pool.remove(conn)
+        if self.plan.keep_pool and not self.closing and self.next < len(self.arrivals.due):
+            self._replacements.add(task := self.loop.create_task(self._replace()))
+            task.add_done_callback(self._replacements.discard)
         self._maybe_finished()
 
     def _maybe_finished(self) -> None:
@@ -211,7 +258,8 @@ class _Run:
             self.finished.set_result(None)
 
     def close(self) -> None:
-        for conn in self.pool:
+        self.closing = True
+        for conn in list(self.pool):
             if conn.transport is not None:
                 conn.transport.close()
 
@@ -228,7 +276,8 @@ class _Run:
             else:
                 latency = self.done_at[i] - self.start - float(due)
             record.clicks.append(
-                Click(float(due), latency, status, self.retry_after[i], a.sessions[i], a.event_ids[i], None)
+                Click(float(due), latency, status, self.retry_after[i], a.sessions[i], a.event_ids[i],
+                      self.event_index[i])
             )
         return record
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.load.clicks import Click
+from service.store.keys import DEFAULT_PREFIX, KeyScheme
 from service.store.score_record import META_FIELDS
-from service.store.window_store import SessionWindowStore
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,17 @@ class AckAudit:
     sessions_with_loss: int
 
 
-def audit_acknowledged(client: Any, clicks: Iterable[Click], prefix: str = "si:v1") -> AckAudit:
+def audit_acknowledged(client: Any, clicks: Iterable[Click], prefix: str = DEFAULT_PREFIX) -> AckAudit:
     """`client` is a sync redis.Redis or redis.cluster.RedisCluster on the store the service wrote to."""
     indices: dict[str, list[int]] = defaultdict(list)
     for click in clicks:
         if click.status == 200 and click.event_index is not None:
             indices[click.session].append(click.event_index)
     sessions = sorted(indices)
-    store = SessionWindowStore(client, prefix=prefix)  # only for its key scheme; it runs nothing here
+    keys = KeyScheme(prefix)
     pipe = client.pipeline(transaction=False)
     for session in sessions:
-        pipe.hget(store.keys(session)[1], META_FIELDS["count"])
+        pipe.hget(keys.session(session).meta, META_FIELDS["count"])
     stored = [int(c) if c is not None else 0 for c in pipe.execute()]
     lost = 0
     with_loss = 0

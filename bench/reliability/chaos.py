@@ -1,9 +1,10 @@
 """Redis crash under load (docs/reliability.md): SIGKILL redis-server mid-run, restart it on its data dir.
 
 One run: a real redis-server with the AOF on (`appendfsync` always or everysec), the real service
-(`session-intent serve` in a subprocess) and the Poisson click load of bench/load/clicks.py. At
+(`session-intent serve` in a subprocess) and the Poisson click load of bench/load/open_loop.py. At
 `kill_at_s` redis-server gets SIGKILL; at `restart_at_s` it starts again on the same directory and
-port, replaying its AOF. A probe samples /readyz and the service's RSS every 100 ms throughout.
+port, replaying its AOF. A probe samples /readyz and the service's RSS every 100 ms throughout
+(bench/reliability/probe.py).
 Afterwards every acknowledged click is looked up in Redis (bench/reliability/ack_audit.py).
 """
 
@@ -17,40 +18,31 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
-import psutil
 import redis
 
-from bench.load.clicks import LoadPlan, LoadRecord, run_closed_loop, run_load
+from bench.load.clicks import LoadRecord
+from bench.load.open_loop import OpenLoopPlan
+from bench.load.wrk import run_wrk
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.servers import running_server, server_spec
 from bench.reliability.ack_audit import AckAudit, audit_acknowledged
+from bench.reliability.probe import Probe, drive_under_fault, fault_load
 from model.artifacts import DEFAULT_MODEL_DIR
 
 log = logging.getLogger(__name__)
 
-PROBE_EVERY_S = 0.1
 FSYNC_POLICIES = ("always", "everysec")
+CHAOS_LOAD = fault_load(rate=300.0, sessions=500, duration_s=25.0, session_prefix="chaos")
 
 
 @dataclass(frozen=True)
 class ChaosPlan:
     appendfsync: str = "always"
-    rate: float = 300.0
-    sessions: int = 500
-    duration_s: float = 25.0
+    load: OpenLoopPlan = CHAOS_LOAD
     kill_at_s: float = 10.0
     restart_at_s: float = 15.0
     model_dir: Path = DEFAULT_MODEL_DIR
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Probe:
-    t: float  # seconds since the load started
-    ready_status: int  # /readyz status, 0 when it did not answer
-    rss_mb: float
 
 
 @dataclass
@@ -114,52 +106,21 @@ def sigkill(server: RedisServer) -> None:
     server.proc = None
 
 
-async def probe_service(url: str, pid: int, started: float, stop: asyncio.Event, probes: list[Probe]) -> None:
-    """Every PROBE_EVERY_S until `stop`: /readyz status and the RSS of process `pid`, appended to `probes`."""
-    proc = psutil.Process(pid)
-    async with httpx.AsyncClient(timeout=1.0) as client:
-        while not stop.is_set():
-            try:
-                status = (await client.get(f"{url}/readyz")).status_code
-            except httpx.HTTPError:
-                status = 0
-            probes.append(Probe(time.monotonic() - started, status, proc.memory_info().rss / 2**20))
-            await asyncio.sleep(PROBE_EVERY_S)
-
-
-async def _faults(server: RedisServer, plan: ChaosPlan, started: list[float], marks: dict[str, float]) -> None:
+async def _faults(server: RedisServer, plan: ChaosPlan, started: float, marks: dict[str, float]) -> None:
     await asyncio.sleep(plan.kill_at_s)
     sigkill(server)
-    marks["killed"] = time.monotonic() - started[0]
+    marks["killed"] = time.monotonic() - started
     log.info("redis-server SIGKILLed at %.2f s", marks["killed"])
     await asyncio.sleep(max(plan.restart_at_s - marks["killed"], 0))
-    marks["restarted"] = time.monotonic() - started[0]  # spawned now; the AOF replay counts against recovery
+    marks["restarted"] = time.monotonic() - started  # spawned now; the AOF replay counts against recovery
     await asyncio.to_thread(server.start)  # same port and dir: replays the AOF
     log.info("redis-server restarted at %.2f s, answering after %.2f s", marks["restarted"],
-             time.monotonic() - started[0] - marks["restarted"])
-
-
-async def _drive(url: str, pid: int, server: RedisServer, plan: ChaosPlan) -> tuple[LoadRecord, list[Probe],
-                                                                                      dict[str, float]]:
-    load_plan = LoadPlan(rate=plan.rate, duration_s=plan.duration_s, sessions=plan.sessions, seed=plan.seed)
-    started = [time.monotonic()]
-    probes: list[Probe] = []
-    marks: dict[str, float] = {}
-    stop = asyncio.Event()
-    probe = asyncio.create_task(probe_service(url, pid, started[0], stop, probes))
-    faults = asyncio.create_task(_faults(server, plan, started, marks))
-    try:
-        record = await run_load(url, load_plan)
-        await faults
-    finally:
-        stop.set()
-        await probe
-    return record, probes, marks
+             time.monotonic() - started - marks["restarted"])
 
 
 def run_chaos(plan: ChaosPlan) -> ChaosResult:
     """One bounded run; every process it starts is stopped before it returns."""
-    if not 0 < plan.kill_at_s < plan.restart_at_s < plan.duration_s:
+    if not 0 < plan.kill_at_s < plan.restart_at_s < plan.load.duration_s:
         raise ValueError("need 0 < kill_at_s < restart_at_s < duration_s")
     with tempfile.TemporaryDirectory(prefix="si-chaos-") as tmp, ExitStack() as stack:
         work = Path(tmp)
@@ -167,7 +128,9 @@ def run_chaos(plan: ChaosPlan) -> ChaosResult:
         stack.callback(server.stop)
         service = stack.enter_context(running_server(server_spec("service", server.url, plan.model_dir),
                                                      free_port(), work))
-        record, probes, marks = asyncio.run(_drive(service.url, service.proc.pid, server, plan))
+        marks: dict[str, float] = {}
+        record, probes = asyncio.run(drive_under_fault(service.url, service.proc.pid, plan.load,
+                                                       lambda started: _faults(server, plan, started, marks)))
         client = redis.Redis.from_url(server.url)
         stack.callback(client.close)
         audit = audit_acknowledged(client, record.clicks)
@@ -184,7 +147,8 @@ class Throughput:
 
 
 def run_fsync_throughput(model_dir: Path, concurrency: int, duration_s: float, rounds: int) -> list[Throughput]:
-    """Closed-loop saturation of the service on an AOF Redis, `always` and `everysec` interleaved round by round."""
+    """Closed-loop saturation (wrk, `concurrency` connections) of the service on an AOF Redis, `always` and
+    `everysec` interleaved round by round."""
     out: list[Throughput] = []
     with tempfile.TemporaryDirectory(prefix="si-fsync-") as tmp:
         work = Path(tmp)
@@ -195,10 +159,7 @@ def run_fsync_throughput(model_dir: Path, concurrency: int, duration_s: float, r
                     stack.callback(server.stop)
                     service = stack.enter_context(running_server(server_spec("service", server.url, model_dir),
                                                                  free_port(), work))
-                    record = asyncio.run(run_closed_loop(service.url, concurrency, duration_s, sessions=500,
-                                                         seed=round_no))
-                ok = record.latency_ms(200)
-                out.append(Throughput(policy, round_no, ok.size / duration_s,
-                                      float(np.percentile(ok, 99)) if ok.size else float("nan")))
+                    wrk = run_wrk(service.url, duration_s, concurrency, 1, work / "wrk.log")
+                out.append(Throughput(policy, round_no, wrk.ok_rate, wrk.p99_ms))
                 log.info("appendfsync %s round %d: %.0f clicks/s", policy, round_no, out[-1].clicks_per_s)
     return out

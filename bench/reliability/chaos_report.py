@@ -20,8 +20,8 @@ def chaos_rows(results: Sequence[ChaosResult]) -> list[dict[str, object]]:
         first_ok = r.first_ok_after_restart_s()
         ready = r.ready_again_s()
         rows.append({
-            "appendfsync": r.plan.appendfsync, "rate": r.plan.rate, "sessions": r.plan.sessions,
-            "duration_s": r.plan.duration_s, "outage_s": round(r.restarted_at - r.killed_at, 2),
+            "appendfsync": r.plan.appendfsync, "rate": r.plan.load.rate, "sessions": r.plan.load.sessions,
+            "duration_s": r.plan.load.duration_s, "outage_s": round(r.restarted_at - r.killed_at, 2),
             "sent": len(r.load.clicks), "status_200": statuses.get(200, 0), "status_503": statuses.get(503, 0),
             "other_statuses": " ".join(f"{s}:{n}" for s, n in statuses.items() if s not in (200, 503)) or "none",
             "server_errors_500": r.server_errors(), "503_without_retry_after": r.unavailable_without_retry_after(),
@@ -90,7 +90,7 @@ def _plot(results: Sequence[ChaosResult], path: Path) -> None:
 
     fig, axes = plt.subplots(len(results), 1, figsize=(9, 2.6 * len(results)), squeeze=False)
     for ax, r in zip(axes[:, 0], results, strict=True):
-        edges = np.arange(0, r.plan.duration_s + BUCKET_S, BUCKET_S)
+        edges = np.arange(0, r.plan.load.duration_s + BUCKET_S, BUCKET_S)
         for status, color in ((200, "tab:green"), (503, "tab:orange")):
             sent = [c.t for c in r.load.clicks if c.status == status]
             counts, _ = np.histogram(sent, bins=edges)

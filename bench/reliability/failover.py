@@ -22,28 +22,27 @@ import numpy as np
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from bench.load.clicks import Click, LoadPlan, LoadRecord, run_load, session_id
+from bench.load.clicks import Click, LoadRecord
+from bench.load.open_loop import OpenLoopPlan, session_id
 from bench.procs.redis_cluster import RedisClusterProcs, manifest_failover_args
 from bench.procs.redis_server import free_port
 from bench.procs.servers import ServerSpec, running_server, server_spec
 from bench.reliability.ack_audit import AckAudit, audit_acknowledged
-from bench.reliability.chaos import Probe, probe_service
+from bench.reliability.probe import Probe, drive_under_fault, fault_load
 from model.artifacts import DEFAULT_MODEL_DIR
+from service.store.keys import DEFAULT_PREFIX, KeyScheme
 
 log = logging.getLogger(__name__)
 
-PREFIX = "si:v1"
 AUDIT_TIMEOUT_S = 20.0  # promotion lag after the load ends, on a loaded machine
+FAILOVER_LOAD = fault_load(rate=200.0, sessions=300, duration_s=30.0, session_prefix="fo")
 
 
 @dataclass(frozen=True)
 class FailoverPlan:
-    rate: float = 200.0
-    sessions: int = 300
-    duration_s: float = 30.0
+    load: OpenLoopPlan = FAILOVER_LOAD
     kill_at_s: float = 8.0
     model_dir: Path = DEFAULT_MODEL_DIR
-    seed: int = 0
 
 
 @dataclass
@@ -102,7 +101,7 @@ def _audit_after_promotion(procs: RedisClusterProcs, record: LoadRecord, stack: 
         client = RedisCluster(host="127.0.0.1", port=alive.port)
         stack.callback(client.close)
         try:
-            return audit_acknowledged(client, record.clicks, PREFIX)
+            return audit_acknowledged(client, record.clicks, DEFAULT_PREFIX)
         except RedisError:
             if time.monotonic() > deadline:
                 raise
@@ -115,39 +114,21 @@ def _cluster_spec(url: str, model_dir: Path) -> ServerSpec:
     return ServerSpec(base.name, base.argv, {**base.env, "SI_REDIS_CLUSTER": "true"})
 
 
-async def _drive(url: str, pid: int, procs: RedisClusterProcs, plan: FailoverPlan,
-                 victim_port: int) -> tuple[LoadRecord, list[Probe], float]:
-    load_plan = LoadPlan(rate=plan.rate, duration_s=plan.duration_s, sessions=plan.sessions, seed=plan.seed,
-                         session_prefix="fo")
-    started = time.monotonic()
-    probes: list[Probe] = []
-    stop = asyncio.Event()
-    killed: list[float] = []
-
-    async def kill() -> None:
-        await asyncio.sleep(plan.kill_at_s)
-        victim = next(n for n in procs.nodes if n.port == victim_port)
-        assert victim.proc is not None
-        victim.proc.kill()
-        victim.proc.wait()
-        victim.proc = None
-        killed.append(time.monotonic() - started)
-        log.info("master on port %d SIGKILLed at %.2f s", victim_port, killed[0])
-
-    probe = asyncio.create_task(probe_service(url, pid, started, stop, probes))
-    killer = asyncio.create_task(kill())
-    try:
-        record = await run_load(url, load_plan)
-        await killer
-    finally:
-        stop.set()
-        await probe
-    return record, probes, killed[0]
+async def _kill(procs: RedisClusterProcs, victim_port: int, plan: FailoverPlan, started: float,
+                killed: list[float]) -> None:
+    await asyncio.sleep(plan.kill_at_s)
+    victim = next(n for n in procs.nodes if n.port == victim_port)
+    assert victim.proc is not None
+    victim.proc.kill()
+    victim.proc.wait()
+    victim.proc = None
+    killed.append(time.monotonic() - started)
+    log.info("master on port %d SIGKILLed at %.2f s", victim_port, killed[0])
 
 
 def run_failover(plan: FailoverPlan) -> FailoverResult:
     """One bounded run on a fresh 6-node cluster; every process it starts is stopped before it returns."""
-    if not 0 < plan.kill_at_s < plan.duration_s:
+    if not 0 < plan.kill_at_s < plan.load.duration_s:
         raise ValueError("need 0 < kill_at_s < duration_s")
     cluster_args = manifest_failover_args()
     node_timeout_ms = int(cluster_args[cluster_args.index("--cluster-node-timeout") + 1])
@@ -155,17 +136,18 @@ def run_failover(plan: FailoverPlan) -> FailoverResult:
         work = Path(tmp)
         procs = RedisClusterProcs(work / "cluster", extra_args=cluster_args).start()
         stack.callback(procs.stop)
-        load_plan = LoadPlan(rate=plan.rate, duration_s=plan.duration_s, sessions=plan.sessions, seed=plan.seed,
-                             session_prefix="fo")
-        owners = {session_id(load_plan, i): procs.master_of(f"{PREFIX}:{{{session_id(load_plan, i)}}}:m").port
-                  for i in range(plan.sessions)}
-        victim_port = owners[session_id(load_plan, 0)]
+        keys = KeyScheme()
+        sessions = [session_id(plan.load, i) for i in range(plan.load.sessions)]
+        owners = {s: procs.master_of(keys.session(s).meta).port for s in sessions}
+        victim_port = owners[sessions[0]]
         host, port = procs.startup_node
         service = stack.enter_context(running_server(_cluster_spec(f"redis://{host}:{port}/0", plan.model_dir),
                                                      free_port(), work))
-        record, probes, killed_at = asyncio.run(_drive(service.url, service.proc.pid, procs, plan, victim_port))
+        killed: list[float] = []
+        kill = lambda started: _kill(procs, victim_port, plan, started, killed)  # noqa: E731
+        record, probes = asyncio.run(drive_under_fault(service.url, service.proc.pid, plan.load, kill))
         audit = _audit_after_promotion(procs, record, stack)
         service_log = service.log_path.read_text(errors="replace")
     victims = frozenset(s for s, p in owners.items() if p == victim_port)
-    return FailoverResult(plan, record, audit, probes, killed_at, victims, node_timeout_ms,
+    return FailoverResult(plan, record, audit, probes, killed[0], victims, node_timeout_ms,
                           service_log.count("Traceback"), service_log)

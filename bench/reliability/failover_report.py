@@ -18,7 +18,7 @@ def failover_row(r: FailoverResult) -> dict[str, object]:
     victim = r.statuses(True, r.killed_at)
     others = r.statuses(False, r.killed_at)
     return {
-        "rate": r.plan.rate, "sessions": r.plan.sessions, "duration_s": r.plan.duration_s,
+        "rate": r.plan.load.rate, "sessions": r.plan.load.sessions, "duration_s": r.plan.load.duration_s,
         "node_timeout_ms": r.node_timeout_ms, "killed_master_sessions": len(r.victim_sessions),
         "killed_master_statuses": " ".join(f"{s}:{n}" for s, n in victim.items()),
         "other_statuses": " ".join(f"{s}:{n}" for s, n in others.items()),
@@ -64,7 +64,7 @@ def _plot(r: FailoverResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
-    edges = np.arange(0, r.plan.duration_s + BUCKET_S, BUCKET_S)
+    edges = np.arange(0, r.plan.load.duration_s + BUCKET_S, BUCKET_S)
     for ax, victim, title in ((axes[0], True, "sessions of the killed master"), (axes[1], False, "other sessions")):
         for status, color in ((200, "tab:green"), (503, "tab:orange"), (504, "tab:purple")):
             sent = [c.t for c in r.clicks(victim) if c.status == status]
