@@ -16,6 +16,7 @@ import typer
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
 DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
+ModelDir = Annotated[Path, typer.Option(help="Model the service loads.")]
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -50,7 +51,7 @@ def bench_chaos(
                                                       help="Closed-loop seconds per fsync round; 0 skips.")] = 10.0,
     throughput_rounds: Annotated[int, typer.Option(min=1, max=5)] = 2,
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where chaos.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """SIGKILL Redis under Poisson load with appendfsync always, then everysec; writes docs/benchmarks/chaos.*."""
@@ -77,7 +78,7 @@ def bench_failover(
     sessions: Annotated[int, typer.Option(min=3, help="Sessions the clicks spread over.")] = 300,
     duration: Annotated[float, typer.Option(min=10.0, max=300.0, help="Seconds of load.")] = 30.0,
     kill_at: Annotated[float, typer.Option(help="SIGKILL one master at this second.")] = 8.0,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where failover.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """SIGKILL a master of a local 3+3 Redis Cluster under Poisson load; writes docs/benchmarks/failover.*."""
@@ -99,7 +100,7 @@ def bench_overload(
     factor: Annotated[float, typer.Option(min=1.0, max=10.0, help="Overload rate / saturation rate.")] = 2.0,
     admission_target_ms: Annotated[float | None, typer.Option(
         min=0.0, help="SI_ADMISSION_TARGET_MS of the service under test (0: the fixed in-flight bound alone).")] = None,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where overload.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """Measure saturation (wrk), then drive `factor` × it open loop and come back; writes docs/benchmarks/overload.*."""
@@ -119,7 +120,7 @@ def bench_fuzz(
     max_examples: Annotated[int, typer.Option(min=1, max=100_000, help="Schemathesis -n per operation.")] = 100,
     max_time: Annotated[float, typer.Option(min=10.0, max=1800.0, help="Seconds per mode, at most.")] = 200.0,
     seed: Annotated[int, typer.Option(help="Schemathesis seed.")] = 0,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where fuzz.{md,csv} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """Schemathesis on every route, auth off then on with a real key; writes docs/benchmarks/fuzz.*."""
