@@ -50,7 +50,7 @@ def bench_chaos(
     throughput_seconds: Annotated[float, typer.Option(min=0.0, max=120.0,
                                                       help="Closed-loop seconds per fsync round; 0 skips.")] = 10.0,
     throughput_rounds: Annotated[int, typer.Option(min=1, max=5)] = 2,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop (wrk) connections.")] = 32,
     model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where chaos.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:

@@ -67,8 +67,8 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
     ]
     if throughput:
         lines += ["## Throughput cost of `appendfsync always`", "",
-                  "Closed loop (each worker sends its next click when the last one answered), the two policies "
-                  "interleaved round by round on fresh servers, so machine drift hits both alike.", "",
+                  "Closed loop (`wrk`: each connection sends its next click when the last one answered), the two "
+                  "policies interleaved round by round on fresh servers, so machine drift hits both alike.", "",
                   "| appendfsync | round | clicks/s (200) | p99 ms |", "|---|---|---|---|"]
         lines += [f"| {t.appendfsync} | {t.round} | {t.clicks_per_s:.0f} | {t.p99_ms:.1f} |" for t in throughput]
         means = {p: float(np.mean([t.clicks_per_s for t in throughput if t.appendfsync == p]))
