@@ -17,6 +17,7 @@ from cli.extras import require_modules
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
 DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
+ModelDir = Annotated[Path, typer.Option(help="Model the service loads.")]
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -32,15 +33,16 @@ def _from_checkout() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
-def _report(write: Callable[[str], list[Path]], command: str, model_dir: Path) -> None:
-    """Write a report under the command that regenerates it (with --model-dir only when not the default)."""
-    if model_dir.resolve() != DEFAULT_MODEL_DIR.resolve():
-        command += f" --model-dir {model_dir}"
-    for path in write(command):
+def _report(ctx: typer.Context, write: Callable[[str], list[Path]]) -> None:
+    """Write a report under the command line that regenerates it."""
+    from bench.report.command import regenerate_command
+
+    for path in write(regenerate_command(ctx)):
         logging.getLogger(__name__).info("wrote %s", path)
 
 
 def bench_chaos(
+    ctx: typer.Context,
     rate: Annotated[float, typer.Option(min=1.0, max=5000.0, help="Poisson clicks/s.")] = 300.0,
     sessions: Annotated[int, typer.Option(min=1, help="Sessions the clicks spread over.")] = 500,
     duration: Annotated[float, typer.Option(min=6.0, max=300.0, help="Seconds of load per run.")] = 25.0,
@@ -49,89 +51,84 @@ def bench_chaos(
     throughput_seconds: Annotated[float, typer.Option(min=0.0, max=120.0,
                                                       help="Closed-loop seconds per fsync round; 0 skips.")] = 10.0,
     throughput_rounds: Annotated[int, typer.Option(min=1, max=5)] = 2,
-    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop (wrk) connections.")] = 32,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where chaos.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """SIGKILL Redis under Poisson load with appendfsync always, then everysec; writes docs/benchmarks/chaos.*."""
     _from_checkout()
-    from bench.chaos import FSYNC_POLICIES, ChaosPlan, run_chaos, run_fsync_throughput
-    from bench.chaos_report import write_chaos_report
+    from bench.reliability.chaos import FSYNC_POLICIES, ChaosPlan, run_chaos, run_fsync_throughput
+    from bench.reliability.chaos_report import write_chaos_report
+    from bench.reliability.probe import fault_load
 
     log = logging.getLogger(__name__)
     results = []
     for policy in FSYNC_POLICIES:
-        plan = ChaosPlan(appendfsync=policy, rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at,
+        plan = ChaosPlan(appendfsync=policy, load=fault_load(rate, sessions, duration, "chaos"), kill_at_s=kill_at,
                          restart_at_s=restart_at, model_dir=model_dir)
         log.info("chaos run, appendfsync %s: %.0f clicks/s for %.0f s", policy, rate, duration)
         results.append(run_chaos(plan))
     throughput = (run_fsync_throughput(model_dir, concurrency, throughput_seconds, throughput_rounds)
                   if throughput_seconds > 0 else [])
-    command = (f"session-intent bench chaos --rate {rate:g} --sessions {sessions} --duration {duration:g} "
-               f"--kill-at {kill_at:g} --restart-at {restart_at:g} --throughput-seconds {throughput_seconds:g} "
-               f"--throughput-rounds {throughput_rounds} --concurrency {concurrency}")
-    _report(lambda command: write_chaos_report(results, throughput, out_dir, command), command, model_dir)
+    _report(ctx, lambda command: write_chaos_report(results, throughput, out_dir, command))
 
 
 def bench_failover(
+    ctx: typer.Context,
     rate: Annotated[float, typer.Option(min=1.0, max=5000.0, help="Poisson clicks/s.")] = 200.0,
     sessions: Annotated[int, typer.Option(min=3, help="Sessions the clicks spread over.")] = 300,
     duration: Annotated[float, typer.Option(min=10.0, max=300.0, help="Seconds of load.")] = 30.0,
     kill_at: Annotated[float, typer.Option(help="SIGKILL one master at this second.")] = 8.0,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where failover.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """SIGKILL a master of a local 3+3 Redis Cluster under Poisson load; writes docs/benchmarks/failover.*."""
     _from_checkout()
-    from bench.failover import FailoverPlan, run_failover
-    from bench.failover_report import write_failover_report
+    from bench.reliability.failover import FailoverPlan, run_failover
+    from bench.reliability.failover_report import write_failover_report
+    from bench.reliability.probe import fault_load
 
-    plan = FailoverPlan(rate=rate, sessions=sessions, duration_s=duration, kill_at_s=kill_at, model_dir=model_dir)
+    plan = FailoverPlan(load=fault_load(rate, sessions, duration, "fo"), kill_at_s=kill_at, model_dir=model_dir)
     result = run_failover(plan)
-    command = (f"session-intent bench failover --rate {rate:g} --sessions {sessions} --duration {duration:g} "
-               f"--kill-at {kill_at:g}")
-    _report(lambda command: write_failover_report(result, out_dir, command), command, model_dir)
+    _report(ctx, lambda command: write_failover_report(result, out_dir, command))
 
 
 def bench_overload(
+    ctx: typer.Context,
     saturation_seconds: Annotated[float, typer.Option(min=3.0, max=120.0, help="Closed-loop seconds.")] = 10.0,
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop workers.")] = 32,
     phase_seconds: Annotated[float, typer.Option(min=3.0, max=120.0, help="Seconds of each Poisson phase.")] = 15.0,
     factor: Annotated[float, typer.Option(min=1.0, max=10.0, help="Overload rate / saturation rate.")] = 2.0,
     admission_target_ms: Annotated[float | None, typer.Option(
         min=0.0, help="SI_ADMISSION_TARGET_MS of the service under test (0: the fixed in-flight bound alone).")] = None,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where overload.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """Measure saturation (wrk), then drive `factor` × it open loop and come back; writes docs/benchmarks/overload.*."""
     _from_checkout()
-    from bench.overload import OverloadPlan, run_overload
-    from bench.overload_report import write_overload_report
+    from bench.reliability.overload import OverloadPlan, run_overload
+    from bench.reliability.overload_report import write_overload_report
 
     env = () if admission_target_ms is None else (("SI_ADMISSION_TARGET_MS", f"{admission_target_ms:g}"),)
     plan = OverloadPlan(saturation_s=saturation_seconds, concurrency=concurrency, phase_s=phase_seconds,
                         overload_factor=factor, service_env=env, model_dir=model_dir)
     result = run_overload(plan)
-    command = (f"session-intent bench overload --saturation-seconds {saturation_seconds:g} --concurrency "
-               f"{concurrency} --phase-seconds {phase_seconds:g} --factor {factor:g}")
-    if admission_target_ms is not None:
-        command += f" --admission-target-ms {admission_target_ms:g}"
-    _report(lambda command: write_overload_report(result, out_dir, command), command, model_dir)
+    _report(ctx, lambda command: write_overload_report(result, out_dir, command))
 
 
 def bench_fuzz(
+    ctx: typer.Context,
     max_examples: Annotated[int, typer.Option(min=1, max=100_000, help="Schemathesis -n per operation.")] = 100,
     max_time: Annotated[float, typer.Option(min=10.0, max=1800.0, help="Seconds per mode, at most.")] = 200.0,
     seed: Annotated[int, typer.Option(help="Schemathesis seed.")] = 0,
-    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where fuzz.{md,csv} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """Schemathesis on every route, auth off then on with a real key; writes docs/benchmarks/fuzz.*."""
     _from_checkout()
     require_modules("schemathesis")  # run as `python -m schemathesis.cli`, in a child process
-    from bench.fuzz import FuzzPlan, run_fuzz
-    from bench.fuzz_report import write_fuzz_report
+    from bench.reliability.fuzz import FuzzPlan, run_fuzz
+    from bench.reliability.fuzz_report import write_fuzz_report
 
     results = run_fuzz(FuzzPlan(max_examples=max_examples, max_time_s=max_time, seed=seed, model_dir=model_dir))
-    command = f"session-intent bench fuzz --max-examples {max_examples} --max-time {max_time:g} --seed {seed}"
-    _report(lambda command: write_fuzz_report(results, out_dir, command), command, model_dir)
+    _report(ctx, lambda command: write_fuzz_report(results, out_dir, command))

@@ -15,6 +15,7 @@ console = Console()
 def register_bench(bench_app: typer.Typer) -> None:
     @bench_app.command("data")
     def bench_data(
+        ctx: typer.Context,
         events: Annotated[
             list[int], typer.Option("--events", min=1000, help="About this many events; repeat for a sweep.")
         ] = [1_000_000],  # noqa: B006 (typer reads the default; it is never mutated)
@@ -29,9 +30,10 @@ def register_bench(bench_app: typer.Typer) -> None:
         Each size's row is added to the report as soon as it is measured, so a sweep cut short keeps
         the sizes it finished.
         """
-        from bench.data import run_size, write_report
+        from bench.data.run import run_size, write_report
+        from bench.report.command import regenerate_command
 
-        command = "session-intent bench data " + " ".join(f"--events {n}" for n in events)
+        command = regenerate_command(ctx)
         rows = []
         with tempfile.TemporaryDirectory(dir=tmp_dir) as tmp:
             for n in sorted(events):

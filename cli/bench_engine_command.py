@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +19,7 @@ def register_bench(bench_app: typer.Typer) -> None:
 
 
 def bench_engine(
+    ctx: typer.Context,
     models: Annotated[
         list[str] | None,
         typer.Option("--models", help="Model directories or arch names (random weights unless a trained model of "
@@ -48,8 +47,9 @@ def bench_engine(
     max_windows: Annotated[int, typer.Option("--max-windows", min=100, help="Validation windows scored.")] = 20_000,
 ) -> None:
     """Time the engines at batch 1..512 and 1-2 threads, study int8 recipes, and write the report."""
-    from bench.engine import BATCH_SIZES, DEFAULT_MODELS, THREADS, run_engine_bench
-    from bench.engine_report import write_report
+    from bench.engine.report import write_report
+    from bench.engine.run import BATCH_SIZES, DEFAULT_MODELS, THREADS, run_engine_bench
+    from bench.report.command import regenerate_command
     from model.export.timing import TimingPlan
 
     if data is None and DEFAULT_DATA.is_file():
@@ -57,7 +57,7 @@ def bench_engine(
     if data is None:
         console.print("[yellow]no --data and no data/taobao.csv: AUC figures use synthetic windows[/]")
     plan = TimingPlan(target_runs=runs, min_runs=min(min_runs, runs), cell_budget_s=cell_budget)
-    command = shlex.join(["session-intent", *sys.argv[1:]])
+    command = regenerate_command(ctx)
     with tempfile.TemporaryDirectory(prefix="si-bench-engine-") as work, console.status("benchmarking") as status:
         bench = run_engine_bench(
             models or list(DEFAULT_MODELS), models_root, data, Path(work), plan,

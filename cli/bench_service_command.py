@@ -2,7 +2,7 @@
 
 Runs from a source checkout: the load tests and the two comparison apps live in loadtest/, beside the
 package, not in it. Every server binds to 127.0.0.1; every wrk and Locust run is bounded in time (and
-Locust's in requests). Steps and their order: bench/service_run.py.
+Locust's in requests). Steps and their order: bench/service/run.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
 
 def register_bench(bench_app: typer.Typer) -> None:
     bench_app.command("service")(bench_service)
+    bench_app.command("session-rss")(bench_session_rss)
 
 
 def _parse_list(raw: str, what: str) -> list[str]:
@@ -30,6 +31,7 @@ def _parse_list(raw: str, what: str) -> list[str]:
 
 
 def bench_service(
+    ctx: typer.Context,
     configs: Annotated[str, typer.Option(help="Servers to run, comma-separated (default: all).")] = ",".join(
         ("bare", "service", "service-published", "service-fp32", "service-batch1", "service-workers2",
          "service-gc-default", "naive")),
@@ -44,8 +46,6 @@ def bench_service(
     out_dir: Annotated[Path, typer.Option(help="Where service.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
     """Benchmark the service against the HTTP floor, its variants and naive; writes docs/benchmarks/service.*."""
-    import shlex
-
     from rich.console import Console
 
     console = Console()
@@ -54,10 +54,11 @@ def bench_service(
         raise typer.Exit(2)
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
-    from bench.servers import CONFIGS
-    from bench.service_report import write_report
-    from bench.service_run import BenchPlan, run_bench
-    from bench.service_wrk import wrk_binary
+    from bench.load.wrk import wrk_binary
+    from bench.procs.servers import CONFIGS
+    from bench.report.command import regenerate_command
+    from bench.service.report import write_report
+    from bench.service.run import BenchPlan, run_bench
 
     chosen = tuple(_parse_list(configs, "config"))
     unknown = set(chosen) - set(CONFIGS)
@@ -76,8 +77,28 @@ def bench_service(
                      target_rate=target_rate, target_s=target_s, locust_processes=locust_processes,
                      profile_s=profile_s, model_dir=model_dir)
     result = run_bench(plan, on_step=lambda message: console.print(f"  {message}"))
-    command = shlex.join(["session-intent", "bench", "service", *sys.argv[3:]]) if sys.argv[1:3] == [
-        "bench", "service"] else "session-intent bench service"
-    for path in write_report(result, out_dir, command):
+    for path in write_report(result, out_dir, regenerate_command(ctx)):
         console.print(f"wrote {path}")
     console.print(f"done in {result.seconds / 60:.1f} min")
+
+
+def bench_session_rss(
+    model_dir: Annotated[Path, typer.Option(help="Model the service loads.")] = DEFAULT_MODEL_DIR,
+    requests: Annotated[int, typer.Option(min=1, help="Clicks sent before the second RSS reading.")] = 10_000,
+    rate: Annotated[float, typer.Option(min=1.0, max=5000.0, help="Poisson clicks/s.")] = 500.0,
+    connections: Annotated[int, typer.Option(min=1, max=512, help="Keep-alive connections of the generator.")] = 32,
+    sessions: Annotated[int, typer.Option(min=1, help="Clicks are spread over this many sessions.")] = 1000,
+    precision: Annotated[str, typer.Option(help="SI_PRECISION of the service.")] = "int8",
+    out: Annotated[Path | None, typer.Option(help="Also write the result as JSON here.")] = None,
+) -> None:
+    """RSS of one replica at idle and after --requests clicks, and Redis bytes per live session; prints JSON."""
+    import json
+
+    from bench.service.session_rss import RssPlan, measure_session_rss
+
+    plan = RssPlan(model_dir=model_dir, requests=requests, rate=rate, connections=connections, sessions=sessions,
+                   precision=precision)
+    text = json.dumps(measure_session_rss(plan), indent=2)
+    typer.echo(text)  # the command's result
+    if out is not None:
+        out.write_text(text + "\n")

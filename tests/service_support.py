@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from service.settings import Settings
+from service.store.keys import KeyScheme
 from service.store.score_record import F
 
 WINDOW = 10
@@ -84,7 +85,7 @@ def written(redis_url: str, session: str, event_index: int, timeout_s: float = 5
     deadline = time.monotonic() + timeout_s
     with redis.Redis.from_url(redis_url) as connection:
         while time.monotonic() < deadline:
-            scored = connection.hget(f"si:v1:{{{session}}}:m", F["event_index"])
+            scored = connection.hget(KeyScheme().session(session).meta, F["event_index"])
             if scored is not None and int(scored) >= event_index:
                 return
             time.sleep(0.005)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,13 +15,15 @@ import pytest
 import redis
 import redis.asyncio
 
+from bench.procs.round_trips import RoundTripCounter
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, encode_window
 from model.risk import INTENTS, abandonment_risk, intent_name
 from service.app import create_app
 from service.engine.onnx_engine import load_engine
 from service.settings import Settings
-from service.store.window_store import LUA_DIR, AppendResult, SessionWindowStore
+from service.store.keys import KeyScheme
+from service.store.window_store import AppendResult, SessionWindowStore
 from tests.redis_procs import RedisServer
 from tests.service_support import WINDOW, copy_with_card, metric_sample, service_settings, tiny_model_dir, written
 from tests.uvicorn_proc import UvicornThread
@@ -140,7 +141,7 @@ def test_retried_event_id_returns_the_first_answer_and_appends_nothing(client: h
     written(redis_url, "retry-1", event_index=1)
     later = click(client, "retry-1", "add_cart", event_id="c-1", ts=T0)  # answered from Redis
     assert later.status_code == 200 and later.json() == first
-    assert redis.Redis.from_url(redis_url).llen("si:v1:{retry-1}:w") == 2
+    assert redis.Redis.from_url(redis_url).llen(KeyScheme().session("retry-1").window) == 2
     assert client.get("/v1/sessions/retry-1/risk").json()["events"] == 2
 
 
@@ -226,19 +227,20 @@ async def test_200_concurrent_clicks_on_one_session(server: UvicornThread, redis
     async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=limits) as http:
         # Warm: fill the service's Redis pool and load the scripts, one-time costs of a fresh process.
         await asyncio.gather(*(http.post(f"/v1/sessions/warm-{i}/events", json={"action": "home"}) for i in range(64)))
-        calls_before = _round_trips(store)
         sent = [(ACTIONS[i % 12], T0 + i) for i in range(200)]
-        answers = await asyncio.gather(*(
-            http.post("/v1/sessions/hot-1/events", json={"action": a, "ts": t}) for a, t in sent
-        ))
-        calls = _round_trips(store) - calls_before
-    print(f"\n200 concurrent clicks: {calls} Redis round trips, {calls / 200:.3f} per click")
+        with RoundTripCounter(store) as trips:
+            answers = await asyncio.gather(*(
+                http.post("/v1/sessions/hot-1/events", json={"action": a, "ts": t}) for a, t in sent
+            ))
+            by_command = trips.take()
+        calls = sum(by_command.values())
+    print(f"\n200 concurrent clicks: {calls} Redis round trips, {calls / 200:.3f} per click ({dict(by_command)})")
     assert [r.status_code for r in answers] == [200] * 200
     indices = [r.json()["event_index"] for r in answers]
     assert sorted(indices) == list(range(200))
     by_index = sorted(zip(indices, sent, strict=True))
     expected = by_index[-WINDOW:]
-    packed = [int(v) for v in store.lrange("si:v1:{hot-1}:w", 0, -1)]
+    packed = [int(v) for v in store.lrange(KeyScheme().session("hot-1").window, 0, -1)]
     assert [((p >> 1) & 0xF, (p >> 5) / 1000) for p in packed] == [(ACTION_INDEX[a], t) for _, (a, t) in expected]
     assert calls / 200 <= 1.1, f"{calls} Redis round trips for 200 clicks"
 
@@ -287,14 +289,6 @@ def stored(http: httpx.Client, session: str, event_index: int, timeout_s: float 
             return answer.json()
         time.sleep(0.005)
     raise AssertionError(f"scores of {session} event {event_index} not stored within {timeout_s}s")
-
-
-def _round_trips(client: redis.Redis) -> int:
-    """Commands clients sent, from INFO commandstats: all calls but those Lua scripts make (and INFO itself)."""
-    called = re.compile(r"redis\.call\('(\w+)'")
-    scripted = {name.lower() for lua in LUA_DIR.glob("*.lua") for name in called.findall(lua.read_text())}
-    stats = client.info("commandstats")
-    return sum(int(v["calls"]) for k, v in stats.items() if k.removeprefix("cmdstat_") not in scripted | {"info"})
 
 
 def _batch_histogram(http: httpx.Client) -> dict[str, float]:

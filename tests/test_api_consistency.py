@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from service.app import create_app
+from service.store.keys import KeyScheme
 from service.store.score_record import F
 from tests.redis_procs import RedisServer
 from tests.service_support import service_settings, tiny_model_dir, written
@@ -121,7 +122,7 @@ def test_a_retry_gets_the_first_answer_and_another_body_a_409(http: tuple[httpx.
     a, b = http
     first = click(a, "idem-1", "view_product", event_id="e-1", ts=T0, from_ad=True)
     assert first.status_code == 200
-    window_len = redis.Redis.from_url(redis_url).llen("si:v1:{idem-1}:w")
+    window_len = redis.Redis.from_url(redis_url).llen(KeyScheme().session("idem-1").window)
     assert click(a, "idem-1", "view_product", event_id="e-1", ts=T0, from_ad=True).json() == first.json()
 
     conflict = click(a, "idem-1", "add_cart", event_id="e-1", ts=T0, from_ad=True)
@@ -135,5 +136,5 @@ def test_a_retry_gets_the_first_answer_and_another_body_a_409(http: tuple[httpx.
     assert click(b, "idem-1", "view_product", event_id="e-1", ts=T0, from_ad=True).json() == first.json()
 
     store = redis.Redis.from_url(redis_url)
-    assert store.llen("si:v1:{idem-1}:w") == window_len == 1
-    assert int(store.hget("si:v1:{idem-1}:m", F["count"]) or 0) == 1
+    assert store.llen(KeyScheme().session("idem-1").window) == window_len == 1
+    assert int(store.hget(KeyScheme().session("idem-1").meta, F["count"]) or 0) == 1

@@ -321,7 +321,7 @@ def _wait_for_port(port: int, server: subprocess.Popen[bytes], timeout_s: float 
 
 
 def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) -> None:
-    from bench.redis_server import free_port
+    from bench.procs.redis_server import free_port
 
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "uvicorn", "loadtest.bare_app:app", "--host", "127.0.0.1",
@@ -344,7 +344,7 @@ def test_locust_stops_at_the_request_bound_against_the_bare_app(tmp_path: Path) 
 
 
 def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: Path) -> None:
-    from bench.service_locust import ALL_ROUTES, summarise
+    from bench.load.locust import ALL_ROUTES, summarise
 
     samples = tmp_path / "samples.csv"
     ms = [float(i) for i in range(1, 101)]

@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from bench.torch_engine import TorchEngine
+from bench.engine.torch_engine import TorchEngine
 from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import FingerprintMismatch
 from model.export.exporter import export_model
@@ -209,8 +209,8 @@ def test_onnx_file_with_a_wrong_fingerprint_is_refused(model_dir: Path, tmp_path
 
 @pytest.mark.slow
 def test_engine_bench_writes_md_csv_png(model_dir: Path, tmp_path: Path) -> None:
-    from bench.engine import run_engine_bench
-    from bench.engine_report import CSV_COLUMNS, write_report
+    from bench.engine.report import CSV_COLUMNS, write_report
+    from bench.engine.run import run_engine_bench
     from model.export.timing import TimingPlan
 
     plan = TimingPlan(target_runs=6, min_runs=3, cell_budget_s=0.05, warmup_s=0.01, rounds=2)

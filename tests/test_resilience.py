@@ -17,6 +17,7 @@ import redis
 from typer.testing import CliRunner
 
 from service.app import create_app
+from service.store.keys import KeyScheme
 from tests.redis_procs import RedisServer
 from tests.service_support import copy_with_card, metric_sample, service_settings, tiny_model_dir
 from tests.uvicorn_proc import UvicornThread, serve_cli_app
@@ -105,7 +106,8 @@ def test_readiness_waits_for_the_warmup_batch(http: httpx.Client, server: Uvicor
 
 def test_an_unexpected_error_is_a_500_without_details(http: httpx.Client, redis_url: str,
                                                        caplog: pytest.LogCaptureFixture) -> None:
-    redis.Redis.from_url(redis_url).set("si:v1:{broken-1}:w", "not a list")  # a corrupt key: the script fails
+    corrupt = KeyScheme().session("broken-1").window
+    redis.Redis.from_url(redis_url).set(corrupt, "not a list")  # not a list: the script fails
     with caplog.at_level(logging.ERROR, logger="service.errors"):
         answer = http.post("/v1/sessions/broken-1/events", json={"action": "home"})
     assert assert_clean_error(answer, 500) == {"error": "internal error"}
@@ -135,7 +137,7 @@ async def test_overload_sheds_with_503_and_a_retry_gets_the_scores(
     assert [answer.status_code for answer in retried] == [200] * 4
     assert sorted(a.json()["event_index"] for a in [*retried, *(a for a in first if a.status_code == 200)]) == [
         0, 1, 2, 3, 4]
-    assert redis.Redis.from_url(redis_url).llen("si:v1:{busy-1}:w") == 5
+    assert redis.Redis.from_url(redis_url).llen(KeyScheme().session("busy-1").window) == 5
     assert "si_shed_total 4.0" in metrics and 'si_errors_total{cause="overload"} 4.0' in metrics
 
 

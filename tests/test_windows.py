@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
 from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
+import redis
 import redis.asyncio as aredis
 
+from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.store.score_record import body_key
-from service.store.window_store import LUA_DIR, EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
+from service.store.window_store import EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
 T0 = 1_764_000_000.0  # 2025-11-24, epoch seconds
 VIEW = ACTION_INDEX["view_product"]
@@ -35,17 +36,6 @@ def record(session_id: str, event_id: str | None, event_index: int, risk: float,
     }
     fields.update(overrides)
     return ScoreRecord(**fields)  # type: ignore[arg-type]
-
-
-async def command_calls(client: aredis.Redis) -> dict[str, int]:
-    stats = await client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
-
-
-def commands_inside_scripts() -> set[str]:
-    """Commands our Lua scripts call: commandstats counts them too, but they cost no round trip."""
-    text = " ".join(path.read_text() for path in LUA_DIR.glob("*.lua"))
-    return {name.lower() for name in re.findall(r"redis\.call\('([A-Z]+)'", text)}
 
 
 async def test_concurrent_appends_keep_last_n_in_arrival_order(client: aredis.Redis) -> None:
@@ -152,7 +142,7 @@ async def test_script_is_reloaded_after_script_flush(client: aredis.Redis) -> No
     assert (await store.append_event("s-1", None, VIEW, T0 + 1, None)).event_index == 1
 
 
-async def test_round_trips_per_click_under_concurrent_load(client: aredis.Redis) -> None:
+async def test_round_trips_per_click_under_concurrent_load(client: aredis.Redis, redis_url: str) -> None:
     store = SessionWindowStore(client)
     sessions = [f"s-{i}" for i in range(50)]
 
@@ -163,15 +153,13 @@ async def test_round_trips_per_click_under_concurrent_load(client: aredis.Redis)
         await store.write_scores([record(s, f"{s}-{step}", r.event_index, 0.5) for s, r in pairs])
 
     await click_round(0)  # loads the scripts and opens the pool's connections
-    before = await command_calls(client)
-    for step in range(1, 9):
-        await click_round(step)
-    after = await command_calls(client)
-    delta = {name: n - before.get(name, 0) for name, n in after.items() if n > before.get(name, 0)}
-    sent = {name: n for name, n in delta.items() if name not in commands_inside_scripts() | {"info"}}
+    with redis.Redis.from_url(redis_url) as watcher, RoundTripCounter(watcher) as trips:
+        for step in range(1, 9):
+            await click_round(step)
+        sent = trips.take()
     clicks = 8 * len(sessions)
     per_click = sum(sent.values()) / clicks
-    print(f"\nredis round trips per click: {per_click:.3f} (sent {sent}; commandstats deltas {delta})")
+    print(f"\nredis round trips per click: {per_click:.3f} (sent {dict(sent)})")
     assert sent == {"evalsha": clicks + 8}, "one EVALSHA per click plus one per batch, nothing else"
     assert per_click <= 1.1
 

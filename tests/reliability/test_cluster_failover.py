@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.failover import FailoverPlan, run_failover
+from bench.reliability.failover import FailoverPlan, run_failover
+from bench.reliability.probe import fault_load
 from tests.redis_procs import redis_binary
 
 OTHERS_OK_SHARE = 0.95  # the other masters' sessions: shared 2-core CI box, a few clicks may miss the deadline
@@ -22,9 +23,10 @@ def test_a_killed_master_costs_only_its_own_slots_and_the_service_follows_the_pr
         redis_binary("redis-server"), redis_binary("redis-cli")
     except RuntimeError as exc:
         pytest.skip(f"cannot build a Redis Cluster here: {exc}")
-    plan = FailoverPlan(rate=80, sessions=90, duration_s=18, kill_at_s=3, model_dir=model_dir)
+    load = fault_load(rate=80, sessions=90, duration_s=18, session_prefix="fo")
+    plan = FailoverPlan(load=load, kill_at_s=3, model_dir=model_dir)
     result = run_failover(plan)
-    assert 0 < len(result.victim_sessions) < plan.sessions
+    assert 0 < len(result.victim_sessions) < load.sessions
     assert result.others_ok_share() >= OTHERS_OK_SHARE, result.statuses(False, result.killed_at)
     victim = result.statuses(True, result.killed_at)
     assert set(victim) <= {200, 503, 504}, victim  # never a 500 and always an answer

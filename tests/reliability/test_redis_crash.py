@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from bench.chaos import ChaosPlan, run_chaos
+from bench.reliability.chaos import ChaosPlan, run_chaos
+from bench.reliability.probe import fault_load
 
 RSS_SLACK_MB = 50.0  # what the outage may add to the service's RSS: queues are bounded, nothing piles up
 
 
 @pytest.mark.slow
 def test_redis_sigkill_under_load_loses_no_acknowledged_click_with_appendfsync_always(model_dir: Path) -> None:
-    plan = ChaosPlan(appendfsync="always", rate=100, sessions=100, duration_s=7, kill_at_s=2, restart_at_s=4,
-                     model_dir=model_dir)
+    load = fault_load(rate=100, sessions=100, duration_s=7, session_prefix="chaos")
+    plan = ChaosPlan(appendfsync="always", load=load, kill_at_s=2, restart_at_s=4, model_dir=model_dir)
     result = run_chaos(plan)
     statuses = result.load.statuses()
     assert set(statuses) <= {200, 503}, statuses  # never a 500, and no click left without an answer

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.fuzz import MODES, FuzzPlan, run_fuzz
-from bench.fuzz_report import SERVER_ERROR_CODES
+from bench.reliability.fuzz import MODES, FuzzPlan, run_fuzz
+from bench.reliability.fuzz_report import SERVER_ERROR_CODES
 
 
 @pytest.mark.slow
