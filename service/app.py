@@ -24,7 +24,7 @@ from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
-from service.errors import Admission, BoundaryMiddleware, install_error_handlers
+from service.boundary import Admission, BoundaryMiddleware, install_error_handlers
 from service.metrics import GcPauses, ServiceMetrics
 from service.openapi import docs_app, install_openapi
 from service.routes import events as routes_events

@@ -9,7 +9,7 @@ model; everything else falls through to the full app, unchanged:
 - one definition: the path, the required scope and the response model are read from the registered
   route (routes/events.py), so the OpenAPI contract stays the route's;
 - one error boundary: an exception is answered by the handler `install_error_handlers` registered
-  for it (service/errors.py), and anything unhandled goes on to `BoundaryMiddleware`'s catch-all;
+  for it (service/boundary.py), and anything unhandled goes on to `BoundaryMiddleware`'s catch-all;
 - a click that fails validation is replayed, body and all, through the full app, so its 422 is the
   one FastAPI writes. Nothing has happened yet at that point: auth and validation come before the store.
 """
@@ -27,7 +27,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import API_KEY_HEADER
-from service.errors import handler_for
+from service.boundary import handler_for
 from service.schemas import EventIn, ScoreOut, SessionId
 
 log = logging.getLogger(__name__)

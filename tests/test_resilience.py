@@ -106,7 +106,7 @@ def test_readiness_waits_for_the_warmup_batch(http: httpx.Client, server: Uvicor
 def test_an_unexpected_error_is_a_500_without_details(http: httpx.Client, redis_url: str,
                                                        caplog: pytest.LogCaptureFixture) -> None:
     redis.Redis.from_url(redis_url).set("si:v1:{broken-1}:w", "not a list")  # a corrupt key: the script fails
-    with caplog.at_level(logging.ERROR, logger="service.errors"):
+    with caplog.at_level(logging.ERROR, logger="service.boundary"):
         answer = http.post("/v1/sessions/broken-1/events", json={"action": "home"})
     assert assert_clean_error(answer, 500) == {"error": "internal error"}
     assert any(record.exc_info for record in caplog.records)  # the traceback went to the log instead

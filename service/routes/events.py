@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1", tags=["sessions"])
 
 async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut:
     """Append one click to the session's window and score it. A retried event_id appends nothing: the same
-    body gets the first answer, another body a 409 (EventIdConflict, answered by service/errors.py)."""
+    body gets the first answer, another body a 409 (EventIdConflict, answered by service/boundary.py)."""
     return await state.scorer.score_event(session_id, event)
 
 
