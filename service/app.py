@@ -18,13 +18,14 @@ import numpy as np
 from fastapi import FastAPI
 
 from model.card import FingerprintMismatch
+from service.admission import Admission
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
+from service.boundary import BoundaryMiddleware, install_error_handlers
 from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
-from service.boundary import Admission, BoundaryMiddleware, install_error_handlers
 from service.metrics import GcPauses, ServiceMetrics
 from service.openapi import docs_app, install_openapi
 from service.routes import events as routes_events

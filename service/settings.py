@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # before its body is read, so overload costs a refusal, not everyone's latency. Size it as the
     # replica's saturation rate × the latency budget (e.g. 2,500/s × 25 ms ≈ 64).
     max_in_flight: int = Field(default=64, ge=1, description="API requests in progress at once; past it 503.")
-    # Adaptive admission (service/boundary.py Admission), opt-in: the in-flight limit adapts, between a quarter
+    # Adaptive admission (service/admission.py Admission), opt-in: the in-flight limit adapts, between a quarter
     # of max_in_flight and all of it, to keep each admitted API request (with its wait for the event loop)
     # under this many ms. Off by default: a fixed target below what the replica answers at full load refuses
     # work it could do. At 25 ms, wrk's 64-connection closed loop got 100,124 503s in 10 s and far fewer

@@ -1,4 +1,4 @@
-"""Adaptive admission (service/boundary.py `Admission`): the in-flight limit shrinks while admitted requests
+"""Adaptive admission (service/admission.py `Admission`): the in-flight limit shrinks while admitted requests
 answer later than `SI_ADMISSION_TARGET_MS` and grows back while they answer within it; the event loop's
 lag counts in a request's latency. No assert depends on how fast this machine is: every click below
 waits for a batching delay hundreds of times the target, and the loop is blocked by a known sleep."""
@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.admission import Admission, LoopLag
 from service.app import create_app
-from service.boundary import Admission, LoopLag
 from tests.redis_procs import RedisServer
 from tests.service_support import service_settings
 from tests.uvicorn_proc import UvicornThread
