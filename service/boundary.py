@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service.admission import Admission
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
 from service.metrics import ServiceMetrics
+from service.routes.paths import is_api, is_click
 from service.schemas import JSON_MEDIA_TYPE, is_json_media
 from service.store.window_store import EventIdConflict
 
@@ -132,9 +133,6 @@ def handler_for(app: FastAPI, exc: Exception) -> Callable[[Request, Exception], 
     return None
 
 
-API_PREFIX = "/v1/"  # admission applies here; probes and /metrics always answer
-
-
 class BoundaryMiddleware:
     """Pure ASGI: admission, body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
 
@@ -156,7 +154,7 @@ class BoundaryMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        api = scope["path"].startswith(API_PREFIX)
+        api = is_api(scope["path"])
         waited = self.admission.admit() if api else None  # None for an API request: refused
         if api and waited is None:
             await self._shed(scope, send, start)
@@ -178,8 +176,7 @@ class BoundaryMiddleware:
                 )
                 return
             declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
-            is_click = scope.get("method") == "POST" and str(scope.get("path", "")).endswith("/events")
-            if admitted and is_click and not is_json_media(declared):  # the click: the one route with a body
+            if admitted and not is_json_media(declared) and is_click(scope):  # the one route with a body
                 await error_response(415, f"Content-Type must be {JSON_MEDIA_TYPE}, got {declared or 'none'}")(
                     scope, receive, send_tracked
                 )

@@ -28,11 +28,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import API_KEY_HEADER
 from service.boundary import handler_for
+from service.routes.paths import CLICK_METHOD, CLICK_PATH
 from service.schemas import EventIn, ScoreOut, SessionId
 
 log = logging.getLogger(__name__)
 
-CLICK_PATH = "/v1/sessions/{session_id}/events"
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SESSION_ID: TypeAdapter[str] = TypeAdapter(SessionId)
@@ -49,11 +49,11 @@ class ClickRoute:
     def find(cls, app: FastAPI) -> ClickRoute | None:
         """The click route, if it still has the shape the lean path reproduces; else None (no lean path)."""
         for route in _flat_routes(app):
-            if isinstance(route, APIRoute) and route.path == CLICK_PATH and "POST" in (route.methods or ()):
+            if isinstance(route, APIRoute) and route.path == CLICK_PATH and CLICK_METHOD in (route.methods or ()):
                 scopes = [getattr(d.dependency, "required_scope", None) for d in route.dependencies]
                 if route.response_model is not ScoreOut or len(scopes) > 1 or None in scopes:
-                    log.warning("POST %s has dependencies the lean path does not know: it runs through FastAPI",
-                                CLICK_PATH)
+                    log.warning("%s %s has dependencies the lean path does not know: it runs through FastAPI",
+                                CLICK_METHOD, CLICK_PATH)
                     return None
                 return cls(route, scopes[0] if scopes else None)
         return None
@@ -79,7 +79,7 @@ class ClickFastPath:
         self._looked = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        if scope["type"] != "http" or scope["method"] != CLICK_METHOD or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
         app: FastAPI = scope["app"]

@@ -10,12 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from service.auth import require_scope
 from service.deps import StateDep
 from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
+from service.routes.paths import API_PREFIX, AT_RISK_ROUTE
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
 from service.scopes import RISK_READ
 from service.store.score_record import scores_of
 
 router = APIRouter(
-    prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
+    prefix=API_PREFIX, tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
     responses=error_responses(401, 403, 422, 503),
 )
 
@@ -34,7 +35,7 @@ async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
     return RiskOut.model_validate({**stored, "pending": scored is None or scored < stored["latest_event_index"]})
 
 
-@router.get("/at-risk", response_model=AtRiskOut)
+@router.get(AT_RISK_ROUTE, response_model=AtRiskOut)
 async def list_at_risk(
     state: StateDep,
     min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.",
