@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import messages
 from service.admission import Admission
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
 from service.metrics import ServiceMetrics
@@ -40,14 +41,13 @@ from service.store.window_store import EventIdConflict
 log = logging.getLogger(__name__)
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
-OVERLOADED = "overloaded; retry later"  # the 503 of admission and of a full batch queue
 
 
 class BodyTooLarge(HTTPException):
     """Raised while streaming a body past the limit; an HTTPException so FastAPI's body reader re-raises it."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body exceeds {limit} bytes")
+        super().__init__(413, messages.body_too_large(limit))
 
 
 def error_response(status: int, message: str, *, fields: list[dict[str, str]] | None = None,
@@ -74,7 +74,7 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(422, "invalid request", fields=field_errors(exc.errors()))
+        return error_response(422, messages.INVALID_REQUEST, fields=field_errors(exc.errors()))
 
     async def on_http(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
@@ -83,20 +83,20 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s:
     async def on_redis_down(_: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(cause="redis").inc()
         log.warning("redis unavailable: %s", exc)
-        return error_response(503, "session store unavailable; retry later", headers=retry_after)
+        return error_response(503, messages.STORE_UNAVAILABLE, headers=retry_after)
 
     async def on_queue_full(_: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(cause="overload").inc()
-        return error_response(503, OVERLOADED, headers=retry_after)
+        return error_response(503, messages.OVERLOADED, headers=retry_after)
 
     async def on_deadline(_: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(cause="deadline").inc()
-        return error_response(504, "scoring did not finish within the request deadline")
+        return error_response(504, messages.DEADLINE_MISSED)
 
     async def on_engine_failed(_: Request, exc: Exception) -> JSONResponse:
         metrics.errors.labels(cause="engine").inc()
         log.error("engine failed: %s", exc, exc_info=exc)
-        return error_response(500, "model inference failed")
+        return error_response(500, messages.INFERENCE_FAILED)
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
@@ -108,9 +108,9 @@ def install_error_handlers(app: FastAPI, metrics: ServiceMetrics, retry_after_s:
 
     async def on_conflict(_: Request, exc: Exception) -> JSONResponse:  # a reused event_id, another body
         assert isinstance(exc, EventIdConflict)
-        fields = [{"field": f"body.{part}", "message": "differs from the first request with this event_id"}
+        fields = [{"field": f"body.{part}", "message": messages.DIFFERS_FROM_FIRST}
                   for part in exc.parts]
-        return error_response(409, f"event_id {exc.event_id!r} was already used with another body", fields=fields)
+        return error_response(409, messages.event_id_reused(exc.event_id), fields=fields)
 
     app.add_exception_handler(EventIdConflict, on_conflict)
 
@@ -143,7 +143,7 @@ class BoundaryMiddleware:
         self.max_body_bytes = max_body_bytes
         self.admission = admission
         # The refusal, built once: the very bytes error_response(503, ...) would send.
-        shed = error_response(503, OVERLOADED, headers={"Retry-After": str(retry_after_s)})
+        shed = error_response(503, messages.OVERLOADED, headers={"Retry-After": str(retry_after_s)})
         self._shed_headers, self._shed_body = shed.raw_headers, bytes(shed.body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,13 +171,13 @@ class BoundaryMiddleware:
 
         try:
             if self._declared_length(scope) > self.max_body_bytes:
-                await error_response(413, f"request body exceeds {self.max_body_bytes} bytes")(
+                await error_response(413, messages.body_too_large(self.max_body_bytes))(
                     scope, receive, send_tracked
                 )
                 return
             declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
             if admitted and not is_json_media(declared) and is_click(scope):  # the one route with a body
-                await error_response(415, f"Content-Type must be {JSON_MEDIA_TYPE}, got {declared or 'none'}")(
+                await error_response(415, messages.wrong_media_type(JSON_MEDIA_TYPE, declared))(
                     scope, receive, send_tracked
                 )
                 return
@@ -187,7 +187,7 @@ class BoundaryMiddleware:
             log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
             if started:
                 raise  # too late for a clean answer; the server closes the connection
-            await error_response(500, "internal error")(scope, receive, send_tracked)
+            await error_response(500, messages.INTERNAL_ERROR)(scope, receive, send_tracked)
         finally:
             now = time.perf_counter()
             if waited is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 
+from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
 from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
@@ -46,5 +47,5 @@ for template, documented in ((CLICK_ROUTE, True), (CLICK_ROUTE_ANY, False)):
 async def delete_session(session_id: SessionId, state: StateDep) -> Response:
     """Erase a session: its window, meta, event ids, stored scores and at-risk entry."""
     if not await state.store.delete_session(session_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "session not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, messages.SESSION_NOT_FOUND)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

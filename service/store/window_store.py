@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
+from service.messages import event_id_reused
 from service.store.keys import KeyScheme
 from service.store.score_record import (
     LISTED_FIELDS,
@@ -58,7 +59,7 @@ class EventIdConflict(Exception):
         self.event_id = event_id
         self.parts = parts
         differs = ", ".join(parts) or "body"
-        super().__init__(f"event_id {event_id!r} was already used with another body: {differs} differ(s)")
+        super().__init__(f"{event_id_reused(event_id)}: {differs} differ(s)")
 
 
 @dataclass(frozen=True, eq=False)
