@@ -134,7 +134,8 @@ def handler_for(app: FastAPI, exc: Exception) -> Callable[[Request, Exception], 
 
 
 class BoundaryMiddleware:
-    """Pure ASGI: admission, body limit, catch-all 500, and `si_request_seconds{route,method,status}`."""
+    """Pure ASGI around the whole app: admission, the body limit, the catch-all 500, and
+    `si_request_seconds{route,method,status}`. Each job is one method below; `__call__` only orders them."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, admission: Admission,
                  retry_after_s: int = 1) -> None:
@@ -154,48 +155,43 @@ class BoundaryMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        api = is_api(scope["path"])
-        waited = self.admission.admit() if api else None  # None for an API request: refused
-        if api and waited is None:
-            await self._shed(scope, send, start)
-            return
-        admitted = waited is not None
-        status = 500
-        started = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal status, started
-            if message["type"] == "http.response.start":
-                status, started = int(message["status"]), True
-            await send(message)
-
+        waited: float | None = None  # an admitted API request's wait for the event loop (s)
+        if is_api(scope["path"]):
+            waited = self.admission.admit()
+            if waited is None:
+                await self._shed(scope, send, start)
+                return
+        tracked = TrackedSend(send)
         try:
-            if self._declared_length(scope) > self.max_body_bytes:
-                await error_response(413, messages.body_too_large(self.max_body_bytes))(
-                    scope, receive, send_tracked
-                )
-                return
-            declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
-            if admitted and not is_json_media(declared) and is_click(scope):  # the one route with a body
-                await error_response(415, messages.wrong_media_type(JSON_MEDIA_TYPE, declared))(
-                    scope, receive, send_tracked
-                )
-                return
-            await self.app(scope, self._limited(receive), send_tracked)
+            await self._serve(scope, receive, tracked, admitted=waited is not None)
         except Exception as exc:
-            self.metrics.errors.labels(cause="internal").inc()
-            log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
-            if started:
+            self._log_unhandled(scope, exc)
+            if tracked.started:
                 raise  # too late for a clean answer; the server closes the connection
-            await error_response(500, messages.INTERNAL_ERROR)(scope, receive, send_tracked)
+            await error_response(500, messages.INTERNAL_ERROR)(scope, receive, tracked)
         finally:
             now = time.perf_counter()
             if waited is not None:
                 self.admission.done(waited + now - start, now)
-            route = scope.get("route")
-            template = getattr(route, "path_format", "unmatched")  # {session_id}, without an :any convertor
-            series = self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status))
-            series.observe(now - start)
+            self._observe(scope, tracked.status, now - start)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted: bool) -> None:
+        """The app, with the body limit on every read, unless the request is refused before its body is read."""
+        refusal = self._refusal(scope, admitted)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, limit_body(receive, self.max_body_bytes), send)
+
+    def _refusal(self, scope: Scope, admitted: bool) -> Response | None:
+        """413 for a declared length past the limit; 415 for an admitted click whose body is not declared JSON."""
+        if declared_length(scope) > self.max_body_bytes:
+            return error_response(413, messages.body_too_large(self.max_body_bytes))
+        if admitted:
+            declared = dict(scope.get("headers", ())).get(b"content-type", b"").decode("latin-1")
+            if not is_json_media(declared) and is_click(scope):
+                return error_response(415, messages.wrong_media_type(JSON_MEDIA_TYPE, declared))
+        return None
 
     async def _shed(self, scope: Scope, send: Send, start: float) -> None:
         """503 + Retry-After before the body is read: the same answer and series as any other 503 overload."""
@@ -203,9 +199,16 @@ class BoundaryMiddleware:
         self.metrics.child(self.metrics.errors, "overload").inc()
         await send({"type": "http.response.start", "status": 503, "headers": self._shed_headers})
         await send({"type": "http.response.body", "body": self._shed_body})
-        self.metrics.child(self.metrics.requests, "unmatched", scope["method"], "503").observe(
-            time.perf_counter() - start
-        )
+        self._observe(scope, 503, time.perf_counter() - start)
+
+    def _log_unhandled(self, scope: Scope, exc: Exception) -> None:
+        self.metrics.errors.labels(cause="internal").inc()
+        log.error("unhandled error on %s %s", scope.get("method"), scope.get("path"), exc_info=exc)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        """One request into si_request_seconds, by its route's template ('unmatched' before routing or without one)."""
+        template = getattr(scope.get("route"), "path_format", "unmatched")  # {session_id}, without :any
+        self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status)).observe(seconds)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The app's lifespan, with the loop-lag timer running for as long as the app is up."""
@@ -218,27 +221,45 @@ class BoundaryMiddleware:
             if lag is not None:
                 lag.stop()
 
-    @staticmethod
-    def _declared_length(scope: Scope) -> int:
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    return int(value)
-                except ValueError:
-                    return 0
-        return 0
 
-    def _limited(self, receive: Receive) -> Receive:
-        """Count streamed (e.g. chunked) body bytes; past the limit, raise 413 inside the body read."""
-        received = 0
+class TrackedSend:
+    """A `send` that remembers the status it sent: 500 until a response starts (what the catch-all answers)."""
 
-        async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge(self.max_body_bytes)
-            return message
+    __slots__ = ("_send", "started", "status")
 
-        return receive_limited
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 500
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status, self.started = int(message["status"]), True
+        await self._send(message)
+
+
+def declared_length(scope: Scope) -> int:
+    """The request's Content-Length; 0 when absent or unreadable (a streamed body is counted by limit_body)."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def limit_body(receive: Receive, max_bytes: int) -> Receive:
+    """Count streamed (e.g. chunked) body bytes; past `max_bytes`, raise 413 inside the body read."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                raise BodyTooLarge(max_bytes)
+        return message
+
+    return receive_limited
