@@ -38,7 +38,6 @@ from service.engine.providers import (
 
 logger = logging.getLogger(__name__)
 
-# metadata_props keys written by model/export/exporter.py
 PRECISIONS: tuple[str, ...] = ("int8", "fp32", "fp16")
 
 

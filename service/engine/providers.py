@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.artifacts import INPUT_NAME
+
 logger = logging.getLogger(__name__)
 
 TENSORRT = "TensorrtExecutionProvider"
@@ -27,7 +29,6 @@ CPU = "CPUExecutionProvider"
 GPU_PROVIDERS: tuple[str, ...] = (TENSORRT, CUDA)
 DEFAULT_PROVIDERS: tuple[str, ...] = (TENSORRT, CUDA, CPU)
 
-INPUT_NAME = "windows"  # the exported graph's one input, (B, N, 16) float32
 # TensorRT batch profile: an engine covers [min, max] and is tuned for `opt`, the batcher's usual size.
 TRT_MIN_BATCH, TRT_OPT_BATCH, TRT_MAX_BATCH = 1, 64, 512
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -64,7 +65,7 @@ def is_gpu(provider: str) -> bool:
 
 
 def batch_shape(batch: int, window: int, dim: int = 16) -> str:
-    """One TensorRT profile shape, `windows:BxNxD`."""
+    """One TensorRT profile shape of the graph's input, `windows:BxNxD`."""
     return f"{INPUT_NAME}:{batch}x{window}x{dim}"
 
 
