@@ -125,9 +125,6 @@ class ProviderPlan:
     def first(self) -> str:
         return self.providers[0]
 
-    def as_ort_args(self) -> tuple[list[str], list[dict[str, Any]]]:
-        return self.providers, self.options
-
 
 def plan_providers(
     requested: Sequence[str],
@@ -136,8 +133,12 @@ def plan_providers(
     trt_cache_dir: Path | None = None,
     available: Sequence[str] | None = None,
 ) -> ProviderPlan:
-    """Filter `requested` and attach TensorRT/CUDA options; CPU takes no options."""
-    chosen = select_providers(requested, available)
+    """Filter `requested` (select_providers) and attach each one's options."""
+    return plan_for(select_providers(requested, available), window, fp16, trt_cache_dir)
+
+
+def plan_for(chosen: Sequence[str], window: int, fp16: bool = True, trt_cache_dir: Path | None = None) -> ProviderPlan:
+    """TensorRT/CUDA options for providers already selected; CPU takes no options."""
     options: list[dict[str, Any]] = []
     for name in chosen:
         if name == TENSORRT:
@@ -146,4 +147,4 @@ def plan_providers(
             options.append(cuda_options())
         else:
             options.append({})
-    return ProviderPlan(providers=chosen, options=options)
+    return ProviderPlan(providers=list(chosen), options=options)
