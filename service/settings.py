@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     # Model and engine.
     model_dir: Path = Field(default_factory=default_model_dir, description="card.json + the ONNX files.")
-    precision: Precision = Field(default="int8", description="int8 (CPU), fp32, fp16 (GPU) or torch.")
+    precision: Precision = Field(default="int8", description="int8 (CPU), fp32 or fp16 (GPU).")
     providers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
         description="ONNX Runtime providers in order of preference (comma-separated or JSON); unavailable skipped.",
