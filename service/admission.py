@@ -49,13 +49,12 @@ class Admission:
     its time in the app plus the event loop's lag when it was admitted (the wait before it was read):
     - over `target_s`: the limit × `DECREASE`, at most once per `target_s` (a burst of late answers is one signal);
     - within it: the limit + 1 / limit (one more per limit's worth of answers on time).
-    The loop's lag only feeds the latency; it never refuses on its own. Refusing everything while the
-    loop is behind turned a closed-loop client into a storm of instant 503s that kept the loop behind
-    (wrk, 32 connections, one trial: 937 clicks/s answered 200 instead of 2,597).
+    The loop's lag only feeds the latency; it never refuses on its own: refusing everything while the
+    loop is behind turns a closed-loop client into a storm of instant 503s that keeps the loop behind.
     The floor is `max_in_flight` / `FLOOR_SHARE`: enough in flight for the nominal load (Little's law:
-    ~1,300 clicks/s × 8 ms ≈ 10 here), so a latency the limit cannot cure (another process taking the
-    CPU) never starves the service. With a floor of 4, one run at 2 × accepted 103 clicks/s and refused
-    13,215 of 19,648 in the recovery that followed. `target_s` = 0: the fixed `max_in_flight` alone.
+    ~1,300 clicks/s × 8 ms ≈ 10), so a latency the limit cannot cure (another process taking the CPU)
+    never starves the service; a lower floor refuses most clicks in the recovery after an overload.
+    `target_s` = 0: the fixed `max_in_flight` alone.
     """
 
     FLOOR_SHARE = 4

@@ -100,8 +100,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()
-        # A click allocates a few hundred containers; at CPython's default (700) a young collection ran
-        # about every other click and cost ~3 % of the CPU. Cyclic garbage is rare here (refcounting
+        # A click allocates a few hundred containers; at CPython's default (700) a young collection runs
+        # about every other click and costs ~3 % of the CPU. Cyclic garbage is rare here (refcounting
         # frees almost everything), so collecting every `gc_gen0_threshold` net allocations loses nothing.
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(settings.gc_gen0_threshold, gen1, gen2)

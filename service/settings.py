@@ -68,8 +68,7 @@ class Settings(BaseSettings):
     # Adaptive admission (service/admission.py Admission), opt-in: the in-flight limit adapts, between a quarter
     # of max_in_flight and all of it, to keep each admitted API request (with its wait for the event loop)
     # under this many ms. Off by default: a fixed target below what the replica answers at full load refuses
-    # work it could do. At 25 ms, wrk's 64-connection closed loop got 100,124 503s in 10 s and far fewer
-    # 200s than with the fixed bound (docs/benchmarks/service.md run of 2026-12-02 00:38, since replaced).
+    # work it could do, and a closed-loop client then gets mostly 503s and fewer 200s than with the fixed bound.
     # Set it above the replica's p99 at saturation when overload matters more than peak throughput
     # (docs/reliability.md, overload).
     admission_target_ms: float = Field(default=0.0, ge=0, description="Latency target of admission; 0: off.")
