@@ -30,8 +30,9 @@ import torch
 
 from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE, META_PRECISION
 from model.card import ModelCard, check_fingerprint
+from model.export.gates import AUC_DROP_BUDGET, MIN_SPEEDUP
 from model.export.graphs import ExportParityError, export_fp32, onnx_probs, parity_windows
-from model.export.int8 import AUC_DROP_BUDGET, MIN_SPEEDUP, export_int8
+from model.export.int8 import export_int8
 from model.training.checkpoint import load_model
 from model.training.nets import LABELS
 
