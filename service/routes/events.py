@@ -14,7 +14,6 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
-from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
 from service.routes.paths import API_PREFIX, CLICK_METHOD, CLICK_ROUTE, CLICK_ROUTE_ANY
 from service.schemas import EventIn, ScoreOut, SessionId, error_responses
 from service.scopes import ADMIN, EVENTS_WRITE
