@@ -19,7 +19,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [SI_HOST; 127.0.0.1].")] = None,
     port: Annotated[int | None, typer.Option(help="Port [SI_PORT; 8000].")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="Model directory [SI_MODEL_DIR; models/default].")] = None,
-    precision: Annotated[str | None, typer.Option(help="int8 | fp32 | fp16 | torch [SI_PRECISION; int8].")] = None,
+    precision: Annotated[str | None, typer.Option(help="int8 | fp32 | fp16 [SI_PRECISION; int8].")] = None,
     redis_url: Annotated[str | None, typer.Option(help="Redis URL [SI_REDIS_URL; unset: embedded].")] = None,
     redis_cluster: Annotated[
         bool | None, typer.Option("--redis-cluster/--no-redis-cluster", help="[SI_REDIS_CLUSTER; false]")

@@ -1,5 +1,6 @@
-"""Artifact names: the files of a model directory, the metadata keys inside its ONNX graphs, and where
-the committed default lives. Export writes these names and serving reads them; neither spells them out.
+"""Artifact names: the files of a model directory, the input and output names and metadata keys of its
+ONNX graphs, and where the committed default lives. Export writes these names and serving reads them;
+neither spells them out.
 
 numpy-free and torch-free, so serving may import it (docs/architecture.md §11).
 """
@@ -18,11 +19,20 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 FP16_FILE = "model.fp16.onnx"
 
-# Keys of the ONNX graph's metadata_props, written by export and checked by the engine before it serves.
+# The ONNX graph's one input, raw windows (B, N, 16) float32, and its output, probabilities (B, 2).
+INPUT_NAME = "windows"
+OUTPUT_NAME = "probs"
+
+# Keys of the ONNX graph's metadata_props, written by export (model/export/); the engine checks the
+# fingerprint and N before it serves, and reports the precision.
 META_FINGERPRINT = "fingerprint"
-META_CARD = "card"
-META_PRECISION = "precision"
 META_WINDOW = "window"
+META_PRECISION = "precision"
+META_ARCH = "arch"
+META_NAME = "name"
+META_LABELS = "labels"
+META_CARD = "card"  # the whole card as JSON, for a human reading the file
+META_INT8_RECIPE = "int8_recipe"  # the int8 file only
 
 
 def is_model_dir(path: Path) -> bool:

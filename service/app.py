@@ -18,13 +18,14 @@ import numpy as np
 from fastapi import FastAPI
 
 from model.card import FingerprintMismatch
+from service.admission import Admission
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
+from service.boundary import BoundaryMiddleware, install_error_handlers
 from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
-from service.errors import Admission, BoundaryMiddleware, install_error_handlers
 from service.metrics import GcPauses, ServiceMetrics
 from service.openapi import docs_app, install_openapi
 from service.routes import events as routes_events
@@ -99,8 +100,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.gc_freeze:
             gc.collect()
             gc.freeze()
-        # A click allocates a few hundred containers; at CPython's default (700) a young collection ran
-        # about every other click and cost ~3 % of the CPU. Cyclic garbage is rare here (refcounting
+        # A click allocates a few hundred containers; at CPython's default (700) a young collection runs
+        # about every other click and costs ~3 % of the CPU. Cyclic garbage is rare here (refcounting
         # frees almost everything), so collecting every `gc_gen0_threshold` net allocations loses nothing.
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(settings.gc_gen0_threshold, gen1, gen2)

@@ -14,9 +14,11 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader
 
+from service import messages
 from service.scopes import ADMIN
 
 API_KEY_HEADER = "X-API-Key"
+_CHALLENGE = {"WWW-Authenticate": "ApiKey"}  # the 401's header
 
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key with the route's scope.")
 
@@ -46,13 +48,13 @@ class ApiKeyAuth:
         if not self.enabled:
             return
         if not key:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"missing {API_KEY_HEADER} header",
-                                headers={"WWW-Authenticate": "ApiKey"})
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, messages.missing_api_key(API_KEY_HEADER),
+                                headers=_CHALLENGE)
         scopes = self.scopes_of(key)
         if scopes is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown API key", headers={"WWW-Authenticate": "ApiKey"})
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, messages.UNKNOWN_API_KEY, headers=_CHALLENGE)
         if scope not in scopes and ADMIN not in scopes:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this API key lacks the {scope!r} scope")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, messages.lacks_scope(scope))
 
 
 def require_scope(scope: str) -> Callable[..., Awaitable[None]]:

@@ -9,7 +9,7 @@ model; everything else falls through to the full app, unchanged:
 - one definition: the path, the required scope and the response model are read from the registered
   route (routes/events.py), so the OpenAPI contract stays the route's;
 - one error boundary: an exception is answered by the handler `install_error_handlers` registered
-  for it (service/errors.py), and anything unhandled goes on to `BoundaryMiddleware`'s catch-all;
+  for it (service/boundary.py), and anything unhandled goes on to `BoundaryMiddleware`'s catch-all;
 - a click that fails validation is replayed, body and all, through the full app, so its 422 is the
   one FastAPI writes. Nothing has happened yet at that point: auth and validation come before the store.
 """
@@ -27,12 +27,12 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import API_KEY_HEADER
-from service.errors import handler_for
+from service.boundary import handler_for
+from service.routes.paths import CLICK_METHOD, CLICK_PATH
 from service.schemas import EventIn, ScoreOut, SessionId
 
 log = logging.getLogger(__name__)
 
-CLICK_PATH = "/v1/sessions/{session_id}/events"
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _SESSION_ID: TypeAdapter[str] = TypeAdapter(SessionId)
@@ -49,11 +49,11 @@ class ClickRoute:
     def find(cls, app: FastAPI) -> ClickRoute | None:
         """The click route, if it still has the shape the lean path reproduces; else None (no lean path)."""
         for route in _flat_routes(app):
-            if isinstance(route, APIRoute) and route.path == CLICK_PATH and "POST" in (route.methods or ()):
+            if isinstance(route, APIRoute) and route.path == CLICK_PATH and CLICK_METHOD in (route.methods or ()):
                 scopes = [getattr(d.dependency, "required_scope", None) for d in route.dependencies]
                 if route.response_model is not ScoreOut or len(scopes) > 1 or None in scopes:
-                    log.warning("POST %s has dependencies the lean path does not know: it runs through FastAPI",
-                                CLICK_PATH)
+                    log.warning("%s %s has dependencies the lean path does not know: it runs through FastAPI",
+                                CLICK_METHOD, CLICK_PATH)
                     return None
                 return cls(route, scopes[0] if scopes else None)
         return None
@@ -79,7 +79,7 @@ class ClickFastPath:
         self._looked = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope.get("root_path"):
+        if scope["type"] != "http" or scope["method"] != CLICK_METHOD or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
         app: FastAPI = scope["app"]

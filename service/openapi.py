@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
+from service.routes.paths import AT_RISK_PATH
 from service.schemas import MAX_CLOCK_SKEW_S, MAX_EVENT_AGE_S
 from service.settings import Settings
 
@@ -51,7 +52,7 @@ def without_auth(schema: dict[str, Any]) -> dict[str, Any]:
 
 def with_limit_maximum(schema: dict[str, Any], max_limit: int) -> dict[str, Any]:
     """The at-risk `limit` query parameter with the maximum this replica's settings allow (in place)."""
-    for parameter in schema["paths"].get("/v1/at-risk", {}).get("get", {}).get("parameters", []):
+    for parameter in schema["paths"].get(AT_RISK_PATH, {}).get("get", {}).get("parameters", []):
         if parameter["name"] == "limit":
             for branch in parameter["schema"].get("anyOf", [parameter["schema"]]):
                 if branch.get("type") == "integer":

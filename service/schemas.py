@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import Path
 from pydantic import (
@@ -22,6 +22,9 @@ from pydantic import (
 
 from model.features import ACTION_INDEX, ACTIONS, action_index
 from model.risk import CART_STATES
+from service import messages
+from service.auth import API_KEY_HEADER
+from service.scopes import RISK_READ
 from service.store.score_record import body_key
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -53,6 +56,11 @@ SessionId = Annotated[
 ]
 
 
+def ts_ahead_message(ahead_s: float) -> str:
+    """The 422 field message of a ts `ahead_s` seconds past this replica's clock."""
+    return f"ts is {ahead_s:.0f} s in the future; at most {MAX_CLOCK_SKEW_S:.0f} s of clock skew is allowed"
+
+
 def parse_event_time(raw: object) -> float | None:
     """RFC 3339 with an offset, or epoch seconds → epoch seconds; one clear message for anything else."""
     if raw is None:
@@ -70,8 +78,7 @@ def parse_event_time(raw: object) -> float | None:
         raise ValueError("ts must fall between the years 2000 and 2200 (epoch seconds, not milliseconds)")
     ahead = seconds - time.time()
     if ahead > MAX_CLOCK_SKEW_S:
-        raise ValueError(f"ts is {ahead:.0f} s in the future; at most {MAX_CLOCK_SKEW_S:.0f} s of clock skew "
-                         "is allowed")
+        raise ValueError(ts_ahead_message(ahead))
     if -ahead > MAX_EVENT_AGE_S:
         raise ValueError(f"ts is {-ahead / 86_400:.1f} days old; clicks older than "
                          f"{MAX_EVENT_AGE_S / 86_400:.0f} days are refused")
@@ -248,6 +255,22 @@ class ExplainOut(BaseModel):
     contributions: list[EventContribution]
 
 
+# One example per error status, each message the one the service answers with (service/messages.py).
+ERROR_EXAMPLES: dict[int, dict[str, Any]] = {
+    400: {"error": messages.BODY_NOT_READABLE},
+    401: {"error": messages.missing_api_key(API_KEY_HEADER)},
+    403: {"error": messages.lacks_scope(RISK_READ)},
+    404: {"error": messages.NO_SCORES},
+    409: {"error": messages.event_id_reused("c-0001"),
+          "fields": [{"field": "body.action", "message": messages.DIFFERS_FROM_FIRST}]},
+    413: {"error": messages.body_too_large(4096)},
+    415: {"error": messages.wrong_media_type(JSON_MEDIA_TYPE, "text/plain")},
+    422: {"error": messages.INVALID_REQUEST, "fields": [{"field": "body.ts", "message": ts_ahead_message(86_400)}]},
+    503: {"error": messages.STORE_UNAVAILABLE},
+    504: {"error": messages.DEADLINE_MISSED},
+}
+
+
 class FieldError(BaseModel):
     field: str
     message: str
@@ -256,11 +279,7 @@ class FieldError(BaseModel):
 class ErrorOut(BaseModel):
     """Every error body: a message, and the offending fields for a 422."""
 
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"error": "invalid request", "fields": [
-            {"field": "body.action", "message": "unknown action 'checkout'; expected one of: category, ..."}
-        ]}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ERROR_EXAMPLES[422]]})
 
     error: str
     fields: list[FieldError] | None = None
@@ -286,20 +305,6 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "body over SI_MAX_BODY_BYTES", 415: "the body is not sent as application/json",
     422: "invalid path, query or body; names each field",
     503: "Redis unavailable or overloaded; see Retry-After", 504: "scoring missed the request deadline",
-}
-ERROR_EXAMPLES: dict[int, dict[str, object]] = {
-    400: {"error": "There was an error parsing the body"},
-    401: {"error": "missing X-API-Key header"},
-    403: {"error": "this API key lacks the 'risk:read' scope"},
-    404: {"error": "no scores for this session (unknown or expired)"},
-    409: {"error": "event_id 'c-0001' was already used with another body",
-          "fields": [{"field": "body.action", "message": "differs from the first request with this event_id"}]},
-    413: {"error": "request body exceeds 4096 bytes"},
-    415: {"error": "Content-Type must be application/json, got text/plain"},
-    422: {"error": "invalid request", "fields": [
-        {"field": "body.ts", "message": "ts is 86400 s in the future; at most 300 s of clock skew is allowed"}]},
-    503: {"error": "session store unavailable; retry later"},
-    504: {"error": "scoring did not finish within the request deadline"},
 }
 
 

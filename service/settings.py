@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     # Model and engine.
     model_dir: Path = Field(default_factory=default_model_dir, description="card.json + the ONNX files.")
-    precision: Precision = Field(default="int8", description="int8 (CPU), fp32, fp16 (GPU) or torch.")
+    precision: Precision = Field(default="int8", description="int8 (CPU), fp32 or fp16 (GPU).")
     providers: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
         description="ONNX Runtime providers in order of preference (comma-separated or JSON); unavailable skipped.",
@@ -70,11 +70,10 @@ class Settings(BaseSettings):
     # before its body is read, so overload costs a refusal, not everyone's latency. Size it as the
     # replica's saturation rate × the latency budget (e.g. 2,500/s × 25 ms ≈ 64).
     max_in_flight: int = Field(default=64, ge=1, description="API requests in progress at once; past it 503.")
-    # Adaptive admission (service/errors.py Admission), opt-in: the in-flight limit adapts, between a quarter
+    # Adaptive admission (service/admission.py Admission), opt-in: the in-flight limit adapts, between a quarter
     # of max_in_flight and all of it, to keep each admitted API request (with its wait for the event loop)
     # under this many ms. Off by default: a fixed target below what the replica answers at full load refuses
-    # work it could do. At 25 ms, wrk's 64-connection closed loop got 100,124 503s in 10 s and far fewer
-    # 200s than with the fixed bound (docs/benchmarks/service.md run of 2026-12-02 00:38, since replaced).
+    # work it could do, and a closed-loop client then gets mostly 503s and fewer 200s than with the fixed bound.
     # Set it above the replica's p99 at saturation when overload matters more than peak throughput
     # (docs/reliability.md, overload).
     admission_target_ms: float = Field(default=0.0, ge=0, description="Latency target of admission; 0: off.")

@@ -143,3 +143,23 @@ def test_docs_pages_load_their_assets_from_this_service(http: httpx.Client, page
     assert f"/static-offline-docs/{asset}" in html and "cdn" not in html.lower()
     served = http.get(f"/static-offline-docs/{asset}")
     assert served.status_code == 200 and len(served.content) > 100_000
+
+
+def test_the_documented_error_examples_are_what_the_service_answers(http: httpx.Client) -> None:
+    """The OpenAPI examples take their messages from service/messages.py, as the answers do: compare them."""
+    spec = http.get("/openapi.json").json()["paths"]
+
+    def documented(path: str, method: str, status: int) -> Any:
+        return spec[path][method]["responses"][str(status)]["content"]["application/json"]["example"]
+
+    click = "/v1/sessions/{session_id}/events"
+    cases = [
+        (http.get("/v1/sessions/never-seen/risk"), "/v1/sessions/{session_id}/risk", "get", 404),
+        (http.post("/v1/sessions/ex-1/events", content=JSON_BODY, headers={"Content-Type": "text/plain"}),
+         click, "post", 415),
+        (http.post("/v1/sessions/ex-1/events", content=b" " * 4097, headers={"Content-Type": "application/json"}),
+         click, "post", 413),
+    ]
+    for answer, path, method, status in cases:
+        assert answer.status_code == status, answer.text
+        assert answer.json() == documented(path, method, status)

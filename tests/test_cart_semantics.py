@@ -88,21 +88,3 @@ async def test_lua_and_python_agree_on_random_sessions(store: SessionWindowStore
             served.append(appended.cart_state)
             assert appended.cart_has_items == (appended.cart_state == CART_OPEN)
         assert served == fold(run), f"session {s}: {run}"
-
-
-def test_the_before_rule_of_the_report_is_the_old_one() -> None:
-    """model/evaluation/cart_rule.py keeps the old rule only to report the change: a buyer stayed flagged."""
-    from model.data.dataset import Dataset, build_windows, session_classes
-    from model.evaluation.cart_rule import rule_before
-    from model.features import FeatureConfig
-
-    view = ACTION_INDEX["view_product"]
-    sessions = sessions_of([[view, ADD_CART, ORDER, view], [view, ADD_CART, view]])
-    windows = build_windows(sessions, FeatureConfig(window=4))
-    dataset = Dataset(name="t", sha256="", sessions=sessions, windows=windows, classes=session_classes(sessions),
-                      split=np.zeros(2, dtype=np.int8))
-    cart, target, abandons = rule_before(dataset, windows)
-    assert cart.tolist() == [False, True, True, True, False, True, True]  # never cleared by the order
-    assert target.tolist() == [0, 0, 1, 1, 1, 1, 1]  # the order click and after counted as abandoning
-    assert abandons.tolist() == [False] * 4 + [True] * 3
-    assert cart_so_far(sessions).tolist() == [False, True, False, False, False, True, True]  # the rule now

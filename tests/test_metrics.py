@@ -96,7 +96,7 @@ def test_ci_contains_point_estimate_and_narrows_with_more_sessions() -> None:
             assert est.ci_low is not None and est.ci_high is not None and est.value is not None
             assert est.ci_low <= est.value <= est.ci_high, name
         widths.append(estimates["roc_auc"].ci_high - estimates["roc_auc"].ci_low)  # type: ignore[operator]
-    assert widths[1] < 0.5 * widths[0]  # 10× the sessions: about 1/√10 the width
+    assert widths[1] < 0.5 * widths[0]  # 10× the sessions: under half the width (about 1/√10 expected)
 
 
 def test_ci_resamples_sessions_not_windows() -> None:

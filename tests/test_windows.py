@@ -13,6 +13,7 @@ import redis.asyncio as aredis
 
 from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
+from service.store.packing import pack_event
 from service.store.score_record import body_key
 from service.store.window_store import EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
@@ -133,6 +134,16 @@ async def test_session_state_flags_and_out_of_order(client: aredis.Redis) -> Non
     assert later.ts.tolist() == [T0 + 100, T0 + 50.25, T0 + 60], "kept in arrival order"
     assert later.from_ad.tolist() == [False, True, True], "from_ad is sticky from its first true"
     assert later.actions.tolist() == [VIEW, ADD_CART, VIEW] and later.cart_has_items
+
+
+async def test_lua_packs_each_event_as_packing_py_defines(client: aredis.Redis) -> None:
+    """append_event.lua writes its list entries with the constants packing.py puts in its prelude."""
+    store = SessionWindowStore(client, window=4)
+    await store.append_event("s-pack", None, VIEW, T0 + 0.125, None)
+    await store.append_event("s-pack", None, ORDER, T0 + 1, True)
+    stored = [int(v) for v in await client.lrange(store.keys("s-pack")[0], 0, -1)]
+    ts_ms = [round((T0 + 0.125) * 1000), round((T0 + 1) * 1000)]
+    assert stored == [pack_event(ts_ms[0], VIEW, False), pack_event(ts_ms[1], ORDER, True)]
 
 
 async def test_script_is_reloaded_after_script_flush(client: aredis.Redis) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from bench.engine.rss import engine_rss
 from bench.engine.torch_engine import TorchEngine
-from model.artifacts import CARD_FILE, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
+from model.artifacts import CARD_FILE, FP32_FILE, INPUT_NAME, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
 from model.card import ModelCard
 from model.data.dataset import file_sha256
 from model.export.exporter import ValidationWindows, export_model, synthetic_validation, validation_from_csv
@@ -148,8 +148,8 @@ def batch_mate_effect(path: Path, X: np.ndarray, n: int = 640, batch: int = SERV
     batch-mates; fp32 should show 0.
     """
     session, windows = cpu_session(path, threads=1), X[:n]
-    alone = np.concatenate([session.run(None, {"windows": windows[i : i + 1]})[0] for i in range(len(windows))])
-    batched = np.concatenate([session.run(None, {"windows": windows[i : i + batch]})[0]
+    alone = np.concatenate([session.run(None, {INPUT_NAME: windows[i : i + 1]})[0] for i in range(len(windows))])
+    batched = np.concatenate([session.run(None, {INPUT_NAME: windows[i : i + batch]})[0]
                               for i in range(0, len(windows), batch)])  # fmt: skip
     delta = np.abs(alone - batched)
     return {"max_abs": float(delta.max()), "mean_abs": float(delta.mean()), "windows": len(windows), "batch": batch}

@@ -42,14 +42,10 @@ class RiskWindows:
     ts: np.ndarray  # epoch seconds of the window's newest event
 
     @classmethod
-    def build(cls, dataset: Dataset, windows: WindowSet, proba: np.ndarray,
-              rule: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> RiskWindows:
-        """`rule`: (cart, target, abandons) per window to use instead of model.risk's cart semantics;
-        only model/evaluation/cart_rule.py passes one, to report the rule before issue 11 beside it."""
+    def build(cls, dataset: Dataset, windows: WindowSet, proba: np.ndarray) -> RiskWindows:
+        """The windows' risk, targets and session facts under model.risk's cart semantics."""
         cart, target = abandonment_inputs(dataset, windows)
         abandons = _session_max(target, windows.session)
-        if rule is not None:
-            cart, target, abandons = rule
         events = dataset.sessions.events
         rows = events.starts[windows.session] + windows.position
         return cls(

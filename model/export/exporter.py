@@ -28,10 +28,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE
+from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE, META_PRECISION
 from model.card import ModelCard, check_fingerprint
+from model.export.gates import AUC_DROP_BUDGET, MIN_SPEEDUP
 from model.export.graphs import ExportParityError, export_fp32, onnx_probs, parity_windows
-from model.export.int8 import AUC_DROP_BUDGET, MIN_SPEEDUP, export_int8
+from model.export.int8 import export_int8
 from model.training.checkpoint import load_model
 from model.training.nets import LABELS
 
@@ -79,7 +80,7 @@ def export_fp16(fp32: Path, out: Path, X: np.ndarray, window: int) -> dict[str, 
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     proto = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props} | {"precision": "fp16"}
+    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props} | {META_PRECISION: "fp16"}
     proto.metadata_props.clear()
     onnx.helper.set_model_props(proto, props)
     onnx.save(proto, str(out))

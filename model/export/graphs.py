@@ -30,7 +30,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from model.artifacts import FP32_FILE
+from model.artifacts import (
+    FP32_FILE,
+    INPUT_NAME,
+    META_ARCH,
+    META_CARD,
+    META_FINGERPRINT,
+    META_LABELS,
+    META_NAME,
+    META_PRECISION,
+    META_WINDOW,
+    OUTPUT_NAME,
+)
 from model.card import ModelCard
 from model.features import VECTOR_DIM
 from model.training.checkpoint import predict_proba
@@ -38,7 +49,6 @@ from model.training.nets import LABELS, IntentNet, RecurrentEncoder
 
 logger = logging.getLogger(__name__)
 
-INPUT_NAME, OUTPUT_NAME = "windows", "probs"
 OPSET = 17
 PARITY_TOLERANCE = 1e-4  # max |Δ| of probabilities, fp32 ONNX vs torch
 PARITY_WINDOWS = 2048
@@ -138,13 +148,13 @@ def to_onnx_proto(net: IntentNet, window: int, graph_type: type[nn.Module] = Pro
 def stamp_metadata(proto: onnx.ModelProto, card: ModelCard, precision: str) -> None:
     """metadata_props: what serving checks (fingerprint, N) and what a human reads (the card)."""
     onnx.helper.set_model_props(proto, {
-        "fingerprint": card.fingerprint,
-        "window": str(card.window),
-        "precision": precision,
-        "arch": card.arch,
-        "name": card.name,
-        "labels": ",".join(LABELS),
-        "card": json.dumps(card.to_dict(), sort_keys=True, default=str),
+        META_FINGERPRINT: card.fingerprint,
+        META_WINDOW: str(card.window),
+        META_PRECISION: precision,
+        META_ARCH: card.arch,
+        META_NAME: card.name,
+        META_LABELS: ",".join(LABELS),
+        META_CARD: json.dumps(card.to_dict(), sort_keys=True, default=str),
     })  # fmt: skip
 
 

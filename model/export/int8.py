@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from model.artifacts import FP32_FILE, INT8_FILE
 from model.card import ModelCard
+from model.export.gates import AUC_DROP_BUDGET, MIN_SPEEDUP, SPEED_BATCHES
 from model.export.graphs import (
     ExportParityError,
     HoistedGRUGraph,
@@ -40,9 +41,6 @@ from model.training.nets import LABELS, IntentNet
 
 logger = logging.getLogger(__name__)
 
-AUC_DROP_BUDGET = 0.002  # per label, int8 vs fp32, on the validation windows
-MIN_SPEEDUP = 1.05  # geometric mean over SPEED_BATCHES; below it int8 is not worth a second file
-SPEED_BATCHES: tuple[int, ...] = (1, 64)  # a lone click, and the batcher's max_batch_size
 # Many short interleaved rounds and medians: a busy neighbour's spike lands on every recipe alike.
 SPEED_PLAN = TimingPlan(target_runs=120, min_runs=24, cell_budget_s=2.0, warmup_s=0.1, rounds=8)
 CLEAR_WIN = 1.05  # a recipe later in EXPORT_ORDER replaces an earlier one only if this much faster

@@ -32,9 +32,10 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from model.artifacts import INPUT_NAME, META_INT8_RECIPE, META_PRECISION
+
 logger = logging.getLogger(__name__)
 
-INPUT_NAME = "windows"
 CALIBRATION_BATCH = 256
 # Ops that show what a recipe touched: quantized kernels, and the fp32 recurrences left as they were.
 _REPORTED_OPS = ("DynamicQuantizeLSTM", "MatMulInteger", "QuantizeLinear", "LSTM", "GRU", "Gemm", "MatMul")
@@ -155,7 +156,7 @@ def _stamp_int8(src: Path, dst: Path, recipe: QuantRecipe) -> None:
     target = onnx.load(str(dst))
     props = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
     target.metadata_props.clear()
-    onnx.helper.set_model_props(target, {**props, "precision": "int8", "int8_recipe": recipe.name})
+    onnx.helper.set_model_props(target, {**props, META_PRECISION: "int8", META_INT8_RECIPE: recipe.name})
     onnx.save(target, str(dst))
 
 

@@ -64,7 +64,7 @@ def epoch_batches(
     """Batches of one epoch, in the main process (no workers: the box has 2 cores and gathering is numpy)."""
     sampler = BatchSampler(EpochSampler(len(windows), generator, per_epoch), batch_size, drop_last=False)
     # A generator of its own: without one, each epoch's iterator draws a seed from torch's global RNG,
-    # which would shift the dropout stream and make runs differ from the loop before this one.
+    # and that draw would shift the dropout stream the model trains with.
     return DataLoader(
         PrefixWindows(windows, soft), sampler=sampler, batch_size=None, collate_fn=_as_is, generator=torch.Generator()
     )

@@ -54,8 +54,8 @@ class TrainConfig:
     # count. 0: any gain. The best epoch's weights are kept either way; on a big log each epoch brings a little.
     min_delta: float = 0.0
     seed: int = 0
-    # torch intra-op threads (0: torch's default). 1 by default: on a shared 2-core box, 2 threads ran
-    # an epoch 8x slower than 1 (spinning OpenMP workers fight other processes); see docs/training.md.
+    # torch intra-op threads (0: torch's default). 1 by default: on a shared 2-core box, 2 threads run
+    # an epoch several times slower than 1 (spinning OpenMP workers fight other processes); docs/training.md.
     threads: int = 1
     # Prefixes drawn per epoch (without replacement, fresh each epoch) for logs too big for full epochs;
     # None: every training prefix. Validation always scores every validation prefix.

@@ -1,7 +1,7 @@
 """The inference engine (docs/architecture.md §7): raw windows (B, N, 16) float32 in, probabilities (B, 2) out.
 
 `OnnxEngine` is the serving path (ONNX Runtime, provider chosen from settings). Serving never imports
-torch: the PyTorch engine the benchmarks compare against is `bench/torch_engine.py`.
+torch: the PyTorch engine the benchmarks compare against is `bench/engine/torch_engine.py`.
 
 `load_engine` picks the file for a precision and a provider:
 
@@ -30,15 +30,15 @@ from service.engine.providers import (
     CUDA,
     DEFAULT_PROVIDERS,
     TENSORRT,
+    ProviderPlan,
     is_gpu,
+    plan_for,
     plan_providers,
     select_providers,
-    tensorrt_options,
 )
 
 logger = logging.getLogger(__name__)
 
-# metadata_props keys written by model/export/exporter.py
 PRECISIONS: tuple[str, ...] = ("int8", "fp32", "fp16")
 
 
@@ -94,30 +94,30 @@ class OnnxEngine:
         self,
         model_path: Path,
         card: ModelCard,
-        providers: Sequence[str] = DEFAULT_PROVIDERS,
+        providers: Sequence[str] | ProviderPlan = DEFAULT_PROVIDERS,
         intra_op_threads: int = 1,
-        trt_options: dict[str, Any] | None = None,
     ) -> None:
+        """`providers`: names to select from (default options), or a plan load_engine already chose."""
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
         self.card = card
         self.window = card.window
-        plan = plan_providers(providers, card.window)
-        # caller's TensorRT options (precision, cache dir) override the defaults of the plan
-        options = [opts | (trt_options or {}) if name == TENSORRT else opts
-                   for name, opts in zip(plan.providers, plan.options, strict=True)]  # fmt: skip
+        if isinstance(providers, ProviderPlan):
+            plan, asked = providers, providers.providers
+        else:
+            plan, asked = plan_providers(providers, card.window), list(providers)
         self.session = ort.InferenceSession(str(self.model_path), _session_options(intra_op_threads),
-                                            providers=plan.providers, provider_options=options)  # fmt: skip
+                                            providers=plan.providers, provider_options=plan.options)  # fmt: skip
         meta = self.session.get_modelmeta().custom_metadata_map
         self._check_metadata(meta)
         self.provider = self.session.get_providers()[0]
-        trt_fp16 = self.provider == TENSORRT and bool(options[0].get("trt_fp16_enable"))
+        trt_fp16 = self.provider == TENSORRT and bool(plan.options[0].get("trt_fp16_enable"))
         self.precision = "fp16" if trt_fp16 else meta.get(META_PRECISION, "fp32")
         self.model_id = f"{card.arch}-{self.precision}@{file_tag(self.model_path)}"
         self._input = self.session.get_inputs()[0].name
         logger.info("engine %s runs on %s (asked for %s; this onnxruntime offers %s; %d intra-op threads)",
-                    self.model_id, self.provider, list(providers), ort.get_available_providers(), intra_op_threads)
+                    self.model_id, self.provider, asked, ort.get_available_providers(), intra_op_threads)
 
     def _check_metadata(self, meta: dict[str, str]) -> None:
         if META_FINGERPRINT not in meta:
@@ -184,5 +184,5 @@ def load_engine(
     path, trt_fp16 = onnx_file_for(model_dir, precision, chosen[0])
     if not path.is_file():
         raise FileNotFoundError(f"{path} missing: run `session-intent export {model_dir}` first")
-    trt_options = tensorrt_options(card.window, fp16=trt_fp16, cache_dir=trt_cache_dir)
-    return OnnxEngine(path, card, chosen, intra_op_threads, trt_options)
+    plan = plan_for(chosen, card.window, fp16=trt_fp16, trt_cache_dir=trt_cache_dir)
+    return OnnxEngine(path, card, plan, intra_op_threads)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from model.artifacts import INPUT_NAME
+
 logger = logging.getLogger(__name__)
 
 TENSORRT = "TensorrtExecutionProvider"
@@ -27,7 +29,6 @@ CPU = "CPUExecutionProvider"
 GPU_PROVIDERS: tuple[str, ...] = (TENSORRT, CUDA)
 DEFAULT_PROVIDERS: tuple[str, ...] = (TENSORRT, CUDA, CPU)
 
-INPUT_NAME = "windows"  # the exported graph's one input, (B, N, 16) float32
 # TensorRT batch profile: an engine covers [min, max] and is tuned for `opt`, the batcher's usual size.
 TRT_MIN_BATCH, TRT_OPT_BATCH, TRT_MAX_BATCH = 1, 64, 512
 TRT_WORKSPACE_BYTES = 1 << 30
@@ -64,7 +65,7 @@ def is_gpu(provider: str) -> bool:
 
 
 def batch_shape(batch: int, window: int, dim: int = 16) -> str:
-    """One TensorRT profile shape, `windows:BxNxD`."""
+    """One TensorRT profile shape of the graph's input, `windows:BxNxD`."""
     return f"{INPUT_NAME}:{batch}x{window}x{dim}"
 
 
@@ -124,9 +125,6 @@ class ProviderPlan:
     def first(self) -> str:
         return self.providers[0]
 
-    def as_ort_args(self) -> tuple[list[str], list[dict[str, Any]]]:
-        return self.providers, self.options
-
 
 def plan_providers(
     requested: Sequence[str],
@@ -135,8 +133,12 @@ def plan_providers(
     trt_cache_dir: Path | None = None,
     available: Sequence[str] | None = None,
 ) -> ProviderPlan:
-    """Filter `requested` and attach TensorRT/CUDA options; CPU takes no options."""
-    chosen = select_providers(requested, available)
+    """Filter `requested` (select_providers) and attach each one's options."""
+    return plan_for(select_providers(requested, available), window, fp16, trt_cache_dir)
+
+
+def plan_for(chosen: Sequence[str], window: int, fp16: bool = True, trt_cache_dir: Path | None = None) -> ProviderPlan:
+    """TensorRT/CUDA options for providers already selected; CPU takes no options."""
     options: list[dict[str, Any]] = []
     for name in chosen:
         if name == TENSORRT:
@@ -145,4 +147,4 @@ def plan_providers(
             options.append(cuda_options())
         else:
             options.append({})
-    return ProviderPlan(providers=chosen, options=options)
+    return ProviderPlan(providers=list(chosen), options=options)

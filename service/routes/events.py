@@ -11,27 +11,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 
+from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
-from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
+from service.routes.paths import API_PREFIX, CLICK_METHOD, CLICK_ROUTE, CLICK_ROUTE_ANY
 from service.schemas import EventIn, ScoreOut, SessionId, error_responses
 from service.scopes import ADMIN, EVENTS_WRITE
 
-router = APIRouter(prefix="/v1", tags=["sessions"])
+router = APIRouter(prefix=API_PREFIX, tags=["sessions"])
 
 
 async def post_event(session_id: SessionId, event: EventIn, state: StateDep) -> ScoreOut:
     """Append one click to the session's window and score it. A retried event_id appends nothing: the same
-    body gets the first answer, another body a 409 (EventIdConflict, answered by service/errors.py)."""
+    body gets the first answer, another body a 409 (EventIdConflict, answered by service/boundary.py)."""
     return await state.scorer.score_event(session_id, event)
 
 
 # The click route keeps the plain `{session_id}` template, which the lean path (service/click_path.py) serves;
 # the same handler under `{session_id:any}`, hidden from the spec, answers ids with a slash or newline
 # with the 422 that names path.session_id. The body must be JSON: 415 otherwise, at the boundary.
-for template, documented in (("/sessions/{session_id}/events", True), ("/sessions/{session_id:any}/events", False)):
+for template, documented in ((CLICK_ROUTE, True), (CLICK_ROUTE_ANY, False)):
     router.add_api_route(
-        template, post_event, methods=["POST"], response_model=ScoreOut, include_in_schema=documented,
+        template, post_event, methods=[CLICK_METHOD], response_model=ScoreOut, include_in_schema=documented,
         responses=error_responses(400, 401, 403, 409, 413, 415, 422, 503, 504),
         dependencies=[Depends(require_scope(EVENTS_WRITE))],
     )
@@ -45,5 +46,5 @@ for template, documented in (("/sessions/{session_id}/events", True), ("/session
 async def delete_session(session_id: SessionId, state: StateDep) -> Response:
     """Erase a session: its window, meta, event ids, stored scores and at-risk entry."""
     if not await state.store.delete_session(session_id):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "session not found")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, messages.SESSION_NOT_FOUND)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,15 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
+from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
 from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
+from service.routes.paths import API_PREFIX, AT_RISK_ROUTE
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
 from service.scopes import RISK_READ
 from service.store.score_record import scores_of
 
 router = APIRouter(
-    prefix="/v1", tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
+    prefix=API_PREFIX, tags=["reads"], dependencies=[Depends(require_scope(RISK_READ))],
     responses=error_responses(401, 403, 422, 503),
 )
 
@@ -25,7 +27,7 @@ async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
     """The session's latest scores, never older than an answer this replica gave; never runs the model."""
     stored = await state.store.read_scores(session_id)
     if stored is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no scores for this session (unknown or expired)")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, messages.NO_SCORES)
     # Read-your-writes on this replica: an answer still in the write-behind buffer is newer than Redis.
     unwritten = state.scorer.writer.latest(session_id)
     if unwritten is not None and unwritten.event_index >= stored.get("event_index", -1):
@@ -34,7 +36,7 @@ async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
     return RiskOut.model_validate({**stored, "pending": scored is None or scored < stored["latest_event_index"]})
 
 
-@router.get("/at-risk", response_model=AtRiskOut)
+@router.get(AT_RISK_ROUTE, response_model=AtRiskOut)
 async def list_at_risk(
     state: StateDep,
     min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.",
@@ -59,5 +61,5 @@ async def explain_session(session_id: SessionId, state: StateDep) -> ExplainOut:
     """Each event's contribution by occlusion. The one read that RUNS THE MODEL: one engine batch of N+1 windows."""
     explained = await state.scorer.explain(session_id)
     if explained is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no live session with events")
+        raise HTTPException(status.HTTP_404_NOT_FOUND, messages.NO_LIVE_SESSION)
     return explained

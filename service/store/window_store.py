@@ -1,7 +1,7 @@
 """Session windows in Redis (docs/architecture.md §7): one round trip per click, one per batch to write scores back.
 
 Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; see docs/redis.md):
-    <prefix>:{sid}:w        list of packed events, oldest first, at most N (ts_ms * 32 + action * 2 + from_ad)
+    <prefix>:{sid}:w        list of packed events, oldest first, at most N (packing.py)
     <prefix>:{sid}:m        hash: count, last ts, sticky from_ad, cart state, last scores (score_record.py)
     <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index|body[|answer]", the newest few
     <prefix>:{atrisk}       zset: session_id -> abandonment risk
@@ -29,7 +29,10 @@ from redis.exceptions import RedisError
 
 from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
+from service.messages import event_id_reused
+from service.store import packing, score_record
 from service.store.keys import KeyScheme
+from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
 from service.store.score_record import (
     LISTED_FIELDS,
     F,
@@ -38,17 +41,14 @@ from service.store.score_record import (
     decode_meta,
     decode_scores,
     differing_parts,
-    lua_prelude,
     number_text,
     score_args,
 )
 
 LUA_DIR = Path(__file__).parent / "lua"
 AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead sessions
-assert N_ACTIONS <= 16, "a packed event keeps the action in 4 bits"
 
 RedisClient = Redis | RedisCluster
-CONFLICT = 2  # append_event.lua's `duplicate` value for an event_id seen with another body
 
 
 class EventIdConflict(Exception):
@@ -58,7 +58,7 @@ class EventIdConflict(Exception):
         self.event_id = event_id
         self.parts = parts
         differs = ", ".join(parts) or "body"
-        super().__init__(f"event_id {event_id!r} was already used with another body: {differs} differ(s)")
+        super().__init__(f"{event_id_reused(event_id)}: {differs} differ(s)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,12 +97,6 @@ def event_id_digest(event_id: str | None) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
-def unpack_events(packed: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Packed list entries → actions (k,) int64, ts (k,) float64 seconds, from_ad (k,) bool."""
-    values = np.array([int(v) for v in packed], dtype=np.int64)
-    return (values >> 1) & 0xF, (values >> 5) / 1000.0, (values & 1).astype(bool)
-
-
 def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
@@ -111,8 +105,9 @@ def _text(value: bytes | str | None) -> str:
 
 @cache
 def lua_script(name: str) -> str:
-    """A script of lua/ behind the score-record prelude, so Lua and Python share one set of field names."""
-    return lua_prelude() + (LUA_DIR / name).read_text()
+    """A script of lua/ behind the preludes of score_record.py (field names) and packing.py (the packed event
+    and reply codes), so Lua and Python share one definition of each."""
+    return score_record.lua_prelude() + packing.lua_prelude() + (LUA_DIR / name).read_text()
 
 
 class SessionWindowStore:
@@ -165,14 +160,14 @@ class SessionWindowStore:
         )
         reply = await self._append(keys=self.keys(session_id), args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
-        if int(duplicate) == CONFLICT:
+        if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
         actions, times, flags = unpack_events(reply[6:])
         stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
         return AppendResult(
             actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
-            duplicate=bool(duplicate), out_of_order=bool(out_of_order), stored_answer=stored,
+            duplicate=int(duplicate) == APPEND_DUPLICATE, out_of_order=bool(out_of_order), stored_answer=stored,
         )
 
     async def read_window(self, session_id: str) -> SessionWindow | None:

@@ -1,6 +1,7 @@
 -- Append one click to a session, atomically, in one round trip (docs/architecture.md §7).
 -- `F` (the meta-hash field names) and CART_NONE/OPEN/CLOSED (model.risk) are prepended by
--- service/store/score_record.py:lua_prelude().
+-- service/store/score_record.py:lua_prelude(); TS_SCALE, ACTION_SCALE and the APPEND_* reply codes by
+-- service/store/packing.py:lua_prelude().
 --
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
 -- KEYS[2]  meta hash    <prefix>:{sid}:m   fields F.* (count, last_ts, from_ad, cart, + scores)
@@ -16,14 +17,14 @@
 -- ARGV[9]  action index of order
 -- ARGV[10] the body as sent, "action:ts_ms:from_ad" (score_record.body_key), '' to skip the comparison
 --
--- Reply: {event_index, duplicate 0/1/2, out_of_order 0/1, cart state 0/1/2, stored answer or '', model or '',
+-- Reply: {event_index, duplicate, out_of_order 0/1, cart state 0/1/2, stored answer or '', model or '',
 --         packed event 1, ..., packed event k}
--- duplicate 2 is a conflict: the event_id was seen with another body. Nothing is written, and the
--- stored answer slot carries the first body instead, with no events.
+-- duplicate is APPEND_NEW, APPEND_DUPLICATE, or APPEND_CONFLICT: the event_id was seen with another body.
+-- On a conflict nothing is written, and the stored answer slot carries the first body instead, with no events.
 -- cart state is model.risk's: 0 none, 1 open (add_cart), 2 closed (order); this script's
 -- cart_transition mirrors model.risk.cart_transition.
--- A packed event is one integer, ts_ms * 32 + action * 2 + from_ad, so the list stays a compact
--- run of integers (< 2^53, exact in Lua's doubles up to the year 2200).
+-- A packed event is one integer, ts_ms * TS_SCALE + action * ACTION_SCALE + from_ad (packing.py), so the
+-- list stays a compact run of integers (< 2^53, exact in Lua's doubles up to the year 2200).
 
 local window_key, meta_key, ids_key = KEYS[1], KEYS[2], KEYS[3]
 local digest = ARGV[1]
@@ -103,10 +104,10 @@ if digest ~= '' then
   if seen then
     local index, first_body, answer = split_seen(seen)
     if body ~= '' and first_body ~= '' and body ~= first_body then
-      return {index, 2, 0, 0, first_body, ''}
+      return {index, APPEND_CONFLICT, 0, 0, first_body, ''}
     end
     refresh_ttl()
-    return reply(index, 1, 0, answer)
+    return reply(index, APPEND_DUPLICATE, 0, answer)
   end
 end
 
@@ -119,7 +120,7 @@ local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
 local index = redis.call('HINCRBY', meta_key, F.count, 1) - 1
 redis.call('HSET', meta_key, F.last_ts, ARGV[3], F.from_ad, sticky_ad and '1' or '0', F.cart, cart)
 
-local packed = ts_ms * 32 + action * 2 + (sticky_ad and 1 or 0)
+local packed = ts_ms * TS_SCALE + action * ACTION_SCALE + (sticky_ad and 1 or 0)
 redis.call('RPUSH', window_key, string.format('%.0f', packed))
 redis.call('LTRIM', window_key, -window, -1)
 
@@ -129,4 +130,4 @@ if digest ~= '' and id_memory > 0 then
 end
 
 refresh_ttl()
-return reply(index, 0, out_of_order, '')
+return reply(index, APPEND_NEW, out_of_order, '')
