@@ -19,7 +19,8 @@ import numpy as np
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
-from model.risk import abandonment_risk, intent_name
+from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
+from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
@@ -40,7 +41,8 @@ class SessionScorer:
     """Scores events and explains sessions with one engine and one store."""
 
     def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, card: ModelCard, model_id: str,
-                 metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter) -> None:
+                 metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter,
+                 arms: ArmAssigner | None = None) -> None:
         self.store = store
         self.batcher = batcher
         self.card = card
@@ -48,6 +50,9 @@ class SessionScorer:
         self.metrics = metrics
         self.deadline_s = deadline_s
         self.writer = writer
+        self.thresholds = decision_thresholds(card)  # the alert policy's threshold is τ_risk when the card has one
+        # Coupon alerts need a policy; None: this replica raises none (SI_ALERTS_ENABLED, or no policy in the card).
+        self.arms = arms if card.policy is not None else None
         # Actions the model never saw in training: a click on one is scored, and counted.
         coverage = card.slot_coverage
         self._unseen = frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0)
@@ -78,9 +83,16 @@ class SessionScorer:
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
+            arm=self._alert_arm(session_id, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.stage_total.observe(time.perf_counter() - start)
         return out
+
+    def _alert_arm(self, session_id: str, risk: float, cart_has_items: bool) -> str:
+        """The session's arm when this click is due an alert (write_scores.lua raises it once per open cart)."""
+        if self.arms is None or not alert_due(risk, cart_has_items, self.thresholds.risk):
+            return ""
+        return self.arms.arm(session_id)
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
         self.metrics.child(self.metrics.events, action).inc()
@@ -95,7 +107,7 @@ class SessionScorer:
         risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, self.card.thresholds),
+            abandonment_risk=risk, intent=intent_name(p_order, risk, self.thresholds),
             model=self.model_id, window=window_len,
         )
 
