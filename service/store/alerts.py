@@ -69,3 +69,20 @@ def decode_outcomes(session_id: str, raw: Mapping[str, str], session_live: bool)
             row["outcome"] = "pending" if session_live else "expired"
         rows.append(row)
     return rows
+
+
+async def read_outcomes(client: Any, outcomes_pattern: str, meta_key: Any) -> list[dict[str, Any]]:
+    """Every alert with its outcome, from the outcomes hashes (SCAN: every primary on a cluster).
+
+    `meta_key(session_id)` names a session's meta hash, whose presence tells `pending` from `expired`.
+    """
+    rows: list[dict[str, Any]] = []
+    async for key in client.scan_iter(match=outcomes_pattern, count=1000):
+        name = key.decode() if isinstance(key, bytes) else key
+        session_id = name[name.index("{") + 1:name.rindex("}")]
+        raw = await client.hgetall(name)
+        live = bool(await client.exists(meta_key(session_id)))
+        fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+                  for k, v in raw.items()}
+        rows += decode_outcomes(session_id, fields, live)
+    return rows
