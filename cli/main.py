@@ -40,10 +40,11 @@ def _register_all() -> None:
         serve_command,
         synth_command,
         train_command,
+        uplift_command,
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   policy_command):
+                   policy_command, uplift_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command):
         bench_module.register_bench(bench_app)
