@@ -122,6 +122,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f} %"
 
 
+def _pp(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.2f} pp"
+
+
 def _markdown(r: dict[str, Any], command: str) -> str:
     nnt = "–" if r["nnt"] is None else f"{r['nnt']:.1f}"
     nnt_range = "unbounded (the CI covers 0)" if r["nnt_range"] is None else "{:.1f} to {:.1f}".format(*r["nnt_range"])
@@ -135,8 +139,8 @@ def _markdown(r: dict[str, Any], command: str) -> str:
         f"| treat | {r['treat']['n']:,} | {r['treat']['orders']:,} | {_pct(r['treat']['conversion'])} |",
         f"| hold | {r['hold']['n']:,} | {r['hold']['orders']:,} | {_pct(r['hold']['conversion'])} |",
         "",
-        f"- Difference (treat − hold): **{_pct(r['difference'])}**, {CI_LEVEL:.0%} bootstrap CI "
-        f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}].",
+        f"- Difference (treat − hold): **{_pp(r['difference'])}**, {CI_LEVEL:.0%} bootstrap CI "
+        f"[{_pp(r['ci_low'])}, {_pp(r['ci_high'])}].",
         f"- Number needed to treat: {nnt} (CI {nnt_range}).",
         "",
         "![conversion per day](uplift.png)\n",
