@@ -38,7 +38,7 @@ async def _drive(url: str, tag: str, sessions: int, concurrency: int) -> int:
     return sessions * len(SESSION)
 
 
-def measure(model_dir: Path, work_dir: Path, sessions: int = 400, concurrency: int = 16,
+def measure(model_dir: Path, work_dir: Path, sessions: int = 400, concurrency: int = 8,
             repeats: int = 2) -> list[dict[str, Any]]:
     """Rows of (alerts, repeat, clicks, cpu_ms_per_click, round_trips_per_click, alerts raised), on/off alternating."""
     rows = []
@@ -48,7 +48,8 @@ def measure(model_dir: Path, work_dir: Path, sessions: int = 400, concurrency: i
             for alerts in ("off", "on"):
                 base = server_spec("service", server.url, model_dir)
                 spec = ServerSpec(f"alerts-{alerts}", base.argv,
-                                  {**base.env, "SI_ALERTS_ENABLED": "true" if alerts == "on" else "false"})
+                                  {**base.env, "SI_ALERTS_ENABLED": "true" if alerts == "on" else "false",
+                                   "SI_REQUEST_DEADLINE_MS": "5000"})
                 client = redis.Redis.from_url(server.url)
                 client.flushall()
                 with running_server(spec, free_port(), work_dir) as service:
