@@ -119,3 +119,17 @@ def test_a_consumer_killed_mid_stream_loses_no_alert(redis_url: str) -> None:
     treated = {sid for i, sid in enumerate(sessions) if i % 10}
     assert set(client.hkeys(coupons)) == treated
     assert client.xpending(KEYS.alerts, GROUP)["pending"] == 0
+
+
+def test_the_simulation_recovers_a_coupon_that_always_converts(tmp_path: Path) -> None:
+    from bench.coupon.simulate import Shoppers, simulate
+    from model.artifacts import DEFAULT_MODEL_DIR
+    from model.evaluation.uplift import uplift
+
+    run = simulate(Shoppers(n=80, base_rate=0.0, effect=1.0, seed=3), DEFAULT_MODEL_DIR, tmp_path, hold_share=0.5,
+                   ttl_s=8)  # a slow shared machine must not expire a shopper while it lingers
+    found = uplift(run["rows"], n_boot=200)
+    assert found["n_pending"] == 0 and found["treat"]["n"] > 10 and found["hold"]["n"] > 10
+    # Only a coupon converts: every couponed shopper's order is on record against its alert, no held one bought
+    # (a busy machine may coupon a treat shopper after it left: then it neither bought nor counts as couponed).
+    assert found["hold"]["orders"] == 0 and found["treat"]["orders"] == run["couponed"] > found["treat"]["n"] // 2
