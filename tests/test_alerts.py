@@ -75,6 +75,7 @@ async def test_one_alert_per_open_cart_and_a_new_cart_alerts_again(client: aredi
     rows = {r["event_index"]: r["outcome"] for r in await outcomes(client, store, "s-1")}
     assert rows == {first: "order", new_cart: "pending"}
     assert await client.ttl(store.key_scheme.outcomes("s-1")) > store.ttl_s  # kept for days, not the session TTL
+    assert await store.delete_session("s-1") and not await client.exists(store.key_scheme.outcomes("s-1"))
 
 
 async def test_a_held_session_is_alerted_with_its_arm_and_an_expired_one_counts_as_open(client: aredis.Redis) -> None:

@@ -287,12 +287,13 @@ class SessionWindowStore:
         return live, dead
 
     async def delete_session(self, session_id: str) -> bool:
-        """Erase a session's keys and index entries; True if it existed."""
+        """Erase a session's keys, index entries and coupon alerts' outcomes; True if it existed."""
         async with self.client.pipeline(transaction=False) as pipe:
             for key in self.keys(session_id):
                 pipe.delete(key)  # one key per DEL: a cluster pipeline routes each on its own
             pipe.zrem(self.risk_key, session_id)
             pipe.zrem(self.expiry_key, session_id)
+            pipe.delete(self.key_scheme.outcomes(session_id))  # its alerts too: erased means erased
             results = await pipe.execute()
         return sum(int(n) for n in results[:3]) > 0
 
