@@ -85,11 +85,12 @@ class ReloadIn(BaseModel):
 
 
 class ShadowIn(BaseModel):
-    """A version to run as the shadow candidate on a share of the batches."""
+    """A version to run as the shadow candidate on a share of the batches; a null version stops the shadow."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": "3", "share": 0.2}]})
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": "3", "share": 0.2},
+                                                                              {"version": None}]})
 
-    version: str = Field(pattern=VERSION_PATTERN, description='"3" or "taobao/3".')
+    version: str | None = Field(pattern=VERSION_PATTERN, description='"3" or "taobao/3"; null: no shadow.')
     share: float | None = Field(default=None, gt=0, le=1, description="Default: SI_SHADOW_SHARE.")
 
 

@@ -7,7 +7,6 @@ leaves the old one serving; every answer after a reload carries the new version;
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,21 +17,13 @@ from model.artifacts import CARD_FILE, FP32_FILE, INT8_FILE
 from service.app import create_app
 from service.auth import hash_key
 from service.model_repository import ModelRepository, UnknownVersion
+from tests.model_repo_support import click, make_repository
 from tests.redis_procs import RedisServer
 from tests.service_support import copy_with_card, service_settings, tiny_model_dir, written
 from tests.uvicorn_proc import UvicornThread
 
 ADMIN_KEY, READ_KEY = "reload-admin-key", "reload-read-key"
 KEYS = {hash_key(ADMIN_KEY): ["admin"], hash_key(READ_KEY): ["risk:read"]}
-
-
-def make_repository(root: Path, model_dir: Path, versions: int = 2) -> Path:
-    """root/tiny/1..versions, each a copy of the tiny model; version k's τ_risk is 0.1·k (so cards differ)."""
-    for k in range(1, versions + 1):
-        copy_with_card(model_dir, root / "tiny" / str(k), thresholds={"order": 0.5, "risk": 0.1 * k},
-                       metrics={"validation": {"abandonment_risk": {"roc_auc": 0.5 + k / 100}}},
-                       data={"name": "synth", "sha256": f"{k:064x}"})
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +49,6 @@ def admin(server: UvicornThread, redis_url: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, headers={"X-API-Key": ADMIN_KEY}, timeout=30) as client:
         assert client.post("/v1/admin/model", json={"version": "2"}).status_code == 200  # each test starts on 2
         yield client
-
-
-def click(http: httpx.Client, session: str, action: str = "add_cart") -> dict:
-    answer = http.post(f"/v1/sessions/{session}/events", json={"action": action, "ts": time.time()})
-    assert answer.status_code == 200, answer.text
-    return answer.json()
 
 
 def test_repository_serves_the_pointer_else_the_newest(repository: Path, model_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from service.schemas import error_responses
 from service.scopes import ADMIN, RISK_READ
 
 router = APIRouter(prefix=API_PREFIX, tags=["model"], responses=error_responses(401, 403, 503))
-_ADMIN_ANSWERS = error_responses(422) | model_error_responses(404, 409)
+_ADMIN_ANSWERS = error_responses(400, 422) | model_error_responses(404, 409)
 
 
 @router.get("/model", response_model=ModelOut, dependencies=[Depends(require_scope(RISK_READ))])
@@ -39,20 +39,13 @@ async def reload_model(body: ReloadIn, state: StateDep) -> ModelOut:
 @router.put("/admin/shadow", response_model=ModelOut, responses=_ADMIN_ANSWERS,
             dependencies=[Depends(require_scope(ADMIN))])
 async def put_shadow(body: ShadowIn, state: StateDep) -> ModelOut:
-    """Run a version as the shadow candidate on a share of the batches (replaces any running one)."""
+    """Run a version as the shadow candidate on a share of the batches (replaces any running one); null stops it."""
     try:
         await state.reloader.set_shadow(body.version, body.share)
     except UnknownVersion as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except ModelRefused as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return model_out(state)
-
-
-@router.delete("/admin/shadow", response_model=ModelOut, dependencies=[Depends(require_scope(ADMIN))])
-async def delete_shadow(state: StateDep) -> ModelOut:
-    """Stop the shadow candidate, if one runs."""
-    await state.reloader.set_shadow(None)
     return model_out(state)
 
 
