@@ -116,6 +116,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.warmed = True
         await _start_shadow(reloader)
         _reload_on_sighup(reloader, stack)
+        if settings.model_poll_s > 0 and settings.model_repository is not None:
+            watcher = asyncio.create_task(reloader.watch(settings.model_poll_s), name="model-watch")
+            stack.callback(watcher.cancel)
         log.info("ready: model %s on %s, redis %s", engine.model_id, engine.provider,
                  "embedded" if settings.embedded_redis else "external")
         yield
@@ -139,7 +142,7 @@ def _reload_on_sighup(reloader: ModelReloader, stack: AsyncExitStack) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     def on_hup() -> None:
-        task = loop.create_task(reloader.follow_pointers())
+        task = loop.create_task(reloader.follow_pointers(force=True))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 

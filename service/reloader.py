@@ -69,15 +69,42 @@ class ModelReloader:
             logger.info("shadow candidate: %s", runner.candidate.model if runner else "none")
             return runner
 
-    async def follow_pointers(self) -> None:
-        """SIGHUP: serve what the `serving` pointer names and shadow what `shadow` names; log any refusal."""
+    async def follow_pointers(self, force: bool = False) -> bool:
+        """Serve what the `serving` pointer names (else the newest) and shadow what `shadow` names; a refusal is
+        logged and the old model goes on serving (False). `force` (SIGHUP) reloads the version even when it
+        already serves: its files may have been replaced in place."""
         try:
-            await self.load()
-            shadow = self.repository.pointer("shadow") if self.repository.folder is not None else None
-            if shadow is not None or self.slot.shadow is not None:
+            served = self.repository.resolve()
+            if force or served.label != self.slot.serving.label:
+                await self.load(served.label)
+            shadow = self.repository.pointer("shadow")
+            running = self.slot.shadow.label if self.slot.shadow is not None else None
+            if shadow != (running.rsplit("/", 1)[-1] if running else None):
                 await self.set_shadow(shadow)
         except (UnknownVersion, ModelRefused) as exc:
-            logger.error("reload on SIGHUP refused; the old model goes on serving: %s", exc)
+            logger.error("reload refused; the old model goes on serving: %s", exc)
+            return False
+        return True
+
+    async def watch(self, every_s: float) -> None:
+        """Poll the repository (SI_MODEL_POLL_S): when the version the pointers name (or the newest) changes,
+        follow it, as SIGHUP would. Every replica sharing a volume picks a new version up by itself."""
+        seen = self._pointed()
+        while True:
+            await asyncio.sleep(every_s)
+            now = self._pointed()
+            if now != seen:
+                logger.info("model repository changed (%s → %s): reloading", seen, now)
+                if await self.follow_pointers():
+                    seen = now  # a refused version is tried again at the next poll (say, a copy still under way)
+
+    def _pointed(self) -> tuple[str | None, str | None]:
+        """(the version to serve, the shadow pointer) as the repository says now."""
+        try:
+            serving = self.repository.resolve().label
+        except UnknownVersion:
+            serving = None
+        return serving, self.repository.pointer("shadow")
 
     async def _ready(self, ref: ModelVersion) -> ServedModel:
         """Load, check and warm a version; ModelRefused on any failure (counted), nothing swapped."""

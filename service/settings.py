@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     # wins over model_dir; unset, model_dir is the one version there is.
     model_repository: Path | None = Field(default=None, description="Folder of <name>/<version>/ model dirs.")
     model_name: str | None = Field(default=None, description="The model in the repository; unset: its only one.")
+    model_poll_s: float = Field(default=0.0, ge=0, description="Check the repository's pointers every this many "
+                                "seconds and reload on a change; 0: only the admin route and SIGHUP reload.")
     shadow_share: float = Field(default=0.1, gt=0, le=1, description="Share of batches the shadow candidate scores.")
     shadow_queue_size: int = Field(default=4, ge=1, le=1024,
                                    description="Batches waiting for the shadow; past it one is dropped.")
