@@ -32,6 +32,7 @@ def _register_all() -> None:
         bench_chaos_command,
         bench_data_command,
         bench_engine_command,
+        bench_reload_command,
         bench_service_command,
         evaluate_command,
         export_command,
@@ -46,7 +47,8 @@ def _register_all() -> None:
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
                    shadow_report_command, replay_command):
         module.register(app)
-    for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command):
+    for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
+                         bench_reload_command):
         bench_module.register_bench(bench_app)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections import defaultdict
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +31,8 @@ def shadow_report(
     """Summarise the shadow candidate's comparison with the serving model on one replica."""
     with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout_s) as answer:
         text = answer.read().decode()
+    from service.rollout_metrics import summarise
+
     summary = summarise(text)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
@@ -41,65 +42,6 @@ def shadow_report(
         return
     for row in summary:
         console.print(_table(row))
-
-
-def summarise(metrics_text: str) -> list[dict[str, Any]]:
-    """One summary per candidate found in a Prometheus exposition."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    from service.rollout_metrics import pearson
-
-    found: dict[str, dict[str, Any]] = defaultdict(lambda: {
-        "batches": {}, "agree": {}, "moments": {}, "latency_buckets": [], "risk_diff_buckets": [],
-    })
-    for family in text_string_to_metric_families(metrics_text):
-        for s in family.samples:
-            candidate = s.labels.get("candidate")
-            if candidate is None:
-                continue
-            row = found[candidate]
-            if s.name == "si_shadow_batches_total":
-                row["batches"][s.labels["outcome"]] = int(s.value)
-            elif s.name == "si_shadow_windows_total":
-                row["windows"] = int(s.value)
-            elif s.name == "si_shadow_intent_total":
-                row["agree"][s.labels["agree"]] = int(s.value)
-            elif s.name == "si_shadow_risk_moments_total":
-                row["moments"][s.labels["moment"]] = s.value
-            elif s.name == "si_shadow_latency_seconds_bucket":
-                row["latency_buckets"].append((float(s.labels["le"]), s.value))
-            elif s.name == "si_shadow_risk_diff_bucket":
-                row["risk_diff_buckets"].append((float(s.labels["le"]), s.value))
-    out = []
-    for candidate, row in sorted(found.items()):
-        agree, disagree = row["agree"].get("true", 0), row["agree"].get("false", 0)
-        out.append({
-            "candidate": candidate, "windows": row.get("windows", 0), "batches": row["batches"],
-            "intent_agreement": agree / (agree + disagree) if agree + disagree else None,
-            "risk_correlation": pearson(row["moments"]) if row["moments"] else None,
-            "latency_p50_s": _quantile(row["latency_buckets"], 0.5),
-            "latency_p99_s": _quantile(row["latency_buckets"], 0.99),
-            "risk_diff_histogram": _per_bucket(row["risk_diff_buckets"]),
-        })
-    return out
-
-
-def _quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
-    """The upper bound of the bucket holding quantile q of a cumulative histogram."""
-    ordered = sorted(buckets)
-    total = ordered[-1][1] if ordered else 0
-    if total == 0:
-        return None
-    return next(le for le, count in ordered if count >= q * total)
-
-
-def _per_bucket(buckets: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """Cumulative counts → count per (lower, upper] bucket."""
-    ordered, previous, out = sorted(buckets), 0.0, []
-    for le, count in ordered:
-        out.append({"le": le, "count": count - previous})
-        previous = count
-    return out
 
 
 def _table(row: dict[str, Any]) -> Table:

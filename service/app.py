@@ -139,7 +139,7 @@ def _reload_on_sighup(reloader: ModelReloader, stack: AsyncExitStack) -> None:
     """SIGHUP loads what the repository's pointers name (kill -HUP <pid>); where the loop cannot take signal
     handlers (a server in a thread, Windows), only the admin route reloads."""
     loop = asyncio.get_running_loop()
-    tasks: set[asyncio.Task[None]] = set()
+    tasks: set[asyncio.Task[bool]] = set()
 
     def on_hup() -> None:
         task = loop.create_task(reloader.follow_pointers(force=True))
