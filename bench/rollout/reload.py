@@ -80,8 +80,10 @@ class ReloadResult:
         return np.array([c.latency_s * 1000 for c in self.load.clicks
                          if c.status == 200 and self.in_swap(c.t) == index])
 
-    def non_2xx(self) -> int:
-        return sum(1 for c in self.load.clicks if not 200 <= c.status < 300)
+    def non_2xx(self, window: int | str | None = "all") -> int:
+        """Non-2xx answers: all, those sent during swap `window`, or (None) those sent outside every swap."""
+        return sum(1 for c in self.load.clicks
+                   if not 200 <= c.status < 300 and (window == "all" or self.in_swap(c.t) == window))
 
 
 def make_repository(model_dir: Path, root: Path) -> Path:

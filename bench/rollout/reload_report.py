@@ -18,7 +18,8 @@ def reload_rows(r: ReloadResult) -> list[dict[str, object]]:
     steady = r.steady_ms()
     rows: list[dict[str, object]] = [{
         "window": "steady", "version": "", "start_s": WARMUP_S, "seconds": "", "admin_status": "",
-        "clicks_200": steady.size, "p50_ms": _p(steady, 50), "p99_ms": _p(steady, 99), "p99_over_steady": 1.0,
+        "clicks_200": steady.size, "non_2xx": r.non_2xx(None), "p50_ms": _p(steady, 50), "p99_ms": _p(steady, 99),
+        "p99_over_steady": 1.0,
     }]
     steady_p99 = _p(steady, 99)
     for i, swap in enumerate(r.swaps):
@@ -26,7 +27,7 @@ def reload_rows(r: ReloadResult) -> list[dict[str, object]]:
         rows.append({
             "window": f"swap {i + 1}", "version": swap.version, "start_s": round(swap.start_s, 2),
             "seconds": round(swap.end_s - swap.start_s + SWAP_MARGIN_S, 2), "admin_status": swap.status,
-            "clicks_200": during.size, "p50_ms": _p(during, 50), "p99_ms": _p(during, 99),
+            "clicks_200": during.size, "non_2xx": r.non_2xx(i), "p50_ms": _p(during, 50), "p99_ms": _p(during, 99),
             "p99_over_steady": round(_p(during, 99) / steady_p99, 2) if steady.size else "nan",
         })
     return rows
@@ -58,10 +59,11 @@ def write_reload_report(r: ReloadResult, out_dir: Path, command: str) -> list[Pa
         f"| RSS after {r.plan.rss_reloads} reloads within 10 % of before | {r.rss_before_mb:.1f} → "
         f"{r.rss_after_mb:.1f} MB ({rss_change:+.1%}; admin answers {r.rss_reload_statuses}) | "
         f"{'yes' if abs(rss_change) <= 0.10 else 'NO'} |", "",
-        "| window | version | start s | seconds | admin | 200s | p50 ms | p99 ms | p99 / steady |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| window | version | start s | seconds | admin | 200s | non-2xx | p50 ms | p99 ms | p99 / steady |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(f"| {w['window']} | {w['version']} | {w['start_s']} | {w['seconds']} | {w['admin_status']} | "
-          f"{w['clicks_200']} | {w['p50_ms']} | {w['p99_ms']} | {w['p99_over_steady']} |" for w in rows), "",
+          f"{w['clicks_200']} | {w['non_2xx']} | {w['p50_ms']} | {w['p99_ms']} | {w['p99_over_steady']} |"
+          for w in rows), "",
         f"A swap's window runs from the admin call to its answer plus {SWAP_MARGIN_S} s; steady is every other "
         f"click after the first {WARMUP_S:g} s. Latency runs from each click's intended send time (open loop).", "",
     ]
