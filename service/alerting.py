@@ -15,14 +15,11 @@ DEV_HOLDOUT_KEY = "session-intent-development-holdout"
 
 
 def alert_config(settings: Settings, card: ModelCard) -> AlertConfig:
-    """Alerts on when the settings allow them and the card has a policy; else an AlertConfig that raises none."""
-    if not settings.alerts_enabled:
-        return AlertConfig()
-    if card.policy is None:
+    """The stream's bound and the outcomes' retention; warns when the starting model has no policy (a model
+    without one raises no alert: its card decides, per click, after a reload too)."""
+    if settings.alerts_enabled and card.policy is None:
         log.warning("the model card has no alert policy: no coupon alerts (run `session-intent policy`)")
-        return AlertConfig()
-    return AlertConfig(policy=card.policy.label, threshold=card.policy.threshold,
-                       stream_maxlen=settings.alert_stream_maxlen,
+    return AlertConfig(stream_maxlen=settings.alert_stream_maxlen,
                        outcome_ttl_s=round(settings.alert_outcome_days * 86400))
 
 

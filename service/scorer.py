@@ -22,9 +22,9 @@ from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
 from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
-from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
+from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
@@ -38,24 +38,28 @@ DECIMALS = 6
 
 
 class SessionScorer:
-    """Scores events and explains sessions with one engine and one store."""
+    """Scores events and explains sessions with the slot's serving model and one store."""
 
-    def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, card: ModelCard, model_id: str,
+    def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, slot: ModelSlot,
                  metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter,
                  arms: ArmAssigner | None = None) -> None:
         self.store = store
         self.batcher = batcher
-        self.card = card
-        self.model_id = model_id
+        self.slot = slot
         self.metrics = metrics
         self.deadline_s = deadline_s
         self.writer = writer
-        self.thresholds = decision_thresholds(card)  # the alert policy's threshold is τ_risk when the card has one
-        # Coupon alerts need a policy; None: this replica raises none (SI_ALERTS_ENABLED, or no policy in the card).
-        self.arms = arms if card.policy is not None else None
-        # Actions the model never saw in training: a click on one is scored, and counted.
-        coverage = card.slot_coverage
-        self._unseen = frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0)
+        self.arms = arms  # None: this replica raises no coupon alerts (SI_ALERTS_ENABLED=false)
+        self._unseen_of: tuple[ServedModel, frozenset[str]] | None = None
+
+    @property
+    def _unseen(self) -> frozenset[str]:
+        """Actions the serving model never saw in training: a click on one is scored, and counted."""
+        served = self.slot.serving
+        if self._unseen_of is None or self._unseen_of[0] is not served:
+            coverage = served.card.slot_coverage
+            self._unseen_of = (served, frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0))
+        return self._unseen_of[1]
 
     async def score_event(self, session_id: str, event: EventIn) -> ScoreOut:
         start = time.perf_counter()
@@ -83,16 +87,18 @@ class SessionScorer:
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
-            arm=self._alert_arm(session_id, out.abandonment_risk, appended.cart_has_items),
+            **self._alert(session_id, self.slot.model_of(probs).card, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.stage_total.observe(time.perf_counter() - start)
         return out
 
-    def _alert_arm(self, session_id: str, risk: float, cart_has_items: bool) -> str:
-        """The session's arm when this click is due an alert (write_scores.lua raises it once per open cart)."""
-        if self.arms is None or not alert_due(risk, cart_has_items, self.thresholds.risk):
-            return ""
-        return self.arms.arm(session_id)
+    def _alert(self, session_id: str, card: ModelCard, risk: float, cart_has_items: bool) -> dict[str, str]:
+        """The record's arm and policy when this click is due an alert under the scoring model's policy
+        (write_scores.lua raises it once per open cart); nothing otherwise."""
+        policy = card.policy
+        if self.arms is None or policy is None or not alert_due(risk, cart_has_items, policy.threshold):
+            return {}
+        return {"arm": self.arms.arm(session_id), "policy": policy.label}
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
         self.metrics.child(self.metrics.events, action).inc()
@@ -103,12 +109,13 @@ class SessionScorer:
 
     def _score(self, session_id: str, event_index: int, probs: np.ndarray, cart_has_items: bool,
                window_len: int) -> ScoreOut:
+        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
         p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
         risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, self.thresholds),
-            model=self.model_id, window=window_len,
+            abandonment_risk=risk, intent=intent_name(p_order, risk, decision_thresholds(served.card)),
+            model=served.model, window=window_len,
         )
 
     async def explain(self, session_id: str) -> ExplainOut | None:
@@ -136,19 +143,27 @@ class SessionScorer:
             for i in range(n_events)
         ]
         return ExplainOut(
-            session_id=session_id, model=self.model_id, window=n_events,
+            session_id=session_id, model=full.model, window=n_events,
             scores={"p_add_cart": full.p_add_cart, "p_make_order": full.p_make_order,
                     "abandonment_risk": full.abandonment_risk},
             intent=full.intent, contributions=contributions,
         )
 
 
-def engine_runner(engine: Engine) -> RunBatch:
-    """The batcher's `run_batch`, on the engine thread: B raw windows → encode_windows (B, N, 16) → (B, 2)."""
-    features = engine.card.features
+def engine_runner(slot: ModelSlot) -> RunBatch:
+    """The batcher's `run_batch`, on the engine thread: B raw windows → encode_windows (B, N, 16) → (B, 2).
+
+    The slot's serving model is read once per batch, so a reload swaps models between batches; the scores
+    carry the model that computed them (service/served_model.py). A shadow candidate is offered the batch
+    after it is scored and never delays it (service/shadow.py)."""
 
     def run(windows: list[RawWindow]) -> np.ndarray:
-        return engine.run(encode_windows(windows, features))
+        served = slot.serving
+        probs = served.engine.run(encode_windows(windows, served.card.features))
+        shadow = slot.shadow
+        if shadow is not None:
+            shadow.offer(windows, probs)
+        return scored_by(probs, served)
 
     return run
 

@@ -19,13 +19,14 @@ from tests.redis_procs import redis_binary
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]
-ALERTS = AlertConfig(policy="budget:0.1", threshold=0.5, stream_maxlen=1000, outcome_ttl_s=86400)
+ALERTS = AlertConfig(stream_maxlen=1000, outcome_ttl_s=86400)
 
 
 def scored(session_id: str, event_index: int, risk: float, arm: str) -> ScoreRecord:
     return ScoreRecord(session_id=session_id, event_id=None, event_index=event_index, p_add_cart=0.5,
                        p_make_order=1 - risk, abandonment_risk=risk, intent="cart_abandonment", model="m@1",
-                       window_len=event_index + 1, ts=T0 + event_index, arm=arm)
+                       window_len=event_index + 1, ts=T0 + event_index, arm=arm,
+                       policy="budget:0.1" if arm else "")
 
 
 @pytest.fixture()
@@ -88,7 +89,7 @@ async def test_a_held_session_is_alerted_with_its_arm_and_an_expired_one_counts_
     assert [r["outcome"] for r in await outcomes(client, store, "s-h")] == ["expired"]
 
 
-async def test_alerts_off_raise_nothing(client: aredis.Redis) -> None:
+async def test_a_click_not_due_raises_nothing(client: aredis.Redis) -> None:
     store = SessionWindowStore(client)
     cart = await click(store, "s-off", ADD_CART, 0)
     await store.write_scores([scored("s-off", cart, 0.9, "")])
@@ -96,7 +97,7 @@ async def test_alerts_off_raise_nothing(client: aredis.Redis) -> None:
 
 
 async def test_the_stream_is_capped_approximately(client: aredis.Redis) -> None:
-    store = SessionWindowStore(client, alerts=AlertConfig(policy="budget:0.1", stream_maxlen=10))
+    store = SessionWindowStore(client, alerts=AlertConfig(stream_maxlen=10))
     for i in range(300):
         sid = f"cap-{i}"
         await click(store, sid, ADD_CART, 0)

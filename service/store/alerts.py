@@ -15,35 +15,29 @@ from dataclasses import dataclass
 from typing import Any
 
 ALERT_FIELDS: tuple[str, ...] = ("session", "event_index", "risk", "model", "policy", "arm", "ts")
-ALERT_PARTS = 6  # the flat alert of write_scores.lua's reply: session, event_index, risk, model, arm, ts
+ALERT_PARTS = 7  # the flat alert of write_scores.lua's reply: session, event_index, risk, model, arm, ts, policy
 ORDER_PREFIX = "o"  # outcomes-hash field of an alert's order: "o<alert event_index>"
 
 
 @dataclass(frozen=True)
 class AlertConfig:
-    """What write_scores.lua needs to raise alerts; `policy` '' turns alerts off."""
+    """How write_scores.lua keeps alerts; whether a click raises one is its record's (arm and policy)."""
 
-    policy: str = ""  # model.policy.AlertPolicy.label of the serving model
-    threshold: float = 1.0  # AlertPolicy.threshold: model.risk.alert_due applies it in Python
     stream_maxlen: int = 100_000
     outcome_ttl_s: int = 30 * 86400
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.policy)
-
     def args(self, xadd_here: bool) -> list[str | int]:
-        return [self.policy, self.stream_maxlen, self.outcome_ttl_s, "1" if xadd_here else "0"]
+        return [self.stream_maxlen, self.outcome_ttl_s, "1" if xadd_here else "0"]
 
 
 def split_alerts(flat: list[Any]) -> list[list[Any]]:
-    """write_scores.lua's flat alerts → one [session, event_index, risk, model, arm, ts] list per alert."""
+    """write_scores.lua's flat alerts → one [session, event_index, risk, model, arm, ts, policy] list per alert."""
     return [flat[i:i + ALERT_PARTS] for i in range(0, len(flat), ALERT_PARTS)]
 
 
-def stream_fields(alert: list[str], policy: str) -> dict[Any, Any]:
+def stream_fields(alert: list[str]) -> dict[Any, Any]:
     """One alert as the stream entry's fields (ALERT_FIELDS), as the Lua XADD writes them."""
-    session, event_index, risk, model, arm, ts = alert
+    session, event_index, risk, model, arm, ts, policy = alert
     return {"session": session, "event_index": event_index, "risk": risk, "model": model, "policy": policy,
             "arm": arm, "ts": ts}
 

@@ -42,8 +42,8 @@ F = META_FIELDS
 SCORE_FIELDS: tuple[str, ...] = (
     "event_index", "p_add_cart", "p_make_order", "risk", "intent", "model", "window_len", "scored_ts",
 )
-# session_id, event-id digest, SCORE_FIELDS, then the alert arm ('' when the click is not due an alert).
-RECORD_ARGS = 2 + len(SCORE_FIELDS) + 1
+# session_id, event-id digest, SCORE_FIELDS, then the alert arm and policy ('' when the click is not due an alert).
+RECORD_ARGS = 2 + len(SCORE_FIELDS) + 2
 # The fields a reader of the at-risk list needs from each candidate's meta hash.
 LISTED_FIELDS: tuple[str, ...] = ("event_index", "p_add_cart", "p_make_order", "intent", "model", "window_len",
                                   "scored_ts", "cart")
@@ -66,6 +66,7 @@ class ScoreRecord:
     window_len: int  # events in the scored window (the API's `window`)
     ts: float  # the scored event's ts, epoch seconds
     arm: str = ""  # service/arms.py arm when model.risk.alert_due holds for this click, else '' (no alert)
+    policy: str = ""  # the scoring model's AlertPolicy.label, with an arm
 
 
 def scores_of(record: ScoreRecord) -> dict[str, Any]:
