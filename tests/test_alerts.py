@@ -14,8 +14,7 @@ from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.arms import ArmAssigner
 from service.store.alerts import ALERT_FIELDS, AlertConfig, decode_outcomes
 from service.store.window_store import ScoreRecord, SessionWindowStore
-from tests.cluster_procs import RedisClusterProcs
-from tests.redis_procs import redis_binary
+from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]
@@ -122,11 +121,7 @@ async def test_alerts_cost_no_round_trip(client: aredis.Redis, redis_url: str) -
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
-    try:
-        redis_binary("redis-server"), redis_binary("redis-cli")
-    except RuntimeError as exc:
-        pytest.skip(f"cannot build a Redis Cluster here: {exc}")
-    procs = RedisClusterProcs(tmp_path_factory.mktemp("cluster")).start()
+    procs = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
     yield procs
     procs.stop()
 
