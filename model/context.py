@@ -108,6 +108,27 @@ def context_fingerprint(names: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:16]
 
 
+class ContextMismatch(ValueError):
+    """A model was trained on context features this code defines differently."""
+
+
+def context_card(names: Sequence[str]) -> dict[str, object]:
+    """What a model card records about its context: the names in input order and their fingerprint."""
+    return {"names": list(names), "fingerprint": context_fingerprint(names)} if names else {}
+
+
+def check_context(card_context: dict[str, object], source: str) -> tuple[str, ...]:
+    """The card's context names, after checking their fingerprint against this code's definitions."""
+    names = tuple(str(n) for n in card_context.get("names", ()) or ())  # type: ignore[attr-defined]
+    unknown = [n for n in names if n not in _INDEX]
+    if unknown or card_context.get("fingerprint", "") != context_fingerprint(names):
+        raise ContextMismatch(
+            f"{source} was trained on context {list(names)} with fingerprint {card_context.get('fingerprint')!r}, "
+            f"but this code's model/context.py gives {context_fingerprint([n for n in names if n in _INDEX])!r}"
+        )
+    return names
+
+
 @dataclass(frozen=True)
 class ContextIds:
     """Ids beside an EventLog: items, categories (E,) and users (S,) as int codes, -1 where unknown; None: none."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -143,3 +145,55 @@ def test_sets_scaling_and_fingerprint() -> None:
         context_names("clicks,bogus")
     scaled = scale_context(np.array([[3.0, 1.0, 120.0]], dtype=np.float32), ("clicks", "cart_open", "session_seconds"))
     np.testing.assert_allclose(scaled, [[np.log1p(3.0), 1.0, np.log1p(2.0)]], rtol=1e-6)
+
+
+def test_a_context_net_trains_saves_reloads_and_its_card_records_the_context(tmp_path: Path) -> None:
+    from model.card import ModelCard
+    from model.context import check_context, context_card
+    from model.data.dataset import build_windows
+    from model.data.sessions import Sessions
+    from model.features import FeatureConfig
+    from model.training.checkpoint import load_model, predict_proba, save_model
+    from model.training.loop import TrainConfig, fit
+    from model.training.nets import NetConfig, build_net
+
+    log, ids = random_log(11, n_users=12)
+    sessions = Sessions(np.array([f"s{i}" for i in range(len(log.starts))], dtype=object), log, ids)
+    windows = build_windows(sessions, FeatureConfig(window=4))
+    names = CONTEXT_SETS["session+history"]
+    net = build_net(NetConfig.for_arch("lstm_gru_small", window=4, context=names))
+    half = np.arange(len(windows)) % 2 == 0
+    fit(net, windows.take(half), windows.take(~half), TrainConfig(epochs=1, patience=None), show_progress=False)
+    card = ModelCard("ctx", "lstm_gru_small", {"net": net.config.to_dict()}, FeatureConfig(window=4),
+                     context=context_card(names))  # fmt: skip
+    save_model(tmp_path / "m", net, card)
+    loaded, loaded_card = load_model(tmp_path / "m")
+    assert loaded_card.context_names == names and check_context(loaded_card.context, "m") == names
+    assert loaded.config.context == names
+    context = windows.contexts(slice(None), names)
+    np.testing.assert_allclose(predict_proba(loaded, windows.X, context), predict_proba(net, windows.X, context))
+    with pytest.raises(ValueError, match="context"):
+        predict_proba(loaded, windows.X)
+    bad = {**loaded_card.context, "fingerprint": "0" * 16}
+    with pytest.raises(ValueError, match="fingerprint"):
+        check_context(bad, "m")
+
+
+def test_an_old_card_without_context_loads_and_its_net_takes_windows_only(tmp_path: Path) -> None:
+    import json
+
+    from model.card import ModelCard
+    from model.context import check_context
+    from model.features import FeatureConfig
+    from model.training.checkpoint import load_model, predict_proba, save_model
+    from model.training.nets import NetConfig, build_net
+
+    net = build_net(NetConfig.for_arch("lstm_gru_small", window=3))
+    save_model(tmp_path / "old", net, ModelCard("old", "lstm_gru_small", {}, FeatureConfig(window=3)))
+    raw = json.loads((tmp_path / "old" / "card.json").read_text())
+    del raw["context"]  # a card written before context existed
+    (tmp_path / "old" / "card.json").write_text(json.dumps(raw))
+    loaded, card = load_model(tmp_path / "old")
+    assert card.context == {} and card.context_names == () and check_context(card.context, "old") == ()
+    assert loaded.config.context_dim == 0 and "head.weight" in loaded.state_dict()
+    assert predict_proba(loaded, np.zeros((2, 3, 16), dtype=np.float32)).shape == (2, 2)
