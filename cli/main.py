@@ -28,6 +28,7 @@ def _configure(ctx: typer.Context,
 
 def _register_all() -> None:
     from cli import (
+        ablation_command,
         bench_chaos_command,
         bench_data_command,
         bench_engine_command,
@@ -42,7 +43,7 @@ def _register_all() -> None:
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   cart_rule_command):
+                   cart_rule_command, ablation_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command):
         bench_module.register_bench(bench_app)
