@@ -320,12 +320,14 @@ def write_outputs(
 ) -> None:
     """metrics.json, the PNG plots and report.md into `out_dir`."""
     from model.evaluation.plots import write_plots
+    from model.evaluation.report.ablation import splice_report
     from model.evaluation.report.markdown import render_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     plots = write_plots(metrics, preds, test, risk_windows, out_dir)
     (out_dir / REPORT_FILE).write_text(render_report(metrics, plots))
+    splice_report(out_dir / REPORT_FILE)  # keeps the context ablation's section (ablation.csv) in a regenerated report
     log.info("wrote %s, %s and %d plots to %s", METRICS_FILE, REPORT_FILE, len(plots), out_dir)
 
 

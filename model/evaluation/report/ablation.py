@@ -143,7 +143,66 @@ def chosen_set(result: dict[str, Any]) -> str:
 
 
 def write_ablation(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """ablation.md and ablation.csv into `out_dir`, and the section of its report.md if there is one."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_csv(result, out_dir / CSV_FILE)
     (out_dir / MD_FILE).write_text(render_markdown(result, chosen_set(result)))
+    splice_report(out_dir / "report.md")
     return out_dir / MD_FILE, out_dir / CSV_FILE
+
+
+_MARK_BEGIN, _MARK_END = "<!-- context ablation: written by `session-intent ablation` -->", "<!-- /context ablation -->"
+
+
+def _ci(row: dict[str, str], name: str, digits: int = 3) -> str:
+    if not row.get(name):
+        return "–"
+    low, high = row.get(f"{name}_low") or row.get("low"), row.get(f"{name}_high") or row.get("high")
+    return f"{float(row[name]):.{digits}f} [{float(low or 'nan'):.{digits}f}, {float(high or 'nan'):.{digits}f}]"
+
+
+def report_section(csv_path: Path) -> str:
+    """The evaluation report's section on the context ablation, from ablation.csv beside it."""
+    with csv_path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        rows = [dict(zip(_unique(header), r, strict=True)) for r in reader]
+    out = []
+    for net in (r for r in rows if r["kind"] == "network"):
+        best = next(r for r in rows if r["split"] == net["split"] and r["context"] == net["context"]
+                    and r["best_baseline"] == "1")  # fmt: skip
+        diff = {"d": net["net_minus_best_baseline_pr_auc"], "d_low": net["low"], "d_high": net["high"]}
+        out.append([net["split"], net["context"], _ci(net, "make_order_roc_auc"), _ci(net, "make_order_pr_auc"),
+                    best["model"], _ci(best, "make_order_roc_auc"), _ci(best, "make_order_pr_auc"), _ci(diff, "d"),
+                    _ci(net, "risk_roc_auc")])  # fmt: skip
+    head = ["split", "context", "network make_order ROC-AUC", "network PR-AUC", "best baseline",
+            "its ROC-AUC", "its PR-AUC", "network − baseline PR-AUC (paired)", "network risk ROC-AUC"]  # fmt: skip
+    return "\n".join([
+        _MARK_BEGIN, "## Context ablation (issue 20): the session's items and the shopper's history\n",
+        "Networks trained per split and context set (model/context.py), not the model above; the baselines see the "
+        f"same context. Details, targets and the exact command: [{MD_FILE}]({MD_FILE}), [{CSV_FILE}]({CSV_FILE}).\n",
+        table(head, out), _MARK_END,
+    ])  # fmt: skip
+
+
+def _unique(header: list[str]) -> list[str]:
+    """The CSV's names made unique: the (low, high) pairs after the two paired differences: low/high, low2/high2."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in header:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}{seen[name]}")
+    return out
+
+
+def splice_report(report: Path) -> None:
+    """Put (or replace) the ablation section into report.md, before its Notes, when ablation.csv sits beside it."""
+    csv_path = report.parent / CSV_FILE
+    if not report.is_file() or not csv_path.is_file():
+        return
+    text = report.read_text()
+    if _MARK_BEGIN in text and _MARK_END in text:
+        text = text[: text.index(_MARK_BEGIN)] + text[text.index(_MARK_END) + len(_MARK_END) + 1 :]
+    cut = text.find("## Notes")
+    cut = len(text) if cut < 0 else cut
+    report.write_text(text[:cut] + report_section(csv_path) + "\n\n" + text[cut:])
