@@ -1,17 +1,11 @@
 """The one definition of the context beside the window (docs/architecture.md §3.1), shared by training and serving.
 
-numpy/stdlib only, like model/features.py. The window carries no item identity and no shopper history; the
-context adds both, for the prefix that ends at a click (the click included), in two groups:
-`session` (the session's own clicks so far) and `history` (the same user's earlier sessions, frozen at the
-session's first click: nothing of the current session or later).
-
-One definition, two implementations, checked against each other on random logs (tests/test_context.py):
-`compute_context` (vectorised, training) and `ContextTracker` / `update_context` (the incremental reference,
-O(1) per click, that serving mirrors in Redis: a SessionState per session, a UserHistory per user).
-
-A missing id (-1 / None) leaves its features at 0, so a log without item, category or user ids still
-works. Scaling has one home: `scale_context` (numpy) and the network's ContextScaling read the units of
-`CONTEXT_FEATURES`: log1p(x / unit) where a feature has a unit, flags as they are.
+numpy/stdlib only, like model/features.py. For the prefix that ends at a click (the click included): the
+`session` group (the session's own clicks so far) and the `history` group (the same user's earlier sessions,
+frozen at the session's first click). One definition, two implementations, equal on random logs
+(tests/test_context.py): `compute_context` (vectorised, training) and `ContextTracker` / `update_context`
+(incremental, O(1) per click: what serving keeps in Redis). A missing id (-1 / None) leaves its features at 0.
+Scaling has one home: `scale_context` and the network's ContextScaling read the units of `CONTEXT_FEATURES`.
 """
 
 from __future__ import annotations
@@ -160,19 +154,15 @@ def _distinct_so_far(codes: np.ndarray, session: np.ndarray, starts: np.ndarray)
     first = np.zeros(n, dtype=bool)
     if known.any():
         idx = np.flatnonzero(known)
-        group = _dense(session[idx], codes[idx])
-        _, first_pos = np.unique(group, return_index=True)  # first occurrence (np.unique sorts stably)
+        _, first_pos = np.unique(_dense(session[idx], codes[idx]), return_index=True)  # first occurrences
         first[idx[first_pos]] = True
     return _per_session_cumsum(first.astype(np.float64), starts, session), known & ~first
 
 
 def _session_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     """(E, 9) the session features, in CONTEXT_FEATURES order."""
-    n = len(log)
-    starts = np.asarray(log.starts, dtype=np.int64)
-    session = log.session_of_event()
-    ts = log.ts.astype(np.float64)
-    actions = log.actions.astype(np.int64)
+    n, starts, session = len(log), np.asarray(log.starts, dtype=np.int64), log.session_of_event()
+    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
     out = np.zeros((n, 9), dtype=np.float64)
     items = ids.items if ids.items is not None else np.full(n, -1, dtype=np.int64)
     cats = ids.categories if ids.categories is not None else np.full(n, -1, dtype=np.int64)
@@ -192,9 +182,9 @@ def _session_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     out[:, 5] = np.arange(n) - starts[session] + 1
     out[:, 6] = np.maximum(ts - ts[starts[session]], 0.0)
     is_open = cart_states(actions, starts) == CART_OPEN
-    prev_open = np.concatenate([[False], is_open[:-1]]) if n else is_open
-    prev_open[starts] = False
-    opened = is_open & ~prev_open  # the click that opened the cart (it was not open before, in this session)
+    prev_open = np.concatenate([[False], is_open[:-1]]) if n else is_open.copy()
+    prev_open[starts] = False  # the click that opened the cart: open now, not before it in this session
+    opened = is_open & ~prev_open
     opened_at = np.maximum.accumulate(np.where(opened, np.arange(n), 0)) if n else np.zeros(0, dtype=np.int64)
     out[:, 7] = is_open
     out[:, 8] = np.where(is_open, np.maximum(ts - ts[opened_at], 0.0), 0.0)
@@ -222,17 +212,14 @@ def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     out = np.zeros((n, 7), dtype=np.float64)
     if ids.users is None or not n:
         return out
-    starts = np.asarray(log.starts, dtype=np.int64)
-    session = log.session_of_event()
+    starts, session = np.asarray(log.starts, dtype=np.int64), log.session_of_event()
     users = np.asarray(ids.users, dtype=np.int64)
     ev_user = users[session]
     mine = np.flatnonzero(ev_user >= 0)
     if not mine.size:
         return out
-    ts = log.ts.astype(np.float64)
-    actions = log.actions.astype(np.int64)
-    _, ts_rank = np.unique(ts, return_inverse=True)
-    ts_rank = ts_rank.reshape(-1).astype(np.int64)
+    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
+    ts_rank = np.unique(ts, return_inverse=True)[1].reshape(-1).astype(np.int64)
     span = int(ts_rank.max()) + 2
     # The user timeline: every event of a known user, by (user, ts, event index).
     order = mine[np.lexsort((mine, ts_rank[mine], ev_user[mine]))]
@@ -244,14 +231,12 @@ def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     is_cart, is_op = actions == ADD_CART, (actions == ADD_CART) | (actions == ORDER)
     # user-level open-item deltas need each pair's ops in time order, so work on the timeline's order
     open_delta = np.zeros(n, dtype=np.float64)
-    timeline_delta = _open_deltas(upair[order], (is_op & (upair >= 0))[order], is_cart[order])
-    open_delta[order] = timeline_delta
+    open_delta[order] = _open_deltas(upair[order], (is_op & (upair >= 0))[order], is_cart[order])
 
     def prefix(values: np.ndarray) -> np.ndarray:
         return np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
 
-    counts = [prefix(np.ones(n)), prefix(is_cart.astype(np.float64)), prefix((actions == ORDER).astype(np.float64)),
-              prefix(open_delta)]  # fmt: skip
+    counts = [prefix(np.ones(n)), prefix(is_cart * 1.0), prefix((actions == ORDER) * 1.0), prefix(open_delta)]
     known_sessions = np.flatnonzero(users >= 0)
     s_user, s_rank = users[known_sessions], ts_rank[starts[known_sessions]]
     lo = np.searchsorted(key, s_user * span, side="left")  # (S',) the user's first timeline position
@@ -263,9 +248,8 @@ def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     )
     for j, cum in zip((1, 2, 3, 5), counts, strict=True):
         per_session[known_sessions, j] = cum[hi] - cum[lo]
-    has = hi > lo
     last_ts = ts[order[np.maximum(hi - 1, 0)]]
-    per_session[known_sessions, 4] = np.where(has, ts[starts[known_sessions]] - last_ts, 0.0)
+    per_session[known_sessions, 4] = np.where(hi > lo, ts[starts[known_sessions]] - last_ts, 0.0)
     out[:, :6] = per_session[session]
     # item_in_hist_cart: the (user, item) pair's last cart/order op before the session's first click was a cart.
     op_events = order[(is_op & (upair >= 0))[order]]
@@ -290,10 +274,7 @@ def compute_context(log: EventLog, ids: ContextIds | None = None) -> np.ndarray:
 
 @dataclass
 class SessionState:
-    """Per-session state (serving: one hash and five sets per session, touched O(1) times per click).
-
-    The history snapshot is taken at the session's first click and never changes afterwards.
-    """
+    """Per-session state (serving: one hash and five sets per session, O(1) work per click)."""
 
     clicks: int = 0
     first_ts: float = 0.0
@@ -307,7 +288,7 @@ class SessionState:
     carted_items: set[Hashable] = field(default_factory=set)  # ever carted in this session
     open_items: set[Hashable] = field(default_factory=set)  # last cart/order op in this session: a cart
     closed_items: set[Hashable] = field(default_factory=set)  # last cart/order op in this session: an order
-    history: tuple[float, ...] = (0.0,) * 6  # hist_sessions … hist_cart_items_open, fixed at the first click
+    history: tuple[float, ...] = (0.0,) * 6  # hist_sessions … hist_cart_items_open, frozen at the first click
 
 
 @dataclass
@@ -333,10 +314,12 @@ class UserHistory:
         s = self.running
         if s is None:
             return
-        self.sessions += 1
-        self.events += s.clicks
-        self.carts += s.carts
-        self.orders += s.orders
+        self.sessions, self.events, self.carts, self.orders = (
+            self.sessions + 1,
+            self.events + s.clicks,
+            self.carts + s.carts,
+            self.orders + s.orders,
+        )
         self.last_ts = s.last_ts if self.last_ts is None else max(self.last_ts, s.last_ts)
         self.open_items |= s.open_items
         self.open_items -= s.closed_items
