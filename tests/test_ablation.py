@@ -10,7 +10,7 @@ import pytest
 from model.card import ModelCard
 from model.data.synth import generate_sessions, write_csv
 from model.evaluation.ablation import AblationOptions, run_ablation
-from model.evaluation.report.ablation import write_ablation
+from model.evaluation.report.ablation import splice_report, write_ablation
 from model.training.loop import TrainConfig
 
 
@@ -38,3 +38,5 @@ def test_ablation_writes_rows_models_and_the_report_section(tmp_path: Path) -> N
     assert "session-intent ablation …" in md.read_text() and "## Targets" in md.read_text()
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.index("## Context ablation") < report.index("## Notes")
+    splice_report(tmp_path / "out" / "report.md")  # again, as `evaluate` does: the same text
+    assert (tmp_path / "out" / "report.md").read_text() == report

@@ -209,7 +209,7 @@ def splice_report(report: Path) -> None:
         return
     text = report.read_text()
     if _MARK_BEGIN in text and _MARK_END in text:
-        text = text[: text.index(_MARK_BEGIN)] + text[text.index(_MARK_END) + len(_MARK_END) + 1 :]
+        text = text[: text.index(_MARK_BEGIN)] + text[text.index(_MARK_END) + len(_MARK_END) :].lstrip("\n")
     cut = text.find("## Notes")
     cut = len(text) if cut < 0 else cut
-    report.write_text(text[:cut] + report_section(csv_path) + "\n\n" + text[cut:])
+    report.write_text(text[:cut].rstrip("\n") + "\n\n" + report_section(csv_path) + "\n\n" + text[cut:])
