@@ -29,6 +29,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
 
 def _register_all() -> None:
     from cli import (
+        ablation_command,
         bench_chaos_command,
         bench_coupon_command,
         bench_data_command,
@@ -48,7 +49,7 @@ def _register_all() -> None:
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   shadow_report_command, replay_command, policy_command, uplift_command):
+                   shadow_report_command, replay_command, policy_command, uplift_command, ablation_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
                          bench_reload_command, bench_coupon_command):

@@ -90,6 +90,10 @@ def prepare_command(
         str | None, typer.Option(help="The source's own session id column; replaces the gap rule.")
     ] = None,
     from_ad_col: Annotated[str | None, typer.Option(help="from_ad column (1/0/true/false); else empty.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="Item id column, kept as item_id for the context.")] = None,
+    category_col: Annotated[
+        str | None, typer.Option(help="Item category column, kept as category_id for the context.")
+    ] = None,
     header: Annotated[bool | None, typer.Option("--header/--no-header", help="First line is a header.")] = None,
     delimiter: Annotated[str | None, typer.Option(help="Field delimiter, one character.")] = None,
     ts_unit: Annotated[str | None, typer.Option(help=f"Timestamp unit: {' | '.join(TS_UNITS)}.")] = None,
@@ -115,6 +119,8 @@ def prepare_command(
             "event_col": parse_column(event_col) if event_col else None,
             "session_col": parse_column(session_col) if session_col else None,
             "from_ad_col": parse_column(from_ad_col) if from_ad_col else None,
+            "item_col": parse_column(item_col) if item_col else None,
+            "category_col": parse_column(category_col) if category_col else None,
             "has_header": header,
             "delimiter": delimiter,
             "ts_unit": ts_unit,

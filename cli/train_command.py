@@ -78,9 +78,16 @@ def train(
         float | None,
         typer.Option("--alert-precision", min=0.0, max=1.0, help="Alert precision target (replaces the budget)."),
     ] = None,
+    context: Annotated[
+        str,
+        typer.Option(
+            "--context", help="Context beside the window: none | session | history | session+history | name,name."
+        ),
+    ] = "none",
 ) -> None:
     """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
     from model.card import ModelCard
+    from model.context import context_card, context_names
     from model.data.dataset import BadEventFile, Split, load_dataset, slot_coverage
     from model.features import FeatureConfig
     from model.training.checkpoint import load_model, predict_proba, save_model
@@ -89,6 +96,10 @@ def train(
     from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics, validation_policy
 
     console = Console()
+    try:
+        names = context_names(context)
+    except ValueError as exc:
+        _fail(console, f"--context: {exc}")
     if arch not in ARCHS:
         _fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
     if split not in ("session", "time"):
@@ -117,7 +128,7 @@ def train(
             dataset = load_dataset(data, features, split, cache_dir)
     except BadEventFile as exc:
         _fail(console, str(exc))
-    net_cfg = NetConfig.for_arch(arch, window=window)
+    net_cfg = NetConfig.for_arch(arch, window=window, context=names)
     train_cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed, threads=threads,
         max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
@@ -128,7 +139,7 @@ def train(
         _fail(console, f"cannot train on {data}: {exc}")
 
     val = dataset.part(Split.VAL)
-    p_val = predict_proba(net, val.view)  # type: ignore[arg-type]  # gathered batch by batch
+    p_val = predict_proba(net, val.view, val.contexts(slice(None), names))  # type: ignore[arg-type]  # batch by batch
     cart, y_abandon = abandonment_inputs(dataset, val)
     thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
     kind, target = ("budget", alert_budget) if alert_precision is None else ("precision", alert_precision)
@@ -151,6 +162,7 @@ def train(
             "split": split,
         },
         slot_coverage=slot_coverage(train_sessions),
+        context=context_card(names),
         seed=seed,
         git_commit=git_commit(),
         extra={

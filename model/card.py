@@ -47,10 +47,17 @@ class ModelCard:
     git_commit: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = CARD_VERSION
+    # The context beside the window (model/context.py): {"names": [...], "fingerprint": "..."}. Empty, as in
+    # every card written before context existed: the model takes no context (size 0).
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def window(self) -> int:
         return self.features.window
+
+    @property
+    def context_names(self) -> tuple[str, ...]:
+        return tuple(self.context.get("names", ()))
 
     def to_dict(self) -> dict[str, Any]:
         raw = asdict(self)

@@ -96,8 +96,8 @@ def test_prepare_reads_a_parquet_export(tmp_path: Path) -> None:
     )  # fmt: skip
     stats = prepare(spec, [tmp_path / "raw.parquet"], tmp_path / "out.csv")
     assert (tmp_path / "out.csv").read_text().splitlines() == [
-        "session_id,ts,action,from_ad", "a_0,10,view_product,", "a_0,20,order,", "a_1,4000,view_product,",
-        "b_0,5,view_product,",
+        "session_id,ts,action,from_ad,user_id", "a_0,10,view_product,,a", "a_0,20,order,,a",
+        "a_1,4000,view_product,,a", "b_0,5,view_product,,b",
     ]  # fmt: skip
     assert stats.all_sessions.sessions == 3
 

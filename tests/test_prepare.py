@@ -44,7 +44,7 @@ def _write(path: Path, rows: list[str]) -> Path:
 def _read(path: Path) -> list[tuple[str, str, str, str]]:
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
-        assert next(reader) == ["session_id", "ts", "action", "from_ad"]
+        assert next(reader)[:4] == ["session_id", "ts", "action", "from_ad"]  # then the optional id columns
         return [(r[0], r[1], r[2], r[3]) for r in reader]
 
 

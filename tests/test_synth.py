@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.context import CONTEXT_NAMES
 from model.data.synth import (
     ACTION_SHARE_TOL,
     CLASS_SHARE,
@@ -107,11 +108,11 @@ def test_csv_is_the_common_form(tmp_path: Path) -> None:
     write_csv(generate_sessions(500, 3, start=start), path)
     with path.open(newline="") as f:
         reader = csv.reader(f)
-        assert next(reader) == ["session_id", "ts", "action", "from_ad"]
+        assert next(reader) == ["session_id", "ts", "action", "from_ad", "user_id", "item_id", "category_id"]
         rows = list(reader)
     last: dict[str, int] = {}
     seen_order: list[str] = []
-    for session_id, ts, action, from_ad in rows:
+    for session_id, ts, action, from_ad, *_ in rows:
         assert action in ACTIONS and from_ad in {"0", "1"}
         if session_id not in last:
             seen_order.append(session_id)
@@ -154,3 +155,20 @@ def test_targets_are_the_published_ones() -> None:
     assert PUBLISHED_ACTION_SHARE["cart_abandonment"] == {
         "category": 0.406, "view_product": 0.265, "view_cart": 0.183, "add_cart": 0.092, "order": 0.0,
     }  # fmt: skip
+
+
+def test_shoppers_return_and_their_sessions_never_overlap(log: SynthLog) -> None:
+    from model.context import ContextIds, compute_context
+
+    sessions_per_user = np.bincount(log.users)
+    assert (sessions_per_user >= 2).sum() > 0.1 * len(np.unique(log.users)), "returning shoppers"
+    ends = log.ts[np.append(log.starts[1:], len(log.ts)) - 1]
+    order = np.lexsort((log.ts[log.starts], log.users))
+    same = log.users[order][1:] == log.users[order][:-1]
+    assert (log.ts[log.starts][order][1:][same] >= ends[order][:-1][same] + 1800).all()
+    context = compute_context(log.to_event_log(), ContextIds(log.items, log.categories, log.users))
+    purchase = np.repeat(log.session_class == 2, log.lengths())
+    order_clicks = log.actions == ACTION_INDEX["order"]
+    carted = context[:, CONTEXT_NAMES.index("item_carted_before")]
+    assert carted[order_clicks & purchase].mean() > 0.9, "a purchase orders the item it carted"
+    assert context[:, CONTEXT_NAMES.index("hist_sessions")].max() >= 2

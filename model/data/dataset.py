@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import cached_property
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from model.context import compute_context, context_columns
 from model.data.cache import cache_folder, cache_key, load_cache, save_cache
 from model.data.compact import EncodedEvents, WindowView, encode_compact, gather_windows
 
@@ -61,6 +62,8 @@ class WindowSet:
     Y: np.ndarray
     session: np.ndarray  # (n,) ordinal into the Sessions the set was built from
     position: np.ndarray  # (n,) 0-based index of the prefix's last event within its session
+    # (E, CONTEXT_DIM) float32 raw context of every event of those Sessions (model/context.py); None: not computed
+    context: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -78,6 +81,15 @@ class WindowSet:
         """(b, N, 16) float32 windows of the prefixes at `index` (positions in this set)."""
         return gather_windows(self.events, self.rows[index], self.position[index], self.window)
 
+    def contexts(self, index: slice | np.ndarray, names: Sequence[str]) -> np.ndarray:
+        """(b, k) float32 raw context `names` of the prefixes at `index`; (b, 0) for no names."""
+        rows = self.rows[index]
+        if not names:
+            return np.zeros((len(rows), 0), dtype=np.float32)
+        if self.context is None:
+            raise ValueError("these windows were built without context; load them with load_dataset")
+        return np.ascontiguousarray(self.context[rows][:, context_columns(names)], dtype=np.float32)
+
     def newest(self) -> np.ndarray:
         """(n, 16) float32 the newest vector of each window (X[:, -1] without building X)."""
         return gather_windows(self.events, self.rows, self.position, 1)[:, 0]
@@ -85,8 +97,9 @@ class WindowSet:
     def take(self, mask: np.ndarray) -> WindowSet:
         """The prefixes where the (n,) bool mask (or index array) `mask` selects."""
         return WindowSet(
-            self.events, self.window, self.rows[mask], self.Y[mask], self.session[mask], self.position[mask]
-        )
+            self.events, self.window, self.rows[mask], self.Y[mask], self.session[mask], self.position[mask],
+            self.context,
+        )  # fmt: skip
 
 
 def read_events_csv(path: Path) -> Sessions:
@@ -94,10 +107,14 @@ def read_events_csv(path: Path) -> Sessions:
     return read_events(path)
 
 
+def _curated(sessions: Sessions, min_events: int = MIN_EVENTS, max_events: int = MAX_EVENTS) -> np.ndarray:
+    lengths = sessions.lengths
+    return (lengths >= min_events) & (lengths <= max_events)
+
+
 def curate(sessions: Sessions, min_events: int = MIN_EVENTS, max_events: int = MAX_EVENTS) -> Sessions:
     """Drop sessions with fewer than `min_events` or more than `max_events` events (docs/architecture.md §4)."""
-    lengths = sessions.lengths
-    return sessions.select((lengths >= min_events) & (lengths <= max_events))
+    return sessions.select(_curated(sessions, min_events, max_events))
 
 
 def _count_per_session(sessions: Sessions, mask: np.ndarray) -> np.ndarray:
@@ -153,9 +170,13 @@ def abandonment_targets(sessions: Sessions) -> np.ndarray:
 
 
 def build_windows(
-    sessions: Sessions, config: FeatureConfig, encoded: EncodedEvents | None = None
+    sessions: Sessions, config: FeatureConfig, encoded: EncodedEvents | None = None, context: np.ndarray | None = None
 ) -> WindowSet:
-    """One sample per prefix of every session: targets now, windows gathered when asked for."""
+    """One sample per prefix of every session: targets now, windows gathered when asked for.
+
+    context: (E, CONTEXT_DIM) of `sessions`' events; computed here from the sessions alone when None, which
+    misses the history of sessions outside `sessions` (load_dataset computes it before curation instead).
+    """
     ev = sessions.events
     session = ev.session_of_event()
     position = np.arange(len(ev)) - ev.starts[session]
@@ -166,14 +187,17 @@ def build_windows(
         Y=prefix_targets(sessions),
         session=session.astype(np.int64),
         position=position.astype(np.int32),
+        context=context if context is not None else compute_context(ev, sessions.context_ids),
     )
 
 
 def _hash_unit(session_ids: np.ndarray, salt: str) -> np.ndarray:
     """(S,) a deterministic uniform number in [0, 1) per session id."""
     return np.array(
-        [int.from_bytes(hashlib.blake2b(f"{salt}:{sid}".encode(), digest_size=8).digest()) / 2**64
-         for sid in session_ids],
+        [
+            int.from_bytes(hashlib.blake2b(f"{salt}:{sid}".encode(), digest_size=8).digest()) / 2**64
+            for sid in session_ids
+        ],
         dtype=np.float64,
     )
 
@@ -252,15 +276,19 @@ def load_dataset(
     key = cache_key(sha, config, split_mode, (MIN_EVENTS, MAX_EVENTS))
     folder = cache_folder(cache_dir, key) if cache_dir else None
     if folder is not None and folder.is_dir():
-        sessions, encoded, classes, split = load_cache(folder)
-        return Dataset(path.stem, sha, sessions, build_windows(sessions, config, encoded), classes, split)
-    sessions = curate(read_events(path))
+        sessions, encoded, context, classes, split = load_cache(folder)
+        return Dataset(path.stem, sha, sessions, build_windows(sessions, config, encoded, context), classes, split)
+    everything = read_events(path)
+    # Before curation: a short session (< MIN_EVENTS) is still part of its shopper's history.
+    context = compute_context(everything.events, everything.context_ids)
+    keep = _curated(everything)
+    sessions = everything.select(keep)
     if len(sessions) == 0:
         raise BadEventFile(f"{path}: no session has {MIN_EVENTS}..{MAX_EVENTS} events")
-    windows = build_windows(sessions, config)
+    windows = build_windows(sessions, config, context=context[np.repeat(keep, everything.lengths)])
     dataset = Dataset(path.stem, sha, sessions, windows, session_classes(sessions), splitter(sessions))
     if folder is not None:
-        save_cache(folder, sessions, windows.events, dataset.classes, dataset.split)
+        save_cache(folder, sessions, windows.events, windows.context, dataset.classes, dataset.split)
     return dataset
 
 

@@ -29,12 +29,14 @@ import numpy as np
 import polars as pl
 
 from model.data.raw_events import RawEvents, read_raw
+from model.data.raw_scan import ID_COLUMNS
 from model.data.sources import SourceSpec
 from model.features import ACTIONS, ADD_CART, ORDER
 
 logger = logging.getLogger(__name__)
 
 HEADER = ("session_id", "ts", "action", "from_ad")
+ID_HEADER = ("user_id", "item_id", "category_id")  # optional, after HEADER: model/context.py needs them
 MIN_EVENTS, MAX_EVENTS = 3, 250  # the curation of docs/architecture.md §4
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SERVICE_SESSION_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
@@ -45,7 +47,8 @@ class Sessions:
     """Events grouped by session, ts ascending (stable) within one; sessions by first user appearance.
 
     frame: key (categorical user or session id), nth (i32 n of `<user_id>_<n>`, null with a session
-           column), ticks (i64), action (i8), from_ad (i8); the id text is built only when written
+           column), ticks (i64), action (i8), from_ad (i8), and user/item/cat where the source has them;
+           the id text is built only when written
     """
 
     frame: pl.DataFrame
@@ -123,9 +126,10 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
     """
     ordered = _in_session_order(events.frame)
     new_user = (pl.col("first_row") != pl.col("first_row").shift(1)).fill_null(True)
+    ids = [name for name in ID_COLUMNS if name in ordered.columns]
     if spec.session_col is not None:
-        frame = ordered.select(new=new_user, key="key", nth=pl.lit(None, pl.Int32), ticks="ticks", action="action",
-                               from_ad="from_ad")  # fmt: skip
+        frame = ordered.select(pl.col(ids), new=new_user, key="key", nth=pl.lit(None, pl.Int32), ticks="ticks",
+                               action="action", from_ad="from_ad")  # fmt: skip
     else:
         gap_ticks = round(spec.gap_minutes * 60 * events.scale)
         new = (new_user | (pl.col("ticks").diff() > gap_ticks)).fill_null(True)
@@ -133,7 +137,7 @@ def sessionise(events: RawEvents, spec: SourceSpec) -> Sessions:
         count = pl.col("new").cast(pl.Int32).cum_sum()
         nth = count - pl.when(pl.col("new_user")).then(count).forward_fill()
         frame = ordered.with_columns(new=new, new_user=new_user).select(
-            "new", "key", nth=nth, ticks="ticks", action="action", from_ad="from_ad"
+            "new", "key", *ids, nth=nth, ticks="ticks", action="action", from_ad="from_ad"
         )
     starts = frame["new"].arg_true().to_numpy().astype(np.int64)
     keys = ordered.filter(new_user)["key"].cast(pl.String)  # each user's (or session's) id once
@@ -207,6 +211,21 @@ def _ts_text(scale: int) -> pl.Expr:
     return sign + (size // scale).cast(pl.String) + "." + (size % scale).cast(pl.String).str.zfill(digits)
 
 
+def _id_columns(frame: pl.DataFrame) -> dict[str, pl.Expr]:
+    """The optional id columns of the common form (ID_HEADER) that this log has, for the context features.
+
+    The user is the sessionising key (with the gap rule) or the source's user column beside its session column.
+    """
+    out: dict[str, pl.Expr] = {}
+    user_known = frame["nth"].null_count() < frame.height  # `<user_id>_<n>`: the key is the user
+    if user_known or "user" in frame.columns:
+        out["user_id"] = pl.col("key" if user_known else "user")
+    for header, name in (("item_id", "item"), ("category_id", "cat")):
+        if name in frame.columns:
+            out[header] = pl.col(name)
+    return out
+
+
 def write_common_csv(sessions: Sessions, path: Path) -> None:
     """Write the common CSV, creating parent dirs; via a temp file so a crash leaves no half file.
 
@@ -226,8 +245,10 @@ def write_common_csv(sessions: Sessions, path: Path) -> None:
         pl.lit(names).gather(pl.col("action")),
         pl.when(pl.col("from_ad") >= 0).then(pl.col("from_ad")),
     )
+    selected = dict(zip(HEADER, columns, strict=True))
+    selected.update(_id_columns(frame))
     tmp = path.with_name(path.name + ".tmp")
-    frame.lazy().select(**dict(zip(HEADER, columns, strict=True))).sink_csv(tmp, line_terminator="\n")
+    frame.lazy().select(**selected).sink_csv(tmp, line_terminator="\n")
     os.replace(tmp, path)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from model.data.raw_scan import raw_frames
+from model.data.raw_scan import ID_COLUMNS, raw_frames
 from model.data.sources import SourceSpec, flag_codes, iso_micros_lookup
 from model.features import action_index
 
@@ -33,7 +33,8 @@ class RawEvents:
     """Kept events in read order.
 
     frame: row (u32), key (categorical), action (i8 index into ACTIONS), from_ad (i8: 1, 0, -1 unknown),
-           ticks (i64, epoch time in 1/scale s), first_row (u32, the row of the key's first valid appearance)
+           ticks (i64, epoch time in 1/scale s), first_row (u32, the row of the key's first valid appearance),
+           and user, item, cat (categorical) where the spec names those columns (model/data/raw_scan.py)
     """
 
     frame: pl.DataFrame
@@ -115,6 +116,7 @@ def _code_piece(
         _enum_codes("etype", list(spec.action_map)).alias("etype"),
         pl.col("ts") if spec.ts_unit == "iso" else micros.alias("micros"),
         _enum_codes("ad", _FLAG_TEXTS).alias("ad"),
+        *(pl.col(name).cast(pl.Categorical) for name in ID_COLUMNS if name in piece.columns),
     )  # fmt: skip
     distinct, etype = list(spec.action_map), coded["etype"]
     if etype.null_count():  # a type the action map does not name
@@ -192,7 +194,7 @@ def read_raw(spec: SourceSpec, paths: Sequence[Path]) -> RawEvents:
         logger.warning("skipped %d rows of unmapped event types: %s", sum(skipped.values()), skipped)
     scale = _coarsest_scale(frame["micros"])
     frame = frame.select(
-        "row", "key", "action", "from_ad",
+        "row", "key", "action", "from_ad", *(name for name in ID_COLUMNS if name in frame.columns),
         ticks=pl.col("micros") // (_MICROS // scale),
         first_row=_first_rows(frame),  # the user's first valid row: sessions are written in that order
     )  # fmt: skip
@@ -226,5 +228,7 @@ def _check_plausible_epoch(latest_ticks: Any, scale: int, spec: SourceSpec) -> N
     if latest_ticks is None or int(latest_ticks) < _LATEST_PLAUSIBLE_S * scale:
         return
     hint = " (milliseconds? pass --ts-unit ms)" if spec.ts_unit == "s" else ""
-    raise ValueError(f"ts column {spec.ts_col!r} read as --ts-unit {spec.ts_unit} reaches "
-                     f"{int(latest_ticks) // scale} epoch seconds, past the year 2200{hint}")
+    raise ValueError(
+        f"ts column {spec.ts_col!r} read as --ts-unit {spec.ts_unit} reaches "
+        f"{int(latest_ticks) // scale} epoch seconds, past the year 2200{hint}"
+    )

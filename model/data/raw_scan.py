@@ -9,6 +9,8 @@ own lazy CSV scan held about 100 bytes per event more at 10M events). Each piece
     etype  str          the raw event type ("" when empty)
     ts     str | null   the raw timestamp text
     ad     str | null   the raw from_ad text (null without a from_ad column)
+    user, item, cat  str | null   the ids the context needs (model/context.py), only where the spec names
+                                  them (`user`: a user column beside a session column)
     short  bool         the row has fewer fields than the columns the spec names (malformed)
     blank  bool         an empty line: no event and no error
 
@@ -49,10 +51,15 @@ def resolve_column(col: Column | None, names: Sequence[str] | None, spec: Source
     return known.index(col)
 
 
+ID_COLUMNS = ("user", "item", "cat")  # optional id columns of a piece, present where the spec names them
+
+
 def _indices(spec: SourceSpec, names: Sequence[str] | None, path: Path) -> list[int]:
-    """Positions of key, ts, event type and from_ad (-1: none)."""
+    """Positions of key, ts, event type, from_ad, then user, item and category (-1: none)."""
     key_col = spec.session_col if spec.session_col is not None else spec.user_col
-    return [resolve_column(c, names, spec, path) for c in (key_col, spec.ts_col, spec.event_col, spec.from_ad_col)]
+    user_col = spec.user_col if spec.session_col is not None else None  # without a session column it is the key
+    cols = (key_col, spec.ts_col, spec.event_col, spec.from_ad_col, user_col, spec.item_col, spec.category_col)
+    return [resolve_column(c, names, spec, path) for c in cols]
 
 
 def _text(frame: pl.DataFrame, index: int) -> pl.Series:
@@ -63,10 +70,11 @@ def _text(frame: pl.DataFrame, index: int) -> pl.Series:
 
 
 def _columns(frame: pl.DataFrame, indices: list[int], short: pl.Series, blank: pl.Series) -> pl.DataFrame:
-    ki, ti, ei, ai = indices
+    ki, ti, ei, ai = indices[:4]
+    ids = {name: _text(frame, i) for name, i in zip(ID_COLUMNS, indices[4:], strict=True) if i >= 0}
     return pl.DataFrame({
         "key": _text(frame, ki), "etype": _text(frame, ei).fill_null(""), "ts": _text(frame, ti),
-        "ad": _text(frame, ai), "short": short, "blank": blank,
+        "ad": _text(frame, ai), "short": short, "blank": blank, **ids,
     })  # fmt: skip
 
 

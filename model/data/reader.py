@@ -1,5 +1,8 @@
 """The common event form `session_id,ts,action,from_ad` (CSV, or Parquet with those columns) → Sessions, in Polars.
 
+The optional `user_id,item_id,category_id` columns become the int codes of `Sessions.context_ids`
+(model/context.py); a file without them reads as before, with those codes absent.
+
 The file is read in bounded pieces (model/data/raw_scan.py) and coded piece by piece into ~15 bytes
 per event; sessions come in order of first appearance, events sorted by ts (stable: file order
 breaks ties). Anything unusable raises BadEventFile naming the file, the line and the value.
@@ -13,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from model.data.raw_scan import is_parquet, raw_frames
+from model.context import ContextIds
+from model.data.raw_scan import ID_COLUMNS, is_parquet, raw_frames
 from model.data.sessions import BadEventFile, Sessions
 from model.data.sources import SourceSpec
 from model.features import ACTION_INDEX, ACTIONS, EventLog, action_index
@@ -43,9 +47,15 @@ def _spec(path: Path) -> SourceSpec:
         )
     position = {name: columns.index(name) for name in CSV_COLUMNS if name in columns}
     return SourceSpec(
-        name="common", user_col=None, session_col=position["session_id"], ts_col=position["ts"],
-        event_col=position["action"], from_ad_col=position.get("from_ad"), action_map={a: a for a in ACTIONS},
+        name="common", user_col=_position(columns, "user_id"), session_col=position["session_id"],
+        ts_col=position["ts"], event_col=position["action"], from_ad_col=position.get("from_ad"),
+        action_map={a: a for a in ACTIONS}, item_col=_position(columns, "item_id"),
+        category_col=_position(columns, "category_id"),
     )  # fmt: skip
+
+
+def _position(columns: list[str], name: str) -> int | None:
+    return columns.index(name) if name in columns else None
 
 
 def _first_bad(texts: pl.Series, bad: pl.Series, lines: pl.Series) -> tuple[int, str]:
@@ -75,8 +85,10 @@ def _code_piece(piece: pl.DataFrame, path: Path, lines: pl.Series) -> pl.DataFra
     if from_ad.null_count():
         line, value = _first_bad(piece["ad"].fill_null(""), from_ad.is_null(), lines)
         raise BadEventFile(f"{path}:{line}: from_ad must be 1/0/true/false or empty, got {value!r}")
+    ids = {name: piece[name].cast(pl.Categorical) for name in ID_COLUMNS if name in piece.columns}
     return pl.DataFrame({
         "session_id": piece["key"].fill_null("").cast(pl.Categorical), "ts": ts, "action": action, "from_ad": from_ad,
+        **ids,
     })  # fmt: skip
 
 
@@ -117,4 +129,17 @@ def _group(frame: pl.DataFrame) -> Sessions:
         from_ad=ordered["from_ad"].to_numpy(),
         starts=starts,
     )
-    return Sessions(ids=ids, events=events)
+    return Sessions(ids=ids, events=events, context_ids=_context_ids(ordered, starts))
+
+
+def _codes(ordered: pl.DataFrame, name: str) -> np.ndarray | None:
+    """(E,) int64 code of each event's id in column `name` (-1 where empty); None without the column."""
+    if name not in ordered.columns:
+        return None
+    return ordered[name].to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+
+
+def _context_ids(ordered: pl.DataFrame, starts: np.ndarray) -> ContextIds:
+    """The ids model/context.py needs: item and category per event, the user of each session's first event."""
+    users = _codes(ordered, "user")
+    return ContextIds(_codes(ordered, "item"), _codes(ordered, "cat"), users[starts] if users is not None else None)

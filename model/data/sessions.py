@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from model.context import ContextIds
 from model.features import EventLog
 
 
@@ -19,6 +20,8 @@ class Sessions:
 
     ids: np.ndarray  # (S,) str
     events: EventLog
+    # user (S,), item and category (E,) int codes (-1: unknown) for model/context.py; None where the log has none
+    context_ids: ContextIds = field(default_factory=ContextIds)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -40,4 +43,10 @@ class Sessions:
             from_ad=self.events.from_ad[event_keep],
             starts=starts if kept_lengths.size else np.zeros(0, dtype=np.int64),
         )
-        return Sessions(ids=self.ids[keep], events=events)
+        ids = self.context_ids
+        kept = ContextIds(
+            items=ids.items[event_keep] if ids.items is not None else None,
+            categories=ids.categories[event_keep] if ids.categories is not None else None,
+            users=ids.users[keep] if ids.users is not None else None,
+        )
+        return Sessions(ids=self.ids[keep], events=events, context_ids=kept)

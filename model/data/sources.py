@@ -37,6 +37,8 @@ class SourceSpec:
     timezone: the shop's time zone, reported with the stats for the calendar flags of
         model/features.py; also the zone of ISO timestamps that carry no offset.
     columns: names of the columns of a headerless file, so that `*_col` may still be names.
+    item_col, category_col: optional item and category ids, kept in the common CSV for the context
+        features (model/context.py); with a session column, `user_col` is kept as the user id too.
     """
 
     name: str
@@ -53,6 +55,8 @@ class SourceSpec:
     gap_minutes: float = DEFAULT_GAP_MINUTES
     timezone: str = "UTC"
     columns: tuple[str, ...] | None = None
+    item_col: Column | None = None
+    category_col: Column | None = None
 
     def __post_init__(self) -> None:
         if self.user_col is None and self.session_col is None:
@@ -87,6 +91,8 @@ TAOBAO = SourceSpec(
     action_map={"pv": "view_product", "cart": "add_cart", "fav": "concerned", "buy": "order"},
     has_header=False,
     columns=("user_id", "item_id", "category_id", "behavior_type", "timestamp"),
+    item_col="item_id",
+    category_col="category_id",
     ts_unit="s",
     # 2017-11-25 00:00 to 2017-12-04 00:00 Asia/Shanghai: the dataset's official window.
     ts_range=(1511539200, 1512316800),

@@ -10,7 +10,11 @@ accuracy on a real shop. How it works, in order:
    multinomial with weights chosen so the pooled share of every action equals `ACTION_SHARE[c]`;
 4. order within a session: sort by a noisy per-action "funnel depth" key (landing pages early, cart
    and order late; an order always after the mandatory add_cart);
-5. time: session starts over `SPAN_DAYS` with a diurnal and weekly profile; heavy-tailed dwell times.
+5. time: session starts over `SPAN_DAYS` with a diurnal and weekly profile; heavy-tailed dwell times;
+6. shoppers and a catalogue (for the context of model/context.py), from a stream of their own so that
+   steps 1-5 draw exactly what they drew before: sessions go to returning shoppers (Zipf-like activity;
+   a shopper's sessions never overlap, so the 30-min gap rule would keep them apart), items to
+   categories; a session browses a few items of one category, carts one of them and orders what it carted.
 """
 
 from __future__ import annotations
@@ -86,6 +90,14 @@ HOURLY_WEIGHT = (
     2, 1, 1, 1, 1, 2, 3, 5, 7, 8, 9, 10, 11, 10, 9, 9, 10, 11, 12, 14, 15, 14, 10, 5,
 )  # fmt: skip
 WEEKDAY_WEIGHT = (1.0, 0.95, 0.95, 0.95, 1.0, 1.1, 1.25)
+# Shoppers and the catalogue (step 6): our choices, the published data has neither.
+SESSIONS_PER_SHOPPER = 3.0  # mean; activity is Zipf-like, so most shoppers come once and a few often
+SHOPPER_ZIPF = 1.1
+ITEMS_PER_SESSION = 4.0  # catalogue size = this × sessions, at least 50
+ITEMS_PER_CATEGORY = 40
+SESSION_POOL = 5  # items a session browses, from its category
+GAP_S = 1801  # a shopper's next session starts at least this long after the previous one ends
+ITEM_ACTIONS = frozenset({"view_product", "add_cart", "order", "ask_question", "concerned", "recommend"})
 
 
 def action_share(cls: str) -> np.ndarray:
@@ -130,6 +142,9 @@ class SynthLog:
     actions        (E,) int8   index into ACTIONS
     ts             (E,) int64  epoch seconds, UTC
     from_ad        (E,) bool   set on the landing (first) event of ad sessions only
+    users          (S,) int64  shopper of each session
+    items          (E,) int64  item of each event, -1 on pages without one (home, search, category, ...)
+    categories     (E,) int64  the item's category; a category page carries its category, other pages -1
     """
 
     session_ids: np.ndarray
@@ -138,6 +153,9 @@ class SynthLog:
     actions: np.ndarray
     ts: np.ndarray
     from_ad: np.ndarray
+    users: np.ndarray
+    items: np.ndarray
+    categories: np.ndarray
 
     def lengths(self) -> np.ndarray:
         """(S,) events per session."""
@@ -241,8 +259,60 @@ def generate_sessions(n_sessions: int, seed: int, start: datetime | None = None)
 
     width = max(6, len(str(n_sessions - 1)))
     session_ids = np.array([f"syn{seed}-{i:0{width}d}" for i in range(n_sessions)])
-    logger.info("generated %d sessions, %d events (seed %d)", n_sessions, len(actions), seed)
-    return SynthLog(session_ids, session_class, starts.astype(np.int64), actions, ts, from_ad)
+    ids_rng = np.random.default_rng([seed, 6])  # step 6's own stream: steps 1-5 draw what they always drew
+    users = _shoppers(ids_rng, session_start, ts[np.append(starts[1:], len(ts)) - 1])
+    items, categories = _catalogue(ids_rng, actions, session, starts)
+    logger.info("generated %d sessions, %d events, %d shoppers (seed %d)", n_sessions, len(actions),
+                len(np.unique(users)), seed)  # fmt: skip
+    return SynthLog(session_ids, session_class, starts.astype(np.int64), actions, ts, from_ad, users, items, categories)
+
+
+def _shoppers(rng: np.random.Generator, first_ts: np.ndarray, last_ts: np.ndarray) -> np.ndarray:
+    """(S,) shopper of each session (sessions in start order): Zipf-like activity, never two overlapping sessions.
+
+    A session drawn for a shopper whose previous session ends less than GAP_S before it goes to a new shopper.
+    """
+    n = len(first_ts)
+    n_users = max(1, round(n / SESSIONS_PER_SHOPPER))
+    weight = 1.0 / np.arange(1, n_users + 1) ** SHOPPER_ZIPF
+    users = rng.choice(n_users, size=n, p=weight / weight.sum()).astype(np.int64)
+    fresh = n_users
+    while True:  # a few rounds: each moves the clashing sessions to shoppers of their own
+        order = np.lexsort((np.arange(n), users))
+        same = users[order][1:] == users[order][:-1]
+        clash = same & (first_ts[order][1:] < last_ts[order][:-1] + GAP_S)
+        if not clash.any():
+            return users
+        moved = order[1:][clash]
+        users[moved] = fresh + np.arange(len(moved))
+        fresh += len(moved)
+
+
+def _catalogue(
+    rng: np.random.Generator, actions: np.ndarray, session: np.ndarray, starts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E,) item and category of each event: a session browses SESSION_POOL items of one category, and its
+    orders buy the item of its first add_cart."""
+    n_sessions = len(starts)
+    n_items = max(50, round(ITEMS_PER_SESSION * n_sessions))
+    n_categories = max(1, n_items // ITEMS_PER_CATEGORY)
+    focus = rng.integers(0, n_categories, size=n_sessions)  # (S,) the session's category
+    # items of category c are c, c + n_categories, c + 2·n_categories, ...
+    per_category = n_items // n_categories
+    pool = focus[:, None] + n_categories * rng.integers(0, per_category, size=(n_sessions, SESSION_POOL))
+    # earlier pool items are likelier: a shopper returns to what they looked at first
+    pick = np.minimum(rng.geometric(0.45, size=len(actions)) - 1, SESSION_POOL - 1)
+    items = pool[session, pick]
+    cart = actions == ACTION_INDEX["add_cart"]
+    first_cart = np.full(n_sessions, -1, dtype=np.int64)
+    cart_events = np.flatnonzero(cart)[::-1]  # reversed: the first add_cart of a session is written last
+    first_cart[session[cart_events]] = items[cart_events]
+    ordered = (actions == ACTION_INDEX["order"]) & (first_cart[session] >= 0)
+    items[ordered] = first_cart[session[ordered]]
+    has_item = np.isin(actions, [ACTION_INDEX[a] for a in ITEM_ACTIONS])
+    categories = np.where(has_item, items % n_categories, -1)
+    categories[actions == ACTION_INDEX["category"]] = focus[session[actions == ACTION_INDEX["category"]]]
+    return np.where(has_item, items, -1).astype(np.int64), categories.astype(np.int64)
 
 
 def write_csv(log: SynthLog, path: Path | str, on_progress: Callable[[int], None] | None = None) -> None:
@@ -252,14 +322,17 @@ def write_csv(log: SynthLog, path: Path | str, on_progress: Callable[[int], None
     sid = log.session_ids[np.repeat(np.arange(len(log.starts)), log.lengths())]
     names = np.array(ACTIONS)[log.actions]
     flags = np.where(log.from_ad, "1", "0")
+    users = np.char.add("u", log.users.astype(str))[np.repeat(np.arange(len(log.starts)), log.lengths())]
+    items = np.where(log.items >= 0, log.items.astype(str), "")
+    categories = np.where(log.categories >= 0, log.categories.astype(str), "")
     chunk = 50_000
     with path.open("w", encoding="utf-8", newline="") as out:
-        out.write("session_id,ts,action,from_ad\n")
+        out.write("session_id,ts,action,from_ad,user_id,item_id,category_id\n")
         for lo in range(0, len(sid), chunk):
             hi = min(lo + chunk, len(sid))
-            rows = zip(sid[lo:hi].tolist(), log.ts[lo:hi].tolist(), names[lo:hi].tolist(),
-                       flags[lo:hi].tolist(), strict=True)  # fmt: skip
-            out.write("".join(f"{s},{t},{a},{f}\n" for s, t, a, f in rows))
+            columns = (sid, log.ts, names, flags, users, items, categories)
+            rows = zip(*(column[lo:hi].tolist() for column in columns), strict=True)
+            out.write("".join(f"{s},{t},{a},{f},{u},{i},{c}\n" for s, t, a, f, u, i, c in rows))
             if on_progress is not None:
                 on_progress(hi - lo)
     logger.info("wrote %d events to %s", len(sid), path)

@@ -1,8 +1,9 @@
 """Classic baselines on the same windows and the same session split as the networks (docs/architecture.md §6).
 
-Each baseline sees exactly what the network sees: the last N raw vectors of the prefix. Inputs are
-the flattened window plus a few aggregates over it (events per action, dwell per action, how many
-of the N steps hold an event). One classifier per label. Hyperparameters are fixed here, never tuned
+Each baseline sees exactly what the network sees: the last N raw vectors of the prefix, and the same
+context features (model/context.py, scaled by its `scale_context`) where the network has them. Inputs
+are the flattened window plus a few aggregates over it (events per action, dwell per action, how many
+of the N steps hold an event), then the context. One classifier per label. Hyperparameters are fixed here, never tuned
 on test; HistGradientBoosting stops early on the validation split, like the networks do.
 """
 
@@ -21,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
+from model.context import scale_context
 from model.data.dataset import WindowSet
 from model.features import N_ACTIONS
 from model.training.nets import LABELS
@@ -101,11 +103,16 @@ def _sample(part: WindowSet, most: int, seed: int) -> WindowSet:
     return part.take(keep)
 
 
-def _features(part: WindowSet, chunk: int = 65_536) -> np.ndarray:
-    """window_features of every window, gathered one chunk at a time."""
+def _features(part: WindowSet, context: tuple[str, ...] = (), chunk: int = 65_536) -> np.ndarray:
+    """window_features of every window, then its scaled context, gathered one chunk at a time."""
+
+    def rows(index: slice) -> np.ndarray:
+        scaled = scale_context(part.contexts(index, context), context)
+        return np.hstack([window_features(part.windows(index)), scaled]).astype(np.float32)
+
     if len(part) == 0:
-        return window_features(part.X)
-    return np.concatenate([window_features(part.windows(slice(i, i + chunk))) for i in range(0, len(part), chunk)])
+        return rows(slice(None))
+    return np.concatenate([rows(slice(i, i + chunk)) for i in range(0, len(part), chunk)])
 
 
 def run_baselines(
@@ -115,6 +122,7 @@ def run_baselines(
     names: tuple[str, ...] = BASELINES,
     seed: int = 0,
     max_fit_windows: int = MAX_FIT_WINDOWS,
+    context: tuple[str, ...] = (),
 ) -> dict[str, Predictions]:
     """Fit each baseline on `train` (one classifier per label) and predict every `val` and `test` window.
 
@@ -126,7 +134,7 @@ def run_baselines(
         raise ValueError(f"unknown baselines {sorted(unknown)}; known: {BASELINES}")
     sampled = len(train) > max_fit_windows
     train, val_fit = _sample(train, max_fit_windows, seed), _sample(val, max_fit_windows, seed + 1)
-    X_train, X_val_fit, X_val, X_test = (_features(part) for part in (train, val_fit, val, test))
+    X_train, X_val_fit, X_val, X_test = (_features(part, context) for part in (train, val_fit, val, test))
     estimators = _estimators(seed)
     out: dict[str, Predictions] = {}
     for name in names:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from model.card import ModelCard, check_fingerprint
+from model.context import check_context
 from model.data.dataset import BadEventFile, Dataset, Split, WindowSet, load_dataset, slot_coverage
 from model.evaluation.abandonment import RiskWindows, evaluate_abandonment, risk_auc
 from model.evaluation.baselines import Predictions, run_baselines
@@ -90,6 +91,7 @@ def _model_predictions(
 ) -> tuple[Predictions, ModelCard, Dataset]:
     net, card = load_model(model_dir)
     check_fingerprint(card.fingerprint, str(model_dir))
+    names = check_context(card.context, str(model_dir))
     key = tuple(sorted(card.features.to_dict().items()))
     if key not in cache:  # one windowing per feature config; splits depend on session ids only
         cache[key] = _load_split_data(data_path, card.features, split_mode)
@@ -97,7 +99,9 @@ def _model_predictions(
     _check_unseen(card, dataset, split_mode, model_dir)
     val, test = dataset.part(Split.VAL), dataset.part(Split.TEST)
     # .view: windows gathered batch by batch, never the whole (n, N, 16) array
-    preds = Predictions(card.name, kind, card.arch, predict_proba(net, val.view), predict_proba(net, test.view))  # type: ignore[arg-type]
+    p_val = predict_proba(net, val.view, val.contexts(slice(None), names))  # type: ignore[arg-type]
+    p_test = predict_proba(net, test.view, test.contexts(slice(None), names))  # type: ignore[arg-type]
+    preds = Predictions(card.name, kind, card.arch, p_val, p_test)
     return preds, card, dataset
 
 
@@ -240,7 +244,8 @@ def evaluate_model(
         preds[compared.name] = compared
     train, val, test = (dataset.part(p) for p in (Split.TRAIN, Split.VAL, Split.TEST))
     if opts.baselines:
-        for name, baseline in run_baselines(train, val, test, seed=opts.seed).items():
+        # the baselines see the context the evaluated model sees, so the comparison stays fair
+        for name, baseline in run_baselines(train, val, test, seed=opts.seed, context=card.context_names).items():
             baseline.name = name if name not in preds else f"baseline_{name}"
             preds[baseline.name] = baseline
 
@@ -317,12 +322,14 @@ def write_outputs(
 ) -> None:
     """metrics.json, the PNG plots and report.md into `out_dir`."""
     from model.evaluation.plots import write_plots
+    from model.evaluation.report.ablation import splice_report
     from model.evaluation.report.markdown import render_report
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     plots = write_plots(metrics, preds, test, risk_windows, out_dir)
     (out_dir / REPORT_FILE).write_text(render_report(metrics, plots))
+    splice_report(out_dir / REPORT_FILE)  # keeps the context ablation's section (ablation.csv) in a regenerated report
     log.info("wrote %s, %s and %d plots to %s", METRICS_FILE, REPORT_FILE, len(plots), out_dir)
 
 

@@ -100,13 +100,13 @@ def run_folds(
                 card.arch,
                 "trained",
                 card.arch,
-                predict_proba(net, val.view),  # type: ignore[arg-type]  # gathered batch by batch
-                predict_proba(net, test.view),  # type: ignore[arg-type]
+                predict_proba(net, val.view, val.contexts(slice(None), net_cfg.context)),  # type: ignore[arg-type]
+                predict_proba(net, test.view, test.contexts(slice(None), net_cfg.context)),  # type: ignore[arg-type]
                 history["seconds"],
             )
         }
         if baselines:
-            fold_preds.update(run_baselines(train, val, test, seed=seed))
+            fold_preds.update(run_baselines(train, val, test, seed=seed, context=net_cfg.context))
         for name, preds in fold_preds.items():
             per_model.setdefault(name, []).append(_score(preds, val.Y, test.Y))
             seconds[name] = seconds.get(name, 0.0) + float(preds.fit_seconds or 0.0)

@@ -17,18 +17,26 @@ from model.data.dataset import WindowSet
 
 
 class PrefixWindows(Dataset[tuple[torch.Tensor, ...]]):
-    """dataset[indices] → (windows (B, N, 16), targets (B, 2)[, teacher probabilities (B, 2)])."""
+    """dataset[indices] → (windows (B, N, 16), targets (B, 2), context (B, k)[, teacher probabilities (B, 2)]).
 
-    def __init__(self, windows: WindowSet, soft: np.ndarray | None = None) -> None:
+    context: the raw model/context.py features `context` names ((B, 0) for none).
+    """
+
+    def __init__(self, windows: WindowSet, soft: np.ndarray | None = None, context: tuple[str, ...] = ()) -> None:
         self.set = windows
         self.soft = soft
+        self.context = context
 
     def __len__(self) -> int:
         return len(self.set)
 
     def __getitem__(self, index: list[int]) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         idx = np.asarray(index, dtype=np.int64)
-        out = (torch.from_numpy(self.set.windows(idx)), torch.from_numpy(self.set.Y[idx]))
+        out = (
+            torch.from_numpy(self.set.windows(idx)),
+            torch.from_numpy(self.set.Y[idx]),
+            torch.from_numpy(self.set.contexts(idx, self.context)),
+        )
         if self.soft is None:
             return out
         return (*out, torch.from_numpy(self.soft[idx]))
@@ -60,13 +68,18 @@ def epoch_batches(
     generator: torch.Generator,
     per_epoch: int | None = None,
     soft: np.ndarray | None = None,
+    context: tuple[str, ...] = (),
 ) -> DataLoader[tuple[torch.Tensor, ...]]:
     """Batches of one epoch, in the main process (no workers: the box has 2 cores and gathering is numpy)."""
     sampler = BatchSampler(EpochSampler(len(windows), generator, per_epoch), batch_size, drop_last=False)
     # A generator of its own: without one, each epoch's iterator draws a seed from torch's global RNG,
     # and that draw would shift the dropout stream the model trains with.
     return DataLoader(
-        PrefixWindows(windows, soft), sampler=sampler, batch_size=None, collate_fn=_as_is, generator=torch.Generator()
+        PrefixWindows(windows, soft, context),
+        sampler=sampler,
+        batch_size=None,
+        collate_fn=_as_is,
+        generator=torch.Generator(),
     )
 
 

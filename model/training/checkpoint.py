@@ -49,8 +49,10 @@ def load_model(model_dir: Path) -> tuple[IntentNet, ModelCard]:
     return load_net(model_dir), ModelCard.load(Path(model_dir))
 
 
-def predict_logits(net: IntentNet, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """(n, 2) float32 logits of raw windows X (n, N, 16), in eval mode, batch by batch."""
+def predict_logits(
+    net: IntentNet, X: np.ndarray, context: np.ndarray | None = None, batch_size: int = 4096
+) -> np.ndarray:
+    """(n, 2) float32 logits of raw windows X (n, N, 16) and raw context (n, k) if the net takes one, batch by batch."""
     was_training = net.training
     net.eval()
     out = np.empty((len(X), 2), dtype=np.float32)
@@ -58,13 +60,18 @@ def predict_logits(net: IntentNet, X: np.ndarray, batch_size: int = 4096) -> np.
         with torch.inference_mode():
             for start in range(0, len(X), batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(X[start : start + batch_size], dtype=np.float32))
-                out[start : start + len(batch)] = net(batch).numpy()
+                ctx = None
+                if context is not None and net.config.context_dim:
+                    ctx = torch.from_numpy(np.ascontiguousarray(context[start : start + batch_size], dtype=np.float32))
+                out[start : start + len(batch)] = net(batch, ctx).numpy()
     finally:
         net.train(was_training)
     return out
 
 
-def predict_proba(net: IntentNet, X: np.ndarray, batch_size: int = 4096) -> np.ndarray:
-    """(n, 2) float32 probabilities [p_add_cart, p_make_order] of raw windows X (n, N, 16)."""
-    logits = predict_logits(net, X, batch_size)
+def predict_proba(
+    net: IntentNet, X: np.ndarray, context: np.ndarray | None = None, batch_size: int = 4096
+) -> np.ndarray:
+    """(n, 2) float32 probabilities [p_add_cart, p_make_order] of raw windows X (n, N, 16) [and context (n, k)]."""
+    logits = predict_logits(net, X, context, batch_size)
     return torch.sigmoid(torch.from_numpy(logits)).numpy()

@@ -15,8 +15,10 @@ from model.training.checkpoint import predict_logits
 from model.training.nets import IntentNet
 
 
-def teacher_soft_targets(teacher: IntentNet, X: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """(n, 2) float32 sigmoid(teacher logits / T) for raw windows X (n, N, 16)."""
+def teacher_soft_targets(
+    teacher: IntentNet, X: np.ndarray, temperature: float = 1.0, context: np.ndarray | None = None
+) -> np.ndarray:
+    """(n, 2) float32 sigmoid(teacher logits / T) for raw windows X (n, N, 16) [and the teacher's context (n, k)]."""
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     if teacher.config.window != X.shape[1]:
@@ -24,7 +26,7 @@ def teacher_soft_targets(teacher: IntentNet, X: np.ndarray, temperature: float =
             f"teacher was trained on windows of N={teacher.config.window}, but the data has N={X.shape[1]}; "
             "train the student with the teacher's --window"
         )
-    logits = predict_logits(teacher, X)
+    logits = predict_logits(teacher, X, context)
     return torch.sigmoid(torch.from_numpy(logits) / temperature).numpy()
 
 

@@ -125,7 +125,9 @@ def train_model(
 
 def _soft_targets(teacher: IntentNet, train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:
     """(n, 2) teacher probabilities, gathered and scored one chunk of windows at a time."""
-    parts = [teacher_soft_targets(teacher, train.windows(slice(i, i + chunk)), temperature)
+    names = teacher.config.context
+    parts = [teacher_soft_targets(teacher, train.windows(slice(i, i + chunk)), temperature,
+                                  train.contexts(slice(i, i + chunk), names))
              for i in range(0, len(train), chunk)]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.float32)
 
@@ -171,7 +173,7 @@ def fit(
     deadline = began + cfg.max_minutes * 60 if cfg.max_minutes is not None else np.inf
     stopped, stale = "epochs", 0
     gain_ref = -np.inf  # the monitored value at the last epoch that reset the patience count
-    batches = epoch_batches(train, cfg.batch_size, generator, cfg.prefixes_per_epoch, soft_np)
+    batches = epoch_batches(train, cfg.batch_size, generator, cfg.prefixes_per_epoch, soft_np, net.config.context)
     n_batches = len(batches)
     with _progress(show_progress) as progress:
         for epoch in range(1, cfg.epochs + 1):
@@ -180,12 +182,12 @@ def fit(
             net.train()
             total, seen = 0.0, 0
             for batch in batches:
-                x, y = batch[0], batch[1]  # (B, N, 16), (B, 2)
-                logits = net(x)  # (B, 2)
+                x, y, ctx = batch[0], batch[1], batch[2]  # (B, N, 16), (B, 2), (B, k)
+                logits = net(x, ctx if ctx.shape[1] else None)  # (B, 2)
                 if soft_np is None:
                     loss = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
                 else:
-                    loss = distillation_loss(logits, y, batch[2], alpha, cfg.temperature, pos_weight)
+                    loss = distillation_loss(logits, y, batch[3], alpha, cfg.temperature, pos_weight)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -245,7 +247,8 @@ def fit(
 
 def _validate(net: IntentNet, val: WindowSet) -> tuple[float, float, float]:
     """Unweighted BCE on `val`, and PR-AUC per label (nan for a label without positives)."""
-    logits = predict_logits(net, val.view)  # type: ignore[arg-type]  # gathered batch by batch
+    context = val.contexts(slice(None), net.config.context)
+    logits = predict_logits(net, val.view, context)  # type: ignore[arg-type]  # gathered batch by batch
     loss = F.binary_cross_entropy_with_logits(torch.from_numpy(logits), torch.from_numpy(val.Y)).item()
     pr = [
         float(average_precision_score(val.Y[:, j], logits[:, j])) if val.Y[:, j].any() else float("nan")

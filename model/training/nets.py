@@ -5,6 +5,11 @@ The log1p dwell scaling of model/features.py lives inside the network (`DwellSca
 exported graph takes the raw vectors that serving encodes.
 
 Windows are zero-padded at the front (oldest first), so the recurrent nets read the last time step.
+
+Context (model/context.py): a net whose NetConfig names context features takes a second input, the raw
+(B, k) context; ContextScaling applies the one scaling of model/context.py, a small ReLU layer embeds
+it, and the head reads [recurrent summary, context embedding] through one hidden layer. A net without
+context (k = 0, every model before it) keeps the plain Linear head and its single input.
 Every arch uses whole nn.LSTM / nn.GRU modules, never unrolled cells: the legacy ONNX exporter then
 emits LSTM / GRU ops, which ONNX Runtime can quantize (LSTM) or run fused.
 """
@@ -17,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from model.context import context_columns, context_units
 from model.features import N_ACTIONS, SCALE_DIVISOR, VECTOR_DIM
 
 N_LABELS = 2  # [add_cart, make_order]
@@ -31,13 +37,14 @@ _RECURRENT_STACKS: dict[str, tuple[str, ...]] = {
 }
 ARCHS: tuple[str, ...] = (*_RECURRENT_STACKS, "lstm_attn")
 
-# Published sizes, and our choices where the paper gives none (see docs/training.md).
+# Published sizes, and our choices where the paper gives none (see docs/training.md). The context sizes
+# (used only when the net has context) scale with the recurrent summary they sit beside.
 _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "lstm_gru": {"lstm_units": 500, "gru_units": 300, "dropout": 0.2},
-    "lstm": {"lstm_units": 500, "dropout": 0.2},
-    "gru": {"gru_units": 300, "dropout": 0.2},
-    "lstm_attn": {"lstm_units": 128, "attn_heads": 4, "dropout": 0.3},
-    "lstm_gru_small": {"lstm_units": 64, "gru_units": 32, "dropout": 0.2},
+    "lstm_gru": {"lstm_units": 500, "gru_units": 300, "dropout": 0.2, "context_units": 64, "head_units": 128},
+    "lstm": {"lstm_units": 500, "dropout": 0.2, "context_units": 64, "head_units": 128},
+    "gru": {"gru_units": 300, "dropout": 0.2, "context_units": 64, "head_units": 128},
+    "lstm_attn": {"lstm_units": 128, "attn_heads": 4, "dropout": 0.3, "context_units": 32, "head_units": 64},
+    "lstm_gru_small": {"lstm_units": 64, "gru_units": 32, "dropout": 0.2, "context_units": 16, "head_units": 32},
 }
 
 
@@ -52,6 +59,13 @@ class NetConfig:
     dropout: float = 0.2
     window: int = 10  # N, the window length the net was trained on (FeatureConfig.window)
     input_dim: int = VECTOR_DIM
+    context: tuple[str, ...] = ()  # model/context.py feature names, in input order; () = no context input
+    context_units: int = 16  # the context embedding (only with context)
+    head_units: int = 32  # the head's hidden layer (only with context)
+
+    @property
+    def context_dim(self) -> int:
+        return len(self.context)
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
@@ -60,6 +74,8 @@ class NetConfig:
             raise ValueError(f"lstm_units ({self.lstm_units}) must be divisible by attn_heads ({self.attn_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        self.context = tuple(self.context)
+        context_columns(self.context)  # KeyError on a name model/context.py does not define
 
     @classmethod
     def for_arch(cls, arch: str, window: int = 10, **overrides: Any) -> NetConfig:
@@ -69,7 +85,7 @@ class NetConfig:
         return cls(arch=arch, window=window, **{**_ARCH_DEFAULTS[arch], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "context": list(self.context)}  # a list, as JSON gives it back
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> NetConfig:
@@ -83,6 +99,22 @@ class DwellScaling(nn.Module):
     def forward(self, windows: Tensor) -> Tensor:
         dwell, flags = windows[..., :N_ACTIONS], windows[..., N_ACTIONS:]
         return torch.cat([torch.log1p(dwell) / SCALE_DIVISOR, flags], dim=-1)
+
+
+class ContextScaling(nn.Module):
+    """model/context.py's scaling, (B, k) → (B, k): log1p(x / unit) where a feature has a unit, flags as they are."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        units = torch.from_numpy(context_units(names))
+        # Rebuilt from the names, so not part of the state dict: model.pt holds weights only.
+        self.units: Tensor
+        self.is_scaled: Tensor
+        self.register_buffer("units", torch.where(units > 0, units, torch.ones_like(units)), persistent=False)
+        self.register_buffer("is_scaled", units > 0, persistent=False)
+
+    def forward(self, context: Tensor) -> Tensor:
+        return torch.where(self.is_scaled, torch.log1p(torch.clamp(context, min=0.0) / self.units), context)
 
 
 class RecurrentEncoder(nn.Module):
@@ -143,13 +175,27 @@ class IntentNet(nn.Module):
             self.encoder = AttentionEncoder(cfg)
         else:
             self.encoder = RecurrentEncoder(_RECURRENT_STACKS[cfg.arch], cfg)
-        self.head = nn.Linear(self.encoder.out_dim, N_LABELS)
+        self.context_encoder: nn.Module | None = None
+        if not cfg.context_dim:
+            self.head: nn.Module = nn.Linear(self.encoder.out_dim, N_LABELS)
+            return
+        self.context_encoder = nn.Sequential(
+            ContextScaling(cfg.context), nn.Linear(cfg.context_dim, cfg.context_units), nn.ReLU()
+        )
+        self.head = nn.Sequential(
+            nn.Linear(self.encoder.out_dim + cfg.context_units, cfg.head_units), nn.ReLU(), nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.head_units, N_LABELS),
+        )  # fmt: skip
 
-    def forward(self, windows: Tensor) -> Tensor:
+    def forward(self, windows: Tensor, context: Tensor | None = None) -> Tensor:
         # A front-padding step is all zeros; a real event has its dwell (≥ 1 s) in one action slot.
         pad = windows[..., :N_ACTIONS].sum(dim=-1) == 0  # (B, N) bool
         summary = self.encoder(self.scaling(windows), pad)  # (B, H)
-        return self.head(summary)  # (B, 2) logits
+        if self.context_encoder is None:
+            return self.head(summary)  # (B, 2) logits
+        if context is None:
+            raise ValueError(f"this net takes a (B, {self.config.context_dim}) context: {self.config.context}")
+        return self.head(torch.cat([summary, self.context_encoder(context)], dim=-1))  # (B, 2) logits
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,87 @@
+"""`session-intent ablation`: which context groups (model/context.py) help, per split, network vs baselines.
+
+Wired into the console script by `cli/main.py` through `register(app)`. torch and sklearn are imported
+inside the command, so that `serve` runs in an image without them.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `ablation` command to the console script."""
+    app.command("ablation")(ablation)
+
+
+def ablation(
+    data: Annotated[Path, typer.Option("--data", dir_okay=False, help="Common event CSV with user/item/category ids.")],
+    output: Annotated[Path, typer.Option("-o", "--output", file_okay=False, help="Folder for ablation.md/.csv.")],
+    models_dir: Annotated[
+        Path, typer.Option("--models-dir", file_okay=False, help="Where the trained networks go (one per row).")
+    ],
+    arch: Annotated[str, typer.Option("--arch", help="The network's architecture.")] = "lstm_gru_small",
+    splits: Annotated[str, typer.Option("--splits", help="Comma-separated: session, time.")] = "session,time",
+    sets: Annotated[
+        str, typer.Option("--sets", help="Comma-separated context sets: none, session, history, session+history.")
+    ] = "none,session,session+history",
+    baselines: Annotated[str, typer.Option("--baselines", help="Comma-separated baselines.")] = (
+        "logreg,random_forest,hist_gbm"
+    ),
+    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = "UTC",
+    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = 10,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = 1,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of sessions.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Train the network and fit the baselines per split × context set; write ablation.md and ablation.csv."""
+    from model.context import CONTEXT_SETS
+    from model.data.dataset import BadEventFile
+    from model.evaluation.ablation import AblationOptions, run_ablation
+    from model.evaluation.baselines import BASELINES
+    from model.evaluation.report.ablation import write_ablation
+    from model.features import FeatureConfig
+    from model.training.loop import TrainConfig
+    from model.training.nets import ARCHS
+
+    console = Console()
+    split_list, set_list, base_list = (
+        tuple(x.strip() for x in v.split(",") if x.strip()) for v in (splits, sets, baselines)
+    )
+    if arch not in ARCHS:
+        _fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+    for given, known, flag in ((split_list, ("session", "time"), "--splits"), (set_list, tuple(CONTEXT_SETS), "--sets"),
+                               (base_list, BASELINES[1:], "--baselines")):  # fmt: skip
+        if not given or set(given) - set(known):
+            _fail(console, f"{flag}: expected a comma-separated subset of {', '.join(known)}")
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    args = ["session-intent", "ablation", "--data", str(data), "-o", str(output), "--models-dir", str(models_dir),
+            "--arch", arch, "--splits", splits, "--sets", sets, "--baselines", baselines, "--timezone", timezone,
+            "--window", str(window), "--epochs", str(epochs), "--threads", str(threads), "--n-boot", str(n_boot),
+            "--seed", str(seed)]  # fmt: skip
+    options = AblationOptions(
+        arch=arch, splits=split_list, sets=set_list, baselines=base_list,
+        features=FeatureConfig(timezone=timezone, window=window),
+        train=TrainConfig(epochs=epochs, seed=seed, threads=threads), n_boot=n_boot, seed=seed,
+        command=shlex.join(args),
+    )  # fmt: skip
+    try:
+        result = run_ablation(data, models_dir, options)
+    except (BadEventFile, ValueError) as exc:
+        _fail(console, f"cannot run the ablation: {exc}")
+    md, csv = write_ablation(result, output)
+    console.print(f"wrote {md} and {csv} in {result['seconds']:.0f} s; the networks are in {models_dir}")
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code=2)

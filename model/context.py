@@ -1,0 +1,398 @@
+"""The one definition of the context beside the window (docs/architecture.md §3.1), shared by training and serving.
+
+numpy/stdlib only, like model/features.py. For the prefix that ends at a click (the click included): the
+`session` group (the session's own clicks so far) and the `history` group (the same user's earlier sessions,
+frozen at the session's first click). One definition, two implementations, equal on random logs
+(tests/test_context.py): `compute_context` (vectorised, training) and `ContextTracker` / `update_context`
+(incremental, O(1) per click: what serving keeps in Redis). A missing id (-1 / None) leaves its features at 0.
+Scaling has one home: `scale_context` and the network's ContextScaling read the units of `CONTEXT_FEATURES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.features import ADD_CART, ORDER, EventLog
+from model.risk import CART_OPEN, cart_states, cart_transition
+
+SESSION, HISTORY = "session", "history"
+CONTEXT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ContextFeature:
+    name: str
+    group: str  # SESSION or HISTORY
+    unit: float | None  # None: a 0/1 flag fed as it is; else fed as log1p(x / unit)
+    meaning: str
+
+
+CONTEXT_FEATURES: tuple[ContextFeature, ...] = (
+    ContextFeature("item_seen_before", SESSION, None, "the click's item was clicked earlier in this session"),
+    ContextFeature("item_carted_before", SESSION, None, "the click's item was carted earlier in this session"),
+    ContextFeature("cart_items_open", SESSION, 1.0, "items added to the cart in this session and not ordered since"),
+    ContextFeature("distinct_items", SESSION, 1.0, "distinct items clicked in this session so far"),
+    ContextFeature("distinct_categories", SESSION, 1.0, "distinct categories clicked in this session so far"),
+    ContextFeature("clicks", SESSION, 1.0, "clicks in this session so far"),
+    ContextFeature("session_seconds", SESSION, 60.0, "seconds since the session's first click"),
+    ContextFeature("cart_open", SESSION, None, "the cart is open after this click (model/risk.py)"),
+    ContextFeature("cart_open_seconds", SESSION, 60.0, "seconds since the open cart opened; 0 when not open"),
+    ContextFeature("hist_sessions", HISTORY, 1.0, "the user's earlier sessions"),
+    ContextFeature("hist_events", HISTORY, 1.0, "clicks in the user's earlier sessions"),
+    ContextFeature("hist_carts", HISTORY, 1.0, "add_cart clicks in the user's earlier sessions"),
+    ContextFeature("hist_orders", HISTORY, 1.0, "order clicks in the user's earlier sessions"),
+    ContextFeature("hist_gap_seconds", HISTORY, 3600.0, "seconds since the user's last earlier click; 0: none"),
+    ContextFeature("hist_cart_items_open", HISTORY, 1.0, "items carted earlier, unordered at session start"),
+    ContextFeature("item_in_hist_cart", HISTORY, None, "the click's item is among those"),
+)  # fmt: skip
+CONTEXT_NAMES: tuple[str, ...] = tuple(f.name for f in CONTEXT_FEATURES)
+CONTEXT_DIM = len(CONTEXT_FEATURES)
+_INDEX = {name: i for i, name in enumerate(CONTEXT_NAMES)}
+# The feature sets the ablation compares and `train --context` accepts.
+CONTEXT_SETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "session": tuple(f.name for f in CONTEXT_FEATURES if f.group == SESSION),
+    "history": tuple(f.name for f in CONTEXT_FEATURES if f.group == HISTORY),
+    "session+history": CONTEXT_NAMES,
+}
+
+
+def context_names(spec: str) -> tuple[str, ...]:
+    """The feature names of a set name (`CONTEXT_SETS`) or of a comma-separated list of feature names."""
+    if spec in CONTEXT_SETS:
+        return CONTEXT_SETS[spec]
+    names = tuple(n.strip() for n in spec.split(",") if n.strip())
+    unknown = [n for n in names if n not in _INDEX]
+    if unknown:
+        raise ValueError(
+            f"unknown context {unknown}; expected one of {list(CONTEXT_SETS)} or names from {CONTEXT_NAMES}"
+        )
+    return names
+
+
+def context_columns(names: Sequence[str]) -> np.ndarray:
+    """(k,) column of each name in the full (E, CONTEXT_DIM) context matrix."""
+    return np.array([_INDEX[n] for n in names], dtype=np.int64)
+
+
+def context_units(names: Sequence[str]) -> np.ndarray:
+    """(k,) float32 unit of each feature; 0 for a flag (fed as it is)."""
+    return np.array([CONTEXT_FEATURES[_INDEX[n]].unit or 0.0 for n in names], dtype=np.float32)
+
+
+def scale_context(values: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """(…, k) values → what the network's first context layer sees: log1p(x / unit), flags as they are."""
+    units = context_units(names)
+    scaled = np.log1p(np.maximum(values, 0.0) / np.where(units > 0, units, 1.0))
+    return np.where(units > 0, scaled, values).astype(np.float32)
+
+
+def context_fingerprint(names: Sequence[str]) -> str:
+    """Hash of the chosen features' names, order, definitions and scaling; '' for no context."""
+    if not names:
+        return ""
+    chosen = [CONTEXT_FEATURES[_INDEX[n]] for n in names]
+    layout = {"version": CONTEXT_VERSION, "features": [[f.name, f.group, f.unit, f.meaning] for f in chosen],
+              "scaling": "log1p(x/unit) where unit, else as is"}  # fmt: skip
+    return hashlib.sha256(json.dumps(layout, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ContextMismatch(ValueError):
+    """A model was trained on context features this code defines differently."""
+
+
+def context_card(names: Sequence[str]) -> dict[str, object]:
+    """What a model card records about its context: the names in input order and their fingerprint."""
+    return {"names": list(names), "fingerprint": context_fingerprint(names)} if names else {}
+
+
+def check_context(card_context: dict[str, object], source: str) -> tuple[str, ...]:
+    """The card's context names, after checking their fingerprint against this code's definitions."""
+    names = tuple(str(n) for n in card_context.get("names", ()) or ())  # type: ignore[attr-defined]
+    unknown = [n for n in names if n not in _INDEX]
+    if unknown or card_context.get("fingerprint", "") != context_fingerprint(names):
+        raise ContextMismatch(
+            f"{source} was trained on context {list(names)} with fingerprint {card_context.get('fingerprint')!r}, "
+            f"but this code's model/context.py gives {context_fingerprint([n for n in names if n in _INDEX])!r}"
+        )
+    return names
+
+
+@dataclass(frozen=True)
+class ContextIds:
+    """Ids beside an EventLog: items, categories (E,) and users (S,) as int codes, -1 where unknown; None: none."""
+
+    items: np.ndarray | None = None
+    categories: np.ndarray | None = None
+    users: np.ndarray | None = None
+
+
+def _dense(*keys: np.ndarray) -> np.ndarray:
+    """(n,) dense group id of each row of the key columns."""
+    if not keys[0].size:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def _per_session_cumsum(values: np.ndarray, starts: np.ndarray, session: np.ndarray) -> np.ndarray:
+    """(E,) running sum of `values` within each session."""
+    total = np.cumsum(values, dtype=np.float64)
+    before = np.concatenate([[0.0], total])[starts]  # (S,) sum before each session's first event
+    return total - before[session]
+
+
+def _distinct_so_far(codes: np.ndarray, session: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(E,) distinct known codes (≥ 0) in the session up to each event, and (E,) whether each is a repeat."""
+    n = codes.shape[0]
+    known = codes >= 0
+    first = np.zeros(n, dtype=bool)
+    if known.any():
+        idx = np.flatnonzero(known)
+        _, first_pos = np.unique(_dense(session[idx], codes[idx]), return_index=True)  # first occurrences
+        first[idx[first_pos]] = True
+    return _per_session_cumsum(first.astype(np.float64), starts, session), known & ~first
+
+
+def _session_group(log: EventLog, ids: ContextIds) -> np.ndarray:
+    """(E, 9) the session features, in CONTEXT_FEATURES order."""
+    n, starts, session = len(log), np.asarray(log.starts, dtype=np.int64), log.session_of_event()
+    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
+    out = np.zeros((n, 9), dtype=np.float64)
+    items = ids.items if ids.items is not None else np.full(n, -1, dtype=np.int64)
+    cats = ids.categories if ids.categories is not None else np.full(n, -1, dtype=np.int64)
+    out[:, 3], seen_before = _distinct_so_far(items, session, starts)
+    out[:, 4], _ = _distinct_so_far(cats, session, starts)
+    out[:, 0] = seen_before
+    known = np.flatnonzero(items >= 0)
+    if known.size:
+        pair = np.full(n, -1, dtype=np.int64)
+        pair[known] = _dense(session[known], items[known])
+        is_cart, is_op = actions == ADD_CART, (actions == ADD_CART) | (actions == ORDER)
+        first_cart = np.full(int(pair.max()) + 1, n, dtype=np.int64)
+        carts = known[is_cart[known]]
+        np.minimum.at(first_cart, pair[carts], carts)
+        out[known, 1] = first_cart[pair[known]] < known
+        out[:, 2] = _per_session_cumsum(_open_deltas(pair, is_op & (pair >= 0), is_cart), starts, session)
+    out[:, 5] = np.arange(n) - starts[session] + 1
+    out[:, 6] = np.maximum(ts - ts[starts[session]], 0.0)
+    is_open = cart_states(actions, starts) == CART_OPEN
+    prev_open = np.concatenate([[False], is_open[:-1]]) if n else is_open.copy()
+    prev_open[starts] = False  # the click that opened the cart: open now, not before it in this session
+    opened = is_open & ~prev_open
+    opened_at = np.maximum.accumulate(np.where(opened, np.arange(n), 0)) if n else np.zeros(0, dtype=np.int64)
+    out[:, 7] = is_open
+    out[:, 8] = np.where(is_open, np.maximum(ts - ts[opened_at], 0.0), 0.0)
+    return out
+
+
+def _open_deltas(pair: np.ndarray, is_op: np.ndarray, is_cart: np.ndarray) -> np.ndarray:
+    """(E,) change of the open-item count at each event: +1 when a cart opens a pair that was not open,
+    −1 when an order closes an open one; each pair's ops taken in event order."""
+    delta = np.zeros(pair.shape[0], dtype=np.float64)
+    ops = np.flatnonzero(is_op)
+    if not ops.size:
+        return delta
+    ops = ops[np.argsort(pair[ops], kind="stable")]  # by pair, event order within one
+    after = is_cart[ops].astype(np.float64)
+    before = np.concatenate([[0.0], after[:-1]])
+    before[np.concatenate([[True], pair[ops][1:] != pair[ops][:-1]])] = 0.0  # a pair's first op
+    delta[ops] = after - before
+    return delta
+
+
+def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
+    """(E, 7) the history features: the user's events strictly before the session's first click."""
+    n = len(log)
+    out = np.zeros((n, 7), dtype=np.float64)
+    if ids.users is None or not n:
+        return out
+    starts, session = np.asarray(log.starts, dtype=np.int64), log.session_of_event()
+    users = np.asarray(ids.users, dtype=np.int64)
+    ev_user = users[session]
+    mine = np.flatnonzero(ev_user >= 0)
+    if not mine.size:
+        return out
+    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
+    ts_rank = np.unique(ts, return_inverse=True)[1].reshape(-1).astype(np.int64)
+    span = int(ts_rank.max()) + 2
+    # The user timeline: every event of a known user, by (user, ts, event index).
+    order = mine[np.lexsort((mine, ts_rank[mine], ev_user[mine]))]
+    key = ev_user[order] * span + ts_rank[order]
+    items = ids.items if ids.items is not None else np.full(n, -1, dtype=np.int64)
+    upair = np.full(n, -1, dtype=np.int64)
+    with_item = mine[items[mine] >= 0]
+    upair[with_item] = _dense(ev_user[with_item], items[with_item])
+    is_cart, is_op = actions == ADD_CART, (actions == ADD_CART) | (actions == ORDER)
+    # user-level open-item deltas need each pair's ops in time order, so work on the timeline's order
+    open_delta = np.zeros(n, dtype=np.float64)
+    open_delta[order] = _open_deltas(upair[order], (is_op & (upair >= 0))[order], is_cart[order])
+
+    def prefix(values: np.ndarray) -> np.ndarray:
+        return np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
+
+    counts = [prefix(np.ones(n)), prefix(is_cart * 1.0), prefix((actions == ORDER) * 1.0), prefix(open_delta)]
+    known_sessions = np.flatnonzero(users >= 0)
+    s_user, s_rank = users[known_sessions], ts_rank[starts[known_sessions]]
+    lo = np.searchsorted(key, s_user * span, side="left")  # (S',) the user's first timeline position
+    hi = np.searchsorted(key, s_user * span + s_rank, side="left")  # (S',) first at or after the start
+    per_session = np.zeros((len(starts), 6), dtype=np.float64)
+    session_keys = np.sort(s_user * span + s_rank)
+    per_session[known_sessions, 0] = np.searchsorted(session_keys, s_user * span + s_rank, side="left") - (
+        np.searchsorted(session_keys, s_user * span, side="left")
+    )
+    for j, cum in zip((1, 2, 3, 5), counts, strict=True):
+        per_session[known_sessions, j] = cum[hi] - cum[lo]
+    last_ts = ts[order[np.maximum(hi - 1, 0)]]
+    per_session[known_sessions, 4] = np.where(hi > lo, ts[starts[known_sessions]] - last_ts, 0.0)
+    out[:, :6] = per_session[session]
+    # item_in_hist_cart: the (user, item) pair's last cart/order op before the session's first click was a cart.
+    op_events = order[(is_op & (upair >= 0))[order]]
+    if op_events.size and with_item.size:
+        op_events = op_events[np.lexsort((op_events, ts_rank[op_events], upair[op_events]))]
+        op_key = upair[op_events] * span + ts_rank[op_events]
+        q = with_item
+        pos = np.searchsorted(op_key, upair[q] * span + ts_rank[starts[session[q]]], side="left") - 1
+        hit = (pos >= 0) & (upair[op_events[np.maximum(pos, 0)]] == upair[q])
+        out[q, 6] = hit & is_cart[op_events[np.maximum(pos, 0)]]
+    return out
+
+
+def compute_context(log: EventLog, ids: ContextIds | None = None) -> np.ndarray:
+    """(E, CONTEXT_DIM) float32 raw (unscaled) context of the prefix ending at each event of `log`.
+
+    Sessions need not be grouped by user; within a session, events are in arrival (ts) order.
+    """
+    ids = ids or ContextIds()
+    return np.hstack([_session_group(log, ids), _history_group(log, ids)]).astype(np.float32)
+
+
+@dataclass
+class SessionState:
+    """Per-session state (serving: one hash and five sets per session, O(1) work per click)."""
+
+    clicks: int = 0
+    first_ts: float = 0.0
+    last_ts: float = 0.0
+    carts: int = 0
+    orders: int = 0
+    cart_state: int = 0  # model/risk.py CART_NONE / CART_OPEN / CART_CLOSED
+    cart_opened_ts: float = 0.0
+    seen_items: set[Hashable] = field(default_factory=set)
+    seen_categories: set[Hashable] = field(default_factory=set)
+    carted_items: set[Hashable] = field(default_factory=set)  # ever carted in this session
+    open_items: set[Hashable] = field(default_factory=set)  # last cart/order op in this session: a cart
+    closed_items: set[Hashable] = field(default_factory=set)  # last cart/order op in this session: an order
+    history: tuple[float, ...] = (0.0,) * 6  # hist_sessions … hist_cart_items_open, frozen at the first click
+
+
+@dataclass
+class UserHistory:
+    """Per-user record (serving: one hash and one set per user), updated only when a session starts.
+
+    Holds the user's closed sessions folded together, and the newest session, still running, which is
+    folded in when the user's next session starts: amortised O(1) per click, since each click's item
+    enters `open_items` at most once per fold. Assumes a user's sessions do not overlap in time (the
+    30-min gap rule guarantees it).
+    """
+
+    sessions: int = 0
+    events: int = 0
+    carts: int = 0
+    orders: int = 0
+    last_ts: float | None = None
+    open_items: set[Hashable] = field(default_factory=set)  # carted in earlier sessions, not ordered since
+    running: SessionState | None = None
+
+    def fold_running(self) -> None:
+        """Fold the running session into the closed history (at the user's next session start)."""
+        s = self.running
+        if s is None:
+            return
+        self.sessions, self.events, self.carts, self.orders = (
+            self.sessions + 1,
+            self.events + s.clicks,
+            self.carts + s.carts,
+            self.orders + s.orders,
+        )
+        self.last_ts = s.last_ts if self.last_ts is None else max(self.last_ts, s.last_ts)
+        self.open_items |= s.open_items
+        self.open_items -= s.closed_items
+        self.running = None
+
+
+def _known(value: Hashable | None) -> bool:
+    return value is not None and not (isinstance(value, int | np.integer) and value < 0)
+
+
+def start_session(ts: float, user: UserHistory | None) -> SessionState:
+    """A fresh state for a session whose first click is at `ts`; folds the user's previous session first."""
+    state = SessionState(first_ts=ts, last_ts=ts)
+    if user is not None:
+        user.fold_running()
+        gap = ts - user.last_ts if user.last_ts is not None else 0.0
+        state.history = (user.sessions, user.events, user.carts, user.orders, gap, len(user.open_items))
+        user.running = state
+    return state
+
+
+def update_context(
+    state: SessionState, user: UserHistory | None, action: int, ts: float,
+    item: Hashable | None = None, category: Hashable | None = None,
+) -> np.ndarray:  # fmt: skip
+    """Apply one click to `state` and return its (CONTEXT_DIM,) float32 raw context (this click included)."""
+    has_item = _known(item)
+    seen_before = has_item and item in state.seen_items
+    carted_before = has_item and item in state.carted_items
+    state.clicks += 1
+    state.last_ts = max(state.last_ts, ts)
+    if has_item:
+        state.seen_items.add(item)
+    if _known(category):
+        state.seen_categories.add(category)
+    if action == ADD_CART:
+        state.carts += 1
+        if has_item:
+            state.carted_items.add(item)
+            state.open_items.add(item)
+            state.closed_items.discard(item)
+    elif action == ORDER:
+        state.orders += 1
+        if has_item:
+            state.open_items.discard(item)
+            state.closed_items.add(item)
+    new_cart = cart_transition(state.cart_state, action)
+    if new_cart == CART_OPEN and state.cart_state != CART_OPEN:
+        state.cart_opened_ts = ts
+    state.cart_state = new_cart
+    is_open = new_cart == CART_OPEN
+    in_hist_cart = user is not None and has_item and item in user.open_items
+    values = (
+        seen_before, carted_before, len(state.open_items), len(state.seen_items), len(state.seen_categories),
+        state.clicks, max(ts - state.first_ts, 0.0), is_open, max(ts - state.cart_opened_ts, 0.0) if is_open else 0.0,
+        *state.history, in_hist_cart,
+    )  # fmt: skip
+    return np.asarray(values, dtype=np.float32)
+
+
+class ContextTracker:
+    """Sessions and users by key, as serving keeps them in Redis; `click` returns the click's raw context."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[Hashable, SessionState] = {}
+        self.users: dict[Hashable, UserHistory] = {}
+
+    def click(
+        self, session: Hashable, user: Hashable | None, action: int, ts: float,
+        item: Hashable | None = None, category: Hashable | None = None,
+    ) -> np.ndarray:  # fmt: skip
+        record = self.users.setdefault(user, UserHistory()) if _known(user) else None
+        state = self.sessions.get(session)
+        if state is None:
+            state = self.sessions[session] = start_session(ts, record)
+        return update_context(state, record, action, ts, item, category)
