@@ -62,7 +62,7 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def run_workers(workers: int, host: str, port: int, log_level: str, access_log: bool,
+def run_workers(workers: int, host: str, port: int, log_config: dict[str, Any], log_level: str,
                 env: Mapping[str, str]) -> None:
     """Bind once, run `workers` processes of the app factory until SIGINT/SIGTERM; report deaths."""
     import uvicorn
@@ -80,8 +80,8 @@ def run_workers(workers: int, host: str, port: int, log_level: str, access_log: 
             super().keep_subprocess_alive()
 
     os.environ.update(env)  # spawned workers inherit it and build their Settings from it
-    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers,
-                            log_level=log_level, access_log=access_log, lifespan="on")
+    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_config=log_config,
+                            log_level=log_level, access_log=False, lifespan="on")
     sock = config.bind_socket()
     log.warning("serving on http://%s:%d with %d workers (one engine and batcher each)", host, port, workers)
     try:

@@ -128,7 +128,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
     app.state.admission = Admission(settings.max_in_flight, settings.admission_target_ms / 1000)
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       admission=app.state.admission, retry_after_s=settings.retry_after_s)
+                       admission=app.state.admission, retry_after_s=settings.retry_after_s,
+                       log_requests=settings.access_log)
     for module in (routes_events, routes_reads, routes_ops):
         app.include_router(module.router)
     install_openapi(app, settings)

@@ -217,7 +217,8 @@ def test_body_over_the_limit_is_a_413(client: httpx.Client) -> None:
         yield json.dumps(big).encode()
 
     streamed = client.post("/v1/sessions/big/events", content=chunks(), headers={"content-type": "application/json"})
-    assert streamed.status_code == 413 and streamed.json() == {"error": "request body exceeds 4096 bytes"}
+    assert streamed.status_code == 413 and streamed.json() == {
+        "error": "request body exceeds 4096 bytes", "request_id": streamed.headers["X-Request-ID"]}
 
 
 async def test_200_concurrent_clicks_on_one_session(server: UvicornThread, redis_url: str) -> None:

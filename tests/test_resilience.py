@@ -110,7 +110,7 @@ def test_an_unexpected_error_is_a_500_without_details(http: httpx.Client, redis_
     redis.Redis.from_url(redis_url).set(corrupt, "not a list")  # not a list: the script fails
     with caplog.at_level(logging.ERROR, logger="service.boundary"):
         answer = http.post("/v1/sessions/broken-1/events", json={"action": "home"})
-    assert assert_clean_error(answer, 500) == {"error": "internal error"}
+    assert assert_clean_error(answer, 500) == {"error": "internal error", "request_id": answer.headers["X-Request-ID"]}
     assert any(record.exc_info for record in caplog.records)  # the traceback went to the log instead
     assert 'si_errors_total{cause="internal"} 1.0' in http.get("/metrics").text
 
