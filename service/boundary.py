@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import messages
 from service.admission import Admission
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
+from service.live_gauges import LiveGauges
 from service.metrics import ServiceMetrics
 from service.request_id import HEADER_KEY as REQUEST_ID_KEY
 from service.request_id import RequestIds, request_id_var
@@ -208,7 +209,6 @@ class BoundaryMiddleware:
 
     async def _shed(self, scope: Scope, send: TrackedSend, start: float) -> None:
         """503 + Retry-After before the body is read: the same answer and series as any other 503 overload."""
-        self.metrics.shed.inc()
         self.metrics.child(self.metrics.errors, "overload").inc()
         body = self._shed_body_head + send.request_id + b'"}'
         headers = [*self._shed_headers, (b"content-length", str(len(body)).encode())]
@@ -230,13 +230,16 @@ class BoundaryMiddleware:
                                    "ms": round(seconds * 1000, 2)})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app's lifespan, with the loop-lag timer running for as long as the app is up."""
+        """The app's lifespan, with the loop-lag timer and the live gauges running for as long as the app is up."""
         lag = self.admission.loop_lag
         if lag is not None:
             lag.start(asyncio.get_running_loop())
+        gauges = LiveGauges(self.metrics, self.admission)
+        gauges.start(asyncio.get_running_loop())
         try:
             await self.app(scope, receive, send)
         finally:
+            gauges.stop()
             if lag is not None:
                 lag.stop()
 

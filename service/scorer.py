@@ -79,7 +79,7 @@ class SessionScorer:
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
         ))
-        self.metrics.stage_total.observe(time.perf_counter() - start)
+        self.metrics.click.observe(time.perf_counter() - start)
         return out
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
