@@ -44,6 +44,8 @@ class ModelCard:
     git_commit: str = "unknown"
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = CARD_VERSION
+    # Binned training distribution of the inputs and scores (model/drift.py); empty: no drift gauges.
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def window(self) -> int:

@@ -24,6 +24,7 @@ from service.batcher import MicroBatcher
 from service.boundary import BoundaryMiddleware, install_error_handlers
 from service.click_path import ClickFastPath
 from service.deps import ServiceState
+from service.drift import start_drift
 from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
 from service.metrics import GcPauses, ServiceMetrics
@@ -84,6 +85,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, engine.card, engine.model_id, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer)
+        metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s)
+        if metrics.drift is not None:
+            stack.push_async_callback(metrics.drift.stop)
         metrics.model.info({"model": engine.model_id, "provider": engine.provider, "window": str(engine.window),
                             "fingerprint": engine.card.fingerprint})
         state = ServiceState(settings=settings, metrics=metrics, redis=client, store=store, engine=engine,

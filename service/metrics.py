@@ -91,6 +91,7 @@ class ServiceMetrics:
             self.stage.labels(stage=name) for name in ("redis", "queue", "infer")
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.drift: Any = None  # service/drift.py DriftMonitor, when the model's card has a reference
         if multiprocess_dir() is None:
             for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
                 type(collector)(registry=r)  # a fresh instance of the default ones, on this app's registry

@@ -74,6 +74,8 @@ class SessionScorer:
 
         probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
+        if self.metrics.drift is not None:
+            self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,

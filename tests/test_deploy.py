@@ -62,8 +62,13 @@ def settings_env_names() -> set[str]:
 
 def service_series() -> dict[str, set[str]]:
     """Every series name ServiceMetrics exposes, with the label names it may carry."""
+    from service.drift import DriftMonitor
+    from tests.test_drift import reference_of_home_clicks
+
     series: dict[str, set[str]] = {}
-    for attribute in vars(ServiceMetrics()).values():
+    metrics = ServiceMetrics()
+    drift = DriftMonitor(metrics, reference_of_home_clicks(), window_s=60)
+    for attribute in [*vars(metrics).values(), *vars(drift).values()]:
         metric = getattr(attribute, "gauge", attribute)  # si_model_info: a gauge inside ModelInfo
         if not isinstance(metric, MetricWrapperBase):
             continue
