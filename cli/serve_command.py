@@ -63,6 +63,10 @@ def serve(
     except (FileNotFoundError, FingerprintMismatch) as exc:
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
+    if settings.tracing != "off":  # the `tracing` extra: one line naming it (cli/main.py), not a failed startup
+        from cli.extras import require_modules
+
+        require_modules("opentelemetry.sdk")
     # Replaces the root handler cli/main.py installed, and goes to uvicorn (and each worker) as its log_config.
     log_config = configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:

@@ -38,6 +38,7 @@ from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
+from service.tracing import start_tracing, stop_tracing
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.critical("refusing to start: %s", exc)
         raise
     async with AsyncExitStack() as stack:
+        if start_tracing(settings.tracing) is not None:
+            stack.callback(stop_tracing)
         pauses = GcPauses(metrics)
         pauses.install()
         stack.callback(pauses.remove)

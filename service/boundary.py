@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import messages
+from service import messages, tracing
 from service.admission import Admission
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
 from service.live_gauges import LiveGauges
@@ -167,13 +167,23 @@ class BoundaryMiddleware:
         start = time.perf_counter()
         request_id = self.request_ids.of(scope["headers"])
         token = request_id_var.set(request_id)
+        try:
+            if tracing.ACTIVE is None:
+                await self._http(scope, receive, send, request_id, start)
+            else:
+                with tracing.ACTIVE.request(scope, request_id):
+                    await self._http(scope, receive, send, request_id, start)
+        finally:
+            request_id_var.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str, start: float) -> None:
+        """One HTTP request: admitted or shed, served, caught, measured."""
         tracked = TrackedSend(send, request_id.encode())
         waited: float | None = None  # an admitted API request's wait for the event loop (s)
         if is_api(scope["path"]):
             waited = self.admission.admit()
             if waited is None:
                 await self._shed(scope, tracked, start)
-                request_id_var.reset(token)
                 return
         try:
             await self._serve(scope, receive, tracked, admitted=waited is not None)
@@ -187,7 +197,6 @@ class BoundaryMiddleware:
             if waited is not None:
                 self.admission.done(waited + now - start, now)
             self._observe(scope, tracked.status, now - start)
-            request_id_var.reset(token)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, admitted: bool) -> None:
         """The app, with the body limit on every read, unless the request is refused before its body is read."""

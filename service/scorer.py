@@ -20,6 +20,7 @@ import numpy as np
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
 from model.risk import abandonment_risk, intent_name
+from service import tracing
 from service.batcher import MicroBatcher, RunBatch
 from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
@@ -56,9 +57,10 @@ class SessionScorer:
         start = time.perf_counter()
         deadline = time.monotonic() + self.deadline_s
         ts = time.time() if event.ts is None else event.ts
-        appended = await self.store.append_event(
-            session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
-        )
+        with tracing.span("redis append_event"):
+            appended = await self.store.append_event(
+                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
+            )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
             self.metrics.duplicates.inc()
@@ -72,7 +74,8 @@ class SessionScorer:
         else:
             self._count_event(event.action, appended.out_of_order)
 
-        probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
+        with tracing.span("batch wait"):
+            probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
         if self.metrics.drift is not None:
             self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
@@ -138,7 +141,8 @@ def engine_runner(engine: Engine) -> RunBatch:
     features = engine.card.features
 
     def run(windows: list[RawWindow]) -> np.ndarray:
-        return engine.run(encode_windows(windows, features))
+        with tracing.span("engine batch", {"batch.size": len(windows)}):
+            return engine.run(encode_windows(windows, features))
 
     return run
 

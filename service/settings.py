@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off", description="OpenTelemetry spans (the `tracing` extra): OTLP/HTTP to OTEL_* settings, or stdout."
+    )
     access_log: bool = Field(default=False, description="One INFO line per request: route template, status, ms.")
     log_format: Literal["text", "json"] = Field(default="text", description="text lines, or one JSON object per line.")
 
