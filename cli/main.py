@@ -32,20 +32,24 @@ def _register_all() -> None:
         bench_chaos_command,
         bench_data_command,
         bench_engine_command,
+        bench_reload_command,
         bench_service_command,
         card_reference_command,
         evaluate_command,
         export_command,
         prepare_command,
+        replay_command,
         serve_command,
+        shadow_report_command,
         synth_command,
         train_command,
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   card_reference_command):
+                   shadow_report_command, replay_command, card_reference_command):
         module.register(app)
-    for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command):
+    for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
+                         bench_reload_command):
         bench_module.register_bench(bench_app)
 
 

@@ -42,6 +42,7 @@ def serve(
     from model.card import FingerprintMismatch, ModelCard, check_fingerprint
     from service.app import create_app
     from service.logging_setup import configure_logging
+    from service.model_repository import ModelRepository, UnknownVersion
     from service.settings import Settings
 
     console = Console(stderr=True)
@@ -58,9 +59,10 @@ def serve(
         raise typer.Exit(2) from None
     # Fail before binding a port: a model for another feature layout never serves a request.
     try:
-        card = ModelCard.load(settings.model_dir)
-        check_fingerprint(card.fingerprint, str(settings.model_dir / CARD_FILE))
-    except (FileNotFoundError, FingerprintMismatch) as exc:
+        first = ModelRepository(settings.model_repository, settings.model_name, settings.model_dir).resolve()
+        card = ModelCard.load(first.path)
+        check_fingerprint(card.fingerprint, str(first.path / CARD_FILE))
+    except (FileNotFoundError, FingerprintMismatch, UnknownVersion, ValueError) as exc:
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
     if settings.tracing != "off":  # the `tracing` extra: one line naming it (cli/main.py), not a failed startup

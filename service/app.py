@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -25,14 +26,18 @@ from service.boundary import BoundaryMiddleware, install_error_handlers
 from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.drift import start_drift
-from service.engine.onnx_engine import load_engine
 from service.engine.providers import NoUsableProvider
 from service.metrics import GcPauses, ServiceMetrics
+from service.model_repository import ModelRepository, UnknownVersion
 from service.openapi import docs_app, install_openapi
+from service.reloader import ModelRefused, ModelReloader
+from service.rollout_metrics import RolloutMetrics
 from service.routes import events as routes_events
+from service.routes import model as routes_model
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
 from service.scorer import SessionScorer, engine_runner
+from service.served_model import ModelSlot, ServedModel, load_served
 from service.settings import Settings
 from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
@@ -53,13 +58,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.warning("AUTH IS OFF: every route is open to anyone who can reach this service. Set SI_API_KEYS "
                     "(sha256 digests) and SI_REDIS_URL for anything but a local trial.")
     try:
-        engine = await asyncio.to_thread(
-            load_engine, settings.model_dir, precision=settings.precision, providers=settings.providers,
-            intra_op_threads=settings.intra_op_threads, trt_cache_dir=settings.trt_cache_dir,
-        )
-    except (FingerprintMismatch, FileNotFoundError, NoUsableProvider) as exc:
+        repository = ModelRepository(settings.model_repository, settings.model_name, settings.model_dir)
+        served: ServedModel = await asyncio.to_thread(load_served, repository.resolve(), settings)
+    except (FingerprintMismatch, FileNotFoundError, NoUsableProvider, UnknownVersion, ValueError) as exc:
         log.critical("refusing to start: %s", exc)
         raise
+    engine = served.engine
+    slot = ModelSlot(served)
     async with AsyncExitStack() as stack:
         if start_tracing(settings.tracing) is not None:
             stack.callback(stop_tracing)
@@ -81,20 +86,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                              max_records=settings.score_flush_records)
         writer.start()
         stack.push_async_callback(writer.stop)
-        batcher = MicroBatcher(engine_runner(engine), max_batch_size=settings.max_batch_size,
+        batcher = MicroBatcher(engine_runner(slot), max_batch_size=settings.max_batch_size,
                                max_queue_delay_ms=settings.max_queue_delay_ms,
                                max_queue_size=settings.max_queue_size, metrics=metrics)
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
-        scorer = SessionScorer(store, batcher, engine.card, engine.model_id, metrics,
+        scorer = SessionScorer(store, batcher, slot, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer)
-        metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s)
+        metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
         if metrics.drift is not None:
             stack.push_async_callback(metrics.drift.stop)
-        metrics.model.info({"model": engine.model_id, "provider": engine.provider, "window": str(engine.window),
+        metrics.model.info({"model": served.model, "provider": engine.provider, "window": str(engine.window),
                             "fingerprint": engine.card.fingerprint})
-        state = ServiceState(settings=settings, metrics=metrics, redis=client, store=store, engine=engine,
-                             batcher=batcher, scorer=scorer)
+        reloader = ModelReloader(repository, slot, batcher, settings, app.state.rollout_metrics)
+        app.state.rollout_metrics.serving.labels(served.label).set(1)
+        stack.push_async_callback(reloader.set_shadow, None)
+        state = ServiceState(settings=settings, metrics=metrics, redis=client, store=store,
+                             batcher=batcher, scorer=scorer, slot=slot, reloader=reloader)
         app.state.service = state
         await asyncio.to_thread(engine.warmup)
         # Ready means warmed: one real batch through the batcher and the encoder, as a click would travel.
@@ -113,9 +121,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(settings.gc_gen0_threshold, gen1, gen2)
         state.warmed = True
+        await _start_shadow(reloader)
+        _reload_on_sighup(reloader, stack)
+        if settings.model_poll_s > 0 and settings.model_repository is not None:
+            watcher = asyncio.create_task(reloader.watch(settings.model_poll_s), name="model-watch")
+            stack.callback(watcher.cancel)
         log.info("ready: model %s on %s, redis %s", engine.model_id, engine.provider,
                  "embedded" if settings.embedded_redis else "external")
         yield
+
+
+async def _start_shadow(reloader: ModelReloader) -> None:
+    """The candidate the repository's `shadow` pointer names, if any; a refused one is logged, not fatal."""
+    candidate = reloader.repository.pointer("shadow")
+    if candidate is None:
+        return
+    try:
+        await reloader.set_shadow(candidate)
+    except (UnknownVersion, ModelRefused) as exc:
+        log.error("no shadow candidate: %s", exc)
+
+
+def _reload_on_sighup(reloader: ModelReloader, stack: AsyncExitStack) -> None:
+    """SIGHUP loads what the repository's pointers name (kill -HUP <pid>); where the loop cannot take signal
+    handlers (a server in a thread, Windows), only the admin route reloads."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(reloader.follow_pointers(force=True))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+    except (ValueError, RuntimeError, NotImplementedError, AttributeError):
+        log.info("SIGHUP reload unavailable here (not the main thread); the admin route reloads")
+        return
+    stack.callback(loop.remove_signal_handler, signal.SIGHUP)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -130,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.rollout_metrics = RolloutMetrics(metrics.registry)
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
@@ -137,7 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        admission=app.state.admission, retry_after_s=settings.retry_after_s,
                        log_requests=settings.access_log)
-    for module in (routes_events, routes_reads, routes_ops):
+    for module in (routes_events, routes_reads, routes_ops, routes_model):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

@@ -161,6 +161,12 @@ class MicroBatcher:
             self._executor.shutdown(wait=False)
             self._executor = None
 
+    async def run_on_engine_thread(self, job: Callable[[], Any]) -> Any:
+        """Run `job` on the engine thread, between two batches (a reload warms its model here)."""
+        if self._executor is None:
+            raise BatcherStopped("the batcher is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
     async def submit(self, window: Any, deadline_s: float) -> np.ndarray:
         """Scores (2,) of one window, by `deadline_s` on the `time.monotonic()` clock."""
         return (await self.submit_many([window], deadline_s))[0]
@@ -260,7 +266,8 @@ class MicroBatcher:
         started = time.perf_counter()
         self._in_flight = batch
         try:
-            outputs = np.asarray(await loop.run_in_executor(self._executor, self.run_batch, batch.items))
+            # asanyarray: the runner's ndarray subclass (service/served_model.py ModelScores) names the model.
+            outputs = np.asanyarray(await loop.run_in_executor(self._executor, self.run_batch, batch.items))
             if outputs.shape != (len(batch), 2):
                 raise ValueError(f"engine returned shape {outputs.shape} for a batch of {len(batch)}")
         except asyncio.CancelledError:

@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from service.batcher import MicroBatcher
 from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
+from service.reloader import ModelReloader
 from service.scorer import SessionScorer
+from service.served_model import ModelSlot
 from service.settings import Settings
 from service.store.window_store import SessionWindowStore
 
@@ -23,10 +25,16 @@ class ServiceState:
     metrics: ServiceMetrics
     redis: Any  # redis.asyncio.Redis or RedisCluster
     store: SessionWindowStore
-    engine: Engine
     batcher: MicroBatcher
     scorer: SessionScorer
+    slot: ModelSlot
+    reloader: ModelReloader
     warmed: bool = False
+
+    @property
+    def engine(self) -> Engine:
+        """The serving model's engine now (a reload swaps it)."""
+        return self.slot.serving.engine
 
 
 async def get_state(request: Request) -> ServiceState:

@@ -9,7 +9,8 @@ The action mix is `si_events_total{action}`, counted already.
 Every `window_s / TICKS` seconds a task snapshots those series, and over the last `window_s` (a sliding
 window of snapshots) computes each feature's PSI against the reference into `si_drift_psi{feature}`;
 NaN until the window holds `MIN_EVENTS` clicks, so a quiet replica never alerts. A model whose card has
-no `reference` gets none of this (`start_drift` returns None).
+no `reference` gets none of this (`start_drift` returns None). After a hot reload the reference is the
+newly serving card's: the window starts over, and a card without one (or with other bins) reads NaN.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,9 +37,11 @@ MIN_EVENTS = 200
 class DriftMonitor:
     """The live histograms, and PSI over a sliding window against one card's reference."""
 
-    def __init__(self, metrics: ServiceMetrics, reference: dict[str, Any], window_s: float) -> None:
+    def __init__(self, metrics: ServiceMetrics, reference: dict[str, Any], window_s: float,
+                 current_reference: Callable[[], dict[str, Any]] | None = None) -> None:
         r = metrics.registry
         self.reference = reference
+        self._current_reference = current_reference or (lambda: reference)
         self.window_s = window_s
         features, scores = reference["features"], reference["scores"]
         self.dwell = Histogram("si_input_dwell_seconds", "Dwell of each click's previous event (s), clipped.",
@@ -50,6 +54,7 @@ class DriftMonitor:
         self.psi = Gauge("si_drift_psi", "PSI of the last window against the training reference, by feature.",
                          ["feature"], registry=r, multiprocess_mode="livemax")
         self._events = metrics.events
+        self.psi_features = (*features, *scores)
         self._snapshots: deque[dict[str, np.ndarray]] = deque(maxlen=TICKS + 1)
         self._task: asyncio.Task[None] | None = None
 
@@ -79,12 +84,18 @@ class DriftMonitor:
 
     def tick(self) -> None:
         """Snapshot the live counts and set each feature's PSI over the window they span."""
+        reference = self._current_reference()
+        if reference is not self.reference:  # another model serves: its window starts now
+            self.reference = reference
+            self._snapshots.clear()
         self._snapshots.append(self.counts())
         oldest, newest = self._snapshots[0], self._snapshots[-1]
-        expected = {**self.reference["features"], **self.reference["scores"]}
-        for feature, ref in expected.items():
+        expected = {**self.reference.get("features", {}), **self.reference.get("scores", {})}
+        for feature in self.psi_features:
+            ref = expected.get(feature)
             window = newest[feature] - oldest[feature]
-            value = psi(ref["counts"], window) if window.sum() >= MIN_EVENTS else math.nan
+            enough = ref is not None and window.sum() >= MIN_EVENTS
+            value = psi(ref["counts"], window) if enough and ref is not None else math.nan
             self.psi.labels(feature=feature).set(value)
 
     def counts(self) -> dict[str, np.ndarray]:
@@ -112,10 +123,13 @@ def _bucket_counts(histogram: Histogram, **labels: str) -> np.ndarray:
     return np.diff(np.asarray(cumulative, dtype=np.float64), prepend=0.0)
 
 
-def start_drift(metrics: ServiceMetrics, card: ModelCard, window_s: float) -> DriftMonitor | None:
-    """The running monitor of `card`'s reference; None (drift off) for a card without one."""
+def start_drift(metrics: ServiceMetrics, card: ModelCard, window_s: float,
+                current_card: Callable[[], ModelCard] | None = None) -> DriftMonitor | None:
+    """The running monitor of `card`'s reference (then of `current_card()`'s, the serving one after a
+    reload); None (drift off) when the card at startup has none."""
     if not card.reference:
         return None
-    monitor = DriftMonitor(metrics, card.reference, window_s)
+    follow = (lambda: current_card().reference) if current_card is not None else None
+    monitor = DriftMonitor(metrics, card.reference, window_s, follow)
     monitor.start()
     return monitor

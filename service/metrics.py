@@ -127,6 +127,7 @@ class ModelInfo:
         self.gauge = gauge
 
     def info(self, labels: dict[str, str]) -> None:
+        self.gauge.clear()  # as Info does: the new labels replace the old ones
         self.gauge.labels(**labels).set(1)
 
 

@@ -139,7 +139,7 @@ class ScoreOut(BaseModel):
         json_schema_extra={
             "examples": [{
                 "session_id": "s-8f3a1c", "event_index": 7, "p_add_cart": 0.31, "p_make_order": 0.08,
-                "abandonment_risk": 0.29, "intent": "browse", "model": "lstm-gru-int8@3f2a9c", "window": 7,
+                "abandonment_risk": 0.29, "intent": "browse", "model": "default:lstm-gru-int8@3f2a9c", "window": 7,
             }]
         }
     )
@@ -177,8 +177,9 @@ class RiskOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "session_id": "s-8f3a1c", "event_index": 7, "latest_event_index": 7, "pending": False, "p_add_cart": 0.31,
-        "p_make_order": 0.08, "abandonment_risk": 0.92, "intent": "cart_abandonment", "model": "lstm-gru-int8@3f2a9c",
-        "window": 8, "ts": 1795000421.0, "cart": "open", "cart_has_items": True, "from_ad": False, "events": 8,
+        "p_make_order": 0.08, "abandonment_risk": 0.92, "intent": "cart_abandonment",
+        "model": "default:lstm-gru-int8@3f2a9c", "window": 8, "ts": 1795000421.0, "cart": "open",
+        "cart_has_items": True, "from_ad": False, "events": 8,
         "last_event_ts": 1795000421.0, "expires_in_s": 1794,
     }]})
 
@@ -211,8 +212,8 @@ class AtRiskOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "min_risk": 0.5, "limit": 100, "sessions": [{
             "session_id": "s-8f3a1c", "event_index": 7, "p_add_cart": 0.31, "p_make_order": 0.08,
-            "abandonment_risk": 0.92, "intent": "cart_abandonment", "model": "lstm-gru-int8@3f2a9c", "window": 8,
-            "ts": 1795000421.0,
+            "abandonment_risk": 0.92, "intent": "cart_abandonment", "model": "default:lstm-gru-int8@3f2a9c",
+            "window": 8, "ts": 1795000421.0,
         }],
     }]})
 
@@ -236,7 +237,7 @@ class ExplainOut(BaseModel):
     """Occlusion explanation of a session's current window (runs the model: one batch)."""
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
-        "session_id": "s-8f3a1c", "model": "lstm-gru-int8@3f2a9c", "window": 2,
+        "session_id": "s-8f3a1c", "model": "default:lstm-gru-int8@3f2a9c", "window": 2,
         "scores": {"p_add_cart": 0.31, "p_make_order": 0.08, "abandonment_risk": 0.92},
         "intent": "cart_abandonment",
         "contributions": [
@@ -288,7 +289,7 @@ class ErrorOut(BaseModel):
 
 class ReadyOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"ready": True, "redis": True, "warmed": True, "model": "lstm-gru-int8@3f2a9c",
+        {"ready": True, "redis": True, "warmed": True, "model": "default:lstm-gru-int8@3f2a9c",
          "provider": "CPUExecutionProvider"}
     ]})
 

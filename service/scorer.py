@@ -17,14 +17,13 @@ import time
 
 import numpy as np
 
-from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
 from model.risk import abandonment_risk, intent_name
 from service import tracing
 from service.batcher import MicroBatcher, RunBatch
-from service.engine.onnx_engine import Engine
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
+from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
@@ -38,20 +37,26 @@ DECIMALS = 6
 
 
 class SessionScorer:
-    """Scores events and explains sessions with one engine and one store."""
+    """Scores events and explains sessions with the slot's serving model and one store."""
 
-    def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, card: ModelCard, model_id: str,
+    def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, slot: ModelSlot,
                  metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter) -> None:
         self.store = store
         self.batcher = batcher
-        self.card = card
-        self.model_id = model_id
+        self.slot = slot
         self.metrics = metrics
         self.deadline_s = deadline_s
         self.writer = writer
-        # Actions the model never saw in training: a click on one is scored, and counted.
-        coverage = card.slot_coverage
-        self._unseen = frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0)
+        self._unseen_of: tuple[ServedModel, frozenset[str]] | None = None
+
+    @property
+    def _unseen(self) -> frozenset[str]:
+        """Actions the serving model never saw in training: a click on one is scored, and counted."""
+        served = self.slot.serving
+        if self._unseen_of is None or self._unseen_of[0] is not served:
+            coverage = served.card.slot_coverage
+            self._unseen_of = (served, frozenset(a for a in ACTIONS if coverage and coverage.get(a, 0) == 0))
+        return self._unseen_of[1]
 
     async def score_event(self, session_id: str, event: EventIn) -> ScoreOut:
         start = time.perf_counter()
@@ -96,12 +101,13 @@ class SessionScorer:
 
     def _score(self, session_id: str, event_index: int, probs: np.ndarray, cart_has_items: bool,
                window_len: int) -> ScoreOut:
+        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
         p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
         risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, self.card.thresholds),
-            model=self.model_id, window=window_len,
+            abandonment_risk=risk, intent=intent_name(p_order, risk, served.card.thresholds),
+            model=served.model, window=window_len,
         )
 
     async def explain(self, session_id: str) -> ExplainOut | None:
@@ -129,20 +135,28 @@ class SessionScorer:
             for i in range(n_events)
         ]
         return ExplainOut(
-            session_id=session_id, model=self.model_id, window=n_events,
+            session_id=session_id, model=full.model, window=n_events,
             scores={"p_add_cart": full.p_add_cart, "p_make_order": full.p_make_order,
                     "abandonment_risk": full.abandonment_risk},
             intent=full.intent, contributions=contributions,
         )
 
 
-def engine_runner(engine: Engine) -> RunBatch:
-    """The batcher's `run_batch`, on the engine thread: B raw windows → encode_windows (B, N, 16) → (B, 2)."""
-    features = engine.card.features
+def engine_runner(slot: ModelSlot) -> RunBatch:
+    """The batcher's `run_batch`, on the engine thread: B raw windows → encode_windows (B, N, 16) → (B, 2).
+
+    The slot's serving model is read once per batch, so a reload swaps models between batches; the scores
+    carry the model that computed them (service/served_model.py). A shadow candidate is offered the batch
+    after it is scored and never delays it (service/shadow.py)."""
 
     def run(windows: list[RawWindow]) -> np.ndarray:
+        served = slot.serving
         with tracing.span("engine batch", {"batch.size": len(windows)}):
-            return engine.run(encode_windows(windows, features))
+            probs = served.engine.run(encode_windows(windows, served.card.features))
+        shadow = slot.shadow
+        if shadow is not None:
+            shadow.offer(windows, probs)
+        return scored_by(probs, served)
 
     return run
 

@@ -60,6 +60,16 @@ class Settings(BaseSettings):
         description="ONNX Runtime providers in order of preference (comma-separated or JSON); unavailable skipped.",
     )
     intra_op_threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads.")
+    # A model repository (service/model_repository.py): <repository>/<name>/<version>/ as export writes them, a
+    # `serving` pointer file naming the version (else the newest), a `shadow` one naming a candidate. Set, it
+    # wins over model_dir; unset, model_dir is the one version there is.
+    model_repository: Path | None = Field(default=None, description="Folder of <name>/<version>/ model dirs.")
+    model_name: str | None = Field(default=None, description="The model in the repository; unset: its only one.")
+    model_poll_s: float = Field(default=0.0, ge=0, description="Check the repository's pointers every this many "
+                                "seconds and reload on a change; 0: only the admin route and SIGHUP reload.")
+    shadow_share: float = Field(default=0.1, gt=0, le=1, description="Share of batches the shadow candidate scores.")
+    shadow_queue_size: int = Field(default=4, ge=1, le=1024,
+                                   description="Batches waiting for the shadow; past it one is dropped.")
     trt_cache_dir: Path | None = Field(default=None, description="TensorRT engine cache directory.")
 
     # Micro-batching (Triton's vocabulary).

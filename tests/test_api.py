@@ -90,7 +90,8 @@ def test_click_answers_the_contract_with_the_shared_encoding(client: httpx.Clien
     np.testing.assert_allclose([a["abandonment_risk"] for a in answers], risk, atol=1e-6)
     expected_intents = [intent_name(p, r, card.thresholds) for p, r in zip(probs[:, 1], risk, strict=True)]
     assert [a["intent"] for a in answers] == expected_intents
-    assert all(a["model"] == engine.model_id for a in answers)
+    # The version label (the model directory's name outside a repository), then the engine's model id.
+    assert all(a["model"] == f"{model_dir.name}:{engine.model_id}" for a in answers)
 
 
 def test_window_caps_at_n_and_ts_accepts_rfc3339(client: httpx.Client) -> None:

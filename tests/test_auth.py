@@ -31,6 +31,9 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/sessions/{session_id}/risk"): "risk:read",
     ("GET", "/v1/at-risk"): "risk:read",
     ("GET", "/v1/sessions/{session_id}/explain"): "risk:read",
+    ("GET", "/v1/model"): "risk:read",
+    ("POST", "/v1/admin/model"): "admin",
+    ("PUT", "/v1/admin/shadow"): "admin",
     ("GET", "/healthz"): OPEN,
     ("GET", "/readyz"): OPEN,
     ("GET", "/metrics"): OPEN,
@@ -40,6 +43,10 @@ EXPECTED: dict[tuple[str, str], str | None] = {
     ("GET", "/redoc"): OPEN,
 }
 SESSION = "auth-s1"
+# A body an authorised call succeeds with (the click's otherwise): reload the served version, stop the shadow.
+BODIES: dict[tuple[str, str], dict[str, object]] = {
+    ("POST", "/v1/admin/model"): {}, ("PUT", "/v1/admin/shadow"): {"version": None},
+}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +79,7 @@ def served_routes(server: UvicornThread) -> list[tuple[str, str]]:
 def call(http: httpx.Client, method: str, path: str, key: str | None) -> httpx.Response:
     headers = {"X-API-Key": key} if key else {}
     url = path.replace("{session_id}", SESSION)
-    body = {"action": "home"} if method == "POST" else None
+    body = BODIES.get((method, path), {"action": "home"} if method == "POST" else None)
     return http.request(method, url, json=body, headers=headers)
 
 

@@ -37,7 +37,7 @@ async def readyz(state: StateDep) -> JSONResponse:
     """Readiness: Redis answers now and a warmup batch has run through the engine."""
     redis_ok = await _redis_answers(state)
     ready = ReadyOut(ready=redis_ok and state.warmed, redis=redis_ok, warmed=state.warmed,
-                     model=state.engine.model_id, provider=state.engine.provider)
+                     model=state.slot.serving.model, provider=state.engine.provider)
     return JSONResponse(ready.model_dump(), status_code=200 if ready.ready else 503)
 
 

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
+from service.model_schemas import VERSION_PATTERN
 from service.routes.convertors import ANY  # noqa: F401 (registers the `any` path convertor)
 from service.routes.paths import API_PREFIX, AT_RISK_ROUTE
 from service.schemas import AtRiskOut, ExplainOut, RiskOut, SessionId, error_responses
@@ -43,6 +44,9 @@ async def list_at_risk(
                                      examples=[0.5])] = 0.5,
     limit: Annotated[int | None, Query(ge=1, description="At most this many (capped by SI_AT_RISK_MAX_LIMIT).",
                                        examples=[100])] = None,
+    model_version: Annotated[str | None, Query(pattern=VERSION_PATTERN, description=(
+        "Only sessions scored by this model version (the `model` field's label, e.g. taobao/2), "
+        "as during a rolling update."), examples=["default"])] = None,
 ) -> AtRiskOut:
     """Live sessions with abandonment_risk ≥ min_risk, riskiest first, from stored scores; never runs the model."""
     settings = state.settings
@@ -52,7 +56,7 @@ async def list_at_risk(
             "loc": ("query", "limit"), "type": "less_than_equal",
             "msg": f"Input should be less than or equal to {settings.at_risk_max_limit} (SI_AT_RISK_MAX_LIMIT)",
         }])
-    rows = await state.store.at_risk(min_risk, wanted)
+    rows = await state.store.at_risk(min_risk, wanted, model_version)
     return AtRiskOut.model_validate({"min_risk": min_risk, "limit": wanted, "sessions": rows})
 
 

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
+from service.model_repository import version_of
 from service.store import packing, score_record
 from service.store.keys import KeyScheme
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
@@ -224,8 +225,9 @@ class SessionWindowStore:
             raw, ttl = await pipe.execute()
         return decode_meta(session_id, {_text(k): _text(v) for k, v in raw.items()}, int(ttl))
 
-    async def at_risk(self, min_risk: float, limit: int) -> list[dict[str, Any]]:
-        """Live sessions with risk ≥ min_risk, riskiest first, at most `limit`; never an expired one."""
+    async def at_risk(self, min_risk: float, limit: int, model_version: str | None = None) -> list[dict[str, Any]]:
+        """Live sessions with risk ≥ min_risk, riskiest first, at most `limit`; never an expired one.
+        `model_version`: only sessions whose stored scores that version computed (service/model_repository.py)."""
         found: list[dict[str, Any]] = []
         offset = 0
         while len(found) < limit:
@@ -236,7 +238,7 @@ class SessionWindowStore:
             candidates = [(_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
             offset += len(candidates)
             live, dead = await self._live_scores(candidates)
-            found += live
+            found += live if model_version is None else [r for r in live if version_of(r["model"]) == model_version]
             if dead:
                 # Trails a delete on a cluster, or an index expiry behind the real TTL, or an order closed
                 # the cart (a buyer leaves the index; the next add_cart's score lists it again): drop it now.
