@@ -30,6 +30,7 @@ def _configure(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debu
 def _register_all() -> None:
     from cli import (
         bench_chaos_command,
+        bench_coupon_command,
         bench_data_command,
         bench_engine_command,
         bench_reload_command,
@@ -37,19 +38,21 @@ def _register_all() -> None:
         card_reference_command,
         evaluate_command,
         export_command,
+        policy_command,
         prepare_command,
         replay_command,
         serve_command,
         shadow_report_command,
         synth_command,
         train_command,
+        uplift_command,
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   shadow_report_command, replay_command, card_reference_command):
+                   shadow_report_command, replay_command, policy_command, uplift_command, card_reference_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
-                         bench_reload_command):
+                         bench_reload_command, bench_coupon_command):
         bench_module.register_bench(bench_app)
 
 

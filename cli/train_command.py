@@ -71,6 +71,13 @@ def train(
     data_licence: Annotated[str, typer.Option("--data-licence", help="Licence terms of the data, for the card.")] = (
         "unknown"
     ),
+    alert_budget: Annotated[
+        float, typer.Option("--alert-budget", min=0.0, max=1.0, help="Alert at most this share of sessions.")
+    ] = 0.10,
+    alert_precision: Annotated[
+        float | None,
+        typer.Option("--alert-precision", min=0.0, max=1.0, help="Alert precision target (replaces the budget)."),
+    ] = None,
 ) -> None:
     """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
     from model.card import ModelCard
@@ -79,7 +86,7 @@ def train(
     from model.training.checkpoint import load_model, predict_proba, save_model
     from model.training.loop import TrainConfig, TrainingDataError, train_model
     from model.training.nets import ARCHS, NetConfig
-    from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics
+    from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics, validation_policy
 
     console = Console()
     if arch not in ARCHS:
@@ -124,6 +131,8 @@ def train(
     p_val = predict_proba(net, val.view)  # type: ignore[arg-type]  # gathered batch by batch
     cart, y_abandon = abandonment_inputs(dataset, val)
     thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
+    kind, target = ("budget", alert_budget) if alert_precision is None else ("precision", alert_precision)
+    policy = validation_policy(dataset, val, p_val, kind, target)
     train_sessions = dataset.sessions.select(dataset.split == Split.TRAIN)
     card = ModelCard(
         name=output.name,
@@ -131,6 +140,7 @@ def train(
         hparams={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(), "alpha": alpha if teacher else None},
         features=features,
         thresholds=thresholds,
+        policy=policy,
         metrics={"validation": validation_metrics(p_val, val.Y, cart, y_abandon, thresholds)},
         data={
             "name": dataset.name,

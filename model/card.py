@@ -13,6 +13,7 @@ from typing import Any
 
 from model.artifacts import CARD_FILE
 from model.features import FeatureConfig, layout_fingerprint
+from model.policy import AlertPolicy
 
 CARD_VERSION = 1
 
@@ -37,6 +38,8 @@ class ModelCard:
     features: FeatureConfig
     fingerprint: str = field(default_factory=layout_fingerprint)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # The alert policy (model/policy.py); when set, its threshold replaces τ_risk (model.risk.decision_thresholds).
+    policy: AlertPolicy | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # name, sha256, licence, n_sessions, ...
     slot_coverage: dict[str, int] = field(default_factory=dict)  # action -> training event count
@@ -61,6 +64,7 @@ class ModelCard:
         raw = dict(raw)
         raw["features"] = FeatureConfig.from_dict(raw.get("features", {}))
         raw["thresholds"] = Thresholds(**raw.get("thresholds", {}))
+        raw["policy"] = AlertPolicy.from_dict(raw["policy"]) if raw.get("policy") else None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from model.card import Thresholds
+from model.card import ModelCard, Thresholds
 from model.features import ADD_CART, ORDER
 
 INTENTS: tuple[str, ...] = ("browse", "cart_abandonment", "purchase")
@@ -89,3 +89,17 @@ def intent_codes(p_make_order: npt.ArrayLike, risk: npt.ArrayLike, thresholds: T
 
 def intent_name(p_make_order: float, risk: float, thresholds: Thresholds) -> str:
     return INTENTS[int(intent_codes(p_make_order, risk, thresholds))]
+
+
+def decision_thresholds(card: ModelCard) -> Thresholds:
+    """The thresholds serving applies: τ_order, and the alert policy's threshold as τ_risk when the card has a
+    policy (so the intent `cart_abandonment`, /v1/at-risk's default and the alerts agree), else the F1 τ_risk."""
+    if card.policy is None:
+        return card.thresholds
+    return Thresholds(order=card.thresholds.order, risk=card.policy.threshold)
+
+
+def alert_due(risk: npt.ArrayLike, cart_open: npt.ArrayLike, threshold: float) -> np.ndarray:
+    """A click raises a coupon alert when its cart is open and its risk reaches the policy's threshold
+    (once per open cart: write_scores.lua mirrors this rule and remembers the alerted cart)."""
+    return np.asarray(cart_open, dtype=bool) & (np.asarray(risk, dtype=np.float64) >= threshold)

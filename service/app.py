@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from model.card import FingerprintMismatch
 from service.admission import Admission
+from service.alerting import alert_config, arm_assigner
 from service.auth import ApiKeyAuth
 from service.batcher import MicroBatcher
 from service.boundary import BoundaryMiddleware, install_error_handlers
@@ -80,7 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(client.aclose)
         store = SessionWindowStore(
             client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix,
-            event_id_memory=settings.event_id_memory,
+            event_id_memory=settings.event_id_memory, alerts=alert_config(settings, engine.card),
         )
         writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                              max_records=settings.score_flush_records)
@@ -92,7 +93,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
-                               deadline_s=settings.request_deadline_ms / 1000, writer=writer)
+                               deadline_s=settings.request_deadline_ms / 1000, writer=writer,
+                               arms=arm_assigner(settings))
         metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
         if metrics.drift is not None:
             stack.push_async_callback(metrics.drift.stop)

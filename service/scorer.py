@@ -17,9 +17,11 @@ import time
 
 import numpy as np
 
+from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
-from model.risk import abandonment_risk, intent_name
+from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
 from service import tracing
+from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
@@ -40,13 +42,15 @@ class SessionScorer:
     """Scores events and explains sessions with the slot's serving model and one store."""
 
     def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, slot: ModelSlot,
-                 metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter) -> None:
+                 metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter,
+                 arms: ArmAssigner | None = None) -> None:
         self.store = store
         self.batcher = batcher
         self.slot = slot
         self.metrics = metrics
         self.deadline_s = deadline_s
         self.writer = writer
+        self.arms = arms  # None: this replica raises no coupon alerts (SI_ALERTS_ENABLED=false)
         self._unseen_of: tuple[ServedModel, frozenset[str]] | None = None
 
     @property
@@ -88,9 +92,18 @@ class SessionScorer:
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
+            **self._alert(session_id, self.slot.model_of(probs).card, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.click.observe(time.perf_counter() - start)
         return out
+
+    def _alert(self, session_id: str, card: ModelCard, risk: float, cart_has_items: bool) -> dict[str, str]:
+        """The record's arm and policy when this click is due an alert under the scoring model's policy
+        (write_scores.lua raises it once per open cart); nothing otherwise."""
+        policy = card.policy
+        if self.arms is None or policy is None or not alert_due(risk, cart_has_items, policy.threshold):
+            return {}
+        return {"arm": self.arms.arm(session_id), "policy": policy.label}
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
         self.metrics.child(self.metrics.events, action).inc()
@@ -106,7 +119,7 @@ class SessionScorer:
         risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, served.card.thresholds),
+            abandonment_risk=risk, intent=intent_name(p_order, risk, decision_thresholds(served.card)),
             model=served.model, window=window_len,
         )
 

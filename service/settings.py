@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from model.artifacts import DEFAULT_MODEL_DIR
@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on a 503.")
     gc_freeze: bool = Field(default=True, description="gc.freeze() after warmup: full GC pauses skip startup objects.")
     gc_gen0_threshold: int = Field(default=10_000, ge=100, description="Young-generation GC threshold (CPython: 700).")
+
+    # Coupon alerts (docs/redis.md "Coupon alerts", docs/service.md): a stream entry when a session's risk first
+    # reaches the card's alert policy threshold while its cart is open; a keyed hash holds out a share of sessions.
+    alerts_enabled: bool = Field(default=True, description="Raise coupon alerts (needs a card with a policy).")
+    alert_stream_maxlen: int = Field(default=100_000, ge=1, description="Approximate MAXLEN of the alert stream.")
+    alert_outcome_days: float = Field(default=30.0, gt=0, description="Days an alert and its outcome are kept.")
+    holdout_share: float = Field(default=0.10, ge=0.0, le=1.0, description="Share of sessions in the `hold` arm.")
+    holdout_secret: SecretStr = Field(
+        default=SecretStr(""), description="Key of the arm hash; unset: a fixed development key (predictable)."
+    )
 
     # Auth. Keys are sha256 hex digests of the real keys, never the keys themselves.
     api_keys: dict[str, list[str]] = Field(

@@ -9,8 +9,7 @@ import httpx
 import pytest
 
 from service.app import create_app
-from tests.cluster_procs import RedisClusterProcs
-from tests.redis_procs import redis_binary
+from tests.cluster_procs import start_cluster_or_skip
 from tests.service_support import service_settings, tiny_model_dir
 from tests.uvicorn_proc import UvicornThread
 
@@ -19,11 +18,7 @@ SESSIONS = [f"c-{i}" for i in range(8)]  # enough ids to land on all three maste
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UvicornThread]:
-    try:
-        redis_binary("redis-server"), redis_binary("redis-cli")
-    except RuntimeError as exc:
-        pytest.skip(f"cannot build a Redis Cluster here: {exc}")
-    cluster = RedisClusterProcs(tmp_path_factory.mktemp("cluster")).start()
+    cluster = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
     host, port = cluster.startup_node
     settings = service_settings(tiny_model_dir(tmp_path_factory.getbasetemp()), f"redis://{host}:{port}/0",
                                 redis_cluster=True, request_deadline_ms=10_000, score_flush_ms=1)

@@ -11,8 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
 from service.store.window_store import ScoreRecord, SessionWindowStore
-from tests.cluster_procs import RedisClusterProcs
-from tests.redis_procs import redis_binary
+from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]
@@ -20,12 +19,8 @@ VIEW = ACTION_INDEX["view_product"]
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
-    try:
-        redis_binary("redis-server"), redis_binary("redis-cli")
-    except RuntimeError as exc:
-        pytest.skip(f"cannot build a Redis Cluster here: {exc}")
     started = time.monotonic()
-    procs = RedisClusterProcs(tmp_path_factory.mktemp("cluster")).start()
+    procs = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
     print(f"\n6-node cluster up in {time.monotonic() - started:.2f}s")
     yield procs
     procs.stop()

@@ -25,6 +25,7 @@ from model.data.dataset import BadEventFile, Dataset, Split, WindowSet, load_dat
 from model.evaluation.abandonment import RiskWindows, evaluate_abandonment, risk_auc
 from model.evaluation.baselines import Predictions, run_baselines
 from model.evaluation.bootstrap import CI_LEVEL, N_BOOT, bootstrap_estimates, paired_difference
+from model.evaluation.policy_table import policy_table
 from model.features import SLOTS, FeatureConfig
 from model.training.checkpoint import load_model, predict_proba
 from model.training.nets import LABELS
@@ -288,6 +289,7 @@ def evaluate_model(
             if p.kind == "compared"
         ],
         "abandonment": abandonment,
+        "alert_policy": policy_table(dataset, val, trained.val, risk_windows, card.policy),
         "segments": segment_metrics(trained, test, opts.n_boot, opts.seed),
         "folds": None,
         "sweep": None,

@@ -13,6 +13,7 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 
 from model.card import Thresholds
 from model.data.dataset import Dataset, WindowSet, abandonment_targets, cart_so_far
+from model.policy import DEFAULT_BUDGET, AlertPolicy, pick_policy, session_alert_scores, session_any
 from model.risk import abandonment_risk
 
 log = logging.getLogger(__name__)
@@ -86,3 +87,25 @@ def validation_metrics(
             "threshold": tau,
         }
     return out
+
+
+def session_policy_inputs(
+    dataset: Dataset, windows: WindowSet, proba: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(score (S,), abandons (S,)) per session of `windows`: its alert score (model/policy.py) and whether it
+    ends with its cart open. proba (n, 2) [add_cart, make_order] for the same windows."""
+    cart, y_abandon = abandonment_inputs(dataset, windows)
+    risk = abandonment_risk(proba[:, 0], proba[:, 1], cart)
+    _, score = session_alert_scores(risk, cart, windows.session)
+    return score, session_any(y_abandon > 0.5, windows.session)
+
+
+def validation_policy(
+    dataset: Dataset, val: WindowSet, p_val: np.ndarray, kind: str = "budget", target: float = DEFAULT_BUDGET
+) -> AlertPolicy:
+    """The alert policy picked on validation sessions (never on test)."""
+    score, abandons = session_policy_inputs(dataset, val, p_val)
+    policy = pick_policy(kind, target, score, abandons)
+    log.info("alert policy %s: threshold %.4f, val alert share %.4f, precision %s, recall %s", policy.label,
+             policy.threshold, policy.alert_share, policy.precision, policy.recall)
+    return policy

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
 
+from model.risk import decision_thresholds
 from service import messages
 from service.auth import require_scope
 from service.deps import StateDep
@@ -40,8 +41,9 @@ async def get_risk(session_id: SessionId, state: StateDep) -> RiskOut:
 @router.get(AT_RISK_ROUTE, response_model=AtRiskOut)
 async def list_at_risk(
     state: StateDep,
-    min_risk: Annotated[float, Query(ge=0.0, le=1.0, description="Lowest abandonment_risk to list.",
-                                     examples=[0.5])] = 0.5,
+    min_risk: Annotated[float | None, Query(
+        ge=0.0, le=1.0, description="Lowest abandonment_risk to list; default: the card's alert policy threshold.",
+        examples=[0.5])] = None,
     limit: Annotated[int | None, Query(ge=1, description="At most this many (capped by SI_AT_RISK_MAX_LIMIT).",
                                        examples=[100])] = None,
     model_version: Annotated[str | None, Query(pattern=VERSION_PATTERN, description=(
@@ -56,6 +58,8 @@ async def list_at_risk(
             "loc": ("query", "limit"), "type": "less_than_equal",
             "msg": f"Input should be less than or equal to {settings.at_risk_max_limit} (SI_AT_RISK_MAX_LIMIT)",
         }])
+    if min_risk is None:  # the threshold behind the intent `cart_abandonment` and the alerts (model.risk)
+        min_risk = decision_thresholds(state.slot.serving.card).risk
     rows = await state.store.at_risk(min_risk, wanted, model_version)
     return AtRiskOut.model_validate({"min_risk": min_risk, "limit": wanted, "sessions": rows})
 

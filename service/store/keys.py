@@ -37,6 +37,21 @@ class KeyScheme:
         return f"{self.prefix}:{{atrisk}}:exp"
 
     @property
+    def alerts(self) -> str:
+        """stream: coupon alerts (docs/redis.md "Coupon alerts"); its own `{alerts}` slot on a cluster."""
+        return f"{self.prefix}:{{alerts}}"
+
+    def outcomes(self, session_id: str) -> str:
+        """hash: a session's alerts and their orders, kept `SI_ALERT_OUTCOME_DAYS` (the session's slot)."""
+        self.session(session_id)  # refuses braces
+        return f"{self.prefix}:{{{session_id}}}:o"
+
+    @property
+    def outcomes_pattern(self) -> str:
+        """SCAN pattern matching every session's outcomes hash."""
+        return f"{self.prefix}:{{*}}:o"
+
+    @property
     def session_pattern(self) -> str:
         """SCAN pattern matching every session key (and the index keys, whose tag is `{atrisk}`)."""
         return f"{self.prefix}:{{*}}:*"

@@ -10,6 +10,7 @@ Meta hash `<prefix>:{sid}:m`, written by append_event.lua (the click) and write_
     event_index index of the scored event       p_add_cart, p_make_order, risk: shortest float text
     intent      index into model.risk.INTENTS   model      model id
     window_len  events in the scored window     scored_ts  ts of the scored event, epoch seconds
+    alert       event_index of the coupon alert of the open cart (absent: none yet; docs/redis.md)
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ META_FIELDS: Mapping[str, str] = {
     "model": "mo",
     "window_len": "n",
     "scored_ts": "st",
+    "alert": "al",  # event_index of the alert raised for the open cart; cleared when an order closes it
 }
 F = META_FIELDS
 # The ARGV fields of one record in write_scores.lua, in order, after session_id and the event-id digest.
 SCORE_FIELDS: tuple[str, ...] = (
     "event_index", "p_add_cart", "p_make_order", "risk", "intent", "model", "window_len", "scored_ts",
 )
-RECORD_ARGS = 2 + len(SCORE_FIELDS)  # session_id, event-id digest, then SCORE_FIELDS
+# session_id, event-id digest, SCORE_FIELDS, then the alert arm and policy ('' when the click is not due an alert).
+RECORD_ARGS = 2 + len(SCORE_FIELDS) + 2
 # The fields a reader of the at-risk list needs from each candidate's meta hash.
 LISTED_FIELDS: tuple[str, ...] = ("event_index", "p_add_cart", "p_make_order", "intent", "model", "window_len",
                                   "scored_ts", "cart")
@@ -62,6 +65,8 @@ class ScoreRecord:
     model: str
     window_len: int  # events in the scored window (the API's `window`)
     ts: float  # the scored event's ts, epoch seconds
+    arm: str = ""  # service/arms.py arm when model.risk.alert_due holds for this click, else '' (no alert)
+    policy: str = ""  # the scoring model's AlertPolicy.label, with an arm
 
 
 def scores_of(record: ScoreRecord) -> dict[str, Any]:

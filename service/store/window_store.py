@@ -6,6 +6,8 @@ Keys (the `{session_id}` hash tag keeps one session's keys on one cluster slot; 
     <prefix>:{sid}:e        hash: 8-byte digest of an event_id -> "event_index|body[|answer]", the newest few
     <prefix>:{atrisk}       zset: session_id -> abandonment risk
     <prefix>:{atrisk}:exp   zset: session_id -> epoch seconds when its TTL runs out (prunes the index)
+    <prefix>:{sid}:o        hash: the session's coupon alerts and their orders (alerts.py), kept for days
+    <prefix>:{alerts}       stream: coupon alerts, approximately capped (alerts.py)
 
 Every command goes through a Lua script or a single-slot command, so the store runs unchanged on a
 single Redis and on `redis.asyncio.cluster.RedisCluster`. Redis errors propagate to the caller.
@@ -32,6 +34,7 @@ from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
 from service.store import packing, score_record
+from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.keys import KeyScheme
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
 from service.store.score_record import (
@@ -121,6 +124,7 @@ class SessionWindowStore:
         ttl_s: int = 1800,
         prefix: str = "si:v1",
         event_id_memory: int = 64,
+        alerts: AlertConfig | None = None,
     ) -> None:
         if window < 1 or ttl_s < 1 or event_id_memory < 0:
             raise ValueError("window and ttl_s must be ≥ 1 and event_id_memory ≥ 0")
@@ -133,6 +137,7 @@ class SessionWindowStore:
         self.is_cluster = isinstance(client, RedisCluster)
         self.risk_key = self.key_scheme.at_risk
         self.expiry_key = self.key_scheme.at_risk_expiry
+        self.alerts = alerts or AlertConfig()
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
         self._write = client.register_script(lua_script("write_scores.lua"))
@@ -159,7 +164,8 @@ class SessionWindowStore:
             event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
             self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
         )
-        reply = await self._append(keys=self.keys(session_id), args=args)
+        keys = [*self.keys(session_id), self.key_scheme.outcomes(session_id)]
+        reply = await self._append(keys=keys, args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
         if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
@@ -199,19 +205,33 @@ class SessionWindowStore:
         for record in records:
             by_slot.setdefault(self.client.keyslot(self.keys(record.session_id)[1]), []).append(record)
         # The index lives on its own slot: an extra call, concurrent with the per-slot ones.
-        await asyncio.gather(self._write_group([], index_args), *(self._write_group(g, []) for g in by_slot.values()))
+        replies = await asyncio.gather(self._write_group([], index_args),
+                                       *(self._write_group(g, []) for g in by_slot.values()))
+        # So does the alert stream: one more call, only for a batch that raised an alert (docs/redis.md).
+        raised = [alert for reply in replies for alert in split_alerts(reply[2:])]
+        if raised:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for alert in raised:
+                    fields = stream_fields([_text(x) for x in alert])
+                    pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
+                await pipe.execute()
 
-    async def _write_group(self, records: Sequence[ScoreRecord], index_args: list[str]) -> None:
+    async def _write_group(self, records: Sequence[ScoreRecord], index_args: list[str]) -> list[Any]:
         keys: list[str] = []
         args: list[str | bytes | int] = [len(records), self.ttl_s, len(index_args) // 2]
         for r in records:
             _, meta_key, ids_key = self.keys(r.session_id)
             keys += [meta_key, ids_key]
-            args += [r.session_id, event_id_digest(r.event_id), *score_args(r)]
+            args += [r.session_id, event_id_digest(r.event_id), *score_args(r), r.arm, r.policy]
         if index_args:
             keys += [self.risk_key, self.expiry_key]
             args += index_args
-        await self._write(keys=keys, args=args)
+        keys += [self.key_scheme.outcomes(r.session_id) for r in records if r.arm]
+        xadd_here = not self.is_cluster
+        if xadd_here:
+            keys.append(self.key_scheme.alerts)
+        args += self.alerts.args(xadd_here)
+        return list(await self._write(keys=keys, args=args))
 
     async def read_scores(self, session_id: str) -> dict[str, Any] | None:
         """The session's meta and its last stored scores (never runs the model); None when gone.
@@ -269,12 +289,13 @@ class SessionWindowStore:
         return live, dead
 
     async def delete_session(self, session_id: str) -> bool:
-        """Erase a session's keys and index entries; True if it existed."""
+        """Erase a session's keys, index entries and coupon alerts' outcomes; True if it existed."""
         async with self.client.pipeline(transaction=False) as pipe:
             for key in self.keys(session_id):
                 pipe.delete(key)  # one key per DEL: a cluster pipeline routes each on its own
             pipe.zrem(self.risk_key, session_id)
             pipe.zrem(self.expiry_key, session_id)
+            pipe.delete(self.key_scheme.outcomes(session_id))  # its alerts too: erased means erased
             results = await pipe.execute()
         return sum(int(n) for n in results[:3]) > 0
 

@@ -6,6 +6,8 @@
 -- KEYS[1]  window list  <prefix>:{sid}:w   packed events, oldest first, at most N
 -- KEYS[2]  meta hash    <prefix>:{sid}:m   fields F.* (count, last_ts, from_ad, cart, + scores)
 -- KEYS[3]  event ids    <prefix>:{sid}:e   8-byte digest of event_id -> "index|body" or "index|body|scores"
+-- KEYS[4]  outcomes     <prefix>:{sid}:o   alert index -> alert, 'o'..index -> "order ts_ms|event_index"
+--          (docs/redis.md "Coupon alerts"): an order on a cart that was alerted records the alert's outcome
 -- ARGV[1]  event-id digest, '' when the click has no event_id
 -- ARGV[2]  action index (0..15)
 -- ARGV[3]  ts in integer milliseconds
@@ -111,7 +113,7 @@ if digest ~= '' then
   end
 end
 
-local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart)
+local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart, F.alert)
 local last_ts = tonumber(meta[1])
 local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
 local cart = cart_transition(tonumber(meta[3]) or CART_NONE, action)
@@ -119,6 +121,14 @@ local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
 
 local index = redis.call('HINCRBY', meta_key, F.count, 1) - 1
 redis.call('HSET', meta_key, F.last_ts, ARGV[3], F.from_ad, sticky_ad and '1' or '0', F.cart, cart)
+-- The order outcome of an alerted cart, written with the click itself (no extra round trip); the marker
+-- goes, so a new cart can alert again. An outcomes hash past its retention is not recreated.
+if meta[4] and action == order then
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('HSET', KEYS[4], 'o' .. meta[4], ARGV[3] .. '|' .. index)
+  end
+  redis.call('HDEL', meta_key, F.alert)
+end
 
 local packed = ts_ms * TS_SCALE + action * ACTION_SCALE + (sticky_ad and 1 or 0)
 redis.call('RPUSH', window_key, string.format('%.0f', packed))

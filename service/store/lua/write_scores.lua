@@ -11,6 +11,14 @@
 -- `F`, `SCORE_FIELDS`, `RECORD_ARGS` and the CART_* states are prepended by
 -- service/store/score_record.py:lua_prelude().
 -- then j index entries of 2 fields: session_id, abandonment_risk
+-- then the alert arguments: stream MAXLEN (approximate), outcomes TTL in seconds, and '1' to XADD
+--          the alerts here (single Redis) or '0' to return them for the caller's XADD (cluster)
+-- KEYS, after the index keys: the outcomes hash of each record with an arm, in record order, then (when the
+--          alerts are XADDed here) the alert stream.
+-- A record's arm and policy (the last two of its RECORD_ARGS) are '' unless model.risk.alert_due held at its
+-- click under its model's policy. It raises
+-- an alert when the session still has an open cart with no alert yet (meta F.alert): the marker is set, the
+-- alert is kept in the outcomes hash, and XADDed (docs/redis.md "Coupon alerts"). One alert per open cart.
 --
 -- A session that no longer exists (deleted, or expired while its batch ran) is not recreated:
 -- only a live meta hash gets scores. A session whose cart an order closed (meta cart CART_CLOSED)
@@ -21,6 +29,12 @@
 local k = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local j = tonumber(ARGV[3])
+local alert_base = 3 + k * RECORD_ARGS + 2 * j
+local maxlen, outcome_ttl = ARGV[alert_base + 1], tonumber(ARGV[alert_base + 2])
+local xadd_here = ARGV[alert_base + 3] == '1'
+local outcome_key_base = 2 * k + (j > 0 and 2 or 0)
+local n_due = 0
+local alerts = {}  -- flat: session_id, event_index, risk, model, arm, ts, policy per alert
 
 local closed = {}  -- session_id -> true when an order closed its cart
 for r = 0, k - 1 do
@@ -35,7 +49,25 @@ for r = 0, k - 1 do
     v[SCORE_FIELDS[f]] = ARGV[base + 1 + f]
   end
   local index = tonumber(v.event_index)
+  local arm, policy = ARGV[base + 2 + #SCORE_FIELDS], ARGV[base + 3 + #SCORE_FIELDS]
+  local outcome_key
+  if arm ~= '' then
+    n_due = n_due + 1
+    outcome_key = KEYS[outcome_key_base + n_due]
+  end
   if redis.call('EXISTS', meta_key) == 1 then
+    if outcome_key then
+      local m = redis.call('HMGET', meta_key, F.cart, F.alert)
+      if tonumber(m[1]) == CART_OPEN and not m[2] then
+        redis.call('HSET', meta_key, F.alert, v.event_index)
+        redis.call('HSET', outcome_key, v.event_index,
+                   table.concat({v.scored_ts, v.risk, arm, policy, v.model}, '|'))
+        redis.call('EXPIRE', outcome_key, outcome_ttl)
+        for _, x in ipairs({ARGV[base], v.event_index, v.risk, v.model, arm, v.scored_ts, policy}) do
+          alerts[#alerts + 1] = x
+        end
+      end
+    end
     -- Batches may finish out of order for one session; the meta keeps the newest event's scores.
     local scored = tonumber(redis.call('HGET', meta_key, F.event_index))
     if not scored or index >= scored then
@@ -82,4 +114,14 @@ if j > 0 then
     redis.call('ZREM', expiry_key, unpack(dead))
   end
 end
-return k + j
+if xadd_here then
+  local stream_key = KEYS[outcome_key_base + n_due + 1]
+  for a = 0, #alerts / 7 - 1 do
+    local x = 7 * a
+    redis.call('XADD', stream_key, 'MAXLEN', '~', maxlen, '*', 'session', alerts[x + 1], 'event_index',
+               alerts[x + 2], 'risk', alerts[x + 3], 'model', alerts[x + 4], 'policy', alerts[x + 7],
+               'arm', alerts[x + 5], 'ts', alerts[x + 6])
+  end
+  return {k + j, #alerts / 7}
+end
+return {k + j, #alerts / 7, unpack(alerts)}

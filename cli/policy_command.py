@@ -1,0 +1,78 @@
+"""`session-intent policy`: pick the alert policy of an existing model on its validation sessions, into its card.
+
+The split is recomputed from the data as training computed it, so the threshold is picked on sessions the
+model never trained on and never on test. torch is imported inside the command.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from model.artifacts import is_model_dir
+from model.policy import DEFAULT_BUDGET
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `policy` command to the console script."""
+    app.command("policy")(policy)
+
+
+def policy(
+    model: Annotated[Path, typer.Option("--model", file_okay=False, help="Model directory (model.pt + card.json).")],
+    data: Annotated[Path, typer.Option("--data", dir_okay=False, help="Event CSV the model was trained on.")],
+    budget: Annotated[
+        float, typer.Option("--budget", min=0.0, max=1.0, help="Alert at most this share of sessions.")
+    ] = DEFAULT_BUDGET,
+    precision: Annotated[
+        float | None, typer.Option("--precision", min=0.0, max=1.0, help="Precision target (replaces --budget).")
+    ] = None,
+    split: Annotated[
+        str | None, typer.Option("--split", help="session | time; default: the split the model was trained on.")
+    ] = None,
+) -> None:
+    """Pick the alert threshold for a budget or a precision target on validation sessions; store it in card.json."""
+    from model.card import ModelCard
+    from model.data.dataset import BadEventFile, Split, load_dataset
+    from model.evaluation.evaluate import _trained_split
+    from model.training.checkpoint import load_model, predict_proba
+    from model.training.thresholds import validation_policy
+
+    console = Console()
+    if not is_model_dir(model):
+        _fail(console, f"{model} is not a model directory (no card.json); train one with `session-intent train`")
+    card = ModelCard.load(model)
+    split_mode = split or _trained_split(card) or "session"
+    try:
+        dataset = load_dataset(data, card.features, split_mode=split_mode)
+    except BadEventFile as exc:
+        _fail(console, str(exc))
+    val = dataset.part(Split.VAL)
+    if len(val) == 0:
+        _fail(console, f"{data} gives no validation sessions under the {split_mode!r} split")
+    net, _ = load_model(model)
+    p_val = predict_proba(net, val.view)  # type: ignore[arg-type]
+    kind, target = ("budget", budget) if precision is None else ("precision", precision)
+    try:
+        picked = validation_policy(dataset, val, p_val, kind, target)
+    except ValueError as exc:
+        _fail(console, str(exc))
+    card.policy = picked
+    card.save(model)
+    console.print(
+        f"{model}: policy {picked.label}, threshold {picked.threshold:.6f}; on {picked.n_sessions:,} validation "
+        f"sessions alert share {picked.alert_share:.4f}, precision {_fmt(picked.precision)}, recall "
+        f"{_fmt(picked.recall)}"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _fail(console: Console, message: str) -> NoReturn:
+    console.print(f"[red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code=2)
