@@ -18,7 +18,8 @@ from importlib import metadata
 FULL_SETUP = "bash scripts/bootstrap.sh train,dev"
 DISTRIBUTION = "session-intent"
 # Import names that differ from their distribution's name; every other module is its distribution.
-DISTRIBUTION_OF_MODULE = {"sklearn": "scikit-learn", "yaml": "pyyaml", "onnxscript": "onnxscript"}
+DISTRIBUTION_OF_MODULE = {"sklearn": "scikit-learn", "yaml": "pyyaml", "onnxscript": "onnxscript",
+                          "opentelemetry": "opentelemetry-sdk"}
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9._-]+)[^;]*;\s*extra\s*==\s*['\"]([^'\"]+)['\"]")
 
 

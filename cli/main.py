@@ -36,6 +36,7 @@ def _register_all() -> None:
         bench_engine_command,
         bench_reload_command,
         bench_service_command,
+        card_reference_command,
         evaluate_command,
         export_command,
         policy_command,
@@ -49,7 +50,8 @@ def _register_all() -> None:
     )
 
     for module in (serve_command, synth_command, prepare_command, train_command, evaluate_command, export_command,
-                   shadow_report_command, replay_command, policy_command, uplift_command, ablation_command):
+                   shadow_report_command, replay_command, policy_command, uplift_command, ablation_command,
+                   card_reference_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
                          bench_reload_command, bench_coupon_command):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +26,10 @@ def serve(
     max_batch_size: Annotated[int | None, typer.Option(help="[SI_MAX_BATCH_SIZE; 64]")] = None,
     max_queue_delay_ms: Annotated[float | None, typer.Option(help="[SI_MAX_QUEUE_DELAY_MS; 2]")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error [SI_LOG_LEVEL; info].")] = None,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="uvicorn's access log.")] = False,
+    log_format: Annotated[str | None, typer.Option(help="text | json [SI_LOG_FORMAT; text].")] = None,
+    access_log: Annotated[
+        bool | None, typer.Option("--access-log/--no-access-log", help="A line per request [SI_ACCESS_LOG; false].")
+    ] = None,
     workers: Annotated[
         int | None, typer.Option(help="Processes, each with its own engine and batcher; one Redis [SI_WORKERS; 1].")
     ] = None,
@@ -39,6 +41,7 @@ def serve(
 
     from model.card import FingerprintMismatch, ModelCard, check_fingerprint
     from service.app import create_app
+    from service.logging_setup import configure_logging
     from service.model_repository import ModelRepository, UnknownVersion
     from service.settings import Settings
 
@@ -46,7 +49,8 @@ def serve(
     given: dict[str, Any] = {
         "host": host, "port": port, "model_dir": model_dir, "precision": precision, "redis_url": redis_url,
         "redis_cluster": redis_cluster, "max_batch_size": max_batch_size, "max_queue_delay_ms": max_queue_delay_ms,
-        "log_level": log_level, "workers": workers,
+        "log_level": log_level, "log_format": log_format, "access_log": access_log,
+        "workers": workers,
     }
     try:
         settings = Settings(**{k: v for k, v in given.items() if v is not None})
@@ -61,14 +65,18 @@ def serve(
     except (FileNotFoundError, FingerprintMismatch, UnknownVersion, ValueError) as exc:
         console.print(f"[red]refusing to start:[/red] {exc}")
         raise typer.Exit(2) from None
-    logging.basicConfig(format="%(levelname)s:     %(message)s")
-    logging.getLogger().setLevel(settings.log_level.upper())
+    if settings.tracing != "off":  # the `tracing` extra: one line naming it (cli/main.py), not a failed startup
+        from cli.extras import require_modules
+
+        require_modules("opentelemetry.sdk")
+    # Replaces the root handler cli/main.py installed, and goes to uvicorn (and each worker) as its log_config.
+    log_config = configure_logging(settings.log_level, settings.log_format)
     if settings.workers > 1:
         from cli.serve_workers import run_workers, settings_env, shared_redis
 
         with shared_redis(settings) as redis_env:
-            run_workers(settings.workers, settings.host, settings.port, settings.log_level, access_log,
+            run_workers(settings.workers, settings.host, settings.port, log_config, settings.log_level,
                         {**settings_env(given), **redis_env})
         return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1,
-                log_level=settings.log_level, access_log=access_log, lifespan="on")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, workers=1, log_config=log_config,
+                log_level=settings.log_level, access_log=False, lifespan="on")

@@ -6,16 +6,23 @@ redis-server (service/store/embedded.py) and gives every worker its URL; auth ke
 default's meaning (off unless asked for), since a worker sees a Redis URL and would otherwise turn it on.
 
 uvicorn's supervisor restarts a worker that dies; this one also reports it, at ERROR, with its exit
-code or signal, whatever the log level. Sizing workers and pods: docs/scaling.md.
+code or signal, whatever the log level, and drops its live gauges from /metrics. Sizing workers and pods:
+docs/scaling.md.
+
+Metrics: every worker writes its series to prometheus_client's multiprocess files in one directory
+(`PROMETHEUS_MULTIPROC_DIR`: a fresh temporary one unless given), so any worker's /metrics answers for all.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
+import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -62,10 +69,11 @@ def describe_exit(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def run_workers(workers: int, host: str, port: int, log_level: str, access_log: bool,
+def run_workers(workers: int, host: str, port: int, log_config: dict[str, Any], log_level: str,
                 env: Mapping[str, str]) -> None:
     """Bind once, run `workers` processes of the app factory until SIGINT/SIGTERM; report deaths."""
     import uvicorn
+    from prometheus_client import multiprocess
     from uvicorn.supervisors import Multiprocess
 
     class ReportingSupervisor(Multiprocess):
@@ -75,16 +83,36 @@ def run_workers(workers: int, host: str, port: int, log_level: str, access_log: 
             if not self.should_exit.is_set():
                 for process in self.processes:
                     if not process.process.is_alive():
+                        multiprocess.mark_process_dead(process.pid)
                         log.error("worker [%s] died (%s); starting a new one in its place", process.pid,
                                   describe_exit(process.process.exitcode))
             super().keep_subprocess_alive()
 
     os.environ.update(env)  # spawned workers inherit it and build their Settings from it
-    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers,
-                            log_level=log_level, access_log=access_log, lifespan="on")
+    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_config=log_config,
+                            log_level=log_level, access_log=False, lifespan="on")
     sock = config.bind_socket()
     log.warning("serving on http://%s:%d with %d workers (one engine and batcher each)", host, port, workers)
     try:
-        ReportingSupervisor(config, sockets=[sock]).run()
+        with metrics_dir():
+            ReportingSupervisor(config, sockets=[sock]).run()
     finally:
         sock.close()
+
+
+@contextmanager
+def metrics_dir() -> Iterator[Path]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers: the given one emptied of old files, else a fresh one removed after."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        for old in Path(given).glob("*.db"):  # series of an earlier run would be summed into this one's
+            old.unlink()
+        yield Path(given)
+        return
+    made = Path(tempfile.mkdtemp(prefix="si-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(made)
+    try:
+        yield made
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(made, ignore_errors=True)

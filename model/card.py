@@ -50,6 +50,8 @@ class ModelCard:
     # The context beside the window (model/context.py): {"names": [...], "fingerprint": "..."}. Empty, as in
     # every card written before context existed: the model takes no context (size 0).
     context: dict[str, Any] = field(default_factory=dict)
+    # Binned training distribution of the inputs and scores (model/drift.py); empty: no drift gauges.
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def window(self) -> int:

@@ -15,7 +15,9 @@ class LoopLag:
 
     TICK_S = 0.005
 
-    def __init__(self) -> None:
+    def __init__(self, tick_s: float | None = None) -> None:
+        if tick_s is not None:  # a slower tick, where the lag is only watched (service/live_gauges.py)
+            self.TICK_S = tick_s
         self.lag_s = 0.0  # of the last tick
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0

@@ -26,6 +26,7 @@ from service.batcher import MicroBatcher
 from service.boundary import BoundaryMiddleware, install_error_handlers
 from service.click_path import ClickFastPath
 from service.deps import ServiceState
+from service.drift import start_drift
 from service.engine.providers import NoUsableProvider
 from service.metrics import GcPauses, ServiceMetrics
 from service.model_repository import ModelRepository, UnknownVersion
@@ -43,6 +44,7 @@ from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
+from service.tracing import start_tracing, stop_tracing
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +67,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = served.engine
     slot = ModelSlot(served)
     async with AsyncExitStack() as stack:
+        if start_tracing(settings.tracing) is not None:
+            stack.callback(stop_tracing)
         pauses = GcPauses(metrics)
         pauses.install()
         stack.callback(pauses.remove)
@@ -91,6 +95,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         scorer = SessionScorer(store, batcher, slot, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer,
                                arms=arm_assigner(settings))
+        metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
+        if metrics.drift is not None:
+            stack.push_async_callback(metrics.drift.stop)
         metrics.model.info({"model": served.model, "provider": engine.provider, "window": str(engine.window),
                             "fingerprint": engine.card.fingerprint})
         reloader = ModelReloader(repository, slot, batcher, settings, app.state.rollout_metrics)
@@ -174,7 +181,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
     app.state.admission = Admission(settings.max_in_flight, settings.admission_target_ms / 1000)
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
-                       admission=app.state.admission, retry_after_s=settings.retry_after_s)
+                       admission=app.state.admission, retry_after_s=settings.retry_after_s,
+                       log_requests=settings.access_log)
     for module in (routes_events, routes_reads, routes_ops, routes_model):
         app.include_router(module.router)
     install_openapi(app, settings)

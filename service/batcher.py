@@ -178,18 +178,12 @@ class MicroBatcher:
         items = list(windows)
         chunks = [items[i : i + self.max_batch_size] for i in range(0, len(items), self.max_batch_size)]
         requests = self._enqueue(chunks, deadline_s)
-        try:
-            if len(requests) == 1:
-                return await requests[0].future
-            # return_exceptions: every chunk's outcome is retrieved; the first failure is raised below.
-            parts = await asyncio.gather(*(r.future for r in requests), return_exceptions=True)
-        except DeadlineExceeded:
-            self._count_timeout()
-            raise
+        if len(requests) == 1:
+            return await requests[0].future
+        # return_exceptions: every chunk's outcome is retrieved; the first failure is raised below.
+        parts = await asyncio.gather(*(r.future for r in requests), return_exceptions=True)
         failures = [p for p in parts if isinstance(p, BaseException)]
         if failures:
-            if any(isinstance(f, DeadlineExceeded) for f in failures):
-                self._count_timeout()
             raise failures[0]
         return np.concatenate([p for p in parts if isinstance(p, np.ndarray)], axis=0)
 
@@ -198,12 +192,9 @@ class MicroBatcher:
             raise BatcherStopped("the batcher is not running")
         total = sum(len(c) for c in chunks)
         if self._queued_windows + total > self.max_queue_size:
-            if self.metrics is not None:
-                self.metrics.shed.inc()
             raise QueueFull(f"{self._queued_windows} windows queued, the bound is {self.max_queue_size}")
         now = time.monotonic()
         if deadline_s <= now:
-            self._count_timeout()
             raise DeadlineExceeded("the request deadline passed before it was queued")
         loop = asyncio.get_running_loop()
         requests = [PendingRequest(chunk, deadline_s, loop.create_future(), now) for chunk in chunks]
@@ -306,10 +297,6 @@ class MicroBatcher:
                 request.future.set_exception(error)
         self._queued_windows = 0
         self._observe_depth()
-
-    def _count_timeout(self) -> None:
-        if self.metrics is not None:
-            self.metrics.timeouts.inc()
 
     def _observe_depth(self) -> None:
         if self.metrics is not None:

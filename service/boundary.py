@@ -30,15 +30,19 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import messages
+from service import messages, tracing
 from service.admission import Admission
 from service.batcher import DeadlineExceeded, EngineFailed, QueueFull
+from service.live_gauges import LiveGauges
 from service.metrics import ServiceMetrics
+from service.request_id import HEADER_KEY as REQUEST_ID_KEY
+from service.request_id import RequestIds, request_id_var
 from service.routes.paths import is_api, is_click
 from service.schemas import JSON_MEDIA_TYPE, is_json_media
 from service.store.window_store import EventIdConflict
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("service.access")
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
@@ -55,6 +59,9 @@ def error_response(status: int, message: str, *, fields: list[dict[str, str]] | 
     body: dict[str, Any] = {"error": message}
     if fields is not None:
         body["fields"] = fields
+    request_id = request_id_var.get()
+    if request_id is not None:
+        body["request_id"] = request_id
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -138,14 +145,17 @@ class BoundaryMiddleware:
     `si_request_seconds{route,method,status}`. Each job is one method below; `__call__` only orders them."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics, max_body_bytes: int, admission: Admission,
-                 retry_after_s: int = 1) -> None:
+                 retry_after_s: int = 1, log_requests: bool = False) -> None:
         self.app = app
+        self.log_requests = log_requests
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.admission = admission
-        # The refusal, built once: the very bytes error_response(503, ...) would send.
+        self.request_ids = RequestIds()
+        # The refusal, built once but for its request id: the very bytes error_response(503, ...) would send.
         shed = error_response(503, messages.OVERLOADED, headers={"Retry-After": str(retry_after_s)})
-        self._shed_headers, self._shed_body = shed.raw_headers, bytes(shed.body)
+        self._shed_headers = [(k, v) for k, v in shed.raw_headers if k != b"content-length"]
+        self._shed_body_head = bytes(shed.body)[:-1] + b',"request_id":"'
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -155,13 +165,26 @@ class BoundaryMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        request_id = self.request_ids.of(scope["headers"])
+        token = request_id_var.set(request_id)
+        try:
+            if tracing.ACTIVE is None:
+                await self._http(scope, receive, send, request_id, start)
+            else:
+                with tracing.ACTIVE.request(scope, request_id):
+                    await self._http(scope, receive, send, request_id, start)
+        finally:
+            request_id_var.reset(token)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, request_id: str, start: float) -> None:
+        """One HTTP request: admitted or shed, served, caught, measured."""
+        tracked = TrackedSend(send, request_id.encode())
         waited: float | None = None  # an admitted API request's wait for the event loop (s)
         if is_api(scope["path"]):
             waited = self.admission.admit()
             if waited is None:
-                await self._shed(scope, send, start)
+                await self._shed(scope, tracked, start)
                 return
-        tracked = TrackedSend(send)
         try:
             await self._serve(scope, receive, tracked, admitted=waited is not None)
         except Exception as exc:
@@ -193,12 +216,13 @@ class BoundaryMiddleware:
                 return error_response(415, messages.wrong_media_type(JSON_MEDIA_TYPE, declared))
         return None
 
-    async def _shed(self, scope: Scope, send: Send, start: float) -> None:
+    async def _shed(self, scope: Scope, send: TrackedSend, start: float) -> None:
         """503 + Retry-After before the body is read: the same answer and series as any other 503 overload."""
-        self.metrics.shed.inc()
         self.metrics.child(self.metrics.errors, "overload").inc()
-        await send({"type": "http.response.start", "status": 503, "headers": self._shed_headers})
-        await send({"type": "http.response.body", "body": self._shed_body})
+        body = self._shed_body_head + send.request_id + b'"}'
+        headers = [*self._shed_headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 503, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         self._observe(scope, 503, time.perf_counter() - start)
 
     def _log_unhandled(self, scope: Scope, exc: Exception) -> None:
@@ -209,32 +233,42 @@ class BoundaryMiddleware:
         """One request into si_request_seconds, by its route's template ('unmatched' before routing or without one)."""
         template = getattr(scope.get("route"), "path_format", "unmatched")  # {session_id}, without :any
         self.metrics.child(self.metrics.requests, template, scope.get("method", ""), str(status)).observe(seconds)
+        if self.log_requests:  # the template, never the path: a session id is a user's, and stays out of logs
+            access_log.info("%s %s %d %.1f ms", scope.get("method"), template, status, seconds * 1000,
+                            extra={"method": scope.get("method"), "route": template, "status": status,
+                                   "ms": round(seconds * 1000, 2)})
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app's lifespan, with the loop-lag timer running for as long as the app is up."""
+        """The app's lifespan, with the loop-lag timer and the live gauges running for as long as the app is up."""
         lag = self.admission.loop_lag
         if lag is not None:
             lag.start(asyncio.get_running_loop())
+        gauges = LiveGauges(self.metrics, self.admission)
+        gauges.start(asyncio.get_running_loop())
         try:
             await self.app(scope, receive, send)
         finally:
+            gauges.stop()
             if lag is not None:
                 lag.stop()
 
 
 class TrackedSend:
-    """A `send` that remembers the status it sent: 500 until a response starts (what the catch-all answers)."""
+    """A `send` that remembers the status it sent (500 until a response starts: what the catch-all answers)
+    and puts the request id in the answer's `X-Request-ID` header."""
 
-    __slots__ = ("_send", "started", "status")
+    __slots__ = ("_send", "request_id", "started", "status")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, request_id: bytes) -> None:
         self._send = send
+        self.request_id = request_id
         self.status = 500
         self.started = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status, self.started = int(message["status"]), True
+            message = {**message, "headers": [*message.get("headers", ()), (REQUEST_ID_KEY, self.request_id)]}
         await self._send(message)
 
 

@@ -1,12 +1,32 @@
-"""Prometheus metrics (docs/architecture.md §8). One registry per process; names carry the `si_` prefix."""
+"""Prometheus metrics (docs/architecture.md §8). One registry per app; names carry the `si_` prefix.
+
+One process (the default): the registry also holds prometheus_client's process, GC and platform
+collectors. `--workers N`: prometheus_client's multiprocess mode (`PROMETHEUS_MULTIPROC_DIR`, set by
+cli/serve_workers.py), so any worker's /metrics answers for all of them: counters and histograms summed,
+gauges by their `multiprocess_mode`, and each live worker's process_* series with a `pid` label.
+"""
 
 from __future__ import annotations
 
+import functools
 import gc
+import os
 import time
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import Metric
 
 # Buckets that resolve 0.5-100 ms, with a tail for overload.
 LATENCY_BUCKETS_S = (
@@ -26,16 +46,27 @@ class ServiceMetrics:
             ["route", "method", "status"], buckets=LATENCY_BUCKETS_S, registry=r,
         )
         self.stage = Histogram(
-            "si_stage_seconds", "Latency of one scoring stage: redis, queue, infer, total.",
+            "si_stage_seconds", "Latency of one scoring stage: redis, queue, infer.",
             ["stage"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )
+        # The whole click has its own series: beside its stages, a sum over `stage` would count it twice.
+        self.click = Histogram(
+            "si_click_seconds", "A click end to end in the scorer: the Redis call, the queue and the engine.",
+            buckets=LATENCY_BUCKETS_S, registry=r,
         )
         self.batch_size = Histogram(
             "si_batch_size", "Windows per engine run.", buckets=BATCH_BUCKETS, registry=r,
         )
-        self.queue_depth = Gauge("si_queue_depth", "Windows waiting for the engine.", registry=r)
-        self.shed = Counter("si_shed_total", "Requests refused with 503: too many in flight, or the batch queue full.",
-                            registry=r)
-        self.timeouts = Counter("si_timeouts_total", "Requests that passed their deadline (504).", registry=r)
+        self.queue_depth = Gauge("si_queue_depth", "Windows waiting for the engine.", registry=r,
+                                 multiprocess_mode="livesum")
+        self.in_flight = Gauge("si_in_flight", "API requests admitted and not yet answered.", registry=r,
+                               multiprocess_mode="livesum")
+        self.admission_limit = Gauge(
+            "si_admission_limit", "API requests admitted at once before a 503 (adapts with SI_ADMISSION_TARGET_MS).",
+            registry=r, multiprocess_mode="livesum",
+        )
+        self.loop_lag = Gauge("si_loop_lag_seconds", "How late the event loop ran a timer at its last tick.",
+                              registry=r, multiprocess_mode="livemax")
         self.errors = Counter("si_errors_total", "Failed requests by cause.", ["cause"], registry=r)
         self.events = Counter("si_events_total", "Accepted events by action.", ["action"], registry=r)
         self.duplicates = Counter("si_duplicate_events_total", "Retried event_ids answered from store.", registry=r)
@@ -46,16 +77,33 @@ class ServiceMetrics:
             "si_unseen_action_events_total",
             "Events whose action slot never occurred in the model's training data.", ["action"], registry=r,
         )
-        self.model = Info("si_model", "Model and execution provider in use.", registry=r)
+        self.model = ModelInfo(Gauge(
+            "si_model_info", "Model and execution provider in use (value 1).", ["model", "provider", "window",
+                                                                                "fingerprint"],
+            registry=r, multiprocess_mode="livemax",
+        ))
         self.gc_pause = Histogram(
             "si_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by generation.", ["generation"],
             buckets=LATENCY_BUCKETS_S, registry=r,
         )
         # Children bound once: `labels()` takes a lock and builds a key on every call, on the click's path.
-        self.stage_redis, self.stage_queue, self.stage_infer, self.stage_total = (
-            self.stage.labels(stage=name) for name in ("redis", "queue", "infer", "total")
+        self.stage_redis, self.stage_queue, self.stage_infer = (
+            self.stage.labels(stage=name) for name in ("redis", "queue", "infer")
         )
         self._children: dict[tuple[Any, ...], Any] = {}
+        self.drift: Any = None  # service/drift.py DriftMonitor, when the model's card has a reference
+        if multiprocess_dir() is None:
+            for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
+                type(collector)(registry=r)  # a fresh instance of the default ones, on this app's registry
+
+    def exposition(self) -> bytes:
+        """The text of /metrics: this registry, or in multiprocess mode every worker's series merged."""
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        merged.register(WorkerProcesses())
+        return generate_latest(merged)
 
     def child(self, metric: Histogram | Counter, *values: str) -> Any:
         """`metric.labels(*values)`, bound on first use and reused (series appear only once observed)."""
@@ -64,6 +112,43 @@ class ServiceMetrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found
+
+
+def multiprocess_dir() -> str | None:
+    """prometheus_client's multiprocess directory, when this process shares its metrics with other workers."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+
+
+class ModelInfo:
+    """`si_model_info{model,provider,window,fingerprint} 1`: an Info metric made of a gauge, since
+    prometheus_client's multiprocess mode has no Info."""
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+
+    def info(self, labels: dict[str, str]) -> None:
+        self.gauge.clear()  # as Info does: the new labels replace the old ones
+        self.gauge.labels(**labels).set(1)
+
+
+class WorkerProcesses:
+    """process_* of every live worker, each with a `pid` label, read from /proc at scrape time: the
+    multiprocess files hold no process metrics, and the answering worker's alone would hide the others."""
+
+    def collect(self) -> list[Metric]:
+        directory = multiprocess_dir()
+        assert directory is not None
+        pids = {int(name.rsplit("_", 1)[1].removesuffix(".db")) for name in os.listdir(directory)
+                if name.endswith(".db") and name.rsplit("_", 1)[1].removesuffix(".db").isdigit()}
+        families: dict[str, Metric] = {}
+        for pid in sorted(pids):
+            if not os.path.exists(f"/proc/{pid}"):
+                continue
+            for family in ProcessCollector(pid=functools.partial(str, pid), registry=None).collect():
+                merged = families.setdefault(family.name, Metric(family.name, family.documentation, family.type))
+                for sample in family.samples:
+                    merged.add_sample(sample.name, {**sample.labels, "pid": str(pid)}, sample.value)
+        return list(families.values())
 
 
 class GcPauses:

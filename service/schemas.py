@@ -284,6 +284,7 @@ class ErrorOut(BaseModel):
 
     error: str
     fields: list[FieldError] | None = None
+    request_id: str | None = Field(default=None, description="The request's X-Request-ID (docs/service.md).")
 
 
 class ReadyOut(BaseModel):

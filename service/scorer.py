@@ -20,6 +20,7 @@ import numpy as np
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
 from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
+from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
@@ -65,9 +66,10 @@ class SessionScorer:
         start = time.perf_counter()
         deadline = time.monotonic() + self.deadline_s
         ts = time.time() if event.ts is None else event.ts
-        appended = await self.store.append_event(
-            session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
-        )
+        with tracing.span("redis append_event"):
+            appended = await self.store.append_event(
+                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
+            )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
             self.metrics.duplicates.inc()
@@ -81,15 +83,18 @@ class SessionScorer:
         else:
             self._count_event(event.action, appended.out_of_order)
 
-        probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
+        with tracing.span("batch wait"):
+            probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
+        if self.metrics.drift is not None:
+            self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
             **self._alert(session_id, self.slot.model_of(probs).card, out.abandonment_risk, appended.cart_has_items),
         ))
-        self.metrics.stage_total.observe(time.perf_counter() - start)
+        self.metrics.click.observe(time.perf_counter() - start)
         return out
 
     def _alert(self, session_id: str, card: ModelCard, risk: float, cart_has_items: bool) -> dict[str, str]:
@@ -159,7 +164,8 @@ def engine_runner(slot: ModelSlot) -> RunBatch:
 
     def run(windows: list[RawWindow]) -> np.ndarray:
         served = slot.serving
-        probs = served.engine.run(encode_windows(windows, served.card.features))
+        with tracing.span("engine batch", {"batch.size": len(windows)}):
+            probs = served.engine.run(encode_windows(windows, served.card.features))
         shadow = slot.shadow
         if shadow is not None:
             shadow.offer(windows, probs)

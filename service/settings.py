@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # comes first; reads of /risk and /at-risk trail a click by up to score_flush_ms.
     score_flush_ms: float = Field(default=100.0, gt=0, description="Oldest answered score waits at most this.")
     score_flush_records: int = Field(default=64, ge=1, description="Write as soon as this many scores wait.")
+    # Drift (service/drift.py): PSI of inputs and scores against the card's reference, over a sliding window.
+    drift_window_s: float = Field(default=900.0, gt=0, description="Sliding window of the drift gauges (s).")
     retry_after_s: int = Field(default=1, ge=1, description="Retry-After on a 503.")
     gc_freeze: bool = Field(default=True, description="gc.freeze() after warmup: full GC pauses skip startup objects.")
     gc_gen0_threshold: int = Field(default=10_000, ge=100, description="Young-generation GC threshold (CPython: 700).")
@@ -123,6 +125,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tracing: Literal["off", "otlp", "console"] = Field(
+        default="off", description="OpenTelemetry spans (the `tracing` extra): OTLP/HTTP to OTEL_* settings, or stdout."
+    )
+    access_log: bool = Field(default=False, description="One INFO line per request: route template, status, ms.")
+    log_format: Literal["text", "json"] = Field(default="text", description="text lines, or one JSON object per line.")
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -218,7 +218,8 @@ def test_body_over_the_limit_is_a_413(client: httpx.Client) -> None:
         yield json.dumps(big).encode()
 
     streamed = client.post("/v1/sessions/big/events", content=chunks(), headers={"content-type": "application/json"})
-    assert streamed.status_code == 413 and streamed.json() == {"error": "request body exceeds 4096 bytes"}
+    assert streamed.status_code == 413 and streamed.json() == {
+        "error": "request body exceeds 4096 bytes", "request_id": streamed.headers["X-Request-ID"]}
 
 
 async def test_200_concurrent_clicks_on_one_session(server: UvicornThread, redis_url: str) -> None:
@@ -254,13 +255,18 @@ def test_metrics_expose_every_series_after_traffic(client: httpx.Client) -> None
     for series in (
         'si_request_seconds_bucket{le="0.0005",method="POST",route="/v1/sessions/{session_id}/events",status="200"}',
         'si_stage_seconds_count{stage="redis"}', 'si_stage_seconds_count{stage="queue"}',
-        'si_stage_seconds_count{stage="infer"}', 'si_stage_seconds_count{stage="total"}',
-        "si_batch_size_count", "si_queue_depth", "si_shed_total", "si_timeouts_total",
+        'si_stage_seconds_count{stage="infer"}', "si_click_seconds_count", "si_in_flight", "si_admission_limit 64.0",
+        "si_loop_lag_seconds", "si_batch_size_count", "si_queue_depth", "process_cpu_seconds_total",
+        "process_resident_memory_bytes", "python_gc_collections_total", "python_info{",
         'si_events_total{action="recommend"}', 'si_unseen_action_events_total{action="recommend"}',
         "si_out_of_order_events_total", "si_duplicate_events_total", "si_model_info{",
     ):
         assert series in text, series
     assert 'si_unseen_action_events_total{action="home"}' not in text
+    # The whole click is its own series, the stages hold only its parts; the duplicates of si_errors_total are gone.
+    assert 'stage="total"' not in text and "si_shed_total" not in text and "si_timeouts_total" not in text
+    redis_calls = metric_sample(text, 'si_stage_seconds_count{stage="redis"}')
+    assert 1 <= metric_sample(text, "si_click_seconds_count") <= redis_calls
     assert metric_sample(text, "si_out_of_order_events_total") >= 1
     assert metric_sample(text, "si_duplicate_events_total") >= 1
 

@@ -127,7 +127,6 @@ async def test_full_queue_sheds_at_once(make_batcher: Callable[..., MicroBatcher
     with pytest.raises(QueueFull):
         await batcher.submit(window(9), deadline())
     assert time.monotonic() - started < 0.01
-    assert metrics.registry.get_sample_value("si_shed_total") == 1
     engine.gate.set()
     assert [float(s[1]) for s in await asyncio.gather(running, *queued)] == [0, 1, 2, 3, 4]
 
@@ -148,7 +147,6 @@ async def test_passed_deadline_raises_and_expired_requests_never_run(make_batche
     assert float((await slow)[1]) == 2
     await asyncio.sleep(0.05)
     assert [float(b.max()) for b in engine.batches] == [2], "the expired request never reached the engine"
-    assert metrics.registry.get_sample_value("si_timeouts_total") == 2
 
 
 async def test_engine_failure_reaches_the_whole_batch_and_serving_goes_on(

@@ -62,8 +62,14 @@ def settings_env_names() -> set[str]:
 
 def service_series() -> dict[str, set[str]]:
     """Every series name ServiceMetrics exposes, with the label names it may carry."""
+    from service.drift import DriftMonitor
+    from tests.test_drift import reference_of_home_clicks
+
     series: dict[str, set[str]] = {}
-    for metric in vars(ServiceMetrics()).values():
+    metrics = ServiceMetrics()
+    drift = DriftMonitor(metrics, reference_of_home_clicks(), window_s=60)
+    for attribute in [*vars(metrics).values(), *vars(drift).values()]:
+        metric = getattr(attribute, "gauge", attribute)  # si_model_info: a gauge inside ModelInfo
         if not isinstance(metric, MetricWrapperBase):
             continue
         (family,) = metric.describe()
@@ -72,13 +78,17 @@ def service_series() -> dict[str, set[str]]:
                     "gauge": ("",), "info": ("_info",), "summary": ("_count", "_sum", "_created")}[family.type]
         for suffix in suffixes:
             series[family.name + suffix] = labels
+    for family in ServiceMetrics().registry.collect():  # prometheus_client's process, GC and platform collectors
+        for sample in family.samples:
+            if not sample.name.startswith("si_"):
+                series[sample.name] = set(sample.labels) | {"pid"}  # pid: one per worker with --workers
     return series
 
 
 def check_promql(expr: str, series: dict[str, set[str]]) -> None:
     """Every si_* name in `expr` is a defined series, and every label it names exists on one of them."""
-    names = set(re.findall(r"\bsi_[a-z0-9_]+", expr))
-    assert names, f"no si_* series in {expr!r}"
+    names = set(re.findall(r"\b(?:si|process|python)_[a-z0-9_]+", expr))
+    assert names, f"no series of the service in {expr!r}"
     unknown = names - set(series)
     assert not unknown, f"{expr!r} queries undefined series {sorted(unknown)}"
     known_labels = set().union(*(series[n] for n in names)) | PROM_LABELS
@@ -268,8 +278,11 @@ def test_dashboard_queries_only_series_the_service_defines() -> None:
     for definition in variables:
         assert set(re.findall(r"\bsi_[a-z0-9_]+", definition)) <= set(series)
     text = " ".join(queries)
-    for needed in ("si_request_seconds_bucket", 'stage="total"', "si_stage_seconds_bucket", "si_batch_size_bucket",
-                   "si_queue_depth", "si_shed_total", "si_timeouts_total", "si_errors_total", "si_events_total",
+    assert 'stage="total"' not in text, "the whole click is si_click_seconds, not a stage"
+    for needed in ("si_request_seconds_bucket", "si_stage_seconds_bucket", "si_batch_size_bucket",
+                   "si_queue_depth", 'cause="overload"', 'cause="deadline"', "si_errors_total", "si_events_total",
+                   "si_click_seconds_bucket", "si_in_flight", "si_admission_limit", "si_loop_lag_seconds",
+                   "process_cpu_seconds_total",
                    "si_model_info", "histogram_quantile(0.5", "histogram_quantile(0.95", "histogram_quantile(0.99"):
         assert needed in text, f"no panel queries {needed}"
     ids = [p["id"] for p in dashboard["panels"]]
@@ -390,3 +403,20 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
     with path.open() as fh:
         return list(csv.DictReader(fh))
+
+
+def test_k8s_observability_config_maps_match_the_dashboard_and_rules() -> None:
+    """deploy/k8s/observability.yaml is rendered from deploy/grafana and deploy/prometheus, never edited by hand."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render", ROOT / "scripts" / "render-k8s-observability.py")
+    assert spec is not None and spec.loader is not None
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert (K8S / "observability.yaml").read_text() == render.render(), "run scripts/render-k8s-observability.py"
+    dashboards = one("ConfigMap", "session-intent-grafana-dashboards")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboards["data"]["session-intent.json"]) == json.loads(DASHBOARD.read_text())
+    rules = one("ConfigMap", "session-intent-prometheus-rules")["data"]["rules.yml"]
+    k8s = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus-k8s.yml").read_text())
+    assert yaml.safe_load(rules) and k8s["rule_files"] == ["/etc/prometheus/rules.yml"]

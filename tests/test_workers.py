@@ -46,6 +46,14 @@ def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
             indices = [httpx.post(f"{serve.url}/v1/sessions/w-1/events", json={"action": "view_product"}).json()
                        ["event_index"] for _ in range(12)]
             assert indices == list(range(12))
+            # One view across workers (prometheus_client multiprocess): whichever worker answers, it counts all 12,
+            # and lists each live worker's process series by pid.
+            for _ in range(4):
+                text = httpx.get(f"{serve.url}/metrics").text
+                assert 'si_events_total{action="view_product"} 12.0' in text, text
+                assert {f'process_cpu_seconds_total{{pid="{w.pid}"}}' in text for w in workers_of(parent)} == {True}
+            metrics_dir = Path(workers_of(parent)[0].environ()["PROMETHEUS_MULTIPROC_DIR"])
+            assert any(metrics_dir.glob("*.db"))
             socket = f"unix://{Path(redis_server.cwd()) / 'redis.sock'}"  # redis-server runs in its --dir
             assert {w.environ().get("SI_REDIS_URL") for w in workers_of(parent)} == {socket}
 
@@ -60,5 +68,6 @@ def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
         output = serve.stop()
     assert proc is not None and proc.returncode == 0, output
     assert not redis_server.is_running()
+    assert not metrics_dir.exists()
     assert not any(w.is_running() for w in survivors)
     assert output.count("AUTH IS OFF") >= 2  # every worker keeps the embedded default's meaning

@@ -87,8 +87,10 @@ def serve_cli_main() -> None:
 class ServeProcess:
     """`session-intent serve` in a subprocess with the given SI_* environment; output goes to `log_path`."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None,
+                 args: tuple[str, ...] = ()) -> None:
         self.port = port or free_port()
+        self.args = args  # serve's options beyond the SI_* environment, e.g. --access-log
         self.env = {**os.environ, **env, "SI_HOST": "127.0.0.1", "SI_PORT": str(self.port)}
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -109,7 +111,8 @@ class ServeProcess:
         """Returns once /readyz is 200; RuntimeError (with the process output) if it exits first."""
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "from tests.uvicorn_proc import serve_cli_main; serve_cli_main()", "serve"],
+                [sys.executable, "-c", "from tests.uvicorn_proc import serve_cli_main; serve_cli_main()", "serve",
+                 *self.args],
                 cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout_s

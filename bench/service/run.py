@@ -288,6 +288,8 @@ def _counters(server: RunningServer) -> dict[str, float]:
             elif sample.name in ("si_stage_seconds_sum", "si_stage_seconds_count"):
                 kind = sample.name.rsplit("_", 1)[1]
                 values[f"stage_{kind}_{sample.labels.get('stage', '')}"] = float(sample.value)
+            elif sample.name in ("si_click_seconds_sum", "si_click_seconds_count"):  # the click end to end
+                values[f"stage_{sample.name.rsplit('_', 1)[1]}_total"] = float(sample.value)
     return values
 
 

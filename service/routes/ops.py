@@ -7,7 +7,7 @@ import logging
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.deps import ServiceState, StateDep
 from service.schemas import ReadyOut
@@ -47,7 +47,7 @@ async def readyz(state: StateDep) -> JSONResponse:
 }})
 async def metrics(state: StateDep) -> Response:
     """Prometheus exposition of this replica's series."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def _redis_answers(state: ServiceState) -> bool:

@@ -50,7 +50,8 @@ async def _burst(url: str, tag: str, size: int) -> Counter[int]:
         )
     for answer in answers:
         if answer.status_code == 503:
-            assert answer.headers["Retry-After"] == "1" and answer.json() == {"error": "overloaded; retry later"}
+            assert answer.headers["Retry-After"] == "1" and answer.json() == {
+                "error": "overloaded; retry later", "request_id": answer.headers["X-Request-ID"]}
     return Counter(answer.status_code for answer in answers)
 
 

@@ -58,4 +58,5 @@ def test_a_burst_past_the_bound_is_shed_with_retry_after_and_nothing_is_written(
     assert not any(client.exists(keys.session(f"adm-{i}").window) for i in shed), "a refused click must write nothing"
     with httpx.Client(base_url=server.url, timeout=10) as http:
         assert http.post("/v1/sessions/adm-after/events", json={"action": "home"}).status_code == 200
-        assert metric_sample(http.get("/metrics").text, "si_shed_total") >= statuses[503]
+        text = http.get("/metrics").text
+        assert metric_sample(text, 'si_errors_total{cause="overload"}') >= statuses[503]
