@@ -131,3 +131,12 @@ def test_an_unknown_version_is_a_404(admin: httpx.Client) -> None:
     answer = admin.post("/v1/admin/model", json={"version": "42"})
     assert answer.status_code == 404 and "no version '42'" in answer.json()["error"]
     assert admin.post("/v1/admin/model", json={"version": "../etc"}).status_code == 422
+
+
+def test_admin_routes_skip_admission_and_every_other_api_route_counts() -> None:
+    """A reload must get through an overload (admission refuses /v1 requests past its limit)."""
+    from service.routes.paths import is_api
+
+    assert not is_api("/v1/admin/model") and not is_api("/v1/admin/shadow")
+    assert is_api("/v1/sessions/s-1/events") and is_api("/v1/model") and is_api("/v1/at-risk")
+    assert not is_api("/metrics") and not is_api("/readyz")

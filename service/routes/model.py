@@ -9,7 +9,7 @@ from service.deps import ServiceState, StateDep
 from service.model_repository import UnknownVersion
 from service.model_schemas import ModelCardOut, ModelOut, ReloadIn, ShadowIn, ShadowOut, model_error_responses
 from service.reloader import ModelRefused
-from service.routes.paths import API_PREFIX
+from service.routes.paths import ADMIN_ROUTE_PREFIX, API_PREFIX
 from service.schemas import error_responses
 from service.scopes import ADMIN, RISK_READ
 
@@ -23,7 +23,7 @@ async def get_model(state: StateDep) -> ModelOut:
     return model_out(state)
 
 
-@router.post("/admin/model", response_model=ModelOut, responses=_ADMIN_ANSWERS,
+@router.post(ADMIN_ROUTE_PREFIX + "/model", response_model=ModelOut, responses=_ADMIN_ANSWERS,
              dependencies=[Depends(require_scope(ADMIN))])
 async def reload_model(body: ReloadIn, state: StateDep) -> ModelOut:
     """Load a version, check and warm it, and swap it in between two batches; a refused one changes nothing."""
@@ -36,7 +36,7 @@ async def reload_model(body: ReloadIn, state: StateDep) -> ModelOut:
     return model_out(state)
 
 
-@router.put("/admin/shadow", response_model=ModelOut, responses=_ADMIN_ANSWERS,
+@router.put(ADMIN_ROUTE_PREFIX + "/shadow", response_model=ModelOut, responses=_ADMIN_ANSWERS,
             dependencies=[Depends(require_scope(ADMIN))])
 async def put_shadow(body: ShadowIn, state: StateDep) -> ModelOut:
     """Run a version as the shadow candidate on a share of the batches (replaces any running one); null stops it."""
