@@ -46,7 +46,7 @@ local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
   return out
 end
 
--- UserHistory.fold_running: the user's previous session joins the closed history, and its hash goes.
+-- UserHistory.fold_running: the user's previous session joins the closed history.
 local function fold_running(running_key)
   local flat = redis.call('HGETALL', running_key)
   if #flat == 0 then
@@ -76,7 +76,10 @@ local function fold_running(running_key)
       end
     end
   end
-  redis.call('DEL', running_key)
+  -- Folded once: it is no one's running session now. Still live (the user has two sessions at once), it
+  -- keeps its own state and is folded no more; else it goes when the session TTL runs out.
+  redis.call('HDEL', running_key, CF.user)
+  redis.call('EXPIRE', running_key, tonumber(ARGV[6]))
 end
 
 -- start_session, first half: fold the user's previous session (this id's own earlier state too).
