@@ -37,6 +37,7 @@ from service.routes import events as routes_events
 from service.routes import model as routes_model
 from service.routes import ops as routes_ops
 from service.routes import reads as routes_reads
+from service.routes import users as routes_users
 from service.scorer import SessionScorer, engine_runner
 from service.served_model import ModelSlot, ServedModel, load_served
 from service.settings import Settings
@@ -45,6 +46,7 @@ from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
 from service.tracing import start_tracing, stop_tracing
+from service.user_ids import history_hasher
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = SessionWindowStore(
             client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix,
             event_id_memory=settings.event_id_memory, alerts=alert_config(settings, engine.card),
+            context_state=settings.context_state, user_ttl_s=round(settings.user_history_ttl_days * 86_400),
         )
         writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                              max_records=settings.score_flush_records)
@@ -94,7 +97,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer,
-                               arms=arm_assigner(settings))
+                               arms=arm_assigner(settings), user_ids=history_hasher(settings))
         metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
         if metrics.drift is not None:
             stack.push_async_callback(metrics.drift.stop)
@@ -183,7 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BoundaryMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        admission=app.state.admission, retry_after_s=settings.retry_after_s,
                        log_requests=settings.access_log)
-    for module in (routes_events, routes_reads, routes_ops, routes_model):
+    for module in (routes_events, routes_reads, routes_ops, routes_model, routes_users):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

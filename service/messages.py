@@ -19,6 +19,7 @@ STORE_UNAVAILABLE = "session store unavailable; retry later"
 DEADLINE_MISSED = "scoring did not finish within the request deadline"
 INFERENCE_FAILED = "model inference failed"
 INTERNAL_ERROR = "internal error"
+ID_FORMAT = "must be 1-128 characters of [A-Za-z0-9_.:-]"  # a click's user_id, item_id, category_id (422)
 
 
 def missing_api_key(header: str) -> str:

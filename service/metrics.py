@@ -77,6 +77,11 @@ class ServiceMetrics:
             "si_unseen_action_events_total",
             "Events whose action slot never occurred in the model's training data.", ["action"], registry=r,
         )
+        self.clicks_without_ids = Counter(
+            "si_clicks_without_ids_total",
+            "Accepted clicks missing an id of the context (docs/architecture.md §3.1), by the id missing; "
+            "scored with its features at 0.", ["missing"], registry=r,
+        )
         self.model = ModelInfo(Gauge(
             "si_model_info", "Model and execution provider in use (value 1).", ["model", "provider", "window",
                                                                                 "fingerprint"],

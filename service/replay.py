@@ -32,6 +32,7 @@ from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
+from service.user_ids import history_hasher
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,8 @@ async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncE
     stack.push_async_callback(client.aclose)
     metrics = ServiceMetrics()
     store = SessionWindowStore(client, window=served.card.window, ttl_s=settings.ttl_s,
-                               prefix=f"{settings.redis_prefix}:replay", event_id_memory=settings.event_id_memory)
+                               prefix=f"{settings.redis_prefix}:replay", event_id_memory=settings.event_id_memory,
+                               context_state=settings.context_state)
     writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                          max_records=settings.score_flush_records)
     writer.start()
@@ -97,4 +99,5 @@ async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncE
                            max_queue_delay_ms=settings.max_queue_delay_ms, max_queue_size=10**9, metrics=metrics)
     await batcher.start()
     stack.push_async_callback(batcher.stop)
-    return SessionScorer(store, batcher, slot, metrics, deadline_s=REPLAY_DEADLINE_S, writer=writer)
+    return SessionScorer(store, batcher, slot, metrics, deadline_s=REPLAY_DEADLINE_S, writer=writer,
+                         user_ids=history_hasher(settings))

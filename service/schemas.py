@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import time
 from typing import Annotated, Any, Literal, get_args
 
@@ -28,6 +29,8 @@ from service.scopes import RISK_READ
 from service.store.score_record import body_key
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+ID_PATTERN = re.compile(SESSION_ID_PATTERN)  # a click's user_id, item_id and category_id: the same bound
+ID_FIELDS: tuple[str, ...] = ("user_id", "item_id", "category_id")
 # Epoch seconds in [2000-01-01, 2200-01-01): rejects milliseconds and other unit mix-ups.
 MIN_EPOCH_S = 946_684_800.0
 MAX_EPOCH_S = 7_258_118_400.0
@@ -101,7 +104,9 @@ class EventIn(BaseModel):
         json_schema_extra={
             "examples": [
                 # No ts: the server's clock (a fixed ts would age past MAX_EVENT_AGE_S).
-                {"event_id": "c-0001", "action": "view_product", "from_ad": True}
+                {"event_id": "c-0001", "action": "view_product", "from_ad": True},
+                {"event_id": "c-0002", "action": "add_cart", "user_id": "u-1029", "item_id": "sku-553",
+                 "category_id": "shoes"},
             ]
         },
     )
@@ -119,6 +124,21 @@ class EventIn(BaseModel):
     from_ad: StrictBool | None = Field(
         default=None, description="The session landed from an ad; sticky once true. JSON true/false only."
     )
+    # The context beside the window (docs/architecture.md §3.1); each optional, a missing one leaves its
+    # features at 0. The user id is stored only as a keyed hash (docs/privacy.md).
+    user_id: str | None = Field(
+        default=None, description="The shopper, for their history; 1-128 chars of [A-Za-z0-9_.:-]. The session's "
+                                  "first click decides its user.", examples=["u-1029"],
+    )
+    item_id: str | None = Field(default=None, description="The item clicked; 1-128 chars of [A-Za-z0-9_.:-].")
+    category_id: str | None = Field(default=None, description="The item's category; 1-128 chars of [A-Za-z0-9_.:-].")
+
+    @field_validator("user_id", "item_id", "category_id")
+    @classmethod
+    def _bounded_id(cls, value: str | None) -> str | None:
+        if value is not None and not ID_PATTERN.match(value):
+            raise ValueError(messages.ID_FORMAT)
+        return value
 
     @field_validator("action")
     @classmethod

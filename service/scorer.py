@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
 from model.card import ModelCard
-from model.features import ACTION_INDEX, ACTIONS, RawWindow, encode_windows
+from model.features import ACTION_INDEX, ACTIONS, RawWindow
 from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
 from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
-from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
+from service.model_inputs import ContextWindow, run_model
+from service.schemas import ID_FIELDS, EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
-from service.store.window_store import SessionWindowStore
+from service.store.window_store import ClickIds, SessionWindowStore
 from service.store.write_behind import ScoreWriter
+from service.user_ids import UserIdHasher
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class SessionScorer:
 
     def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, slot: ModelSlot,
                  metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter,
-                 arms: ArmAssigner | None = None) -> None:
+                 arms: ArmAssigner | None = None, user_ids: UserIdHasher | None = None) -> None:
         self.store = store
         self.batcher = batcher
         self.slot = slot
@@ -52,6 +55,7 @@ class SessionScorer:
         self.writer = writer
         self.arms = arms  # None: this replica raises no coupon alerts (SI_ALERTS_ENABLED=false)
         self._unseen_of: tuple[ServedModel, frozenset[str]] | None = None
+        self.user_ids = user_ids  # None: clicks' user_ids are ignored (no history kept)
 
     @property
     def _unseen(self) -> frozenset[str]:
@@ -68,7 +72,8 @@ class SessionScorer:
         ts = time.time() if event.ts is None else event.ts
         with tracing.span("redis append_event"):
             appended = await self.store.append_event(
-                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key()
+                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key(),
+                ids=ClickIds(item=event.item_id, category=event.category_id, user_hash=self._user_hash(event.user_id)),
             )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
@@ -82,9 +87,11 @@ class SessionScorer:
             # flight; or answered by another replica a moment ago): score the window as it is now.
         else:
             self._count_event(event.action, appended.out_of_order)
+            self._count_missing_ids(event)
 
         with tracing.span("batch wait"):
-            probs = await self.batcher.submit((appended.actions, appended.ts, appended.from_ad), deadline)  # (2,)
+            window = (appended.actions, appended.ts, appended.from_ad)
+            probs = await self.batcher.submit(ContextWindow(window, appended.context), deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
         if self.metrics.drift is not None:
             self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
@@ -104,6 +111,15 @@ class SessionScorer:
         if self.arms is None or policy is None or not alert_due(risk, cart_has_items, policy.threshold):
             return {}
         return {"arm": self.arms.arm(session_id), "policy": policy.label}
+
+    def _user_hash(self, user_id: str | None) -> str | None:
+        return None if user_id is None or self.user_ids is None else self.user_ids.digest(user_id)
+
+    def _count_missing_ids(self, event: EventIn) -> None:
+        """Clicks the context sees less of (docs/architecture.md §3.1): each id missing, counted by name."""
+        for name in ID_FIELDS:
+            if getattr(event, name) is None:
+                self.metrics.child(self.metrics.clicks_without_ids, name).inc()
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
         self.metrics.child(self.metrics.events, action).inc()
@@ -162,13 +178,13 @@ def engine_runner(slot: ModelSlot) -> RunBatch:
     carry the model that computed them (service/served_model.py). A shadow candidate is offered the batch
     after it is scored and never delays it (service/shadow.py)."""
 
-    def run(windows: list[RawWindow]) -> np.ndarray:
+    def run(items: list[Any]) -> np.ndarray:
         served = slot.serving
-        with tracing.span("engine batch", {"batch.size": len(windows)}):
-            probs = served.engine.run(encode_windows(windows, served.card.features))
+        with tracing.span("engine batch", {"batch.size": len(items)}):
+            probs = run_model(served, items)  # the card's context beside the windows when it takes one
         shadow = slot.shadow
         if shadow is not None:
-            shadow.offer(windows, probs)
+            shadow.offer(items, probs)
         return scored_by(probs, served)
 
     return run

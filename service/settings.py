@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="Key of the arm hash; unset: a fixed development key (predictable)."
     )
 
+    # The context beside the window (docs/architecture.md §3.1, docs/redis.md "Context state", docs/privacy.md):
+    # the session's item state, and with `full` the shopper's history, kept by the click's one Redis call.
+    context_state: Literal["off", "session", "full"] = Field(
+        default="full", description="Context state kept per click: off, session (items), full (+ user history)."
+    )
+    user_history_ttl_days: float = Field(default=90.0, gt=0, description="Days a shopper's history is kept idle.")
+    user_id_key: SecretStr = Field(
+        default=SecretStr(""), description="HMAC key of stored user ids; unset: a fixed development key (warned)."
+    )
+
     # Auth. Keys are sha256 hex digests of the real keys, never the keys themselves.
     api_keys: dict[str, list[str]] = Field(
         default_factory=dict, description='JSON {"<sha256 hex of key>": ["events:write", ...]}.'

@@ -21,11 +21,12 @@ import random
 import threading
 import time
 from collections import defaultdict
+from typing import Any
 
 import numpy as np
 
-from model.features import RawWindow, encode_windows
 from model.risk import abandonment_risk, cart_open_after, intent_codes
+from service.model_inputs import run_model, window_of
 from service.rollout_metrics import MOMENTS, RolloutMetrics, pearson
 from service.served_model import ServedModel
 
@@ -55,7 +56,7 @@ class ShadowRunner:
         self._correlation = metrics.correlation.labels(label)
         self._sums: dict[str, float] = defaultdict(float)
         self._random = random.Random(seed)
-        self._queue: queue.Queue[tuple[list[RawWindow], np.ndarray] | None] = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue[tuple[list[Any], np.ndarray] | None] = queue.Queue(maxsize=queue_size)
         self._thread = threading.Thread(target=self._serve, name=f"shadow-{label}", daemon=True)
 
     @property
@@ -76,7 +77,7 @@ class ShadowRunner:
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
 
-    def offer(self, windows: list[RawWindow], probs: np.ndarray) -> None:
+    def offer(self, windows: list[Any], probs: np.ndarray) -> None:
         """On the engine thread: queue a sampled batch for the candidate, or drop it when the queue is full."""
         if self._random.random() >= self.share:
             return
@@ -97,10 +98,12 @@ class ShadowRunner:
                 logger.exception("shadow candidate %s failed on a batch of %d", self.label, len(windows))
                 self._batches["failed"].inc()
 
-    def _compare(self, windows: list[RawWindow], served: np.ndarray) -> None:
+    def _compare(self, items: list[Any], served: np.ndarray) -> None:
+        """`items` as the batch held them: raw windows, or ContextWindows (service/model_inputs.py)."""
         started = time.perf_counter()
-        cand = self.candidate.engine.run(encode_windows(windows, self.candidate.card.features))  # (B, 2)
+        cand = run_model(self.candidate, items)  # (B, 2)
         self._latency.observe(time.perf_counter() - started)
+        windows = [window_of(item) for item in items]
         cart = np.array([bool(cart_open_after(w[0])[-1]) if len(w[0]) else False for w in windows])  # (B,)
         risk_s = abandonment_risk(served[:, 0], served[:, 1], cart)
         risk_c = abandonment_risk(cand[:, 0], cand[:, 1], cart)

@@ -28,6 +28,7 @@ OPEN = None
 EXPECTED: dict[tuple[str, str], str | None] = {
     ("POST", "/v1/sessions/{session_id}/events"): "events:write",
     ("DELETE", "/v1/sessions/{session_id}"): "admin",
+    ("DELETE", "/v1/users/{user_id}"): "admin",
     ("GET", "/v1/sessions/{session_id}/risk"): "risk:read",
     ("GET", "/v1/at-risk"): "risk:read",
     ("GET", "/v1/sessions/{session_id}/explain"): "risk:read",
@@ -78,7 +79,7 @@ def served_routes(server: UvicornThread) -> list[tuple[str, str]]:
 
 def call(http: httpx.Client, method: str, path: str, key: str | None) -> httpx.Response:
     headers = {"X-API-Key": key} if key else {}
-    url = path.replace("{session_id}", SESSION)
+    url = path.replace("{session_id}", SESSION).replace("{user_id}", "auth-u1")
     body = BODIES.get((method, path), {"action": "home"} if method == "POST" else None)
     return http.request(method, url, json=body, headers=headers)
 

@@ -239,7 +239,7 @@ async def test_delete_removes_every_key_and_index_entry(client: aredis.Redis) ->
     assert await store.delete_session("gone")
     assert not await store.delete_session("gone")
     remaining = {k.decode() for k in await client.keys("*") if isinstance(k, bytes)}
-    assert remaining == {*store.keys("keep"), store.risk_key, store.expiry_key}
+    assert remaining == {*store.keys("keep"), store.key_scheme.context("keep"), store.risk_key, store.expiry_key}
     for index_key in (store.risk_key, store.expiry_key):
         assert await client.zrange(index_key, 0, -1) == [b"keep"]
     assert await store.read_window("gone") is None and await store.ping()

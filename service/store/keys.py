@@ -56,6 +56,22 @@ class KeyScheme:
         """SCAN pattern matching every session key (and the index keys, whose tag is `{atrisk}`)."""
         return f"{self.prefix}:{{*}}:*"
 
+    def context(self, session_id: str) -> str:
+        """hash: the session's context state (service/store/context_record.py), in the session's slot."""
+        self.session(session_id)  # refuses braces
+        return f"{self.prefix}:{{{session_id}}}:x"
+
+    def context_key_parts(self) -> tuple[str, str]:
+        """The text before and after a session id in its context key: append_event.lua builds the key of a
+        user's running session from them (single Redis only: that key is in another slot)."""
+        return f"{self.prefix}:{{", "}:x"
+
+    def user(self, user_hash: str) -> str:
+        """hash: a shopper's history, keyed by the keyed hash of the user id (docs/privacy.md); its own slot."""
+        if not user_hash.isalnum():
+            raise ValueError("a user key takes the hex digest of the user id, never the id itself")
+        return f"{self.prefix}:{{u:{user_hash}}}:h"
+
     def session(self, session_id: str) -> SessionKeys:
         if "{" in session_id or "}" in session_id:
             raise ValueError("session_id must not contain braces: they would break the cluster hash tag")

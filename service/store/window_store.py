@@ -33,7 +33,7 @@ from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
-from service.store import packing, score_record
+from service.store import context_record, packing, score_record
 from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.keys import KeyScheme
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
@@ -92,6 +92,18 @@ class AppendResult(SessionWindow):
     duplicate: bool = False
     out_of_order: bool = False  # ts older than the previous event's; kept in arrival order
     stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
+    # (CONTEXT_DIM,) float32 raw context of the click in model/context.py's CONTEXT_NAMES order; None when
+    # the store keeps no context state (SI_CONTEXT_STATE=off). A retry gets the session's context now.
+    context: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class ClickIds:
+    """A click's optional ids (docs/architecture.md §3.1); the user only as its keyed hash (docs/privacy.md)."""
+
+    item: str | None = None
+    category: str | None = None
+    user_hash: str | None = None
 
 
 def event_id_digest(event_id: str | None) -> bytes:
@@ -111,7 +123,10 @@ def _text(value: bytes | str | None) -> str:
 def lua_script(name: str) -> str:
     """A script of lua/ behind the preludes of score_record.py (field names) and packing.py (the packed event
     and reply codes), so Lua and Python share one definition of each."""
-    return score_record.lua_prelude() + packing.lua_prelude() + (LUA_DIR / name).read_text()
+    preludes = score_record.lua_prelude() + packing.lua_prelude() + context_record.lua_prelude()
+    # The append script runs the context state's functions (context.lua) inside its one atomic call.
+    context = (LUA_DIR / "context.lua").read_text() if name == "append_event.lua" else ""
+    return preludes + context + (LUA_DIR / name).read_text()
 
 
 class SessionWindowStore:
@@ -125,9 +140,11 @@ class SessionWindowStore:
         prefix: str = "si:v1",
         event_id_memory: int = 64,
         alerts: AlertConfig | None = None,
+        context_state: str = "full",
+        user_ttl_s: int = 90 * 86_400,
     ) -> None:
-        if window < 1 or ttl_s < 1 or event_id_memory < 0:
-            raise ValueError("window and ttl_s must be ≥ 1 and event_id_memory ≥ 0")
+        if window < 1 or ttl_s < 1 or event_id_memory < 0 or user_ttl_s < 1:
+            raise ValueError("window, ttl_s and user_ttl_s must be ≥ 1 and event_id_memory ≥ 0")
         self.client = client
         self.window = window
         self.ttl_s = ttl_s
@@ -138,6 +155,9 @@ class SessionWindowStore:
         self.risk_key = self.key_scheme.at_risk
         self.expiry_key = self.key_scheme.at_risk_expiry
         self.alerts = alerts or AlertConfig()
+        # 0 off, 1 the session group, 2 with the shopper's history (context_record.CONTEXT_STATE_LEVELS)
+        self.context_level = context_record.CONTEXT_STATE_LEVELS.index(context_state)
+        self.user_ttl_s = user_ttl_s
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
         self._write = client.register_script(lua_script("write_scores.lua"))
@@ -149,12 +169,13 @@ class SessionWindowStore:
 
     async def append_event(
         self, session_id: str, event_id: str | None, action: int, ts: float, from_ad: bool | None,
-        body: str = "",
+        body: str = "", ids: ClickIds | None = None,
     ) -> AppendResult:
         """Dedupe, append, trim to N, update meta and the cart state, refresh the TTL: one EVALSHA.
 
         `body` is the click as sent (score_record.body_key); an event_id seen before with another body
-        raises EventIdConflict and appends nothing. '' skips that comparison.
+        raises EventIdConflict and appends nothing. '' skips that comparison. `ids` feed the context state
+        in the same call; on a single Redis the user's record too (docs/redis.md "Context state").
         """
         if not 0 <= action < N_ACTIONS:
             raise ValueError(f"action index {action} out of range 0..{N_ACTIONS - 1}")
@@ -163,19 +184,35 @@ class SessionWindowStore:
         args = (
             event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
             self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
+            *self._context_args(session_id, ids or ClickIds()),
         )
-        keys = [*self.keys(session_id), self.key_scheme.outcomes(session_id)]
+        keys = [*self.keys(session_id), self.key_scheme.outcomes(session_id), self.key_scheme.context(session_id)]
+        if self._with_history(ids):
+            keys.append(self.key_scheme.user(ids.user_hash))  # type: ignore[union-attr,arg-type]
         reply = await self._append(keys=keys, args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
         if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
-        actions, times, flags = unpack_events(reply[6:])
+        context = context_record.decode_context(reply[6]) if self.context_level else None
+        actions, times, flags = unpack_events(reply[7:])
         stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
         return AppendResult(
             actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
             duplicate=int(duplicate) == APPEND_DUPLICATE, out_of_order=bool(out_of_order), stored_answer=stored,
+            context=context,
         )
+
+    def _with_history(self, ids: ClickIds | None) -> bool:
+        """The user's record joins the click's call: history kept, a user given, and one Redis (on a cluster its
+        slot differs; docs/redis.md "Context state")."""
+        return self.context_level == 2 and ids is not None and bool(ids.user_hash) and not self.is_cluster
+
+    def _context_args(self, session_id: str, ids: ClickIds) -> tuple[str | int, ...]:
+        """ARGV[11..18] of append_event.lua."""
+        before, after = self.key_scheme.context_key_parts()
+        return (ids.item or "", ids.category or "", self.context_level, ids.user_hash or "", self.user_ttl_s,
+                before, after, session_id)
 
     async def read_window(self, session_id: str) -> SessionWindow | None:
         """The stored window and cart flag, or None for an unknown or expired session."""
@@ -296,8 +333,20 @@ class SessionWindowStore:
             pipe.zrem(self.risk_key, session_id)
             pipe.zrem(self.expiry_key, session_id)
             pipe.delete(self.key_scheme.outcomes(session_id))  # its alerts too: erased means erased
+            pipe.delete(self.key_scheme.context(session_id))  # and its items
             results = await pipe.execute()
         return sum(int(n) for n in results[:3]) > 0
+
+    async def delete_user(self, user_hash: str) -> bool:
+        """Erase a shopper's history and the item state of their running session; True if they had one."""
+        user_key = self.key_scheme.user(user_hash)
+        running = await self.client.hget(user_key, context_record.USER_FIELDS["running"])
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.delete(user_key)
+            if running is not None:
+                pipe.delete(self.key_scheme.context(_text(running)))
+            results = await pipe.execute()
+        return int(results[0]) > 0
 
     async def ping(self) -> bool:
         """True when Redis answers; a readiness probe, so it never raises."""

@@ -18,8 +18,19 @@
 -- ARGV[8]  action index of add_cart
 -- ARGV[9]  action index of order
 -- ARGV[10] the body as sent, "action:ts_ms:from_ad" (score_record.body_key), '' to skip the comparison
+-- The context state (docs/redis.md "Context state"; CF, UF, ITEM_* and CONTEXT_NAMES from
+-- service/store/context_record.py:lua_prelude(); context.lua mirrors model/context.py update_context):
+-- KEYS[5]  context hash <prefix>:{sid}:x   counters, 'i:'..item -> bits, 'c:'..category -> 1
+-- KEYS[6]  user hash    <prefix>:{u:<hmac>}:h, only with a user on a single Redis (cross-slot)
+-- ARGV[11] item id, '' none        ARGV[12] category id, '' none
+-- ARGV[13] context state: 0 off (KEYS[5] unused), 1 session, 2 session + history
+-- ARGV[14] the user's keyed hash, '' none      ARGV[15] the user record's TTL in seconds
+-- ARGV[16], ARGV[17] a session's context key around its id (KeyScheme.context_key_parts), for the
+--          user's running session, folded at this session's first click (single Redis only)
+-- ARGV[18] the session id (the user record's running session)
 --
 -- Reply: {event_index, duplicate, out_of_order 0/1, cart state 0/1/2, stored answer or '', model or '',
+--         context {CONTEXT_NAMES values, durations in ms} or {} when off,
 --         packed event 1, ..., packed event k}
 -- duplicate is APPEND_NEW, APPEND_DUPLICATE, or APPEND_CONFLICT: the event_id was seen with another body.
 -- On a conflict nothing is written, and the stored answer slot carries the first body instead, with no events.
@@ -38,6 +49,7 @@ local id_memory = tonumber(ARGV[7])
 local add_cart = tonumber(ARGV[8])
 local order = tonumber(ARGV[9])
 local body = ARGV[10]
+local context_level = tonumber(ARGV[13]) or 0
 
 -- model.risk.cart_transition: add_cart opens, order closes, anything else keeps.
 local function cart_transition(state, act)
@@ -54,6 +66,9 @@ local function refresh_ttl()
   redis.call('EXPIRE', window_key, ttl)
   redis.call('EXPIRE', meta_key, ttl)
   redis.call('EXPIRE', ids_key, ttl)
+  if context_level > 0 then
+    refresh_context_ttl()
+  end
 end
 
 -- "index|body[|answer]" -> index, body, answer ('' while the event is not scored yet). A body always
@@ -72,9 +87,9 @@ local function split_seen(value)
   return index, first, sep2 and string.sub(rest, sep2 + 1) or ''
 end
 
-local function reply(index, duplicate, out_of_order, answer)
+local function reply(index, duplicate, out_of_order, answer, context)
   local meta = redis.call('HMGET', meta_key, F.cart, F.model)
-  local out = {index, duplicate, out_of_order, tonumber(meta[1]) or 0, answer, meta[2] or ''}
+  local out = {index, duplicate, out_of_order, tonumber(meta[1]) or 0, answer, meta[2] or '', context}
   local events = redis.call('LRANGE', window_key, 0, -1)
   for i = 1, #events do
     out[#out + 1] = events[i]
@@ -109,14 +124,20 @@ if digest ~= '' then
       return {index, APPEND_CONFLICT, 0, 0, first_body, ''}
     end
     refresh_ttl()
-    return reply(index, APPEND_DUPLICATE, 0, answer)
+    -- A retry is rescored with the session's context as it is now, its item flags unknown (0).
+    local current = {}
+    if context_level > 0 then
+      current = context_row(ts_ms, 0, 0, 0, tonumber(redis.call('HGET', meta_key, F.cart)) or CART_NONE)
+    end
+    return reply(index, APPEND_DUPLICATE, 0, answer, current)
   end
 end
 
 local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart, F.alert)
 local last_ts = tonumber(meta[1])
 local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
-local cart = cart_transition(tonumber(meta[3]) or CART_NONE, action)
+local cart_before = tonumber(meta[3]) or CART_NONE
+local cart = cart_transition(cart_before, action)
 local out_of_order = (last_ts and ts_ms < last_ts) and 1 or 0
 
 local index = redis.call('HINCRBY', meta_key, F.count, 1) - 1
@@ -139,5 +160,9 @@ if digest ~= '' and id_memory > 0 then
   forget_old_ids()
 end
 
+local context = {}
+if context_level > 0 then
+  context = update_context(index, cart_before, cart)
+end
 refresh_ttl()
-return reply(index, APPEND_NEW, out_of_order, '')
+return reply(index, APPEND_NEW, out_of_order, '', context)

@@ -1,0 +1,49 @@
+"""What a batch hands the engine (docs/architecture.md §7, §3.1): windows, and the context when the model takes one.
+
+A batch item is a raw window, or a `ContextWindow`: a click's raw window with its raw context row in
+model/context.py's CONTEXT_NAMES order, as append_event.lua returned it. On the engine thread, `run_model`
+encodes the windows (B, N, 16) in one call and, for a card with context, picks the card's `context_names`
+columns into a (B, C) float32 array: `engine.run(windows, contexts)`. A card without context (C = 0) gets
+`engine.run(windows)`, the one-input contract of every model exported before context existed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model.context import CONTEXT_DIM, context_columns
+from model.features import RawWindow, encode_windows
+from service.served_model import ServedModel
+
+
+@dataclass(frozen=True, eq=False)
+class ContextWindow:
+    """One click's raw window and its (CONTEXT_DIM,) float32 raw context; None: no state kept (all 0)."""
+
+    window: RawWindow
+    context: np.ndarray | None
+
+
+def window_of(item: Any) -> RawWindow:
+    return item.window if isinstance(item, ContextWindow) else item
+
+
+def batch_contexts(items: list[Any], names: tuple[str, ...]) -> np.ndarray:
+    """(B, C) float32 raw context of the batch's items in `names` order; a row is 0 where an item has none."""
+    full = np.zeros((len(items), CONTEXT_DIM), dtype=np.float32)
+    for row, item in enumerate(items):
+        if isinstance(item, ContextWindow) and item.context is not None:
+            full[row] = item.context
+    return full[:, context_columns(names)]
+
+
+def run_model(served: ServedModel, items: list[Any]) -> np.ndarray:
+    """(B, 2) scores of B items with one model: its window encoding, and its context when it takes one."""
+    windows = encode_windows([window_of(item) for item in items], served.card.features)  # (B, N, 16)
+    names = served.card.context_names
+    if not names:
+        return served.engine.run(windows)
+    return served.engine.run(windows, batch_contexts(items, names))  # type: ignore[call-arg]

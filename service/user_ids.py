@@ -1,0 +1,46 @@
+"""User ids stored only as a keyed hash (docs/privacy.md): HMAC-SHA256 with SI_USER_ID_KEY, 128 bits of hex.
+
+Without the key a stored record cannot be tied back to a user id by hashing guessed ids. The key must stay
+the same across replicas and restarts, or a shopper's history starts over. Unset, a fixed development key
+is used and, with auth on (a deployment), the service warns at startup: it does not refuse, as the
+holdout's key does not, so a development setup keeps working; production sets the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEV_USER_ID_KEY = "session-intent-development-user-id-key"
+DIGEST_BYTES = 16
+
+
+class UserIdHasher:
+    """user id → the hex keyed hash that names the user's record in Redis."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key.encode()
+
+    def digest(self, user_id: str) -> str:
+        return hmac.new(self._key, user_id.encode(), hashlib.sha256).digest()[:DIGEST_BYTES].hex()
+
+
+def user_id_hasher(settings: Settings, warn: bool = False) -> UserIdHasher:
+    """The hasher of SI_USER_ID_KEY; `warn`: say so at startup when a deployment left the key unset."""
+    key = settings.user_id_key.get_secret_value()
+    if not key:
+        if warn and settings.auth_active:
+            log.warning("SI_USER_ID_KEY is unset: user ids are hashed with a fixed development key, so anyone can "
+                        "tie a stored history to a guessed user id; set a secret key (docs/privacy.md)")
+        key = DEV_USER_ID_KEY
+    return UserIdHasher(key)
+
+
+def history_hasher(settings: Settings) -> UserIdHasher | None:
+    """The click path's hasher; None when the replica keeps no shopper history (SI_CONTEXT_STATE is not `full`)."""
+    return user_id_hasher(settings, warn=True) if settings.context_state == "full" else None
