@@ -26,8 +26,9 @@ import torch
 
 from bench.engine.rss import engine_rss
 from bench.engine.torch_engine import TorchEngine
-from model.artifacts import CARD_FILE, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
+from model.artifacts import CARD_FILE, DEFAULT_MODEL_DIR, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE, is_model_dir
 from model.card import ModelCard
+from model.context import context_card
 from model.data.dataset import file_sha256
 from model.export.exporter import ValidationWindows, export_model, synthetic_validation, validation_from_csv
 from model.export.graphs import cpu_session, onnx_probs
@@ -97,8 +98,16 @@ def find_trained(arch: str, models_root: Path, data_sha: str | None = None) -> P
     return min(found)[-1] if found else None
 
 
-def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: str | None) -> tuple[Path, str]:
-    """A scratch model directory for `spec` (a model directory, or an arch name) and where it came from."""
+def served_context() -> tuple[str, ...]:
+    """The context of the committed default (models/default): what a random-weights stand-in takes beside its
+    windows, so that a benchmark times the inputs the service feeds."""
+    return ModelCard.load(DEFAULT_MODEL_DIR).context_names if is_model_dir(DEFAULT_MODEL_DIR) else ()
+
+
+def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: str | None,
+                context: Sequence[str] = ()) -> tuple[Path, str]:  # fmt: skip
+    """A scratch model directory for `spec` (a model directory, or an arch name) and where it came from; an
+    arch with no trained model gets seeded random weights and takes `context` (model/context.py names)."""
     given = Path(spec)
     trained = given if (given / WEIGHTS_FILE).is_file() else find_trained(spec, models_root, data_sha)
     if trained is not None:
@@ -107,13 +116,15 @@ def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: s
         for name in (WEIGHTS_FILE, CARD_FILE):
             shutil.copy2(trained / name, target / name)
         return target, f"trained: {trained}"
-    cfg = NetConfig.for_arch(spec)  # ValueError names the valid archs
+    cfg = NetConfig.for_arch(spec, context=tuple(context))  # ValueError names the valid archs
     torch.manual_seed(seed)
     net = build_net(cfg)
-    card = ModelCard(name=f"{spec}-random", arch=spec, hparams={"net": cfg.to_dict()}, features=FeatureConfig())
+    card = ModelCard(name=f"{spec}-random", arch=spec, hparams={"net": cfg.to_dict()}, features=FeatureConfig(),
+                     context=context_card(cfg.context))  # fmt: skip
     target = work / card.name
     save_model(target, net.eval(), card)
-    return target, f"random weights (seed {seed}): no trained {spec} under {models_root}"
+    with_context = f", context {len(cfg.context)} features as models/default" if cfg.context else ""
+    return target, f"random weights (seed {seed}{with_context}): no trained {spec} under {models_root}"
 
 
 def validation_for(card: ModelCard, data: Path | None, max_windows: int) -> ValidationWindows:
@@ -224,7 +235,8 @@ def _grid_row(arch: str, engine: str, n_threads: int, timing: Timing) -> dict[st
 def bench_model(spec: str, models_root: Path, work: Path, data: Path | None, plan: TimingPlan,
                 batches: Sequence[int], threads: Sequence[int], max_windows: int, progress: Progress,
                 seed: int = 0) -> ModelResult:  # fmt: skip
-    model_dir, source = materialise(spec, models_root, work, seed, file_sha256(data) if data else None)
+    model_dir, source = materialise(spec, models_root, work, seed, file_sha256(data) if data else None,
+                                    served_context())  # fmt: skip
     card = ModelCard.load(model_dir)
     val = validation_for(card, data, max_windows)
     progress(f"{card.arch}: exporting ({source})")
