@@ -131,3 +131,20 @@ def test_an_unknown_version_is_a_404(admin: httpx.Client) -> None:
     answer = admin.post("/v1/admin/model", json={"version": "42"})
     assert answer.status_code == 404 and "no version '42'" in answer.json()["error"]
     assert admin.post("/v1/admin/model", json={"version": "../etc"}).status_code == 422
+
+
+def test_a_reload_to_a_context_model_serves_it(admin: httpx.Client, repository: Path,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    """A version whose card names context features (model/context.py) loads, warms and serves after a reload."""
+    from model.context import CONTEXT_SETS
+
+    context_model = tiny_model_dir(tmp_path_factory.getbasetemp(), CONTEXT_SETS["session+history"])
+    version = copy_with_card(context_model, repository / "tiny" / "3")
+    try:
+        answer = admin.post("/v1/admin/model", json={"version": "3"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["serving"]["version"] == "tiny/3"
+        assert click(admin, "s-context")["model"].startswith("tiny/3:")
+    finally:
+        admin.post("/v1/admin/model", json={"version": "2"})
+        shutil.rmtree(version)
