@@ -41,17 +41,28 @@ def extras_by_distribution() -> dict[str, str]:
     return extras
 
 
+# The repository's own packages that the image leaves out (the Dockerfile copies model/, service/ and cli/).
+CHECKOUT_PACKAGES = ("bench", "loadtest")
+CHECKOUT = "checkout"
+
+
 def extra_providing(module: str | None) -> str | None:
-    """The extra whose dependencies include the top-level `module`, or None if no extra does."""
+    """The extra whose dependencies include the top-level `module`, `CHECKOUT` for a package of this
+    repository that the install left out, or None if neither (a real bug)."""
     if not module:
         return None
     top = module.split(".")[0]
+    if top in CHECKOUT_PACKAGES:
+        return CHECKOUT
     distribution = DISTRIBUTION_OF_MODULE.get(top, top)
     return extras_by_distribution().get(_normalise(distribution))
 
 
 def missing_extra_line(command: str, module: str, extra: str) -> str:
     """The one line a command prints when a module of an extra is not installed."""
+    if extra == CHECKOUT:
+        return (f"session-intent {command} needs the repository's {module}/ package, which this install leaves out: "
+                f"run it from a clone after `{FULL_SETUP}`")
     return (f"session-intent {command} needs the `{extra}` extra ({module} is not installed): "
             f"run `{FULL_SETUP}`")
 

@@ -66,11 +66,14 @@ def test_cache_is_reused_and_invalidated(synth_csv: Path, tmp_path: Path, monkey
     assert cached.windows.Y.tobytes() == fresh.windows.Y.tobytes()
     np.testing.assert_array_equal(cached.sessions.ids, fresh.sessions.ids)
     np.testing.assert_array_equal(cached.split, fresh.split)
+    np.testing.assert_array_equal(cached.windows.context, fresh.windows.context)  # the context and its ids too
+    np.testing.assert_array_equal(cached.sessions.context_ids.users, fresh.sessions.context_ids.users)  # type: ignore[arg-type]
 
     load_dataset(data, FeatureConfig(window=6, timezone="Asia/Tokyo"), cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").iterdir())) == 2  # the feature config is in the key
     with data.open("a") as fh:
-        fh.write("late-session,1791158430,home,\nlate-session,1791158431,search,\nlate-session,1791158432,home,\n")
+        # the synthetic CSV carries user_id,item_id,category_id after from_ad
+        fh.write("late-session,1791158430,home,,u,,\nlate-session,1791158431,search,,u,,\nlate-session,1791158432,home,,u,,\n")
     grown = load_dataset(data, config, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").iterdir())) == 3  # so is the data's hash
     assert len(grown.sessions) == len(fresh.sessions) + 1
