@@ -3,8 +3,6 @@ and fp16 gates on real contexts, the context fingerprint, zeros for a batch with
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from model.export.inputs import GraphInputs
 from model.training.checkpoint import load_model, predict_proba
 from service.engine.onnx_engine import OnnxEngine, load_engine
 from service.engine.providers import CPU, tensorrt_options
+from tests.service_support import copy_with_card
 from tests.test_export import FEATURES, copy_model, make_tiny_model, synthetic_windows
 
 NAMES = CONTEXT_SETS["session+history"]
@@ -120,22 +119,14 @@ def test_torch_engine_takes_the_context_too(model_dir: Path, val: ValidationWind
     np.testing.assert_allclose(onnx_engine.run(windows), torch_engine.run(windows), atol=1e-5)
 
 
-def _with_card(src: Path, dst: Path, **changes: object) -> Path:
-    shutil.copytree(src, dst)
-    card = json.loads((dst / "card.json").read_text())
-    card.update(changes)
-    (dst / "card.json").write_text(json.dumps(card))
-    return dst
-
-
 def test_a_context_mismatch_is_refused(model_dir: Path, tmp_path: Path) -> None:
-    stale = _with_card(model_dir, tmp_path / "stale", context={"names": list(NAMES), "fingerprint": "0" * 16})
+    stale = copy_with_card(model_dir, tmp_path / "stale", context={"names": list(NAMES), "fingerprint": "0" * 16})
     with pytest.raises(ContextMismatch, match="fingerprint '0000000000000000'"):
         load_engine(stale, precision="fp32", providers=[CPU])
     with pytest.raises(ContextMismatch):
         TorchEngine(stale)
     # a card that lost its context, beside a graph that takes one: inputs disagree
-    lost = _with_card(model_dir, tmp_path / "lost", context={})
+    lost = copy_with_card(model_dir, tmp_path / "lost", context={})
     with pytest.raises(ContextMismatch, match=r"takes inputs \['windows', 'context'\]"):
         load_engine(lost, precision="fp32", providers=[CPU])
     # a graph stamped with another context fingerprint than its card's
