@@ -39,7 +39,9 @@ def card_reference(
     dataset = load_dataset(data, card.features, split_mode=split)
     train = dataset.part(Split.TRAIN)
     engine = load_engine(model, precision="int8", providers=("CPUExecutionProvider",))
-    probs = np.concatenate([engine.run(train.windows(slice(i, i + BATCH))) for i in range(0, len(train), BATCH)])
+    names = card.context_names  # a context model scores with the windows' real context, as training saw it
+    probs = np.concatenate([engine.run(train.windows(slice(i, i + BATCH)), train.contexts(slice(i, i + BATCH), names)
+                                       if names else None) for i in range(0, len(train), BATCH)])  # fmt: skip
     events = dataset.sessions.events
     risk = abandonment_risk(probs[:, 0], probs[:, 1], cart_so_far(dataset.sessions)[train.rows])
     in_train = dataset.split[events.session_of_event()] == Split.TRAIN

@@ -13,6 +13,9 @@ Writes to --out:
                    alert agreement and the risks' correlation
     summary.md     the same as tables
 
+A model with context (model/context.py) gets each click's context computed over the whole log, as training
+computes it (the shopper's earlier sessions included, whatever split they fall in); see service/replay_context.py.
+
 polars (reading the log) and sklearn (the metrics) are imported inside the command.
 """
 
@@ -57,15 +60,16 @@ def replay(
     from service.replay import replay_clicks
     from service.settings import Settings
 
-    sessions = _read_sessions(data, model, split)
+    models = [model] + ([candidate] if candidate is not None else [])
+    sessions, contexts = _read_sessions(data, model, split, with_context=_any_context(models))
     clicks = clicks_of(sessions)
     settings = Settings(precision=precision, max_batch_size=max_batch_size, auth_enabled=False,
                         providers=("CPUExecutionProvider",))  # fmt: skip
-    versions = [version_at(model)] + ([version_at(candidate)] if candidate is not None else [])
+    versions = [version_at(path) for path in models]
     results: dict[str, list[Any]] = {}
     for version in versions:
         with console.status(f"replaying {len(clicks)} clicks on {version.label}"):
-            results[version.label] = asyncio.run(replay_clicks(clicks, version, settings))
+            results[version.label] = asyncio.run(replay_clicks(clicks, version, settings, contexts=contexts))
     if len(results) < len(versions):
         raise typer.BadParameter("--model and --candidate must have different labels (directory names)")
     summary = summarise(sessions, clicks, results)
@@ -75,18 +79,31 @@ def replay(
     console.print(f"wrote {out}/scores.csv, alerts.csv, summary.json, summary.md")
 
 
-def _read_sessions(data: Path, model: Path, split: str) -> Any:
+def _any_context(models: list[Path]) -> bool:
     from model.card import ModelCard
-    from model.data.dataset import Split, _splitter, curate, read_events_csv
 
-    sessions = read_events_csv(data)
-    if split == "all":
-        return sessions
-    if split != "test":
+    return any(ModelCard.load(path).context_names for path in models)
+
+
+def _read_sessions(data: Path, model: Path, split: str, with_context: bool = False) -> tuple[Any, np.ndarray | None]:
+    """The sessions to replay, and with_context: (E, CONTEXT_DIM) raw context of their events, computed over
+    the whole log first (history needs the shopper's earlier sessions, short or in another split)."""
+    from model.card import ModelCard
+    from model.context import compute_context
+    from model.data.dataset import Split, _curated, _splitter, read_events_csv
+
+    if split not in ("all", "test"):
         raise typer.BadParameter("--split must be all or test")
-    curated = curate(sessions)
+    sessions = read_events_csv(data)
+    contexts = compute_context(sessions.events, sessions.context_ids) if with_context else None
+    if split == "all":
+        return sessions, contexts
+    keep = _curated(sessions)
+    curated = sessions.select(keep)
     mode = ModelCard.load(model).data.get("split", "session")
-    return curated.select(_splitter(mode)(curated) == Split.TEST)
+    keep[keep] = _splitter(mode)(curated) == Split.TEST
+    rows = np.repeat(keep, sessions.lengths)
+    return sessions.select(keep), (contexts[rows] if contexts is not None else None)
 
 
 def clicks_of(sessions: Any) -> list[Any]:

@@ -19,13 +19,17 @@ FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
 FP16_FILE = "model.fp16.onnx"
 
-# The ONNX graph's one input, raw windows (B, N, 16) float32, and its output, probabilities (B, 2).
+# The ONNX graph's inputs: raw windows (B, N, 16) float32, and, only for a model whose card names context
+# features, the raw context (B, C) float32 in the card's `context.names` order (model/context.py; the
+# graph scales it itself). Its output: probabilities (B, 2).
 INPUT_NAME = "windows"
+CONTEXT_INPUT_NAME = "context"
 OUTPUT_NAME = "probs"
 
 # Keys of the ONNX graph's metadata_props, written by export (model/export/); the engine checks the
-# fingerprint and N before it serves, and reports the precision.
+# fingerprints (layout, context) and N before it serves, and reports the precision.
 META_FINGERPRINT = "fingerprint"
+META_CONTEXT_FINGERPRINT = "context_fingerprint"  # model/context.py's fingerprint of the context names; "" for none
 META_WINDOW = "window"
 META_PRECISION = "precision"
 META_ARCH = "arch"

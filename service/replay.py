@@ -9,6 +9,8 @@ concurrently (each in order), so batches form as they do under load; an int8 mod
 batch's activations with the batch's own range, so its scores move slightly with the company
 (`max_batch_size=1` removes that, as a live service at low traffic does).
 
+A model with context gets each click's context from the command (service/replay_context.py).
+
 numpy only: the command (cli/replay_command.py) reads the log and computes the metrics.
 """
 
@@ -17,13 +19,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
 
 from service.batcher import MicroBatcher
 from service.metrics import ServiceMetrics
 from service.model_repository import ModelVersion
+from service.replay_context import ContextTaggingStore, rows_by_session
 from service.schemas import EventIn, ScoreOut
 from service.scorer import SessionScorer, engine_runner
 from service.served_model import ModelSlot, load_served
@@ -50,14 +56,15 @@ class Click:
 
 
 async def replay_clicks(clicks: Sequence[Click], version: ModelVersion, settings: Settings,
-                        concurrency: int = 64) -> list[ScoreOut]:
-    """The answer to each click, in the order of `clicks`; sessions replay concurrently, each in its order."""
+                        concurrency: int = 64, contexts: np.ndarray | None = None) -> list[ScoreOut]:
+    """The answer to each click, in the order of `clicks`; sessions replay concurrently, each in its order.
+    `contexts`: (E, CONTEXT_DIM) raw context of each click (model/context.py), for a model with context."""
     by_session: dict[str, list[int]] = {}
     for i, c in enumerate(clicks):
         by_session.setdefault(c.session_id, []).append(i)
     answers: list[ScoreOut | None] = [None] * len(clicks)
     async with AsyncExitStack() as stack:
-        scorer = await _serving_path(version, settings, stack)
+        scorer = await _serving_path(version, settings, stack, clicks, contexts)
         gate = asyncio.Semaphore(concurrency)
 
         async def one_session(indexes: list[int]) -> None:
@@ -76,9 +83,17 @@ async def replay_clicks(clicks: Sequence[Click], version: ModelVersion, settings
     return [a for a in answers if a is not None]
 
 
-async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncExitStack) -> SessionScorer:
+async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncExitStack, clicks: Sequence[Click],
+                        contexts: np.ndarray | None) -> SessionScorer:  # fmt: skip
     """The lifespan's parts (service/app.py) for one model: store, write-behind, batcher, scorer."""
     served = await asyncio.to_thread(load_served, version, settings)
+    make_store: Callable[..., SessionWindowStore] = SessionWindowStore
+    if served.card.context_names:
+        if contexts is None:
+            raise ValueError(f"{version.label} takes context {list(served.card.context_names)}: replay needs "
+                             "each click's context (a log with user_id, item_id, category_id)")  # fmt: skip
+        make_store = partial(ContextTaggingStore, rows=rows_by_session([c.session_id for c in clicks],
+                                                                                  contexts))  # fmt: skip
     url = settings.redis_url
     if url is None:
         embedded = await asyncio.to_thread(EmbeddedRedis(maxmemory_mb=0).start)
@@ -87,9 +102,9 @@ async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncE
     client = connect_redis(url, settings)
     stack.push_async_callback(client.aclose)
     metrics = ServiceMetrics()
-    store = SessionWindowStore(client, window=served.card.window, ttl_s=settings.ttl_s,
-                               prefix=f"{settings.redis_prefix}:replay", event_id_memory=settings.event_id_memory,
-                               context_state=settings.context_state)
+    store = make_store(client, window=served.card.window, ttl_s=settings.ttl_s,
+                       prefix=f"{settings.redis_prefix}:replay", event_id_memory=settings.event_id_memory,
+                       context_state=settings.context_state)
     writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                          max_records=settings.score_flush_records)
     writer.start()

@@ -23,9 +23,11 @@ WINDOW = 10
 
 
 @cache
-def tiny_model_dir(root: Path) -> Path:
-    """Train a lstm_gru_small with 16/8 units for 3 epochs on 600 synthetic sessions, then export it."""
+def tiny_model_dir(root: Path, context: tuple[str, ...] = ()) -> Path:
+    """Train a lstm_gru_small with 16/8 units for 3 epochs on 600 synthetic sessions, then export it; with
+    `context` (model/context.py names) the net takes those features beside the window."""
     from model.card import ModelCard
+    from model.context import context_card
     from model.data.dataset import Sessions, build_windows, curate, slot_coverage
     from model.data.synth import generate_sessions
     from model.export.exporter import ValidationWindows, export_model
@@ -40,17 +42,19 @@ def tiny_model_dir(root: Path) -> Path:
     windows = build_windows(sessions, features)
     is_val = windows.session % 5 == 0
     train, val = windows.take(~is_val), windows.take(is_val)
-    net_cfg = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=16, gru_units=8)
+    net_cfg = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=16, gru_units=8, context=context)
     train_cfg = TrainConfig(epochs=3, batch_size=256, lr=1e-2, patience=None, seed=0, threads=1)
     with deterministic_torch(train_cfg.seed, train_cfg.threads):
         net = build_net(net_cfg)
         fit(net, train, val, train_cfg, show_progress=False)
-    model_dir = root / "tiny-model"
+    model_dir = root / ("tiny-context-model" if context else "tiny-model")
     shutil.rmtree(model_dir, ignore_errors=True)
     card = ModelCard(name="tiny-test", arch=net_cfg.arch, hparams={"net": net_cfg.to_dict()}, features=features,
-                     slot_coverage=slot_coverage(sessions), data={"name": "synth seed 3, 600 sessions"})
+                     slot_coverage=slot_coverage(sessions), data={"name": "synth seed 3, 600 sessions"},
+                     context=context_card(context))  # fmt: skip
     save_model(model_dir, net.eval(), card)
-    export_model(model_dir, ValidationWindows(val.X, val.Y, "synthetic", "tiny test validation"), min_int8_speedup=0)
+    C = val.contexts(slice(None), context) if context else None
+    export_model(model_dir, ValidationWindows(val.X, val.Y, "synthetic", "tiny test validation", C), min_int8_speedup=0)
     return model_dir
 
 

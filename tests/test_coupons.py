@@ -121,12 +121,13 @@ def test_a_consumer_killed_mid_stream_loses_no_alert(redis_url: str) -> None:
     assert client.xpending(KEYS.alerts, GROUP)["pending"] == 0
 
 
-def test_the_simulation_recovers_a_coupon_that_always_converts(tmp_path: Path) -> None:
+def test_the_simulation_recovers_a_coupon_that_always_converts(tmp_path: Path, model_dir: Path) -> None:
+    # The tiny model with a policy every open cart reaches: the loop is under test, not a model's policy (the
+    # committed default takes context, and these shoppers' clicks carry no ids).
     from bench.coupon.simulate import Shoppers, simulate
-    from model.artifacts import DEFAULT_MODEL_DIR
     from model.evaluation.uplift import uplift
 
-    run = simulate(Shoppers(n=80, base_rate=0.0, effect=1.0, seed=3), DEFAULT_MODEL_DIR, tmp_path, hold_share=0.5,
+    run = simulate(Shoppers(n=80, base_rate=0.0, effect=1.0, seed=3), model_dir, tmp_path, hold_share=0.5,
                    ttl_s=8)  # a slow shared machine must not expire a shopper while it lingers
     found = uplift(run["rows"], n_boot=200)
     assert found["n_pending"] == 0 and found["treat"]["n"] > 10 and found["hold"]["n"] > 10

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from model.artifacts import FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import ModelCard
+from model.context import context_card
 from model.data.dataset import Sessions, build_windows, curate
 from model.data.synth import generate_sessions, write_csv
 from model.export import graphs as export_graphs
@@ -31,14 +32,15 @@ from model.training.nets import IntentNet, NetConfig, build_net
 FEATURES = FeatureConfig(window=6)
 
 
-def synthetic_windows(n_sessions: int = 400, seed: int = 3) -> ValidationWindows:
-    """Windows and targets of synthetic sessions, through the real data pipeline."""
+def synthetic_windows(n_sessions: int = 400, seed: int = 3, context: tuple[str, ...] = ()) -> ValidationWindows:
+    """Windows and targets (and the raw `context` features) of synthetic sessions, through the real data pipeline."""
     log = generate_sessions(n_sessions, seed)
     windows = build_windows(curate(Sessions(ids=log.session_ids, events=log.to_event_log())), FEATURES)
-    return ValidationWindows(windows.X, windows.Y, "synthetic", f"test seed {seed}")
+    C = windows.contexts(slice(None), context) if context else None
+    return ValidationWindows(windows.X, windows.Y, "synthetic", f"test seed {seed}", C)
 
 
-def make_tiny_model(model_dir: Path, steps: int = 150) -> Path:
+def make_tiny_model(model_dir: Path, steps: int = 150, context: tuple[str, ...] = ()) -> Path:
     """A tiny LSTM→GRU trained for a few Adam steps (so its outputs vary), saved as a model directory.
 
     One torch thread: on a busy 2-core machine a 2-thread pool waits on its own spinning workers.
@@ -46,18 +48,19 @@ def make_tiny_model(model_dir: Path, steps: int = 150) -> Path:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cfg = NetConfig.for_arch("lstm_gru_small", window=FEATURES.window, lstm_units=16, gru_units=8)
+    cfg = NetConfig.for_arch("lstm_gru_small", window=FEATURES.window, lstm_units=16, gru_units=8, context=context)
     net = build_net(cfg)
-    data = synthetic_windows(300, seed=11)
+    data = synthetic_windows(300, seed=11, context=context)
     X, Y = torch.from_numpy(data.X[:1024]), torch.from_numpy(data.Y[:1024])
+    C = torch.from_numpy(data.C[:1024]) if data.C is not None else None
     optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)  # 150 steps: AUC about 0.7 / 0.85 on `val`
     for _ in range(steps):
         optimiser.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(net(X), Y).backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(net(X, C), Y).backward()
         optimiser.step()
     torch.set_num_threads(threads)
     card = ModelCard(name=model_dir.name, arch=cfg.arch, hparams={"net": cfg.to_dict()}, features=FEATURES,
-                     data={"name": "synthetic", "split": "session"})  # fmt: skip
+                     data={"name": "synthetic", "split": "session"}, context=context_card(context))  # fmt: skip
     save_model(model_dir, net.eval(), card)
     return model_dir
 
@@ -95,13 +98,13 @@ def test_fp32_graph_has_the_serving_contract(exported: Path, val: ValidationWind
     assert (inp.name, in_dims) == ("windows", ["batch", FEATURES.window, 16])
     assert (out.name, out_dims) == ("probs", ["batch", 2])
     meta = {p.key: p.value for p in proto.metadata_props}
-    assert meta["fingerprint"] == layout_fingerprint()
+    assert meta["fingerprint"] == layout_fingerprint() and meta["context_fingerprint"] == ""  # no context
     assert (meta["window"], meta["precision"]) == (str(FEATURES.window), "fp32")
     assert json.loads(meta["card"])["arch"] == "lstm_gru_small"
     # probabilities (the sigmoid is in the graph), equal to torch at batch sizes never seen at export
     net, _ = load_model(exported)
     for batch in (1, 7, 300):
-        probs = onnx_probs(exported / FP32_FILE, val.X[:batch])
+        probs = onnx_probs(exported / FP32_FILE, val.inputs[:batch])
         assert probs.shape == (batch, 2) and probs.min() >= 0.0 and probs.max() <= 1.0
         np.testing.assert_allclose(probs, predict_proba(net, val.X[:batch]), atol=1e-5)
 
@@ -125,7 +128,7 @@ def test_plain_int8_quantizes_the_lstm_and_keeps_the_gru_fp32(exported: Path, va
     ops = op_census(int8)
     assert ops.get("DynamicQuantizeLSTM") == 1 and ops.get("MatMulInteger") == 1
     assert ops.get("GRU") == 1 and "LSTM" not in ops  # ORT has no quantized GRU
-    delta = np.abs(onnx_probs(exported / FP32_FILE, val.X) - onnx_probs(int8, val.X))
+    delta = np.abs(onnx_probs(exported / FP32_FILE, val.inputs) - onnx_probs(int8, val.inputs))
     # A 16-unit LSTM averages little quantization noise away: mean |Δ| about 1e-3, the worst window about 0.06.
     assert 0 < delta.mean() < 5e-3 and delta.max() < 0.1
 
@@ -134,12 +137,12 @@ def test_hoisted_gru_graph_matches_torch_and_quantizes_the_projection(exported: 
                                                                        tmp_path: Path) -> None:  # fmt: skip
     net, card = load_model(exported)
     hoisted = tmp_path / "hoisted.onnx"
-    assert export_fp32(net, card, hoisted, val.X, HoistedGRUGraph)["parity_max_abs"] <= 1e-4
+    assert export_fp32(net, card, hoisted, val.inputs, HoistedGRUGraph)["parity_max_abs"] <= 1e-4
     assert op_census(hoisted) == {"LSTM": 1, "Gemm": FEATURES.window + 1, "MatMul": 1}  # N recurrent steps + head
     int8 = quantize_model(hoisted, tmp_path / "hoisted.int8.onnx", RECIPES["hoisted_gru_quint8"])
     # the LSTM and the GRU's hoisted input projection in int8; the recurrent steps and the head stay fp32
     assert op_census(int8) == {"DynamicQuantizeLSTM": 1, "MatMulInteger": 1, "MatMul": FEATURES.window + 1}
-    delta = np.abs(onnx_probs(hoisted, val.X) - onnx_probs(int8, val.X))
+    delta = np.abs(onnx_probs(hoisted, val.inputs) - onnx_probs(int8, val.inputs))
     assert 0 < delta.mean() < 5e-3 and delta.max() < 0.1
 
 

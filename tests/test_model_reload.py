@@ -140,3 +140,20 @@ def test_admin_routes_skip_admission_and_every_other_api_route_counts() -> None:
     assert not is_api("/v1/admin/model") and not is_api("/v1/admin/shadow")
     assert is_api("/v1/sessions/s-1/events") and is_api("/v1/model") and is_api("/v1/at-risk")
     assert not is_api("/metrics") and not is_api("/readyz")
+
+
+def test_a_reload_to_a_context_model_serves_it(admin: httpx.Client, repository: Path,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:  # fmt: skip
+    """A version whose card names context features (model/context.py) loads, warms and serves after a reload."""
+    from model.context import CONTEXT_SETS
+
+    context_model = tiny_model_dir(tmp_path_factory.getbasetemp(), CONTEXT_SETS["session+history"])
+    version = copy_with_card(context_model, repository / "tiny" / "3")
+    try:
+        answer = admin.post("/v1/admin/model", json={"version": "3"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["serving"]["version"] == "tiny/3"
+        assert click(admin, "s-context")["model"].startswith("tiny/3:")
+    finally:
+        admin.post("/v1/admin/model", json={"version": "2"})
+        shutil.rmtree(version)

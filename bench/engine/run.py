@@ -26,11 +26,13 @@ import torch
 
 from bench.engine.rss import engine_rss
 from bench.engine.torch_engine import TorchEngine
-from model.artifacts import CARD_FILE, FP32_FILE, INPUT_NAME, INT8_FILE, REPO_ROOT, WEIGHTS_FILE
+from model.artifacts import CARD_FILE, DEFAULT_MODEL_DIR, FP32_FILE, INT8_FILE, REPO_ROOT, WEIGHTS_FILE, is_model_dir
 from model.card import ModelCard
+from model.context import context_card
 from model.data.dataset import file_sha256
 from model.export.exporter import ValidationWindows, export_model, synthetic_validation, validation_from_csv
 from model.export.graphs import cpu_session, onnx_probs
+from model.export.inputs import GraphInputs
 from model.export.int8 import int8_accuracy, int8_source
 from model.export.machine import cpu_description
 from model.export.quantize import RECIPES, op_census, quantize_model
@@ -96,8 +98,16 @@ def find_trained(arch: str, models_root: Path, data_sha: str | None = None) -> P
     return min(found)[-1] if found else None
 
 
-def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: str | None) -> tuple[Path, str]:
-    """A scratch model directory for `spec` (a model directory, or an arch name) and where it came from."""
+def served_context() -> tuple[str, ...]:
+    """The context of the committed default (models/default): what a random-weights stand-in takes beside its
+    windows, so that a benchmark times the inputs the service feeds."""
+    return ModelCard.load(DEFAULT_MODEL_DIR).context_names if is_model_dir(DEFAULT_MODEL_DIR) else ()
+
+
+def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: str | None,
+                context: Sequence[str] = ()) -> tuple[Path, str]:  # fmt: skip
+    """A scratch model directory for `spec` (a model directory, or an arch name) and where it came from; an
+    arch with no trained model gets seeded random weights and takes `context` (model/context.py names)."""
     given = Path(spec)
     trained = given if (given / WEIGHTS_FILE).is_file() else find_trained(spec, models_root, data_sha)
     if trained is not None:
@@ -106,13 +116,15 @@ def materialise(spec: str, models_root: Path, work: Path, seed: int, data_sha: s
         for name in (WEIGHTS_FILE, CARD_FILE):
             shutil.copy2(trained / name, target / name)
         return target, f"trained: {trained}"
-    cfg = NetConfig.for_arch(spec)  # ValueError names the valid archs
+    cfg = NetConfig.for_arch(spec, context=tuple(context))  # ValueError names the valid archs
     torch.manual_seed(seed)
     net = build_net(cfg)
-    card = ModelCard(name=f"{spec}-random", arch=spec, hparams={"net": cfg.to_dict()}, features=FeatureConfig())
+    card = ModelCard(name=f"{spec}-random", arch=spec, hparams={"net": cfg.to_dict()}, features=FeatureConfig(),
+                     context=context_card(cfg.context))  # fmt: skip
     target = work / card.name
     save_model(target, net.eval(), card)
-    return target, f"random weights (seed {seed}): no trained {spec} under {models_root}"
+    with_context = f", context {len(cfg.context)} features as models/default" if cfg.context else ""
+    return target, f"random weights (seed {seed}{with_context}): no trained {spec} under {models_root}"
 
 
 def validation_for(card: ModelCard, data: Path | None, max_windows: int) -> ValidationWindows:
@@ -136,20 +148,22 @@ def ensure_int8(model_dir: Path, record: dict[str, Any], val: ValidationWindows)
     best = max(passed, key=lambda t: (t.get("speedup") or {}).get("geomean", 0.0))
     net, card = load_model(model_dir)
     recipe = RECIPES[best["recipe"]]
-    quantize_model(int8_source(recipe, net, card, model_dir / FP32_FILE, val.X), model_dir / INT8_FILE, recipe,
-                   calibration=val.X[:2048])  # fmt: skip
+    source = int8_source(recipe, net, card, model_dir / FP32_FILE, val.inputs)
+    quantize_model(source, model_dir / INT8_FILE, recipe, calibration=val.inputs[:2048])
     return recipe.name, f"{recipe.name} (NOT kept by export: {record['reason']})"
 
 
-def batch_mate_effect(path: Path, X: np.ndarray, n: int = 640, batch: int = SERVICE_MAX_BATCH) -> dict[str, float]:
+def batch_mate_effect(
+    path: Path, inputs: GraphInputs, n: int = 640, batch: int = SERVICE_MAX_BATCH
+) -> dict[str, float]:
     """|Δ| of each window's probabilities scored alone vs inside a batch of `batch` others.
 
     Dynamic int8 quantizes activations with a scale per batch, so a window's int8 score depends on its
     batch-mates; fp32 should show 0.
     """
-    session, windows = cpu_session(path, threads=1), X[:n]
-    alone = np.concatenate([session.run(None, {INPUT_NAME: windows[i : i + 1]})[0] for i in range(len(windows))])
-    batched = np.concatenate([session.run(None, {INPUT_NAME: windows[i : i + batch]})[0]
+    session, windows = cpu_session(path, threads=1), inputs[:n]
+    alone = np.concatenate([session.run(None, windows[i : i + 1].feeds())[0] for i in range(len(windows))])
+    batched = np.concatenate([session.run(None, windows[i : i + batch].feeds())[0]
                               for i in range(0, len(windows), batch)])  # fmt: skip
     delta = np.abs(alone - batched)
     return {"max_abs": float(delta.max()), "mean_abs": float(delta.mean()), "windows": len(windows), "batch": batch}
@@ -159,23 +173,24 @@ def study_recipes(model_dir: Path, val: ValidationWindows, plan: TimingPlan) -> 
     """Every int8 recipe: accuracy vs fp32, ops quantized, size, and speed vs fp32 at 1 thread."""
     net, card = load_model(model_dir)
     fp32 = model_dir / FP32_FILE
-    p32 = onnx_probs(fp32, val.X)
+    p32 = onnx_probs(fp32, val.inputs)
     rows: list[dict[str, Any]] = []
-    engines: dict[str, RunFn] = {"fp32": OnnxEngine(fp32, card, ["CPUExecutionProvider"]).run}
+    engines: dict[str, RunFn] = {"fp32": runner(OnnxEngine(fp32, card, ["CPUExecutionProvider"]))}
     for name, recipe in RECIPES.items():
         path = model_dir / "recipes" / f"{name}.onnx"
         path.parent.mkdir(exist_ok=True)
         try:
-            quantize_model(int8_source(recipe, net, card, fp32, val.X), path, recipe, calibration=val.X[:2048])
+            source = int8_source(recipe, net, card, fp32, val.inputs)
+            quantize_model(source, path, recipe, calibration=val.inputs[:2048])
         except Exception as exc:  # a recipe that cannot apply (ORT, or an arch without GRU) is a finding
             rows.append({"recipe": name, "summary": recipe.summary, "error": f"{type(exc).__name__}: {exc}"})
             continue
-        accuracy = int8_accuracy(val.Y, p32, onnx_probs(path, val.X))
+        accuracy = int8_accuracy(val.Y, p32, onnx_probs(path, val.inputs))
         rows.append({"recipe": name, "summary": recipe.summary, "ops": op_census(path),
                      "bytes": path.stat().st_size, **accuracy})  # fmt: skip
-        engines[name] = OnnxEngine(path, card, ["CPUExecutionProvider"]).run
+        engines[name] = runner(OnnxEngine(path, card, ["CPUExecutionProvider"]))
     for batch in RECIPE_BATCHES:
-        timings = time_interleaved(engines, batch_of(val.X, batch), plan)
+        timings = time_interleaved(engines, batch_of(val.inputs, batch), plan)
         for row in rows:
             if row["recipe"] in timings:
                 row[f"samples_per_s_b{batch}"] = timings[row["recipe"]].samples_per_s
@@ -185,22 +200,28 @@ def study_recipes(model_dir: Path, val: ValidationWindows, plan: TimingPlan) -> 
     return rows
 
 
-def time_grid(model_dir: Path, card: ModelCard, X: np.ndarray, plan: TimingPlan, batches: Sequence[int],
+def runner(engine: OnnxEngine | TorchEngine) -> RunFn:
+    """An engine's `run` on a batch of graph inputs: windows and, for a model with context, their context."""
+    return lambda inputs: engine.run(inputs.windows, inputs.context)
+
+
+def time_grid(model_dir: Path, card: ModelCard, inputs: GraphInputs, plan: TimingPlan, batches: Sequence[int],
               threads: Sequence[int], progress: Progress) -> list[dict[str, Any]]:  # fmt: skip
-    """Torch eager fp32, ORT fp32 and ORT int8 at every batch size and thread count."""
+    """Torch eager fp32, ORT fp32 and ORT int8 at every batch size and thread count (with the validation
+    windows' real context where the model takes one)."""
     rows: list[dict[str, Any]] = []
     int8_path = model_dir / INT8_FILE
     for n_threads in threads:
         torch_engine = TorchEngine(model_dir, device="cpu", threads=n_threads)
         engines: dict[str, RunFn] = {
-            "torch eager fp32": torch_engine.run,
-            "ORT fp32": OnnxEngine(model_dir / FP32_FILE, card, ["CPUExecutionProvider"], n_threads).run,
+            "torch eager fp32": runner(torch_engine),
+            "ORT fp32": runner(OnnxEngine(model_dir / FP32_FILE, card, ["CPUExecutionProvider"], n_threads)),
         }
         if int8_path.is_file():
-            engines["ORT int8"] = OnnxEngine(int8_path, card, ["CPUExecutionProvider"], n_threads).run
+            engines["ORT int8"] = runner(OnnxEngine(int8_path, card, ["CPUExecutionProvider"], n_threads))
         for batch in batches:
             progress(f"{card.arch}: {n_threads} thread(s), batch {batch}")
-            timings = time_interleaved(engines, batch_of(X, batch), plan)
+            timings = time_interleaved(engines, batch_of(inputs, batch), plan)
             rows.extend(_grid_row(card.arch, name, n_threads, t) for name, t in timings.items())
     return rows
 
@@ -214,7 +235,8 @@ def _grid_row(arch: str, engine: str, n_threads: int, timing: Timing) -> dict[st
 def bench_model(spec: str, models_root: Path, work: Path, data: Path | None, plan: TimingPlan,
                 batches: Sequence[int], threads: Sequence[int], max_windows: int, progress: Progress,
                 seed: int = 0) -> ModelResult:  # fmt: skip
-    model_dir, source = materialise(spec, models_root, work, seed, file_sha256(data) if data else None)
+    model_dir, source = materialise(spec, models_root, work, seed, file_sha256(data) if data else None,
+                                    served_context())  # fmt: skip
     card = ModelCard.load(model_dir)
     val = validation_for(card, data, max_windows)
     progress(f"{card.arch}: exporting ({source})")
@@ -227,11 +249,11 @@ def bench_model(spec: str, models_root: Path, work: Path, data: Path | None, pla
         validation=export["validation"], export=export, int8_recipe=int8_recipe, int8_note=int8_note,
         file_bytes={p.name: p.stat().st_size for p in sorted(model_dir.glob("model*")) if p.is_file()},
     )  # fmt: skip
-    result.batch_mates = {name: batch_mate_effect(model_dir / file, val.X)
+    result.batch_mates = {name: batch_mate_effect(model_dir / file, val.inputs)
                           for name, file in (("fp32", FP32_FILE), ("int8", INT8_FILE)) if (model_dir / file).is_file()}
     progress(f"{card.arch}: int8 recipes")
     result.recipes = study_recipes(model_dir, val, plan)
-    result.grid = time_grid(model_dir, card, val.X, plan, batches, threads, progress)
+    result.grid = time_grid(model_dir, card, val.inputs, plan, batches, threads, progress)
     progress(f"{card.arch}: RSS of a fresh process per engine")
     repo = REPO_ROOT
     for precision in ("int8", "fp32", "torch"):

@@ -1,12 +1,14 @@
 """`session-intent export`: a trained model directory → `model.onnx`, `model.int8.onnx`, `model.fp16.onnx`.
 
 - `model.onnx`: fp32, legacy (TorchScript) exporter so the recurrences stay whole LSTM/GRU ops, input
-  `windows` (B, N, 16) raw float32 with a dynamic batch axis, output `probs` (B, 2) with the sigmoid in the
-  graph. metadata_props carry the card, the layout fingerprint, N and the precision. Written only if ORT
-  matches torch within 1e-4 on real windows (model/export/graphs.py).
+  `windows` (B, N, 16) raw float32 with a dynamic batch axis (and, for a model with context, `context`
+  (B, C) raw float32 in the card's context order), output `probs` (B, 2) with the sigmoid in the graph.
+  metadata_props carry the card, the layout and context fingerprints, N and the precision. Written only if
+  ORT matches torch within 1e-4 on real windows (model/export/graphs.py).
 - `model.int8.onnx`: the ORT quantization recipe that keeps the AUC drop per label within 0.002 on the
   validation windows and runs fastest on this CPU; none if no recipe does both (model/export/int8.py).
-- `model.fp16.onnx`: fp16 weights and compute (fp32 inputs/outputs) for the CUDA provider (docs/architecture.md §7).
+- `model.fp16.onnx`: fp16 weights and compute (fp32 inputs/outputs) for the CUDA provider (docs/architecture.md §7);
+  the context's scaling stays fp32, since raw counts and seconds overflow fp16 (65504).
 
 Every file is built in a scratch directory and moved into place only after its check passes; the results
 go into the card (`card.extra["export"]`).
@@ -21,17 +23,20 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 
-from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE, META_PRECISION
+from model.artifacts import CARD_FILE, FP16_FILE, FP32_FILE, INT8_FILE
 from model.card import ModelCard, check_fingerprint
+from model.context import check_context
+from model.export.fp16 import export_fp16
 from model.export.gates import AUC_DROP_BUDGET, MIN_SPEEDUP
-from model.export.graphs import ExportParityError, export_fp32, onnx_probs, parity_windows
+from model.export.graphs import ExportParityError, export_fp32, onnx_probs
+from model.export.inputs import GraphInputs
 from model.export.int8 import export_int8
 from model.training.checkpoint import load_model
 from model.training.nets import LABELS
@@ -41,19 +46,25 @@ __all__ = [
     "export_model", "onnx_probs", "synthetic_validation", "validation_from_csv",
 ]  # fmt: skip
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from model.data.dataset import WindowSet
 
-FP16_TOLERANCE = 1e-2  # max |Δ| of probabilities, fp16 ONNX vs fp32 ONNX
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ValidationWindows:
-    """Windows and labels the int8 check scores on, and where they came from."""
+    """Windows (and their context) and labels the parity and int8 checks score on, and where they came from."""
 
     X: np.ndarray  # (n, N, 16)
     Y: np.ndarray  # (n, 2)
     source: str  # "real" or "synthetic"
     name: str
+    C: np.ndarray | None = None  # (n, k) raw context in the card's order; None for a model without context
+
+    @property
+    def inputs(self) -> GraphInputs:
+        return GraphInputs(self.X, self.C)
 
 
 @dataclass
@@ -74,24 +85,6 @@ def _file_info(path: Path) -> dict[str, Any]:
     return {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-def export_fp16(fp32: Path, out: Path, X: np.ndarray, window: int) -> dict[str, Any]:
-    """fp16 weights and ops (fp32 in/out). On CPU ORT casts back for ops lacking fp16 kernels, so the check
-    here bounds the weight rounding; fp16 compute itself runs on a GPU only (not measured here)."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    proto = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
-    props = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props} | {META_PRECISION: "fp16"}
-    proto.metadata_props.clear()
-    onnx.helper.set_model_props(proto, props)
-    onnx.save(proto, str(out))
-    windows = parity_windows(X, window, limit=512)
-    max_abs = float(np.abs(onnx_probs(out, windows) - onnx_probs(fp32, windows)).max())
-    if not max_abs <= FP16_TOLERANCE:
-        out.unlink(missing_ok=True)
-        return {"written": False, "max_abs_vs_fp32_cpu": max_abs, "reason": f"max |Δ| > {FP16_TOLERANCE}"}
-    return {"written": True, "max_abs_vs_fp32_cpu": max_abs, "tolerance": FP16_TOLERANCE}
-
-
 def export_model(model_dir: Path, val_windows: ValidationWindows | None = None,
                  min_int8_speedup: float = MIN_SPEEDUP) -> ExportReport:  # fmt: skip
     """Export `model_dir` (model.pt + card.json) to ONNX fp32, int8 and fp16; re-save the card with the results.
@@ -102,14 +95,16 @@ def export_model(model_dir: Path, val_windows: ValidationWindows | None = None,
     model_dir = Path(model_dir)
     net, card = load_model(model_dir)
     check_fingerprint(card.fingerprint, str(model_dir / CARD_FILE))
+    names = check_context(card.context, str(model_dir / CARD_FILE))
     val = val_windows if val_windows is not None else synthetic_validation(card)
+    _check_validation_context(val, names)
     if val.source != "real":
         logger.warning("int8 AUC check runs on synthetic windows (%s): pass --data for the real check", val.name)
     with tempfile.TemporaryDirectory(dir=model_dir, prefix=".export-") as scratch:
         work = Path(scratch)
-        fp32_report = export_fp32(net, card, work / FP32_FILE, val.X)
-        int8_report = export_int8(net, card, work, val.X, val.Y, min_int8_speedup)
-        fp16_report = export_fp16(work / FP32_FILE, work / FP16_FILE, val.X, card.window)
+        fp32_report = export_fp32(net, card, work / FP32_FILE, val.inputs)
+        int8_report = export_int8(net, card, work, val.inputs, val.Y, min_int8_speedup)
+        fp16_report = export_fp16(work / FP32_FILE, work / FP16_FILE, val.inputs, card)
         for name, part in ((FP32_FILE, fp32_report), (INT8_FILE, int8_report), (FP16_FILE, fp16_report)):
             if (work / name).is_file():
                 part.update(_file_info(work / name))
@@ -129,6 +124,14 @@ def export_model(model_dir: Path, val_windows: ValidationWindows | None = None,
     return report
 
 
+def _check_validation_context(val: ValidationWindows, names: tuple[str, ...]) -> None:
+    """The validation windows carry the context the model takes (k columns), or none when it takes none."""
+    k = 0 if val.C is None else val.C.shape[1]
+    if k != len(names) or (val.C is not None and len(val.C) != len(val.X)):
+        raise ValueError(f"the model takes context {list(names)} ({len(names)} columns), but the validation "
+                         f"windows {val.name!r} carry {k} context columns for {len(val.X)} windows")  # fmt: skip
+
+
 def validation_from_csv(card: ModelCard, csv: Path, max_windows: int = 50_000) -> ValidationWindows:
     """The validation split of `csv` as training split it (same split mode, same N and time zone),
     evenly thinned to `max_windows`. Warns when `csv` is not the file the model was trained on."""
@@ -145,7 +148,8 @@ def validation_from_csv(card: ModelCard, csv: Path, max_windows: int = 50_000) -
         raise ValueError(f"{csv} has no validation sessions to check int8 on")
     keep = np.linspace(0, len(val) - 1, num=min(max_windows, len(val)), dtype=np.int64)
     thinned = val.take(keep)  # gather only the kept windows, never the whole validation part
-    return ValidationWindows(thinned.X, thinned.Y, "real", f"{dataset.name} ({split_mode} split, validation)")
+    return ValidationWindows(thinned.X, thinned.Y, "real", f"{dataset.name} ({split_mode} split, validation)",
+                             _contexts_or_none(thinned, card))  # fmt: skip
 
 
 def synthetic_validation(card: ModelCard, n_sessions: int = 3000, seed: int = 7) -> ValidationWindows:
@@ -156,4 +160,10 @@ def synthetic_validation(card: ModelCard, n_sessions: int = 3000, seed: int = 7)
     log = generate_sessions(n_sessions, seed)
     sessions = curate(Sessions(ids=log.session_ids, events=log.to_event_log()))
     windows = build_windows(sessions, card.features)
-    return ValidationWindows(windows.X, windows.Y, "synthetic", f"model.data.synth seed {seed}, {n_sessions} sessions")
+    return ValidationWindows(windows.X, windows.Y, "synthetic", f"model.data.synth seed {seed}, {n_sessions} sessions",
+                             _contexts_or_none(windows, card))  # fmt: skip
+
+
+def _contexts_or_none(windows: WindowSet, card: ModelCard) -> np.ndarray | None:
+    """(n, k) raw context of the card's features for every window, or None for a model without context."""
+    return windows.contexts(slice(None), card.context_names) if card.context_names else None

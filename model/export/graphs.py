@@ -1,6 +1,8 @@
 """One fp32 ONNX graph, written and checked: the torch modules model/export/exporter.py traces, and the parity gate.
 
-Every graph maps raw windows (B, N, 16) → probabilities (B, 2).
+Every graph maps raw windows (B, N, 16) → probabilities (B, 2); a model whose card names context features
+takes a second input, the raw context (B, C) (model/artifacts.py names both; the graph scales the context
+itself, as the network's ContextScaling does).
 
 - `ProbabilityGraph`: the network as trained, plus the sigmoid. The legacy exporter emits whole LSTM/GRU
   ops: the fp32 file (`model.onnx`), the one TensorRT and CUDA run.
@@ -19,7 +21,7 @@ import json
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from model.artifacts import (
+    CONTEXT_INPUT_NAME,
     FP32_FILE,
     INPUT_NAME,
     META_ARCH,
     META_CARD,
+    META_CONTEXT_FINGERPRINT,
     META_FINGERPRINT,
     META_LABELS,
     META_NAME,
@@ -43,6 +47,8 @@ from model.artifacts import (
     OUTPUT_NAME,
 )
 from model.card import ModelCard
+from model.context import context_units
+from model.export.inputs import GraphInputs
 from model.features import VECTOR_DIM
 from model.training.checkpoint import predict_proba
 from model.training.nets import LABELS, IntentNet, RecurrentEncoder
@@ -59,14 +65,14 @@ class ExportParityError(RuntimeError):
 
 
 class ProbabilityGraph(nn.Module):
-    """What the ONNX file computes: raw windows (B, N, 16) → probabilities (B, 2)."""
+    """What the ONNX file computes: raw windows (B, N, 16) [and raw context (B, C)] → probabilities (B, 2)."""
 
     def __init__(self, net: IntentNet) -> None:
         super().__init__()
         self.net = net
 
-    def forward(self, windows: Tensor) -> Tensor:
-        return torch.sigmoid(self.net(windows))
+    def forward(self, windows: Tensor, context: Tensor | None = None) -> Tensor:
+        return torch.sigmoid(self.net(windows, context))
 
 
 class HoistedGRU(nn.Module):
@@ -110,7 +116,7 @@ class HoistedGRUGraph(nn.Module):
         self.hoisted = nn.ModuleList(HoistedGRU(layer) if isinstance(layer, nn.GRU) else nn.Identity()
                                      for layer in net.encoder.layers)  # fmt: skip
 
-    def forward(self, windows: Tensor) -> Tensor:
+    def forward(self, windows: Tensor, context: Tensor | None = None) -> Tensor:
         x = self.net.scaling(windows)  # (B, N, 16)
         encoder = self.net.encoder
         assert isinstance(encoder, RecurrentEncoder)  # checked in __init__
@@ -123,7 +129,7 @@ class HoistedGRUGraph(nn.Module):
                 x, _ = layer(x)
                 x = x[:, -1, :] if last else x
         # dropout is the identity in eval mode, as the trained network runs when served
-        return torch.sigmoid(self.net.head(x))  # (B, 2)
+        return torch.sigmoid(self.net.head_logits(x, context))  # (B, 2)
 
 
 def has_gru(net: IntentNet) -> bool:
@@ -131,24 +137,29 @@ def has_gru(net: IntentNet) -> bool:
 
 
 def to_onnx_proto(net: IntentNet, window: int, graph_type: type[nn.Module] = ProbabilityGraph) -> onnx.ModelProto:
-    """The fp32 graph of `net` (as `graph_type` writes it), exported with the legacy exporter."""
+    """The fp32 graph of `net` (as `graph_type` writes it), exported with the legacy exporter: one input
+    (windows), or two (windows, context) when the net takes context."""
     graph = graph_type(net.eval())
-    example = torch.zeros(2, window, VECTOR_DIM)
+    examples: tuple[Tensor, ...] = (torch.zeros(2, window, VECTOR_DIM),)
+    names = [INPUT_NAME]
+    if net.config.context_dim:
+        examples, names = (*examples, torch.zeros(2, net.config.context_dim)), [INPUT_NAME, CONTEXT_INPUT_NAME]
+    axes = {name: {0: "batch"} for name in (*names, OUTPUT_NAME)}
     with tempfile.TemporaryDirectory() as scratch, warnings.catch_warnings():
         # The exporter warns about batch sizes with LSTM/GRU: our initial states are built from the
         # input's batch dimension, so any batch size works (the parity check runs several).
         warnings.simplefilter("ignore")
         path = Path(scratch) / FP32_FILE
-        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=OPSET,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})  # fmt: skip
+        torch.onnx.export(graph, examples, str(path), dynamo=False, opset_version=OPSET,
+                          input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes)  # fmt: skip
         return onnx.load(str(path))
 
 
 def stamp_metadata(proto: onnx.ModelProto, card: ModelCard, precision: str) -> None:
-    """metadata_props: what serving checks (fingerprint, N) and what a human reads (the card)."""
+    """metadata_props: what serving checks (fingerprints, N) and what a human reads (the card)."""
     onnx.helper.set_model_props(proto, {
         META_FINGERPRINT: card.fingerprint,
+        META_CONTEXT_FINGERPRINT: str(card.context.get("fingerprint", "")),
         META_WINDOW: str(card.window),
         META_PRECISION: precision,
         META_ARCH: card.arch,
@@ -166,39 +177,54 @@ def cpu_session(path: Path, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def session_runner(session: ort.InferenceSession) -> Callable[[np.ndarray], object]:
-    """`run(windows)` of one session, for the timing loops."""
-    return lambda windows: session.run(None, {INPUT_NAME: windows})
+def session_runner(session: ort.InferenceSession) -> Callable[[GraphInputs], object]:
+    """`run(inputs)` of one session, for the timing loops."""
+    return lambda inputs: session.run(None, inputs.feeds())
 
 
-def onnx_probs(path: Path, X: np.ndarray, batch: int = 1024) -> np.ndarray:
+def onnx_probs(path: Path, inputs: GraphInputs, batch: int = 1024) -> np.ndarray:
     """(n, 2) probabilities of the graph at `path` on CPU, in batches."""
     session = cpu_session(path)
-    out = [session.run(None, {INPUT_NAME: np.ascontiguousarray(X[i : i + batch], dtype=np.float32)})[0]
-           for i in range(0, len(X), batch)]  # fmt: skip
+    out = [session.run(None, inputs[i : i + batch].feeds())[0] for i in range(0, len(inputs), batch)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 2), np.float32)
 
 
-def parity_windows(X: np.ndarray, window: int, limit: int = PARITY_WINDOWS) -> np.ndarray:
-    """Up to `limit` real windows plus the extremes: all padding, and every dwell at its clip bounds."""
-    real = X[np.linspace(0, len(X) - 1, num=min(limit, len(X)), dtype=np.int64)] if len(X) else X
+def torch_probs(net: IntentNet, inputs: GraphInputs) -> np.ndarray:
+    """(n, 2) probabilities of the torch network on the same inputs."""
+    return predict_proba(net, inputs.windows, inputs.context)
+
+
+def parity_windows(inputs: GraphInputs, window: int, context_names: Sequence[str] = (),
+                   limit: int = PARITY_WINDOWS) -> GraphInputs:  # fmt: skip
+    """Up to `limit` real inputs plus the extremes: all padding, and every dwell at its clip bounds; with
+    context, beside them: all zeros (a click without ids), all ones, and every count at a million."""
+    n = len(inputs)
+    real = inputs[np.linspace(0, n - 1, num=min(limit, n), dtype=np.int64)] if n else inputs
     extremes = np.zeros((3, window, VECTOR_DIM), dtype=np.float32)
     extremes[1, :, 1], extremes[2, :, 7] = 1.0, 600.0
     extremes[2, :, 12:] = 1.0
-    return np.concatenate([real.astype(np.float32), extremes])
+    windows = np.concatenate([real.windows.astype(np.float32), extremes])
+    if real.context is None:
+        return GraphInputs(windows)
+    k = real.context.shape[1]
+    is_flag = context_units(context_names) == 0 if len(context_names) == k else np.zeros(k, dtype=bool)
+    # a flag stays 0/1; a count or a duration far beyond any real one (fp16 overflows at 65504)
+    large = np.where(is_flag, 1.0, 1e6).astype(np.float32)
+    context_extremes = np.stack([np.zeros(k, np.float32), np.ones(k, np.float32), large])
+    return GraphInputs(windows, np.concatenate([real.context.astype(np.float32), context_extremes]))
 
 
-def export_fp32(net: IntentNet, card: ModelCard, out: Path, X: np.ndarray,
+def export_fp32(net: IntentNet, card: ModelCard, out: Path, inputs: GraphInputs,
                 graph_type: type[nn.Module] = ProbabilityGraph) -> dict[str, Any]:  # fmt: skip
     """Write the fp32 graph to `out` and check it against torch; ExportParityError (and no file) if off."""
     proto = to_onnx_proto(net, card.window, graph_type)
     stamp_metadata(proto, card, "fp32")
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
-    windows = parity_windows(X, card.window)
-    max_abs = float(np.abs(onnx_probs(out, windows) - predict_proba(net, windows)).max())
+    windows = parity_windows(inputs, card.window, card.context_names)
+    max_abs = float(np.abs(onnx_probs(out, windows) - torch_probs(net, windows)).max())
     odd_batch = windows[:3]  # a batch size the exporter never saw
-    max_abs = max(max_abs, float(np.abs(onnx_probs(out, odd_batch) - predict_proba(net, odd_batch)).max()))
+    max_abs = max(max_abs, float(np.abs(onnx_probs(out, odd_batch) - torch_probs(net, odd_batch)).max()))
     if not max_abs <= PARITY_TOLERANCE:  # `not <=` also catches NaN
         out.unlink(missing_ok=True)
         raise ExportParityError(

@@ -34,6 +34,7 @@ from model.export.graphs import (
     onnx_probs,
     session_runner,
 )
+from model.export.inputs import GraphInputs
 from model.export.machine import machine_line
 from model.export.quantize import EXPORT_ORDER, RECIPES, QuantRecipe, op_census, quantize_model
 from model.export.timing import TimingPlan, batch_of, time_interleaved
@@ -66,7 +67,7 @@ def within_budget(accuracy: dict[str, Any]) -> bool:
     return bool(drops) and max(drops) <= AUC_DROP_BUDGET
 
 
-def int8_source(recipe: QuantRecipe, net: IntentNet, card: ModelCard, fp32: Path, X: np.ndarray) -> Path:
+def int8_source(recipe: QuantRecipe, net: IntentNet, card: ModelCard, fp32: Path, inputs: GraphInputs) -> Path:
     """The fp32 graph a recipe quantizes: `fp32` (model.onnx), or a parity-checked hoisted-GRU graph beside it."""
     if recipe.graph == "native":
         return fp32
@@ -76,17 +77,17 @@ def int8_source(recipe: QuantRecipe, net: IntentNet, card: ModelCard, fp32: Path
     if not path.is_file():
         if not has_gru(net):
             raise ValueError(f"arch {card.arch} has no GRU to hoist")
-        export_fp32(net, card, path, X, HoistedGRUGraph)
+        export_fp32(net, card, path, inputs, HoistedGRUGraph)
     return path
 
 
-def speedups_vs_fp32(fp32: Path, candidates: dict[str, Path], X: np.ndarray) -> dict[str, dict[str, float]]:
+def speedups_vs_fp32(fp32: Path, candidates: dict[str, Path], inputs: GraphInputs) -> dict[str, dict[str, float]]:
     """Per candidate: median batch latency of fp32 over its own at each SPEED_BATCHES size (1 thread), and the
     geometric mean of those speed-ups."""
     runs = {name: session_runner(cpu_session(path, threads=1)) for name, path in ({"fp32": fp32} | candidates).items()}
     ratios: dict[str, dict[str, float]] = {name: {} for name in candidates}
     for batch in SPEED_BATCHES:
-        timings = time_interleaved(runs, batch_of(X, batch), SPEED_PLAN)
+        timings = time_interleaved(runs, batch_of(inputs, batch), SPEED_PLAN)
         for name in candidates:
             ratios[name][f"b{batch}"] = timings["fp32"].p50_ms / timings[name].p50_ms
     for values in ratios.values():
@@ -94,22 +95,23 @@ def speedups_vs_fp32(fp32: Path, candidates: dict[str, Path], X: np.ndarray) -> 
     return ratios
 
 
-def export_int8(net: IntentNet, card: ModelCard, work: Path, X: np.ndarray, Y: np.ndarray,
+def export_int8(net: IntentNet, card: ModelCard, work: Path, inputs: GraphInputs, Y: np.ndarray,
                 min_speedup: float = MIN_SPEEDUP) -> dict[str, Any]:  # fmt: skip
-    """Write `work`/model.int8.onnx by the rules above, or nothing; returns the record of every recipe tried."""
+    """Write `work`/model.int8.onnx by the rules above, or nothing; returns the record of every recipe tried.
+    `inputs`: the validation windows (and their context, for a model with context), labelled by `Y`."""
     fp32 = work / FP32_FILE
-    p32 = onnx_probs(fp32, X)
+    p32 = onnx_probs(fp32, inputs)
     tried: list[dict[str, Any]] = []
     candidates: dict[str, Path] = {}
     for name in EXPORT_ORDER:
         recipe = RECIPES[name]
         try:
-            source = int8_source(recipe, net, card, fp32, X)
+            source = int8_source(recipe, net, card, fp32, inputs)
         except (ValueError, ExportParityError) as exc:  # this recipe does not apply; the others may
             tried.append({"recipe": name, "passed": False, "skipped": str(exc)})
             continue
-        path = quantize_model(source, work / f"int8.{name}.onnx", recipe, calibration=X[:CALIBRATION_WINDOWS])
-        accuracy = int8_accuracy(Y, p32, onnx_probs(path, X))
+        path = quantize_model(source, work / f"int8.{name}.onnx", recipe, calibration=inputs[:CALIBRATION_WINDOWS])
+        accuracy = int8_accuracy(Y, p32, onnx_probs(path, inputs))
         passed = within_budget(accuracy)
         tried.append({"recipe": name, "ops": op_census(path), "passed": passed, **accuracy})
         logger.info("int8 recipe %s: AUC drop %s, max |Δ| %.4f: %s", name, accuracy["auc_drop"],
@@ -122,7 +124,7 @@ def export_int8(net: IntentNet, card: ModelCard, work: Path, X: np.ndarray, Y: n
                          "reason": f"no recipe kept the AUC drop per label within {AUC_DROP_BUDGET}"}  # fmt: skip
     best = next(iter(candidates))
     if min_speedup > 0:
-        ratios = speedups_vs_fp32(fp32, candidates, X)
+        ratios = speedups_vs_fp32(fp32, candidates, inputs)
         for attempt in tried:
             attempt["speedup"] = ratios.get(attempt["recipe"])
         for name in ratios:  # in EXPORT_ORDER; a later recipe must win clearly, not by timing noise

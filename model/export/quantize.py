@@ -32,7 +32,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from model.artifacts import INPUT_NAME, META_INT8_RECIPE, META_PRECISION
+from model.artifacts import META_INT8_RECIPE, META_PRECISION
+from model.export.inputs import GraphInputs
 
 logger = logging.getLogger(__name__)
 
@@ -89,15 +90,16 @@ EXPORT_ORDER: tuple[str, ...] = (
 
 
 class WindowCalibrationReader(CalibrationDataReader):
-    """Feeds real windows (n, N, 16) to ORT's calibrator, CALIBRATION_BATCH at a time."""
+    """Feeds real windows (n, N, 16), and their context where the model takes one, to ORT's calibrator,
+    CALIBRATION_BATCH at a time."""
 
-    def __init__(self, windows: np.ndarray) -> None:
-        self._windows = np.ascontiguousarray(windows, dtype=np.float32)
+    def __init__(self, inputs: GraphInputs) -> None:
+        self._inputs = inputs
         self._batches: Iterator[dict[str, np.ndarray]] = self._iterate()
 
     def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-        for start in range(0, len(self._windows), CALIBRATION_BATCH):
-            yield {INPUT_NAME: self._windows[start : start + CALIBRATION_BATCH]}
+        for start in range(0, len(self._inputs), CALIBRATION_BATCH):
+            yield self._inputs[start : start + CALIBRATION_BATCH].feeds()
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
@@ -124,7 +126,9 @@ def _quiet_quantizer() -> Iterator[None]:
         root.removeFilter(quiet)
 
 
-def quantize_model(fp32_path: Path, out_path: Path, recipe: QuantRecipe, calibration: np.ndarray | None = None) -> Path:
+def quantize_model(
+    fp32_path: Path, out_path: Path, recipe: QuantRecipe, calibration: GraphInputs | None = None
+) -> Path:
     """Write `out_path`: the int8 graph of `fp32_path` by `recipe`, with the fp32 file's metadata_props."""
     ops = list(recipe.op_types) if recipe.op_types else None
     if recipe.static and (calibration is None or len(calibration) == 0):
@@ -136,7 +140,7 @@ def quantize_model(fp32_path: Path, out_path: Path, recipe: QuantRecipe, calibra
 
 
 def _quantize(fp32_path: Path, out_path: Path, recipe: QuantRecipe, ops: list[str] | None,
-              calibration: np.ndarray | None) -> None:  # fmt: skip
+              calibration: GraphInputs | None) -> None:  # fmt: skip
     kept = [node.name for node in onnx.load(str(fp32_path)).graph.node if node.op_type in recipe.keep_fp32]
     excluded = kept + [f"{name}_MatMul" for name in kept]  # dynamic mode first rewrites Gemm X as MatMul X_MatMul
     if not recipe.static:

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RunFn = Callable[[np.ndarray], object]
+from model.export.inputs import GraphInputs
+
+RunFn = Callable[[GraphInputs], object]  # one model run on a batch of graph inputs
 
 
 @dataclass(frozen=True)
@@ -54,13 +56,12 @@ class Timing:
                    mean_ms=float(ms.mean()), batch=batch)  # fmt: skip
 
 
-def batch_of(X: np.ndarray, size: int) -> np.ndarray:
-    """The first `size` windows of X (repeated if there are fewer), C-contiguous float32."""
-    reps = -(-size // len(X))
-    return np.ascontiguousarray(np.concatenate([X] * reps)[:size], dtype=np.float32)
+def batch_of(inputs: GraphInputs, size: int) -> GraphInputs:
+    """The first `size` rows of `inputs` (repeated if there are fewer), C-contiguous float32."""
+    return inputs.repeated_to(size)
 
 
-def _warm(fn: RunFn, x: np.ndarray, seconds: float) -> float:
+def _warm(fn: RunFn, x: GraphInputs, seconds: float) -> float:
     """Run until `seconds` have passed (at least 3 runs); the mean seconds per run of the last ones."""
     began, runs, last = time.perf_counter(), 0, 0.0
     while runs < 3 or time.perf_counter() - began < seconds:
@@ -71,7 +72,7 @@ def _warm(fn: RunFn, x: np.ndarray, seconds: float) -> float:
     return last
 
 
-def time_interleaved(engines: Mapping[str, RunFn], x: np.ndarray, plan: TimingPlan) -> dict[str, Timing]:
+def time_interleaved(engines: Mapping[str, RunFn], x: GraphInputs, plan: TimingPlan) -> dict[str, Timing]:
     """Time every engine on batch `x`: warm each, then `plan.rounds` rounds of runs/rounds each, rotating order."""
     per_run = max(_warm(fn, x, plan.warmup_s) for fn in engines.values())
     runs = plan.runs_for(per_run, len(engines))

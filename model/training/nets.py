@@ -191,6 +191,10 @@ class IntentNet(nn.Module):
         # A front-padding step is all zeros; a real event has its dwell (≥ 1 s) in one action slot.
         pad = windows[..., :N_ACTIONS].sum(dim=-1) == 0  # (B, N) bool
         summary = self.encoder(self.scaling(windows), pad)  # (B, H)
+        return self.head_logits(summary, context)
+
+    def head_logits(self, summary: Tensor, context: Tensor | None = None) -> Tensor:
+        """(B, H) recurrent summary [+ (B, k) raw context] → (B, 2) logits; export's rewritten graphs reuse it."""
         if self.context_encoder is None:
             return self.head(summary)  # (B, 2) logits
         if context is None:

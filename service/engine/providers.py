@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.artifacts import INPUT_NAME
+from model.artifacts import CONTEXT_INPUT_NAME, INPUT_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -64,13 +64,15 @@ def is_gpu(provider: str) -> bool:
     return provider in GPU_PROVIDERS
 
 
-def batch_shape(batch: int, window: int, dim: int = 16) -> str:
-    """One TensorRT profile shape of the graph's input, `windows:BxNxD`."""
-    return f"{INPUT_NAME}:{batch}x{window}x{dim}"
+def batch_shape(batch: int, window: int, dim: int = 16, context_dim: int = 0) -> str:
+    """One TensorRT profile shape of the graph's inputs, `windows:BxNxD` (and `,context:BxC` with context)."""
+    shape = f"{INPUT_NAME}:{batch}x{window}x{dim}"
+    return f"{shape},{CONTEXT_INPUT_NAME}:{batch}x{context_dim}" if context_dim else shape
 
 
 def tensorrt_options(
     window: int,
+    context_dim: int = 0,
     fp16: bool = True,
     int8: bool = False,
     cache_dir: Path | None = None,
@@ -89,9 +91,9 @@ def tensorrt_options(
         "trt_fp16_enable": fp16,
         "trt_int8_enable": int8,
         "trt_max_workspace_size": TRT_WORKSPACE_BYTES,
-        "trt_profile_min_shapes": batch_shape(low, window),
-        "trt_profile_opt_shapes": batch_shape(opt, window),
-        "trt_profile_max_shapes": batch_shape(high, window),
+        "trt_profile_min_shapes": batch_shape(low, window, context_dim=context_dim),
+        "trt_profile_opt_shapes": batch_shape(opt, window, context_dim=context_dim),
+        "trt_profile_max_shapes": batch_shape(high, window, context_dim=context_dim),
     }
     if cache_dir is not None:
         # Engines take seconds to minutes to build; the cache makes a restart (or a second replica on
@@ -129,20 +131,24 @@ class ProviderPlan:
 def plan_providers(
     requested: Sequence[str],
     window: int,
+    context_dim: int = 0,
     fp16: bool = True,
     trt_cache_dir: Path | None = None,
     available: Sequence[str] | None = None,
 ) -> ProviderPlan:
     """Filter `requested` (select_providers) and attach each one's options."""
-    return plan_for(select_providers(requested, available), window, fp16, trt_cache_dir)
+    return plan_for(select_providers(requested, available), window, context_dim, fp16, trt_cache_dir)
 
 
-def plan_for(chosen: Sequence[str], window: int, fp16: bool = True, trt_cache_dir: Path | None = None) -> ProviderPlan:
-    """TensorRT/CUDA options for providers already selected; CPU takes no options."""
+def plan_for(
+    chosen: Sequence[str], window: int, context_dim: int = 0, fp16: bool = True, trt_cache_dir: Path | None = None
+) -> ProviderPlan:
+    """TensorRT/CUDA options for providers already selected (`context_dim`: the graph's context width, 0 for
+    none); CPU takes no options."""
     options: list[dict[str, Any]] = []
     for name in chosen:
         if name == TENSORRT:
-            options.append(tensorrt_options(window, fp16=fp16, cache_dir=trt_cache_dir))
+            options.append(tensorrt_options(window, context_dim, fp16=fp16, cache_dir=trt_cache_dir))
         elif name == CUDA:
             options.append(cuda_options())
         else:
