@@ -67,11 +67,12 @@ def test_live_traffic_unlike_the_reference_raises_the_drift_gauges(drifting: htt
         answer = drifting.post(f"/v1/sessions/drift-{i % 8}/events",
                                json={"action": "view_product", "ts": T0 + 2.0 * i, "from_ad": i % 2 == 0})
         assert answer.status_code == 200
-    text = ""
-    for _ in range(100):  # the next tick (60 s / 60) takes the new counts into the window
+    text, deadline = "", time.monotonic() + 10
+    while time.monotonic() < deadline:  # the next tick (60 s / 60) takes the new counts into the window
         text = drifting.get("/metrics").text
         if 'si_drift_psi{feature="action"} NaN' not in text:
             break
+        time.sleep(0.05)
     assert metric_sample(text, 'si_drift_psi{feature="action"}') > PSI_ALERT
     assert metric_sample(text, 'si_drift_psi{feature="dwell_s"}') > PSI_ALERT
     assert metric_sample(text, 'si_drift_psi{feature="from_ad"}') > PSI_ALERT

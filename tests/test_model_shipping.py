@@ -43,6 +43,9 @@ def test_a_new_version_serves_without_a_restart(model_dir: Path, redis_server: R
     clicking = threading.Thread(target=storefront)
     clicking.start()
     try:
+        started = time.monotonic()  # the old version answers first: else a fast poll could switch before any click
+        while time.monotonic() - started < 20 and not any(m.startswith("tiny/1:") for m in models):
+            time.sleep(0.05)
         # "retrain + export": a version written beside the served one, moved into place whole, then pointed at.
         staged = copy_with_card(model_dir, folder / ".2-staging", thresholds={"order": 0.5, "risk": 0.3})
         shutil.move(staged, folder / "2")
