@@ -56,3 +56,36 @@ def test_the_command_reads_an_exported_file_and_redis(tmp_path: Path, redis_url:
     assert done.exit_code == 0, done.output
     by_session = {r["session"]: r["outcome"] for r in read_rows(tmp_path / "export.csv")}
     assert by_session == {"r-1": "order", "r-2": "expired", "r-3": "pending"}
+
+
+def clustered_rows(sessions: int, alerts_per_session: int, seed: int = 0) -> list[dict[str, object]]:
+    """Each session's alerts share one outcome (one shopper, one decision): the extreme of clustering."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for i in range(sessions):
+        arm = "hold" if i % 2 else "treat"
+        bought = rng.random() < (0.2 if arm == "hold" else 0.3)
+        rows += [{"session": f"s{i}", "event_index": 2 + 3 * k, "ts": T0, "risk": 0.9, "arm": arm,
+                  "policy": "budget:0.1", "model": "m", "outcome": "order" if bought else "expired",
+                  "order_ts": T0 + 5 if bought else None} for k in range(alerts_per_session)]
+    return rows
+
+
+def test_the_bootstrap_resamples_sessions_so_clustered_alerts_widen_the_ci() -> None:
+    clustered = clustered_rows(2000, alerts_per_session=4)
+    by_session = uplift(clustered, n_boot=1000)
+    # The same alerts, each counted as its own session: what resampling alerts would assume.
+    as_alerts = uplift([{**r, "session": f"{r['session']}-{r['event_index']}"} for r in clustered], n_boot=1000)
+    assert by_session["difference"] == as_alerts["difference"]
+    assert by_session["treat"]["sessions"] == 1000 and by_session["treat"]["n"] == 4000
+    width = by_session["ci_high"] - by_session["ci_low"]
+    naive = as_alerts["ci_high"] - as_alerts["ci_low"]
+    # 4 perfectly correlated alerts per session carry one session's information: the CI is ~√4 = 2× wider.
+    assert 1.6 < width / naive < 2.5, (width, naive)
+
+
+def test_one_alert_per_session_gives_the_alert_bootstrap() -> None:
+    rows = rows_with(4000, 0.3, 0.2)
+    found = uplift(rows, n_boot=1000)
+    se = (0.3 * 0.7 / 2000 + 0.2 * 0.8 / 2000) ** 0.5
+    assert abs((found["ci_high"] - found["ci_low"]) - 2 * 1.96 * se) < 0.3 * 2 * 1.96 * se

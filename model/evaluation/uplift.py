@@ -3,8 +3,14 @@
 Input: one row per alert (service/store/alerts.py decode_outcomes: session, ts, arm, outcome, ...). An alert
 is settled once its cart closed by an order (`order`) or its session expired with the cart open
 (`expired`); `pending` alerts (session still live) are left out. Conversion = share of settled alerts
-followed by an order. The difference treat − hold gets a percentile bootstrap CI, resampling alerts within
-each arm (the arms are independent random samples); the number needed to treat is 1 / difference.
+followed by an order. The difference treat − hold gets a percentile bootstrap CI; the number needed to treat
+is 1 / difference.
+
+The bootstrap resamples sessions, not alerts: the session is the randomization unit (its id's keyed hash
+picks the arm), and one session can hold several alerts (one per open cart: cart, order, cart again), whose
+outcomes are one shopper's and correlated. Each replicate draws each arm's sessions with replacement (the arms
+are independent random samples) and takes its conversion as orders / alerts over the drawn sessions (a ratio
+estimator, the clustered form of the share). With one alert per session this is the plain alert bootstrap.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 ROW_FIELDS: tuple[str, ...] = ("session", "event_index", "ts", "risk", "arm", "policy", "model", "outcome", "order_ts")
 SETTLED = ("order", "expired")
 CI_LEVEL = 0.95
+_BLOCK_CELLS = 4_000_000  # replicates per block × sessions drawn: ~32 MB of indexes
 
 
 @dataclass(frozen=True)
@@ -55,31 +62,52 @@ def _arm_rate(converted: np.ndarray) -> ArmRate:
 
 
 def uplift(rows: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> dict[str, Any]:
-    """Conversion per arm, the difference with its bootstrap CI, the NNT, and the same per UTC day."""
+    """Conversion per arm, the difference with its session bootstrap CI, the NNT, and the same per UTC day."""
     settled = [r for r in rows if r["outcome"] in SETTLED]
     arm = np.array([r["arm"] for r in settled])
+    session = np.array([r["session"] for r in settled])
     converted = np.array([r["outcome"] == "order" for r in settled], dtype=bool)
     day = np.array([_day(r["ts"]) for r in settled])
-    out = {"n_alerts": len(rows), "n_pending": len(rows) - len(settled), **_compare(arm, converted, n_boot, seed)}
-    out["per_day"] = [{"day": d, **_compare(arm[day == d], converted[day == d], 0, seed)} for d in sorted(set(day))]
+    out = {"n_alerts": len(rows), "n_pending": len(rows) - len(settled),
+           **_compare(arm, session, converted, n_boot, seed)}
+    out["per_day"] = [{"day": d, **_compare(arm[day == d], session[day == d], converted[day == d], 0, seed)}
+                      for d in sorted(set(day))]
     return out
 
 
-def _compare(arm: np.ndarray, converted: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
-    treat, hold = converted[arm == "treat"], converted[arm == "hold"]
-    rt, rh = _arm_rate(treat), _arm_rate(hold)
+def session_totals(session: np.ndarray, converted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S,) alerts and (S,) orders per session: the clusters the bootstrap draws."""
+    _, index = np.unique(session, return_inverse=True)
+    return np.bincount(index), np.bincount(index, weights=converted).astype(np.int64)
+
+
+def bootstrap_rates(alerts: np.ndarray, orders: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot,) conversion of replicates that draw the (S,) sessions with replacement: Σ orders / Σ alerts."""
+    n = alerts.size
+    block = max(1, _BLOCK_CELLS // max(n, 1))
+    rates = np.empty(n_boot)
+    for lo in range(0, n_boot, block):
+        drawn = rng.integers(0, n, size=(min(block, n_boot - lo), n))  # (b, S) session indexes
+        rates[lo:lo + len(drawn)] = orders[drawn].sum(axis=1) / alerts[drawn].sum(axis=1)
+    return rates
+
+
+def _compare(arm: np.ndarray, session: np.ndarray, converted: np.ndarray, n_boot: int,
+             seed: int) -> dict[str, Any]:
+    treat, hold = arm == "treat", arm == "hold"
+    rt, rh = _arm_rate(converted[treat]), _arm_rate(converted[hold])
     diff = None if rt.rate is None or rh.rate is None else rt.rate - rh.rate
     low = high = None
     if diff is not None and n_boot > 0:
         rng = np.random.default_rng(seed)
-        # Resampling n 0/1 outcomes with replacement is a Binomial(n, observed rate) draw.
-        boot_t = rng.binomial(treat.size, float(treat.mean()), n_boot) / treat.size
-        boot_h = rng.binomial(hold.size, float(hold.mean()), n_boot) / hold.size
+        boot_t = bootstrap_rates(*session_totals(session[treat], converted[treat]), n_boot, rng)
+        boot_h = bootstrap_rates(*session_totals(session[hold], converted[hold]), n_boot, rng)
         alpha = (1 - CI_LEVEL) / 2
         low, high = (float(x) for x in np.quantile(boot_t - boot_h, [alpha, 1 - alpha]))
+    sessions_t, sessions_h = (int(np.unique(session[in_arm]).size) for in_arm in (treat, hold))
     return {
-        "treat": {"n": rt.n, "orders": rt.orders, "conversion": rt.rate},
-        "hold": {"n": rh.n, "orders": rh.orders, "conversion": rh.rate},
+        "treat": {"n": rt.n, "orders": rt.orders, "conversion": rt.rate, "sessions": sessions_t},
+        "hold": {"n": rh.n, "orders": rh.orders, "conversion": rh.rate, "sessions": sessions_h},
         "difference": diff, "ci_low": low, "ci_high": high,
         "nnt": _nnt(diff), "nnt_range": _nnt_range(low, high),
     }
@@ -134,13 +162,13 @@ def _markdown(r: dict[str, Any], command: str) -> str:
         f"Command: `{command}`\n",
         f"{r['n_alerts']:,} alerts, {r['n_pending']:,} still pending (session live) and left out. Conversion = share "
         "of settled alerts whose cart an order closed after the alert.\n",
-        "| arm | settled alerts | orders | conversion |",
-        "|---|---|---|---|",
-        f"| treat | {r['treat']['n']:,} | {r['treat']['orders']:,} | {_pct(r['treat']['conversion'])} |",
-        f"| hold | {r['hold']['n']:,} | {r['hold']['orders']:,} | {_pct(r['hold']['conversion'])} |",
+        "| arm | sessions | settled alerts | orders | conversion |",
+        "|---|---|---|---|---|",
+        *(f"| {arm} | {r[arm]['sessions']:,} | {r[arm]['n']:,} | {r[arm]['orders']:,} | {_pct(r[arm]['conversion'])} |"
+          for arm in ("treat", "hold")),
         "",
         f"- Difference (treat − hold): **{_pp(r['difference'])}**, {CI_LEVEL:.0%} bootstrap CI "
-        f"[{_pp(r['ci_low'])}, {_pp(r['ci_high'])}].",
+        f"[{_pp(r['ci_low'])}, {_pp(r['ci_high'])}] (resampling sessions, the randomization unit).",
         f"- Number needed to treat: {nnt} (CI {nnt_range}).",
         "",
         "![conversion per day](uplift.png)\n",
