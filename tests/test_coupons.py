@@ -122,15 +122,30 @@ def test_a_consumer_killed_mid_stream_loses_no_alert(redis_url: str) -> None:
 
 
 def test_the_simulation_recovers_a_coupon_that_always_converts(tmp_path: Path, model_dir: Path) -> None:
-    # The tiny model with a policy every open cart reaches: the loop is under test, not a model's policy (the
-    # committed default takes context, and these shoppers' clicks carry no ids).
+    # The tiny model with a policy every open cart reaches: the loop is under test, not a model's policy.
     from bench.coupon.simulate import Shoppers, simulate
     from model.evaluation.uplift import uplift
 
-    run = simulate(Shoppers(n=80, base_rate=0.0, effect=1.0, seed=3), model_dir, tmp_path, hold_share=0.5,
-                   ttl_s=8)  # a slow shared machine must not expire a shopper while it lingers
+    run = simulate(Shoppers(n=250, browse_share=0.0, base_rate=0.0, effect=1.0, seed=3), model_dir, tmp_path,
+                   hold_share=0.5, ttl_s=8)  # a slow shared machine must not expire a shopper while it lingers
     found = uplift(run["rows"], n_boot=200)
+    assert run["returning_shoppers"] > 0 and run["carted_visits"] == run["visits"]
     assert found["n_pending"] == 0 and found["treat"]["n"] > 10 and found["hold"]["n"] > 10
     # Only a coupon converts: every couponed shopper's order is on record against its alert, no held one bought
     # (a busy machine may coupon a treat shopper after it left: then it neither bought nor counts as couponed).
     assert found["hold"]["orders"] == 0 and found["treat"]["orders"] == run["couponed"] > found["treat"]["n"] // 2
+
+
+def test_alert_cost_sessions_carry_ids_and_report_the_alerts_they_raise(tmp_path: Path, model_dir: Path) -> None:
+    from bench.coupon.alert_cost import carted_visits, measure
+
+    visits = carted_visits(model_dir, 30)
+    assert len(visits) == 30 and all(v.order is not None for v in visits)
+    clicks = [c for v in visits for c in v.clicks]
+    assert all("user_id" in c for c in clicks)
+    assert all({"item_id", "category_id"} <= set(c) for c in clicks if c["action"] in ("view_product", "add_cart"))
+    off, on = measure(model_dir, tmp_path, sessions=10, repeats=1, every_cart=True)
+    # Every session opens a cart and every open cart reaches the policy: one alert each, none with alerts off.
+    assert (off["alerts"], off["alerts_raised"]) == ("off", 0)
+    assert (on["alerts"], on["alerts_raised"]) == ("on", on["sessions"])
+    assert set(on["commands"]) == {"evalsha"} and on["round_trips_per_click"] <= 1.5

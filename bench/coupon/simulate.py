@@ -1,10 +1,13 @@
 """Proof of the coupon loop by simulation, through the real service and a real redis-server (no mocks).
 
-Synthetic shoppers browse and cart through the HTTP API. The service raises alerts on its stream; the
-documented coupon consumer (examples/coupon_consumer.py, a separate process) couponed the `treat` ones.
-A shopper then decides: buy (an `order` click) with probability `base_rate`, plus `effect` when it holds a
-coupon; else it leaves, and its session expires with the cart open. `session-intent uplift`'s analysis,
-on what Redis recorded, must recover the injected effect within its CI (and cover 0 when the effect is 0).
+Synthetic shoppers (bench/coupon/shoppers.py: the synthetic generator's returning shoppers and catalogue) play
+their visits through the HTTP API, one visit after another per shopper, so their history builds; every click
+carries its user, item and category ids, as the default model (context session+history) needs. The service
+raises alerts on its stream; the documented coupon consumer (examples/coupon_consumer.py, a separate process)
+coupons the `treat` ones. A visit that carted then lingers and decides: buy (an `order` of the carted item)
+with probability `base_rate`, plus `effect` when it holds a coupon; else it leaves, and its session expires
+with the cart open. `session-intent uplift`'s analysis, on what Redis recorded, must recover the injected
+effect within its CI (and cover 0 when the effect is 0).
 """
 
 from __future__ import annotations
@@ -22,62 +25,93 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 
+from bench.coupon.shoppers import Shopper, build_shoppers, population_facts, trained_actions
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.servers import REPO_ROOT, ServerSpec, running_server, server_spec
 
 log = logging.getLogger(__name__)
 
 CONSUMER = REPO_ROOT / "examples" / "coupon_consumer.py"
-BROWSE = ("home", "category", "view_product", "search", "view_product")
 
 
 @dataclass(frozen=True)
 class Shoppers:
     """The synthetic population and its behaviour."""
 
-    n: int = 4000
+    n: int = 4000  # shoppers: the generator draws `n × sessions_per_shopper` sessions among about n shoppers
+    sessions_per_shopper: float = 3.0  # the generator's mean (model/data/synth.py SESSIONS_PER_SHOPPER)
+    browse_share: float = 1.0  # share of the browse-only visits played (they only feed history)
     base_rate: float = 0.20  # chance to buy without a coupon, once the cart is open
     effect: float = 0.05  # added chance to buy with a coupon
     decide_after_s: float = 0.5  # the time a shopper lingers before deciding: the coupon engine's window
-    concurrency: int = 48
+    concurrency: int = 48  # shoppers playing at once
     seed: int = 0
 
 
-async def _shop(http: httpx.AsyncClient, coupons: redis.Redis, coupon_key: str, sid: str, rng: random.Random,
-                p: Shoppers, gate: asyncio.Semaphore) -> bool:
-    """One shopper: browse, cart, linger, then buy or leave. True when it held a coupon."""
-    async with gate:
-        for action in (*rng.sample(BROWSE, rng.randint(1, 4)), "add_cart", "view_cart"):
-            response = await http.post(f"/v1/sessions/{sid}/events", json={"action": action})
-            response.raise_for_status()
+@dataclass
+class Tally:
+    carted: int = 0
+    couponed: int = 0
+    orders: int = 0
+
+
+async def _play(http: httpx.AsyncClient, coupons: Any, coupon_key: str, shopper: Shopper, rng: random.Random,
+                p: Shoppers, tally: Tally) -> None:
+    """One shopper's visits in time order: each visit's clicks, then, when it carted, linger and decide."""
+    for visit in shopper.visits:
+        path = f"/v1/sessions/{visit.session_id}/events"
+        for click in visit.clicks:
+            (await http.post(path, json=click)).raise_for_status()
+        if visit.order is None:
+            continue
+        tally.carted += 1
         await asyncio.sleep(p.decide_after_s)
-        couponed = bool(await asyncio.to_thread(coupons.hexists, coupon_key, sid))
+        couponed = bool(await coupons.hexists(coupon_key, visit.session_id))
+        tally.couponed += couponed
         if rng.random() < p.base_rate + (p.effect if couponed else 0.0):
-            (await http.post(f"/v1/sessions/{sid}/events", json={"action": "order"})).raise_for_status()
-        return couponed
+            (await http.post(path, json=visit.order)).raise_for_status()
+            tally.orders += 1
 
 
-async def _run_shoppers(url: str, redis_url: str, coupon_key: str, p: Shoppers, run_tag: str) -> int:
+async def _run_shoppers(url: str, redis_url: str, coupon_key: str, shoppers: list[Shopper], p: Shoppers) -> Tally:
+    """`p.concurrency` workers, each playing whole shoppers from a queue (the most visits first)."""
+    from redis.asyncio import Redis
+
+    queue: asyncio.Queue[Shopper] = asyncio.Queue()
+    for shopper in shoppers:
+        queue.put_nowait(shopper)
     rng = random.Random(p.seed)
-    gate = asyncio.Semaphore(p.concurrency)
-    coupons = redis.Redis.from_url(redis_url)
-    limits = httpx.Limits(max_connections=p.concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
-        held = await asyncio.gather(*(
-            _shop(http, coupons, coupon_key, f"sim-{run_tag}-{i}", random.Random(rng.random()), p, gate)
-            for i in range(p.n)
-        ))
-    coupons.close()
-    return sum(held)
+    # One stream of decisions per shopper, drawn up front: the runs of one seed decide alike (common random numbers).
+    decisions = {sh.user_id: random.Random(rng.random()) for sh in shoppers}
+    tally = Tally()
+    coupons = Redis.from_url(redis_url)
+
+    async def worker(http: httpx.AsyncClient) -> None:
+        while not queue.empty():
+            shopper = queue.get_nowait()
+            await _play(http, coupons, coupon_key, shopper, decisions[shopper.user_id], p, tally)
+
+    try:
+        limits = httpx.Limits(max_connections=p.concurrency)
+        async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+            await asyncio.gather(*(worker(http) for _ in range(p.concurrency)))
+    finally:
+        await coupons.aclose()
+    return tally
 
 
 def simulate(p: Shoppers, model_dir: Path, work_dir: Path, hold_share: float = 0.5, ttl_s: int = 3) -> dict[str, Any]:
     """Run one simulated experiment; the alerts and outcomes as Redis recorded them, and run facts."""
+    from model.card import ModelCard
     from service.store.alerts import read_outcomes
     from service.store.keys import KeyScheme
 
+    card = ModelCard.load(model_dir)
+    shoppers = build_shoppers(round(p.n * p.sessions_per_shopper), p.seed, trained_actions(card.slot_coverage),
+                              browse_share=p.browse_share)
+    facts = population_facts(shoppers)
+    log.info("population: %s", facts)
     work_dir.mkdir(parents=True, exist_ok=True)
     scheme = KeyScheme()
     coupon_key = f"{scheme.alerts}:coupons"
@@ -97,7 +131,7 @@ def simulate(p: Shoppers, model_dir: Path, work_dir: Path, hold_share: float = 0
         try:
             with running_server(spec, free_port(), work_dir) as service:
                 began = time.monotonic()
-                couponed = asyncio.run(_run_shoppers(service.url, server.url, coupon_key, p, f"{p.seed}"))
+                tally = asyncio.run(_run_shoppers(service.url, server.url, coupon_key, shoppers, p))
                 seconds = time.monotonic() - began
         finally:
             consumer.send_signal(signal.SIGTERM)
@@ -116,5 +150,7 @@ def simulate(p: Shoppers, model_dir: Path, work_dir: Path, hold_share: float = 0
         rows = asyncio.run(read())
     finally:
         server.stop()
-    log.info("%d shoppers in %.0f s: %d alerts, %d couponed", p.n, seconds, len(rows), couponed)
-    return {"rows": rows, "couponed": couponed, "seconds": seconds, "hold_share": hold_share}
+    log.info("%d clicks in %.0f s (%.0f/s): %d alerts, %d carted visits, %d couponed, %d orders", facts["clicks"],
+             seconds, facts["clicks"] / seconds, len(rows), tally.carted, tally.couponed, tally.orders)
+    return {"rows": rows, "couponed": tally.couponed, "orders": tally.orders, "seconds": seconds,
+            "hold_share": hold_share, **facts}
