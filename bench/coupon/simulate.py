@@ -33,6 +33,7 @@ from bench.procs.servers import REPO_ROOT, ServerSpec, running_server, server_sp
 log = logging.getLogger(__name__)
 
 CONSUMER = REPO_ROOT / "examples" / "coupon_consumer.py"
+CLICK_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,26 @@ class Tally:
     orders: int = 0
 
 
+async def _click(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> None:
+    """POST one click; a dropped connection is retried with the same event_id, which the service appends once."""
+    for attempt in range(CLICK_TRIES):
+        try:
+            (await http.post(path, json=body)).raise_for_status()
+            return
+        except httpx.TransportError:
+            if attempt == CLICK_TRIES - 1:
+                raise
+            log.warning("click %s %s: connection dropped, retrying", path, body["event_id"])
+            await asyncio.sleep(0.2 * (attempt + 1))
+
+
 async def _play(http: httpx.AsyncClient, coupons: Any, coupon_key: str, shopper: Shopper, rng: random.Random,
                 p: Shoppers, tally: Tally) -> None:
     """One shopper's visits in time order: each visit's clicks, then, when it carted, linger and decide."""
     for visit in shopper.visits:
         path = f"/v1/sessions/{visit.session_id}/events"
-        for click in visit.clicks:
-            (await http.post(path, json=click)).raise_for_status()
+        for i, click in enumerate(visit.clicks):
+            await _click(http, path, {**click, "event_id": f"{visit.session_id}-{i}"})
         if visit.order is None:
             continue
         tally.carted += 1
@@ -70,7 +84,7 @@ async def _play(http: httpx.AsyncClient, coupons: Any, coupon_key: str, shopper:
         couponed = bool(await coupons.hexists(coupon_key, visit.session_id))
         tally.couponed += couponed
         if rng.random() < p.base_rate + (p.effect if couponed else 0.0):
-            (await http.post(path, json=visit.order)).raise_for_status()
+            await _click(http, path, {**visit.order, "event_id": f"{visit.session_id}-order"})
             tally.orders += 1
 
 
@@ -131,7 +145,11 @@ def simulate(p: Shoppers, model_dir: Path, work_dir: Path, hold_share: float = 0
         try:
             with running_server(spec, free_port(), work_dir) as service:
                 began = time.monotonic()
-                tally = asyncio.run(_run_shoppers(service.url, server.url, coupon_key, shoppers, p))
+                try:
+                    tally = asyncio.run(_run_shoppers(service.url, server.url, coupon_key, shoppers, p))
+                except Exception:
+                    log.error("the service's log ends:\n%s", service.log_path.read_text()[-3000:])
+                    raise
                 seconds = time.monotonic() - began
         finally:
             consumer.send_signal(signal.SIGTERM)
