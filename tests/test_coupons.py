@@ -149,3 +149,13 @@ def test_alert_cost_sessions_carry_ids_and_report_the_alerts_they_raise(tmp_path
     assert (off["alerts"], off["alerts_raised"]) == ("off", 0)
     assert (on["alerts"], on["alerts_raised"]) == ("on", on["sessions"])
     assert set(on["commands"]) == {"evalsha"} and on["round_trips_per_click"] <= 1.5
+
+
+def test_the_default_models_policy_alerts_on_the_simulated_shoppers(tmp_path: Path) -> None:
+    # The committed default takes context: shoppers whose clicks carried no ids raised no alert on it at all.
+    from bench.coupon.simulate import Shoppers, simulate
+    from model.artifacts import DEFAULT_MODEL_DIR
+
+    run = simulate(Shoppers(n=200, browse_share=0.0, seed=5), DEFAULT_MODEL_DIR, tmp_path, ttl_s=8)
+    alerted = {r["session"] for r in run["rows"]}
+    assert 0 < len(alerted) < run["carted_visits"], "its policy alerts some carted visits, not every one"
