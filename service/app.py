@@ -46,7 +46,7 @@ from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
 from service.tracing import start_tracing, stop_tracing
-from service.user_ids import history_hasher
+from service.user_ids import click_hasher, keeps_history
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer,
-                               arms=arm_assigner(settings), user_ids=history_hasher(settings))
+                               arms=arm_assigner(settings), user_ids=click_hasher(settings),
+                               history=keeps_history(settings))
         metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
         if metrics.drift is not None:
             stack.push_async_callback(metrics.drift.stop)
