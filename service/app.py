@@ -28,11 +28,11 @@ from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.drift import start_drift
 from service.engine.providers import NoUsableProvider
-from service.metrics import GcPauses, ServiceMetrics
+from service.metrics import GcPauses, ServiceMetrics, multiprocess_dir
 from service.model_repository import ModelRepository, UnknownVersion
 from service.openapi import docs_app, install_openapi
 from service.reloader import ModelRefused, ModelReloader
-from service.rollout_metrics import RolloutMetrics
+from service.rollout_metrics import RolloutMetrics, pooled_correlation
 from service.routes import events as routes_events
 from service.routes import model as routes_model
 from service.routes import ops as routes_ops
@@ -180,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rollout_metrics = RolloutMetrics(metrics.registry)
+    if multiprocess_dir() is not None:
+        metrics.derived.append(pooled_correlation)
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply
