@@ -27,6 +27,7 @@ import numpy as np
 ROW_FIELDS: tuple[str, ...] = ("session", "event_index", "ts", "risk", "arm", "policy", "model", "outcome", "order_ts")
 SETTLED = ("order", "expired")
 CI_LEVEL = 0.95
+MAX_DAY_LABELS = 12  # the plot's x axis labels at most this many days
 _BLOCK_CELLS = 4_000_000  # replicates per block × sessions drawn: ~32 MB of indexes
 
 
@@ -185,7 +186,11 @@ def _plot(r: dict[str, Any], path: Path) -> None:
     days = [d["day"] for d in r["per_day"]]
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for arm in ("treat", "hold"):
-        ax.plot(days, [100 * (d[arm]["conversion"] or 0) for d in r["per_day"]], marker="o", label=arm)
+        # A day without a settled alert in an arm has no conversion: a gap in its line, not a 0.
+        conversion = [math.nan if d[arm]["conversion"] is None else 100 * d[arm]["conversion"] for d in r["per_day"]]
+        ax.plot(range(len(days)), conversion, marker="o", markersize=3, label=arm)
+    step = max(1, math.ceil(len(days) / MAX_DAY_LABELS))
+    ax.set_xticks(range(0, len(days), step), days[::step])
     ax.set_ylabel("conversion after alert (%)")
     ax.set_title("Conversion after a coupon alert, per day (UTC)")
     ax.legend()
