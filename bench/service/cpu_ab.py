@@ -42,11 +42,13 @@ from bench.procs.servers import LOOPBACK, RunningServer, ServerSpec, http_text, 
 from bench.service.otlp_sink import OtlpSink
 from model.artifacts import REPO_ROOT
 from model.export.machine import cpu_description
+from service.store.keys import KeyScheme
 
 log = logging.getLogger(__name__)
 
 IDS_SCRIPT = REPO_ROOT / "loadtest" / "wrk_events_ids.lua"
 SERVE_ENTRY = "import typer; from cli.serve_command import serve; typer.run(serve)"
+USER_KEYS = KeyScheme().user("0").replace("{u:0}", "{u:*}")  # this tree's scheme: a base tree's may differ
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # A spec's parts are split at the commas that start another part (@ or an upper-case NAME=), so a value may hold
 # commas, even `a=1,b=2`.
@@ -136,6 +138,7 @@ class AbRun:
     closed_p99_ms: float
     redis_keys: int
     redis_mb: float
+    shoppers: int  # shoppers' history hashes (the full context state's per-user keys)
     round_trips: float | None = None
     commands: dict[str, float] = field(default_factory=dict)  # per answered click, by command name
     poisson_rate: float | None = None
@@ -193,7 +196,8 @@ def _measure(config: AbConfig, r: int, position: int, plan: AbPlan, work: Path, 
             run = AbRun(config=config.name, round=r, position=position, clicks=answered, non_2xx=closed.non_2xx,
                         clicks_per_s=answered / closed.seconds, server_cpu_ms=1000 * cpu / answered,
                         redis_cpu_ms=1000 * redis_cpu / answered, closed_p99_ms=closed.p99_ms,
-                        redis_keys=int(client.dbsize()), redis_mb=int(memory["used_memory"]) / 2**20)
+                        redis_keys=int(client.dbsize()), redis_mb=int(memory["used_memory"]) / 2**20,
+                        shoppers=_count_keys(client, USER_KEYS))
             if closed.non_2xx:
                 result.notes.append(f"{config.name}, round {r + 1}: {closed.non_2xx} of {closed.requests} clicks "
                                     f"answered non-2xx (see the server log)")
@@ -243,6 +247,10 @@ def _with_poisson(run: AbRun, server: RunningServer, plan: AbPlan, wrk_log: Path
     connections = math.ceil(plan.rate * (plan.think_ms + 3.0) / 1000)
     wrk = plan.wrk(server.url, plan.poisson_s, wrk_log, connections=connections, think_ms=plan.think_ms)
     return replace(run, poisson_rate=wrk.ok_rate, poisson_p99_ms=wrk.p99_ms, poisson_p999_ms=wrk.p999_ms)
+
+
+def _count_keys(client: redis.Redis, pattern: str) -> int:
+    return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
 
 
 def _model_of(server: RunningServer) -> str:

@@ -121,8 +121,9 @@ def _redis_table(result: AbResult) -> list[str]:
              "Round trips: commands clients sent per answered click (a script counts once), under MONITOR in a "
              f"{result.plan.round_trip_s:g} s window of their own after the measured one; keys and memory at the end "
              "of the measured window.", "",
-             "| config | Redis CPU ms per click | round trips per click | commands per click | Redis keys | Redis MB "
-             "| clicks/s | closed-loop p99 ms | non-2xx |", "|---|---|---|---|---|---|---|---|---|"]
+             "| config | Redis CPU ms per click | round trips per click | commands per click | Redis keys "
+             "| shopper histories | Redis MB | clicks/s | closed-loop p99 ms | non-2xx |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for config in result.plan.configs:
         runs = runs_of(result, config.name)
         trips = [r.round_trips for r in runs if r.round_trips is not None]
@@ -130,7 +131,8 @@ def _redis_table(result: AbResult) -> list[str]:
         lines.append(
             f"| {config.name} | {_median(r.redis_cpu_ms for r in runs):.3f} | "
             f"{f'{statistics.median(trips):.3f}' if trips else '–'} | {commands} | "
-            f"{_median(r.redis_keys for r in runs):,.0f} | {_median(r.redis_mb for r in runs):.1f} | "
+            f"{_median(r.redis_keys for r in runs):,.0f} | {_median(r.shoppers for r in runs):,.0f} | "
+            f"{_median(r.redis_mb for r in runs):.1f} | "
             f"{_median(r.clicks_per_s for r in runs):.0f} | {_median(r.closed_p99_ms for r in runs):.1f} | "
             f"{sum(r.non_2xx for r in runs)} |")
     return lines
@@ -171,7 +173,7 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
         "redis_cpu_ms": f"{run.redis_cpu_ms:.4f}", "closed_p99_ms": f"{run.closed_p99_ms:.2f}",
         "round_trips_per_click": "" if run.round_trips is None else f"{run.round_trips:.4f}",
         "commands_per_click": json.dumps({k: round(v, 4) for k, v in run.commands.items()}),
-        "redis_keys": run.redis_keys, "redis_mb": f"{run.redis_mb:.2f}",
+        "redis_keys": run.redis_keys, "shoppers": run.shoppers, "redis_mb": f"{run.redis_mb:.2f}",
         "poisson_rate": "" if run.poisson_rate is None else f"{run.poisson_rate:.1f}",
         "poisson_p99_ms": "" if run.poisson_p99_ms is None else f"{run.poisson_p99_ms:.2f}",
         "poisson_p999_ms": "" if run.poisson_p999_ms is None else f"{run.poisson_p999_ms:.2f}",
