@@ -28,7 +28,7 @@ def register_bench(bench_app: typer.Typer) -> None:
 
 def bench_cpu_ab(
     ctx: typer.Context,
-    config: Annotated[list[str] | None, typer.Option("--config", "-c", help=CONFIG_HELP)] = None,
+    config: Annotated[list[str] | None, typer.Option("--config", "-c", metavar="NAME=SPEC", help=CONFIG_HELP)] = None,
     name: Annotated[str, typer.Option(help="The report's file name: docs/benchmarks/<name>.{md,csv,png}.")] = "cpu-ab",
     rounds: Annotated[int, typer.Option(min=1, max=50, help="Interleaved rounds, order rotated each round.")] = 3,
     seconds: Annotated[float, typer.Option(min=1.0, max=300.0, help="Measured closed-loop seconds per run.")] = 20.0,
