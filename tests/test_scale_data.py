@@ -11,10 +11,10 @@ import pytest
 
 from bench.data.run import make_events_csv
 from model.context import CONTEXT_DIM, CONTEXT_NAMES, ContextIds, compute_context
-from model.data.dataset import keep_rows
+from model.data.dataset import keep_rows, load_dataset
 from model.data.reader import read_events
 from model.data.synth import generate_sessions
-from model.features import EventLog
+from model.features import EventLog, FeatureConfig
 
 
 def test_the_chunked_synthetic_log_carries_shoppers_items_and_categories(tmp_path: Path) -> None:
@@ -33,6 +33,7 @@ def test_the_chunked_synthetic_log_carries_shoppers_items_and_categories(tmp_pat
     sessions = read_events(path)
     ids = sessions.context_ids
     assert ids.users is not None and ids.items is not None and ids.categories is not None
+    assert ids.items.dtype == ids.categories.dtype == np.int32, "4 bytes per event and id, not 8"
     context = compute_context(sessions.events, ids)
     assert context[:, CONTEXT_NAMES.index("hist_sessions")].max() >= 2, "returning shoppers"
     assert context[:, CONTEXT_NAMES.index("item_seen_before")].any()
@@ -77,3 +78,21 @@ def test_compute_context_in_chunks_holds_little_beside_its_float32_result() -> N
         tracemalloc.stop()
     assert context.shape == (n, CONTEXT_DIM) and context.dtype == np.float32
     assert (peak - context.nbytes) / n <= 32, f"{(peak - context.nbytes) / n:.0f} bytes per event beside the result"
+
+
+def test_contexts_gathers_the_asked_block_in_one_piece(tmp_path: Path) -> None:
+    make_events_csv(tmp_path / "events.csv", 20_000, seed=2)
+    windows = load_dataset(tmp_path / "events.csv", FeatureConfig()).windows
+    assert windows.context is not None
+    names = ("hist_orders", "clicks", "item_seen_before")
+    rows = np.arange(0, len(windows), 3)
+    expected = windows.context[windows.rows[rows]][:, [CONTEXT_NAMES.index(n) for n in names]]
+    np.testing.assert_array_equal(windows.contexts(rows, names), expected)
+    # validation asks for every window: no (n, CONTEXT_DIM) copy on the way to the (n, k) result
+    tracemalloc.start()
+    try:
+        block = windows.contexts(slice(None), CONTEXT_NAMES)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert block.shape == (len(windows), CONTEXT_DIM) and peak < 1.5 * block.nbytes
