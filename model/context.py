@@ -272,6 +272,12 @@ def compute_context(log: EventLog, ids: ContextIds | None = None) -> np.ndarray:
     return np.hstack([_session_group(log, ids), _history_group(log, ids)]).astype(np.float32)
 
 
+def context_without_ids(log: EventLog) -> np.ndarray:
+    """(E, CONTEXT_DIM) float32 context of `log` with every id unknown: what serving computes for clicks sent
+    without ids (id features and the whole history at 0; clicks, seconds and the cart state as usual)."""
+    return compute_context(log, ContextIds())
+
+
 @dataclass
 class SessionState:
     """Per-session state (serving: one hash and five sets per session, O(1) work per click)."""
