@@ -13,10 +13,10 @@ from typing import Annotated
 
 import typer
 
+from cli.bench_options import DEFAULT_OUT_DIR
 from cli.extras import require_modules
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
-DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
 ModelDir = Annotated[Path, typer.Option(help="Model the service loads.")]
 
 

@@ -11,9 +11,8 @@ from typing import Annotated
 
 import typer
 
-from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
-
-DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
+from cli.bench_options import DEFAULT_OUT_DIR, OutDir
+from model.artifacts import DEFAULT_MODEL_DIR
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -29,7 +28,7 @@ def bench_reload(
     rss_reloads: Annotated[int, typer.Option(min=1, max=200, help="Reloads without load, RSS before/after.")] = 20,
     shadow_share: Annotated[float, typer.Option(min=0.01, max=1.0, help="Share of batches the shadow scores.")] = 0.1,
     model_dir: Annotated[Path, typer.Option(help="Model served (copied as versions 1 and 2).")] = DEFAULT_MODEL_DIR,
-    out_dir: Annotated[Path, typer.Option(help="Where reload.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
+    out_dir: OutDir = DEFAULT_OUT_DIR,
 ) -> None:
     """Reload the model under open-loop load with a shadow candidate on; p99 per swap, non-2xx, RSS drift."""
     from bench.report.command import regenerate_command

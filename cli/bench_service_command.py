@@ -7,15 +7,13 @@ Locust's in requests). Steps and their order: bench/service/run.py.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
-
-DEFAULT_OUT_DIR = REPO_ROOT / "docs" / "benchmarks"
+from cli.bench_options import DEFAULT_OUT_DIR, OutDir, need_checkout_and_wrk
+from model.artifacts import DEFAULT_MODEL_DIR
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -43,18 +41,13 @@ def bench_service(
     locust_processes: Annotated[int, typer.Option(min=1, max=8, help="Locust processes.")] = 2,
     profile_s: Annotated[float, typer.Option(min=0.0, max=60.0, help="Seconds of py-spy; 0: no profile.")] = 8.0,
     model_dir: Annotated[Path, typer.Option(help="Model of the service variants and naive.")] = DEFAULT_MODEL_DIR,
-    out_dir: Annotated[Path, typer.Option(help="Where service.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
+    out_dir: OutDir = DEFAULT_OUT_DIR,
 ) -> None:
     """Benchmark the service against the HTTP floor, its variants and naive; writes docs/benchmarks/service.*."""
     from rich.console import Console
 
     console = Console()
-    if not (REPO_ROOT / "loadtest" / "locustfile.py").is_file():
-        console.print("[red]bench service runs from a source checkout: loadtest/ not found beside the package[/red]")
-        raise typer.Exit(2)
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from bench.load.wrk import wrk_binary
+    need_checkout_and_wrk("bench service")
     from bench.procs.servers import CONFIGS
     from bench.report.command import regenerate_command
     from bench.service.report import write_report
@@ -70,9 +63,6 @@ def bench_service(
         raise typer.BadParameter("rates are whole requests per second, e.g. 300,620,1000") from None
     if min(rate_list) < 1:
         raise typer.BadParameter("rates must be at least 1 request/s")
-    if wrk_binary() is None:
-        console.print("[red]wrk is not installed; the closed-loop step needs it (apt-get install -y wrk)[/red]")
-        raise typer.Exit(2)
     plan = BenchPlan(configs=chosen, saturation_s=saturation_s, rates=rate_list, sweep_s=sweep_s,
                      target_rate=target_rate, target_s=target_s, locust_processes=locust_processes,
                      profile_s=profile_s, model_dir=model_dir)

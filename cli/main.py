@@ -32,6 +32,7 @@ def _register_all() -> None:
         ablation_command,
         bench_chaos_command,
         bench_coupon_command,
+        bench_cpu_ab_command,
         bench_data_command,
         bench_engine_command,
         bench_reload_command,
@@ -54,7 +55,7 @@ def _register_all() -> None:
                    card_reference_command):
         module.register(app)
     for bench_module in (bench_data_command, bench_engine_command, bench_service_command, bench_chaos_command,
-                         bench_reload_command, bench_coupon_command):
+                         bench_reload_command, bench_coupon_command, bench_cpu_ab_command):
         bench_module.register_bench(bench_app)
 
 

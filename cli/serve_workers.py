@@ -5,9 +5,10 @@ hands its settings down as environment. In the embedded default the parent start
 redis-server (service/store/embedded.py) and gives every worker its URL; auth keeps the embedded
 default's meaning (off unless asked for), since a worker sees a Redis URL and would otherwise turn it on.
 
-uvicorn's supervisor restarts a worker that dies; this one also reports it, at ERROR, with its exit
-code or signal, whatever the log level, and drops its live gauges from /metrics. Sizing workers and pods:
-docs/scaling.md.
+The supervisor (cli/worker_supervisor.py) is uvicorn's, which restarts a worker that dies; this one also
+reports it, at ERROR, with its exit code or signal, whatever the log level, and drops its live gauges from
+/metrics. A SIGHUP to the parent reloads the model in every worker, in place (uvicorn's own restarts them).
+Sizing workers and pods: docs/scaling.md.
 
 Metrics: every worker writes its series to prometheus_client's multiprocess files in one directory
 (`PROMETHEUS_MULTIPROC_DIR`: a fresh temporary one unless given), so any worker's /metrics answers for all.
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -58,35 +58,12 @@ def shared_redis(settings: Settings) -> Iterator[dict[str, str]]:
         redis.stop()
 
 
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "no exit code"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
 def run_workers(workers: int, host: str, port: int, log_config: dict[str, Any], log_level: str,
                 env: Mapping[str, str]) -> None:
-    """Bind once, run `workers` processes of the app factory until SIGINT/SIGTERM; report deaths."""
+    """Bind once, run `workers` processes of the app factory until SIGINT/SIGTERM; report deaths, forward SIGHUP."""
     import uvicorn
-    from prometheus_client import multiprocess
-    from uvicorn.supervisors import Multiprocess
 
-    class ReportingSupervisor(Multiprocess):
-        """uvicorn's Multiprocess, plus an ERROR line for every worker found dead before its restart."""
-
-        def keep_subprocess_alive(self) -> None:
-            if not self.should_exit.is_set():
-                for process in self.processes:
-                    if not process.process.is_alive():
-                        multiprocess.mark_process_dead(process.pid)
-                        log.error("worker [%s] died (%s); starting a new one in its place", process.pid,
-                                  describe_exit(process.process.exitcode))
-            super().keep_subprocess_alive()
+    from cli.worker_supervisor import WorkerSupervisor
 
     os.environ.update(env)  # spawned workers inherit it and build their Settings from it
     config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_config=log_config,
@@ -95,7 +72,7 @@ def run_workers(workers: int, host: str, port: int, log_config: dict[str, Any], 
     log.warning("serving on http://%s:%d with %d workers (one engine and batcher each)", host, port, workers)
     try:
         with metrics_dir():
-            ReportingSupervisor(config, sockets=[sock]).run()
+            WorkerSupervisor(config, sockets=[sock]).run()
     finally:
         sock.close()
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/render-k8s-observability.py
 
-The files in deploy/grafana/ and deploy/prometheus/ stay the one source; tests/test_deploy.py fails when
+The files in deploy/grafana/ and deploy/prometheus/ stay the one source; tests/test_deploy_k8s.py fails when
 the ConfigMaps differ from them. The dashboard ConfigMap carries `grafana_dashboard: "1"`, the label
 Grafana's sidecar (kube-prometheus-stack, the grafana chart) loads dashboards by.
 """

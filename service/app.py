@@ -28,11 +28,11 @@ from service.click_path import ClickFastPath
 from service.deps import ServiceState
 from service.drift import start_drift
 from service.engine.providers import NoUsableProvider
-from service.metrics import GcPauses, ServiceMetrics
+from service.metrics import GcPauses, ServiceMetrics, multiprocess_dir
 from service.model_repository import ModelRepository, UnknownVersion
 from service.openapi import docs_app, install_openapi
 from service.reloader import ModelRefused, ModelReloader
-from service.rollout_metrics import RolloutMetrics
+from service.rollout_metrics import RolloutMetrics, pooled_correlation
 from service.routes import events as routes_events
 from service.routes import model as routes_model
 from service.routes import ops as routes_ops
@@ -46,7 +46,7 @@ from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
 from service.tracing import start_tracing, stop_tracing
-from service.user_ids import history_hasher
+from service.user_ids import click_hasher, keeps_history
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
                                deadline_s=settings.request_deadline_ms / 1000, writer=writer,
-                               arms=arm_assigner(settings), user_ids=history_hasher(settings))
+                               arms=arm_assigner(settings), user_ids=click_hasher(settings),
+                               history=keeps_history(settings))
         metrics.drift = start_drift(metrics, engine.card, settings.drift_window_s, lambda: slot.serving.card)
         if metrics.drift is not None:
             stack.push_async_callback(metrics.drift.stop)
@@ -179,6 +180,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.rollout_metrics = RolloutMetrics(metrics.registry)
+    if multiprocess_dir() is not None:
+        metrics.derived.append(pooled_correlation)
     app.state.auth = ApiKeyAuth(settings.api_keys, enabled=settings.auth_active)
     install_error_handlers(app, metrics, settings.retry_after_s)
     app.add_middleware(ClickFastPath)  # inside the boundary: its body limit and request metrics apply

@@ -12,6 +12,7 @@ import functools
 import gc
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -97,6 +98,8 @@ class ServiceMetrics:
         )
         self._children: dict[tuple[Any, ...], Any] = {}
         self.drift: Any = None  # service/drift.py DriftMonitor, when the model's card has a reference
+        # --workers: series computed at scrape time from the merged view of all workers (a pooled statistic)
+        self.derived: list[Callable[[list[Metric]], list[Metric]]] = []
         if multiprocess_dir() is None:
             for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
                 type(collector)(registry=r)  # a fresh instance of the default ones, on this app's registry
@@ -105,8 +108,11 @@ class ServiceMetrics:
         """The text of /metrics: this registry, or in multiprocess mode every worker's series merged."""
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
+        families = list(multiprocess.MultiProcessCollector(None).collect())
+        for derive in self.derived:
+            families += derive(families)
         merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
+        merged.register(Collected(families))
         merged.register(WorkerProcesses())
         return generate_latest(merged)
 
@@ -134,6 +140,16 @@ class ModelInfo:
     def info(self, labels: dict[str, str]) -> None:
         self.gauge.clear()  # as Info does: the new labels replace the old ones
         self.gauge.labels(**labels).set(1)
+
+
+class Collected:
+    """Families collected already, as a collector."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
 class WorkerProcesses:

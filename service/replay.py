@@ -38,7 +38,7 @@ from service.store.client import connect_redis
 from service.store.embedded import EmbeddedRedis
 from service.store.window_store import SessionWindowStore
 from service.store.write_behind import ScoreWriter
-from service.user_ids import history_hasher
+from service.user_ids import click_hasher, keeps_history
 
 logger = logging.getLogger(__name__)
 
@@ -115,4 +115,5 @@ async def _serving_path(version: ModelVersion, settings: Settings, stack: AsyncE
     await batcher.start()
     stack.push_async_callback(batcher.stop)
     return SessionScorer(store, batcher, slot, metrics, deadline_s=REPLAY_DEADLINE_S, writer=writer,
-                         user_ids=history_hasher(settings))
+                         user_ids=click_hasher(settings),
+                         history=keeps_history(settings))

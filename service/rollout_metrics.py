@@ -2,7 +2,12 @@
 
 On the service's registry, beside service/metrics.py's. The correlation of the two models' risks is
 exported as running moments (n, Σs, Σc, Σs², Σc², Σs·c), which add up across replicas and scrapes, and as
-a per-replica gauge; `summarise` (for `session-intent shadow-report` and `bench reload`) reads the moments.
+a gauge; `summarise` (for `session-intent shadow-report` and `bench reload`) reads the moments.
+
+With `--workers N` (prometheus_client's multiprocess mode) each gauge merges by its meaning:
+`si_model_serving` sums, so it counts the live workers serving each version; the correlation is not one
+worker's but the replica's, computed at scrape time from the moments summed over the workers
+(`pooled_correlation`, ServiceMetrics.derived), so no worker writes a gauge of it.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ from collections import defaultdict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from service.metrics import LATENCY_BUCKETS_S
+from service.metrics import LATENCY_BUCKETS_S, multiprocess_dir
 
 # Candidate risk − serving risk, in [-1, 1]: fine near 0, where two sound models mostly differ.
 RISK_DIFF_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.02, -0.01, 0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 MOMENTS = ("n", "s", "c", "ss", "cc", "sc")  # s: serving risk, c: candidate risk
+CORRELATION = "si_shadow_risk_correlation"
+CORRELATION_HELP = "Pearson correlation of the two models' risks."
 
 
 class RolloutMetrics:
@@ -27,8 +35,8 @@ class RolloutMetrics:
         r = registry
         self.reloads = Counter("si_model_reloads_total", "Model loads asked for (admin route, SIGHUP), by outcome.",
                                ["outcome"], registry=r)
-        self.serving = Gauge("si_model_serving", "1 for the version this replica serves now.", ["version"],
-                             registry=r)
+        self.serving = Gauge("si_model_serving", "Live workers serving the version now (1 without --workers).",
+                             ["version"], registry=r, multiprocess_mode="livesum")
         self.shadow_batches = Counter(
             "si_shadow_batches_total", "Batches offered to the shadow candidate: scored, dropped (queue busy), failed.",
             ["candidate", "outcome"], registry=r,
@@ -44,8 +52,9 @@ class RolloutMetrics:
         self.moments = Counter("si_shadow_risk_moments_total",
                                "Running moments of (serving s, candidate c) risks: n, s, c, ss, cc, sc.",
                                ["candidate", "moment"], registry=r)
-        self.correlation = Gauge("si_shadow_risk_correlation", "Pearson correlation of the two models' risks.",
-                                 ["candidate"], registry=r)
+        # --workers: computed from the summed moments at scrape time instead (pooled_correlation).
+        self.correlation = None if multiprocess_dir() is not None else Gauge(
+            CORRELATION, CORRELATION_HELP, ["candidate"], registry=r)
 
 
 def pearson(moments: dict[str, float]) -> float | None:
@@ -59,6 +68,21 @@ def pearson(moments: dict[str, float]) -> float | None:
     if var_s <= 0 or var_c <= 0:
         return None
     return cov / math.sqrt(var_s * var_c)
+
+
+def pooled_correlation(families: list[Metric]) -> list[Metric]:
+    """si_shadow_risk_correlation{candidate} from the moments of a merged (multiprocess) collection."""
+    moments: dict[str, dict[str, float]] = defaultdict(dict)
+    for family in families:
+        for s in family.samples:
+            if s.name == "si_shadow_risk_moments_total":
+                moments[s.labels["candidate"]][s.labels["moment"]] = s.value
+    gauge = GaugeMetricFamily(CORRELATION, CORRELATION_HELP, labels=["candidate"])
+    for candidate, sums in sorted(moments.items()):
+        value = pearson(sums)
+        if value is not None:
+            gauge.add_metric([candidate], value)
+    return [gauge] if gauge.samples else []
 
 
 def summarise(metrics_text: str) -> list[dict[str, Any]]:

@@ -146,9 +146,10 @@ class EventIn(BaseModel):
         action_index(name)  # ValueError listing the valid names
         return name
 
-    def body_key(self) -> str:
-        """The body as sent, as stored beside the event_id: a retry must repeat it (else 409)."""
-        return body_key(ACTION_INDEX[self.action], self.ts, self.from_ad)
+    def body_key(self, user_hash: str | None = None) -> str:
+        """The body as sent, as stored beside the event_id: a retry must repeat it (else 409). `user_hash`: the
+        user_id's keyed hash, which stands for it (docs/privacy.md)."""
+        return body_key(ACTION_INDEX[self.action], self.ts, self.from_ad, self.item_id, self.category_id, user_hash)
 
 
 

@@ -46,7 +46,7 @@ class SessionScorer:
 
     def __init__(self, store: SessionWindowStore, batcher: MicroBatcher, slot: ModelSlot,
                  metrics: ServiceMetrics, deadline_s: float, writer: ScoreWriter,
-                 arms: ArmAssigner | None = None, user_ids: UserIdHasher | None = None) -> None:
+                 arms: ArmAssigner | None = None, user_ids: UserIdHasher | None = None, history: bool = True) -> None:
         self.store = store
         self.batcher = batcher
         self.slot = slot
@@ -55,7 +55,10 @@ class SessionScorer:
         self.writer = writer
         self.arms = arms  # None: this replica raises no coupon alerts (SI_ALERTS_ENABLED=false)
         self._unseen_of: tuple[ServedModel, frozenset[str]] | None = None
-        self.user_ids = user_ids  # None: clicks' user_ids are ignored (no history kept)
+        # The keyed hash of a click's user_id: names the shopper's history (when `history`) and stands for the id
+        # in the body a retry must repeat. None: user_ids are ignored.
+        self.user_ids = user_ids
+        self.history = history
 
     @property
     def _unseen(self) -> frozenset[str]:
@@ -70,10 +73,12 @@ class SessionScorer:
         start = time.perf_counter()
         deadline = time.monotonic() + self.deadline_s
         ts = time.time() if event.ts is None else event.ts
+        user_hash = self._user_hash(event.user_id)
         with tracing.span("redis append_event"):
             appended = await self.store.append_event(
-                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad, body=event.body_key(),
-                ids=ClickIds(item=event.item_id, category=event.category_id, user_hash=self._user_hash(event.user_id)),
+                session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad,
+                body=event.body_key(user_hash), ids=ClickIds(item=event.item_id, category=event.category_id,
+                                                             user_hash=user_hash if self.history else None),
             )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:

@@ -53,7 +53,7 @@ class ShadowRunner:
         self._agree = {a: metrics.intent_agreement.labels(label, a) for a in ("true", "false")}
         self._diff = metrics.risk_diff.labels(label)
         self._moment = {m: metrics.moments.labels(label, m) for m in MOMENTS}
-        self._correlation = metrics.correlation.labels(label)
+        self._correlation = metrics.correlation.labels(label) if metrics.correlation is not None else None
         self._sums: dict[str, float] = defaultdict(float)
         self._random = random.Random(seed)
         self._queue: queue.Queue[tuple[list[Any], np.ndarray] | None] = queue.Queue(maxsize=queue_size)
@@ -120,7 +120,7 @@ class ShadowRunner:
             self._moment[name].inc(value)
             self._sums[name] += value
         correlation = pearson(self._sums)
-        if correlation is not None:
+        if correlation is not None and self._correlation is not None:
             self._correlation.set(correlation)
         self._windows.inc(len(windows))
         self._batches["scored"].inc()

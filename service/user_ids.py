@@ -41,6 +41,11 @@ def user_id_hasher(settings: Settings, warn: bool = False) -> UserIdHasher:
     return UserIdHasher(key)
 
 
-def history_hasher(settings: Settings) -> UserIdHasher | None:
-    """The click path's hasher; None when the replica keeps no shopper history (SI_CONTEXT_STATE is not `full`)."""
-    return user_id_hasher(settings, warn=True) if settings.context_state == "full" else None
+def click_hasher(settings: Settings) -> UserIdHasher:
+    """The click path's hasher: names the shopper's history (SI_CONTEXT_STATE `full`) and stands for a click's
+    user_id in the body its event_id's retry must repeat; warns about an unset key only where history is kept."""
+    return user_id_hasher(settings, warn=keeps_history(settings))
+
+
+def keeps_history(settings: Settings) -> bool:
+    return settings.context_state == "full"

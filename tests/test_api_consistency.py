@@ -138,3 +138,27 @@ def test_a_retry_gets_the_first_answer_and_another_body_a_409(http: tuple[httpx.
     store = redis.Redis.from_url(redis_url)
     assert store.llen(KeyScheme().session("idem-1").window) == window_len == 1
     assert int(store.hget(KeyScheme().session("idem-1").meta, F["count"]) or 0) == 1
+
+
+def test_a_retry_with_other_ids_is_a_409_and_the_ids_are_not_stored_raw(http: tuple[httpx.Client, httpx.Client],
+                                                                        redis_url: str) -> None:
+    a, b = http
+    ids = {"item_id": "sku-553", "category_id": "shoes", "user_id": "u-1029"}
+    first = click(a, "idem-ids", "view_product", event_id="e-ids", ts=T0, **ids)
+    assert first.status_code == 200, first.text
+    assert click(a, "idem-ids", "view_product", event_id="e-ids", ts=T0, **ids).json() == first.json()
+    for field, other in (("item_id", "sku-554"), ("category_id", "hats"), ("user_id", "u-1030")):
+        conflict = click(a, "idem-ids", "view_product", event_id="e-ids", ts=T0, **{**ids, field: other})
+        assert conflict.status_code == 409, (field, conflict.text)
+        assert [f["field"] for f in conflict.json()["fields"]] == [f"body.{field}"]
+    written(redis_url, "idem-ids", 0)  # from Redis too, on the other replica
+    left_out = click(b, "idem-ids", "view_product", event_id="e-ids", ts=T0, user_id="u-1029")
+    assert left_out.status_code == 409
+    assert [f["field"] for f in left_out.json()["fields"]] == ["body.item_id", "body.category_id"]
+    assert click(b, "idem-ids", "view_product", event_id="e-ids", ts=T0, **ids).json() == first.json()
+
+    store = redis.Redis.from_url(redis_url)
+    keys = KeyScheme().session("idem-ids")
+    assert store.llen(keys.window) == 1
+    remembered = b"".join(store.hvals(keys.events))
+    assert not any(raw.encode() in remembered for raw in ids.values())  # digests only (docs/privacy.md)

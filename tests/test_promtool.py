@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from service.app import create_app
+from tests.deploy_support import DASHBOARD, dashboard_queries
 from tests.redis_procs import RedisServer, free_port
 from tests.service_support import service_settings, tiny_model_dir
-from tests.test_deploy import DASHBOARD, dashboard_queries
 from tests.uvicorn_proc import UvicornThread
 
 PROMETHEUS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "prometheus"

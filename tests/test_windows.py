@@ -14,7 +14,7 @@ import redis.asyncio as aredis
 from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.store.packing import pack_event
-from service.store.score_record import body_key
+from service.store.score_record import body_key, differing_parts
 from service.store.window_store import EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
 T0 = 1_764_000_000.0  # 2025-11-24, epoch seconds
@@ -87,6 +87,15 @@ async def test_a_reused_event_id_with_another_body_is_refused_and_appends_nothin
     again = await store.append_event("s-1", "c-1", VIEW, T0, True, body=body)
     assert again.duplicate and again.stored_answer is not None and again.stored_answer["abandonment_risk"] == 0.29
     assert await client.llen(store.keys("s-1")[0]) == 1 and await client.hget(store.keys("s-1")[1], "c") == b"1"
+
+
+def test_a_body_without_ids_is_the_body_as_before_and_compares_part_by_part_with_one_with_ids() -> None:
+    """A click without ids keeps the three-part body, so bodies remembered before ids joined still match."""
+    assert body_key(VIEW, T0, None) == f"{VIEW}:{round(T0 * 1000)}:"
+    with_ids = body_key(VIEW, T0, None, "sku-1", None, "ab" * 16)
+    assert with_ids.startswith(body_key(VIEW, T0, None) + ":") and "sku-1" not in with_ids
+    assert differing_parts(body_key(VIEW, T0, None), with_ids) == ["item_id", "user_id"]
+    assert differing_parts(with_ids, body_key(VIEW, T0, None, "sku-2", None, "ab" * 16)) == ["item_id"]
 
 
 async def test_event_ids_stored_before_bodies_still_dedupe(client: aredis.Redis) -> None:

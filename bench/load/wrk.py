@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,19 +51,22 @@ def wrk_binary() -> str | None:
 
 
 def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_path: Path,
-            think_ms: float | None = None) -> WrkResult:
+            think_ms: float | None = None, script: Path = WRK_SCRIPT,
+            script_env: Mapping[str, str] | None = None) -> WrkResult:
     """One bounded wrk run against POST /v1/sessions/{id}/events.
 
     think_ms: each connection waits an exponential think time of this mean before every click (Poisson-like
     arrivals, see loadtest/wrk_events.lua); None: closed loop, the next click as soon as the last answered.
+    script: the click generator (loadtest/wrk_events_ids.lua: clicks with user, item and category ids), with
+    `script_env` for its settings (SI_WRK_SESSIONS, ...).
     """
     binary = wrk_binary()
     if binary is None:
         raise RuntimeError("wrk is not installed (Debian/Ubuntu: apt-get install -y wrk)")
     argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "5s",
-            "-s", str(WRK_SCRIPT), url]
+            "-s", str(script), url]
     before = waited_children_cpu_seconds()
-    env = {k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}
+    env = {**{k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}, **(script_env or {})}
     if think_ms:
         env["SI_WRK_THINK_MS"] = f"{think_ms:g}"
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env)

@@ -141,9 +141,8 @@ def markdown(result: BenchResult, command: str) -> str:
         "over the whole run; the server's includes its workers. \"Server cores "
         "used\" is CPU per click × rate: how much of the shared machine the server actually got. Redis round "
         "trips count the commands clients sent (MONITOR, less a script's own calls: a Lua script counts once), in "
-        f"a {ROUND_TRIP_S:g} s closed-loop run of their own, since MONITOR costs Redis CPU. Batch and GC columns "
-        "are blank for `--workers` "
-        "(one registry per worker).",
+        f"a {ROUND_TRIP_S:g} s closed-loop run of their own, since MONITOR costs Redis CPU. With `--workers` the "
+        "batch and GC columns cover every worker (one /metrics across workers).",
         "",
         *_saturation_table(result),
         "",

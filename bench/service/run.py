@@ -273,9 +273,10 @@ def _engine_of(server: RunningServer) -> str:
 def _counters(server: RunningServer) -> dict[str, float]:
     """Batch-size and GC-pause sums and counts from a service's /metrics (empty for bare and naive).
 
-    Empty with `--workers` too: each worker has its own registry and a scrape reaches any one of them.
+    With `--workers` too: one scrape answers for every worker (prometheus_client's multiprocess mode sums
+    their histograms; tests/test_workers_reload.py reads a 2-worker run's).
     """
-    if not server.spec.name.startswith("service") or "SI_WORKERS" in server.spec.env:
+    if not server.spec.name.startswith("service"):
         return {}
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(http_text(f"{server.url}/metrics")):

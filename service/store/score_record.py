@@ -15,6 +15,7 @@ Meta hash `<prefix>:{sid}:m`, written by append_event.lua (the click) and write_
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,8 @@ RECORD_ARGS = 2 + len(SCORE_FIELDS) + 2
 LISTED_FIELDS: tuple[str, ...] = ("event_index", "p_add_cart", "p_make_order", "intent", "model", "window_len",
                                   "scored_ts", "cart")
 # The parts of a click's body that an event_id's retry must repeat, in body_key order.
-BODY_PARTS: tuple[str, ...] = ("action", "ts", "from_ad")
+BODY_PARTS: tuple[str, ...] = ("action", "ts", "from_ad", "item_id", "category_id", "user_id")
+ID_DIGEST_HEX = 8  # 4 bytes stand for each id in a remembered body: a changed id goes unseen once in 2^32
 
 
 @dataclass(frozen=True)
@@ -105,17 +107,32 @@ def score_args(record: ScoreRecord) -> list[str | int]:
     return [values[name] for name in SCORE_FIELDS]
 
 
-def body_key(action: int, ts: float | None, from_ad: bool | None) -> str:
-    """A click's body as sent, "action:ts_ms:from_ad" ('' for an omitted ts or from_ad), stored beside its
-    event_id so a retry with another body is refused (docs/service.md "Retries"). About 17 bytes."""
+def body_key(action: int, ts: float | None, from_ad: bool | None, item_id: str | None = None,
+             category_id: str | None = None, user_hash: str | None = None) -> str:
+    """A click's body as sent, "action:ts_ms:from_ad[:item:category:user]" ('' for an omitted part), stored
+    beside its event_id so a retry with another body is refused (docs/service.md "Retries"). Each id stands
+    as ID_DIGEST_HEX hex digits of a digest; the user by its keyed hash (service/user_ids.py), never raw.
+    The ids' parts are left out when the click has none: about 17 bytes then, up to 44 with ids."""
     ts_part = "" if ts is None else str(round(ts * 1000))
     ad_part = "" if from_ad is None else str(int(from_ad))
-    return f"{action}:{ts_part}:{ad_part}"
+    body = f"{action}:{ts_part}:{ad_part}"
+    if item_id is None and category_id is None and user_hash is None:
+        return body
+    item, category = (_id_digest(value) for value in (item_id, category_id))
+    return f"{body}:{item}:{category}:{(user_hash or '')[:ID_DIGEST_HEX]}"
+
+
+def _id_digest(value: str | None) -> str:
+    return "" if value is None else hashlib.blake2b(value.encode(), digest_size=ID_DIGEST_HEX // 2).hexdigest()
 
 
 def differing_parts(first: str, now: str) -> list[str]:
-    """The BODY_PARTS in which two body_key texts differ."""
-    return [name for name, a, b in zip(BODY_PARTS, first.split(":"), now.split(":"), strict=True) if a != b]
+    """The BODY_PARTS in which two body_key texts differ (a body without ids has those parts empty)."""
+    def parts(text: str) -> list[str]:
+        split = text.split(":")
+        return split + [""] * (len(BODY_PARTS) - len(split))
+
+    return [name for name, a, b in zip(BODY_PARTS, parts(first), parts(now), strict=True) if a != b]
 
 
 def decode_answer(session_id: str, event_index: int, answer: str, model: str) -> dict[str, Any]:

@@ -17,7 +17,7 @@
 -- ARGV[7]  how many event ids to remember
 -- ARGV[8]  action index of add_cart
 -- ARGV[9]  action index of order
--- ARGV[10] the body as sent, "action:ts_ms:from_ad" (score_record.body_key), '' to skip the comparison
+-- ARGV[10] the body as sent, "action:ts_ms:from_ad[:item:category:user]" (score_record.body_key), '' to skip the comparison
 -- The context state (docs/redis.md "Context state"; CF, UF, ITEM_* and CONTEXT_NAMES from
 -- service/store/context_record.py:lua_prelude(); context.lua mirrors model/context.py update_context):
 -- KEYS[5]  context hash <prefix>:{sid}:x   counters, 'i:'..item -> bits, 'c:'..category -> 1
