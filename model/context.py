@@ -132,11 +132,15 @@ class ContextIds:
     users: np.ndarray | None = None
 
 
-def _dense(*keys: np.ndarray) -> np.ndarray:
-    """(n,) dense group id of each row of the key columns."""
-    if not keys[0].size:
+def _dense(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) dense id of each (a, b) pair of non-negative ints, numbered in (a, b) order."""
+    if not a.size:
         return np.zeros(0, dtype=np.int64)
-    _, inverse = np.unique(np.stack(keys, axis=1), axis=0, return_inverse=True)
+    width = int(b.max()) + 1
+    if int(a.max()) >= np.iinfo(np.int64).max // width:  # a·width + b would overflow int64
+        _, inverse = np.unique(np.stack((a, b), axis=1), axis=0, return_inverse=True)
+    else:  # one int64 key per pair: a fraction of the memory and time of np.unique(axis=0)
+        _, inverse = np.unique(a.astype(np.int64) * width + b, return_inverse=True)
     return inverse.reshape(-1).astype(np.int64)
 
 
@@ -144,7 +148,8 @@ def _per_session_cumsum(values: np.ndarray, starts: np.ndarray, session: np.ndar
     """(E,) running sum of `values` within each session."""
     total = np.cumsum(values, dtype=np.float64)
     before = np.concatenate([[0.0], total])[starts]  # (S,) sum before each session's first event
-    return total - before[session]
+    total -= before[session]
+    return total
 
 
 def _distinct_so_far(codes: np.ndarray, session: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -156,19 +161,17 @@ def _distinct_so_far(codes: np.ndarray, session: np.ndarray, starts: np.ndarray)
         idx = np.flatnonzero(known)
         _, first_pos = np.unique(_dense(session[idx], codes[idx]), return_index=True)  # first occurrences
         first[idx[first_pos]] = True
-    return _per_session_cumsum(first.astype(np.float64), starts, session), known & ~first
+    return _per_session_cumsum(first, starts, session), known & ~first
 
 
-def _session_group(log: EventLog, ids: ContextIds) -> np.ndarray:
-    """(E, 9) the session features, in CONTEXT_FEATURES order."""
+def _session_group(log: EventLog, ids: ContextIds, out: np.ndarray) -> None:
+    """Fill `out` (E, 9) with the session features, in CONTEXT_FEATURES order, one column at a time."""
     n, starts, session = len(log), np.asarray(log.starts, dtype=np.int64), log.session_of_event()
-    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
-    out = np.zeros((n, 9), dtype=np.float64)
+    ts, actions = np.asarray(log.ts, dtype=np.float64), np.asarray(log.actions)
     items = ids.items if ids.items is not None else np.full(n, -1, dtype=np.int64)
     cats = ids.categories if ids.categories is not None else np.full(n, -1, dtype=np.int64)
-    out[:, 3], seen_before = _distinct_so_far(items, session, starts)
-    out[:, 4], _ = _distinct_so_far(cats, session, starts)
-    out[:, 0] = seen_before
+    out[:, 3], out[:, 0] = _distinct_so_far(items, session, starts)
+    out[:, 4] = _distinct_so_far(cats, session, starts)[0]
     known = np.flatnonzero(items >= 0)
     if known.size:
         pair = np.full(n, -1, dtype=np.int64)
@@ -188,7 +191,6 @@ def _session_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     opened_at = np.maximum.accumulate(np.where(opened, np.arange(n), 0)) if n else np.zeros(0, dtype=np.int64)
     out[:, 7] = is_open
     out[:, 8] = np.where(is_open, np.maximum(ts - ts[opened_at], 0.0), 0.0)
-    return out
 
 
 def _open_deltas(pair: np.ndarray, is_op: np.ndarray, is_cart: np.ndarray) -> np.ndarray:
@@ -206,19 +208,18 @@ def _open_deltas(pair: np.ndarray, is_op: np.ndarray, is_cart: np.ndarray) -> np
     return delta
 
 
-def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
-    """(E, 7) the history features: the user's events strictly before the session's first click."""
+def _history_group(log: EventLog, ids: ContextIds, out: np.ndarray) -> None:
+    """Fill `out` (E, 7) with the history features: the user's events strictly before the session's first click."""
     n = len(log)
-    out = np.zeros((n, 7), dtype=np.float64)
     if ids.users is None or not n:
-        return out
+        return
     starts, session = np.asarray(log.starts, dtype=np.int64), log.session_of_event()
     users = np.asarray(ids.users, dtype=np.int64)
     ev_user = users[session]
     mine = np.flatnonzero(ev_user >= 0)
     if not mine.size:
-        return out
-    ts, actions = log.ts.astype(np.float64), log.actions.astype(np.int64)
+        return
+    ts, actions = np.asarray(log.ts, dtype=np.float64), np.asarray(log.actions)
     ts_rank = np.unique(ts, return_inverse=True)[1].reshape(-1).astype(np.int64)
     span = int(ts_rank.max()) + 2
     # The user timeline: every event of a known user, by (user, ts, event index).
@@ -227,32 +228,34 @@ def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
     items = ids.items if ids.items is not None else np.full(n, -1, dtype=np.int64)
     upair = np.full(n, -1, dtype=np.int64)
     with_item = mine[items[mine] >= 0]
+    del mine
     upair[with_item] = _dense(ev_user[with_item], items[with_item])
     is_cart, is_op = actions == ADD_CART, (actions == ADD_CART) | (actions == ORDER)
     # user-level open-item deltas need each pair's ops in time order, so work on the timeline's order
     open_delta = np.zeros(n, dtype=np.float64)
     open_delta[order] = _open_deltas(upair[order], (is_op & (upair >= 0))[order], is_cart[order])
-
-    def prefix(values: np.ndarray) -> np.ndarray:
-        return np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
-
-    counts = [prefix(np.ones(n)), prefix(is_cart * 1.0), prefix((actions == ORDER) * 1.0), prefix(open_delta)]
     known_sessions = np.flatnonzero(users >= 0)
     s_user, s_rank = users[known_sessions], ts_rank[starts[known_sessions]]
     lo = np.searchsorted(key, s_user * span, side="left")  # (S',) the user's first timeline position
     hi = np.searchsorted(key, s_user * span + s_rank, side="left")  # (S',) first at or after the start
+    del key
     per_session = np.zeros((len(starts), 6), dtype=np.float64)
     session_keys = np.sort(s_user * span + s_rank)
     per_session[known_sessions, 0] = np.searchsorted(session_keys, s_user * span + s_rank, side="left") - (
         np.searchsorted(session_keys, s_user * span, side="left")
     )
-    for j, cum in zip((1, 2, 3, 5), counts, strict=True):
+    # one (E + 1,) running sum along the timeline at a time: events, carts, orders, open-item deltas
+    for j, values in zip((1, 2, 3, 5), (np.ones(n, dtype=bool), is_cart, actions == ORDER, open_delta), strict=True):
+        cum = np.concatenate([[0.0], np.cumsum(values[order], dtype=np.float64)])
         per_session[known_sessions, j] = cum[hi] - cum[lo]
+    del cum, open_delta
     last_ts = ts[order[np.maximum(hi - 1, 0)]]
     per_session[known_sessions, 4] = np.where(hi > lo, ts[starts[known_sessions]] - last_ts, 0.0)
-    out[:, :6] = per_session[session]
+    for j in range(6):
+        out[:, j] = per_session[session, j]
     # item_in_hist_cart: the (user, item) pair's last cart/order op before the session's first click was a cart.
     op_events = order[(is_op & (upair >= 0))[order]]
+    del order
     if op_events.size and with_item.size:
         op_events = op_events[np.lexsort((op_events, ts_rank[op_events], upair[op_events]))]
         op_key = upair[op_events] * span + ts_rank[op_events]
@@ -260,16 +263,60 @@ def _history_group(log: EventLog, ids: ContextIds) -> np.ndarray:
         pos = np.searchsorted(op_key, upair[q] * span + ts_rank[starts[session[q]]], side="left") - 1
         hit = (pos >= 0) & (upair[op_events[np.maximum(pos, 0)]] == upair[q])
         out[q, 6] = hit & is_cart[op_events[np.maximum(pos, 0)]]
-    return out
 
 
-def compute_context(log: EventLog, ids: ContextIds | None = None) -> np.ndarray:
+CHUNK_EVENTS = 1 << 20  # the vectors of about this many events, not of the whole log, are alive at once
+
+
+def _sub_log(log: EventLog, ids: ContextIds, sessions: np.ndarray) -> tuple[EventLog, ContextIds, np.ndarray]:
+    """The sessions at the sorted ordinals `sessions` as a log of their own, its ids, and (e,) their rows in `log`."""
+    lengths = np.diff(np.append(log.starts, len(log)))[sessions]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    rows = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(log.starts[sessions] - starts, lengths)
+    sub = EventLog(log.actions[rows], log.ts[rows], log.from_ad[rows], starts)
+    return sub, _ids_at(ids, rows, sessions), rows
+
+
+def _ids_at(ids: ContextIds, events: np.ndarray | slice, sessions: np.ndarray | slice) -> ContextIds:
+    """The ids of the events and sessions at `events` and `sessions`."""
+    items, categories, users = ids.items, ids.categories, ids.users
+    return ContextIds(items[events] if items is not None else None,
+                      categories[events] if categories is not None else None,
+                      users[sessions] if users is not None else None)  # fmt: skip
+
+
+def compute_context(log: EventLog, ids: ContextIds | None = None, chunk_events: int = CHUNK_EVENTS) -> np.ndarray:
     """(E, CONTEXT_DIM) float32 raw (unscaled) context of the prefix ending at each event of `log`.
 
-    Sessions need not be grouped by user; within a session, events are in arrival (ts) order.
+    Sessions need not be grouped by user; within a session, events are in arrival (ts) order. Memory: the
+    result (64 bytes per event) and the float64 vectors of one chunk of about `chunk_events` events; the
+    session group runs over runs of whole sessions, the history group over groups of whole users.
     """
     ids = ids or ContextIds()
-    return np.hstack([_session_group(log, ids), _history_group(log, ids)]).astype(np.float32)
+    n, starts = len(log), np.asarray(log.starts, dtype=np.int64)
+    out = np.zeros((n, CONTEXT_DIM), dtype=np.float32)
+    n_session = sum(f.group == SESSION for f in CONTEXT_FEATURES)
+    firsts = np.unique(np.searchsorted(starts, np.arange(0, n, chunk_events), side="right") - 1)
+    for a, b in zip(firsts, np.append(firsts[1:], len(starts)), strict=True):
+        lo, hi = int(starts[a]), int(starts[b]) if b < len(starts) else n
+        sub = EventLog(log.actions[lo:hi], log.ts[lo:hi], log.from_ad[lo:hi], starts[a:b] - lo)
+        _session_group(sub, _ids_at(ids, slice(lo, hi), slice(a, b)), out[lo:hi, :n_session])
+    if ids.users is None or not n:
+        return out
+    groups = -(-n // chunk_events)
+    if groups == 1:  # one chunk: no sub-log copies
+        _history_group(log, ids, out[:, n_session:])
+        return out
+    users = np.asarray(ids.users, dtype=np.int64)
+    for g in range(groups):  # a user's sessions all fall in one group: history never crosses groups
+        members = np.flatnonzero((users >= 0) & (users % groups == g))
+        if not members.size:
+            continue
+        sub, sub_ids, rows = _sub_log(log, ids, members)
+        part = np.zeros((len(rows), CONTEXT_DIM - n_session), dtype=np.float32)
+        _history_group(sub, sub_ids, part)
+        out[rows, n_session:] = part
+    return out
 
 
 def context_without_ids(log: EventLog) -> np.ndarray:

@@ -1,9 +1,10 @@
 """Data-pipeline benchmark: `prepare` and the compact training data, time and peak RSS, over log sizes.
 
-Per size: synthetic events (model/data/synth.py, written in 1M-event chunks) → stage `prepare`
-(the generic source reading the file as a raw export, sessionising by its session column, writing
-the common CSV) → stage `training data` (`load_dataset` with a fresh cache: read, curate, encode,
-targets, classes, split, cache write, then a timed gather of random training batches).
+Per size: synthetic events with shopper, item and category ids (model/data/synth.py, written in
+1M-event chunks) → stage `prepare` (the generic source reading the file as a raw export, sessionising
+by its session column, writing the common CSV with the ids) → stage `training data` (`load_dataset`
+with a fresh cache: read, context (model/context.py), curate, encode, targets, classes, split, cache
+write, then a timed gather of random training batches).
 Each stage runs in a fresh subprocess, so its peak RSS is its own.
 """
 
@@ -31,26 +32,41 @@ _MEAN_SESSION_EVENTS = 11.8  # the generator's mean events per session
 _GATHER_BATCHES, _GATHER_BATCH = 200, 256
 
 
-def make_events_csv(path: Path, n_events: int, seed: int = 1) -> int:
-    """About `n_events` synthetic events (whole sessions) in the common form, one 1M-event chunk at a time."""
+def make_events_csv(path: Path, n_events: int, seed: int = 1, chunk_events: int = _CHUNK_EVENTS) -> int:
+    """About `n_events` synthetic events (whole sessions) in the common form with ids, one chunk at a time.
+
+    Each chunk is its own generator run (model/data/synth.py) with its own shoppers, items and categories,
+    numbered after the previous chunks' (an empty id: a page without an item or category). A chunk is a
+    shop population of its own, so the generator's guarantee that no shopper's sessions overlap holds.
+    """
+    import numpy as np
     import polars as pl
 
     from model.data.synth import generate_sessions
     from model.features import ACTIONS
 
-    written = 0
+    written, next_user, next_item, next_category = 0, 0, 0, 0
     with path.open("wb") as out:
-        for k, lo in enumerate(range(0, n_events, _CHUNK_EVENTS)):
-            size = min(_CHUNK_EVENTS, n_events - lo)
+        for k, lo in enumerate(range(0, n_events, chunk_events)):
+            size = min(chunk_events, n_events - lo)
             log = generate_sessions(max(1, round(size / _MEAN_SESSION_EVENTS)), seed=seed * 100_000 + k)
             frame = pl.DataFrame({
                 "session_id": log.session_ids.repeat(log.lengths()),
                 "ts": log.ts,
                 "action": pl.Series(list(ACTIONS))[log.actions.astype("int64")],
                 "from_ad": log.from_ad.astype("int8"),
-            })  # fmt: skip
+                "user_id": (log.users + next_user).repeat(log.lengths()),
+                "item_id": np.where(log.items >= 0, log.items + next_item, -1),
+                "category_id": np.where(log.categories >= 0, log.categories + next_category, -1),
+            }).with_columns(
+                pl.format("u{}", "user_id").alias("user_id"),
+                *(pl.when(pl.col(c) >= 0).then(pl.col(c)).alias(c) for c in ("item_id", "category_id")),
+            )  # fmt: skip
             frame.write_csv(out, include_header=k == 0)
             written += frame.height
+            next_user += int(log.users.max()) + 1
+            next_item += int(log.items.max()) + 1
+            next_category += int(log.categories.max()) + 1
     return written
 
 
@@ -67,8 +83,8 @@ def measure_prepare(raw: str, out: str) -> dict[str, float]:
     from model.features import ACTIONS
 
     spec = SourceSpec(
-        name="generic", user_col=None, session_col="session_id", ts_col="ts", event_col="action", from_ad_col="from_ad",
-        action_map={a: a for a in ACTIONS},
+        name="generic", user_col="user_id", session_col="session_id", ts_col="ts", event_col="action",
+        from_ad_col="from_ad", action_map={a: a for a in ACTIONS}, item_col="item_id", category_col="category_id",
     )  # fmt: skip
     t0, cpu0 = time.perf_counter(), cpu_seconds()
     events = read_raw(spec, [Path(raw)])
@@ -160,8 +176,9 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command
         "- **prepare**: synthetic events read as a raw export by the generic source (session column), "
         "sessionised in Polars, written as the common CSV. *prepare CPU s* is its CPU time over all threads: "
         "the work done, far less sensitive than the wall time to other jobs on the machine.\n"
-        "- **training data**: `load_dataset` with a fresh cache: read the common CSV, curate, encode 6 bytes per "
-        "event, targets, classes, split, write the memory-mapped cache; then "
+        "- **training data**: `load_dataset` with a fresh cache: read the common CSV, compute the context "
+        "(model/context.py), curate, encode 6 bytes per event, targets, classes, split, write the memory-mapped "
+        "cache; then "
         f"{_GATHER_BATCHES} random batches of {_GATHER_BATCH} windows gathered.\n\n"
         f"Goals (issue 13): prepare ≥ {GOAL_PREPARE_EVENTS_PER_S:,} events/s; peak RSS ≤ {GOAL_BYTES_PER_EVENT} "
         "bytes per event from 10M events on.\n\n" + table + (f"\n{note}\n" if note else "")

@@ -6,7 +6,7 @@ written under a temporary name and renamed, so a crash never leaves a half cache
 
 Contents (E curated events, S sessions): ids (S,) str; actions int8, ts float64, from_ad bool,
 dwell float32, flags uint8 (E,); context float32 (E, CONTEXT_DIM); starts int64, classes int8,
-split int8 (S,); where the log has them, items and categories int64 (E,) and users int64 (S,).
+split int8 (S,); where the log has them, items and categories int32 (E,) and users int32 (S,).
 """
 
 from __future__ import annotations

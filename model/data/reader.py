@@ -133,10 +133,12 @@ def _group(frame: pl.DataFrame) -> Sessions:
 
 
 def _codes(ordered: pl.DataFrame, name: str) -> np.ndarray | None:
-    """(E,) int64 code of each event's id in column `name` (-1 where empty); None without the column."""
+    """(E,) int32 code of each event's id in column `name` (-1 where empty); None without the column.
+
+    int32: a 20M-event log's item and category codes take 160 MB, not 320 (the codes count distinct ids)."""
     if name not in ordered.columns:
         return None
-    return ordered[name].to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+    return ordered[name].to_physical().cast(pl.Int32).fill_null(-1).to_numpy()
 
 
 def _context_ids(ordered: pl.DataFrame, starts: np.ndarray) -> ContextIds:

@@ -32,7 +32,9 @@ class Sessions:
         return np.diff(np.append(self.events.starts, len(self.events)))
 
     def select(self, keep: np.ndarray) -> Sessions:
-        """Sessions where the (S,) bool mask `keep` is true."""
+        """Sessions where the (S,) bool mask `keep` is true; `self` when it keeps them all (the arrays are shared)."""
+        if keep.all():
+            return self
         lengths = self.lengths
         event_keep = np.repeat(keep, lengths)
         kept_lengths = lengths[keep]
