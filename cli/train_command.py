@@ -84,6 +84,20 @@ def train(
             "--context", help="Context beside the window: none | session | history | session+history | name,name."
         ),
     ] = "none",
+    context_dropout: Annotated[
+        float,
+        typer.Option(
+            "--context-dropout", min=0.0, max=1.0,
+            help="Share of training sessions trained with their context as for clicks without ids (context nets).",
+        ),
+    ] = 0.2,
+    calibrate: Annotated[
+        bool, typer.Option("--calibrate/--no-calibrate", help="Platt-scale each label on validation, folded in.")
+    ] = True,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
+    ] = False,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam weight decay.")] = 0.0,
 ) -> None:
     """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
     from model.card import ModelCard
@@ -128,10 +142,11 @@ def train(
             dataset = load_dataset(data, features, split, cache_dir)
     except BadEventFile as exc:
         _fail(console, str(exc))
-    net_cfg = NetConfig.for_arch(arch, window=window, context=names)
+    net_cfg = NetConfig.for_arch(arch, window=window, context=names, wide=wide and bool(names))
     train_cfg = TrainConfig(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed, threads=threads,
         max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
+        context_dropout=context_dropout, calibrate=calibrate, weight_decay=weight_decay,
     )  # fmt: skip
     try:
         net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)

@@ -319,6 +319,12 @@ def compute_context(log: EventLog, ids: ContextIds | None = None, chunk_events: 
     return out
 
 
+def context_without_ids(log: EventLog) -> np.ndarray:
+    """(E, CONTEXT_DIM) float32 context of `log` with every id unknown: what serving computes for clicks sent
+    without ids (id features and the whole history at 0; clicks, seconds and the cart state as usual)."""
+    return compute_context(log, ContextIds())
+
+
 @dataclass
 class SessionState:
     """Per-session state (serving: one hash and five sets per session, O(1) work per click)."""

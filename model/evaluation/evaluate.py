@@ -26,6 +26,7 @@ from model.data.dataset import BadEventFile, Dataset, Split, WindowSet, load_dat
 from model.evaluation.abandonment import RiskWindows, evaluate_abandonment, risk_auc
 from model.evaluation.baselines import Predictions, run_baselines
 from model.evaluation.bootstrap import CI_LEVEL, N_BOOT, bootstrap_estimates, paired_difference
+from model.evaluation.idless import idless_metrics
 from model.evaluation.policy_table import policy_table
 from model.features import SLOTS, FeatureConfig
 from model.training.checkpoint import load_model, predict_proba
@@ -296,6 +297,7 @@ def evaluate_model(
         "abandonment": abandonment,
         "alert_policy": policy_table(dataset, val, trained.val, risk_windows, card.policy),
         "segments": segment_metrics(trained, test, opts.n_boot, opts.seed),
+        "without_ids": idless_metrics(model_dir, card, dataset, test, trained.test, opts.n_boot, opts.seed),
         "folds": None,
         "sweep": None,
     }
@@ -340,6 +342,7 @@ def store_test_metrics(model_dir: Path, metrics: dict[str, Any]) -> Path:
     card.metrics["test"] = {
         "labels": metrics["models"][trained],
         "abandonment": metrics.get("abandonment"),
+        "without_ids": metrics.get("without_ids"),
         "dataset": metrics.get("dataset"),
         "bootstrap": metrics.get("bootstrap"),
         "command": metrics.get("command"),

@@ -23,8 +23,10 @@ from torch.nn import functional as F
 
 from model.data.dataset import Dataset, Split, WindowSet
 from model.training.batches import epoch_batches
+from model.training.calibration import calibrate
 from model.training.checkpoint import predict_logits
 from model.training.distill import distillation_loss, teacher_soft_targets
+from model.training.id_dropout import drop_context_ids
 from model.training.nets import IntentNet, NetConfig, build_net
 
 log = logging.getLogger(__name__)
@@ -62,12 +64,19 @@ class TrainConfig:
     prefixes_per_epoch: int | None = None
     max_minutes: float | None = None  # wall-clock budget; the epoch running at the deadline is cut short
     temperature: float = 1.0  # distillation temperature
+    # Share of TRAINING sessions trained with their id-less context (model/training/id_dropout.py), so clicks
+    # sent without ids score sensibly; only for nets with context. Seeded by `seed`.
+    context_dropout: float = 0.2
+    # Platt scaling per label fitted on validation logits and folded into the last layer (calibration.py).
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.min_delta < 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if not 0.0 <= self.context_dropout <= 1.0:
+            raise ValueError(f"context_dropout must be in [0, 1], got {self.context_dropout}")
         if self.prefixes_per_epoch is not None and self.prefixes_per_epoch < 1:
             raise ValueError(f"prefixes_per_epoch must be >= 1, got {self.prefixes_per_epoch}")
         if self.pos_weight is not None:
@@ -111,16 +120,30 @@ def train_model(
     """Train a fresh `net_cfg` network on the TRAIN part, early-stopping on VAL; the best epoch's weights.
 
     With a teacher, the loss is alpha · BCE(true labels) + (1 − alpha) · BCE(teacher's soft labels).
+    A context net trains a `context_dropout` share of its sessions on their id-less context; with `calibrate`,
+    the trained net's logits are Platt-scaled on VAL (folded into its weights, recorded in the history).
     """
     window = dataset.windows.window
     if net_cfg.window != window:
         raise TrainingDataError(f"NetConfig.window={net_cfg.window} but the dataset's windows have N={window}")
     train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
     soft = _soft_targets(teacher, train, train_cfg.temperature) if teacher is not None else None
+    dropped = 0
+    if net_cfg.context_dim:
+        train, dropped = drop_context_ids(train, dataset.sessions, train_cfg.context_dropout, train_cfg.seed)
     with deterministic_torch(train_cfg.seed, train_cfg.threads):
         net = build_net(net_cfg)
         history = fit(net, train, val, train_cfg, soft=soft, alpha=alpha, show_progress=show_progress)
+    history["context_dropout"] = {"share": train_cfg.context_dropout if net_cfg.context_dim else 0.0,
+                                  "sessions": dropped}  # fmt: skip
+    history["calibration"] = _calibrate(net, val) if train_cfg.calibrate else None
     return net.eval(), history
+
+
+def _calibrate(net: IntentNet, val: WindowSet) -> dict[str, Any]:
+    """Fit the per-label Platt scaling on validation logits and fold it into `net`; the record for the card."""
+    logits = predict_logits(net, val.view, val.contexts(slice(None), net.config.context))  # type: ignore[arg-type]
+    return calibrate(net, logits, val.Y)
 
 
 def _soft_targets(teacher: IntentNet, train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:

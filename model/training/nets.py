@@ -9,7 +9,8 @@ Windows are zero-padded at the front (oldest first), so the recurrent nets read 
 Context (model/context.py): a net whose NetConfig names context features takes a second input, the raw
 (B, k) context; ContextScaling applies the one scaling of model/context.py, a small ReLU layer embeds
 it, and the head reads [recurrent summary, context embedding] through one hidden layer. A net without
-context (k = 0, every model before it) keeps the plain Linear head and its single input.
+context (k = 0, every model before it) keeps the plain Linear head and its single input. With `wide`, a
+Linear(k, 2) on the scaled context adds to the head's logits (a logistic regression beside the MLP).
 Every arch uses whole nn.LSTM / nn.GRU modules, never unrolled cells: the legacy ONNX exporter then
 emits LSTM / GRU ops, which ONNX Runtime can quantize (LSTM) or run fused.
 """
@@ -62,6 +63,8 @@ class NetConfig:
     context: tuple[str, ...] = ()  # model/context.py feature names, in input order; () = no context input
     context_units: int = 16  # the context embedding (only with context)
     head_units: int = 32  # the head's hidden layer (only with context)
+    # A linear "wide" path from the scaled context straight to the logits, added to the head's (only with context)
+    wide: bool = False
 
     @property
     def context_dim(self) -> int:
@@ -175,7 +178,8 @@ class IntentNet(nn.Module):
             self.encoder = AttentionEncoder(cfg)
         else:
             self.encoder = RecurrentEncoder(_RECURRENT_STACKS[cfg.arch], cfg)
-        self.context_encoder: nn.Module | None = None
+        self.context_encoder: nn.Sequential | None = None
+        self.wide: nn.Linear | None = None
         if not cfg.context_dim:
             self.head: nn.Module = nn.Linear(self.encoder.out_dim, N_LABELS)
             return
@@ -186,6 +190,8 @@ class IntentNet(nn.Module):
             nn.Linear(self.encoder.out_dim + cfg.context_units, cfg.head_units), nn.ReLU(), nn.Dropout(cfg.dropout),
             nn.Linear(cfg.head_units, N_LABELS),
         )  # fmt: skip
+        if cfg.wide:
+            self.wide = nn.Linear(cfg.context_dim, N_LABELS)
 
     def forward(self, windows: Tensor, context: Tensor | None = None) -> Tensor:
         # A front-padding step is all zeros; a real event has its dwell (≥ 1 s) in one action slot.
@@ -199,7 +205,10 @@ class IntentNet(nn.Module):
             return self.head(summary)  # (B, 2) logits
         if context is None:
             raise ValueError(f"this net takes a (B, {self.config.context_dim}) context: {self.config.context}")
-        return self.head(torch.cat([summary, self.context_encoder(context)], dim=-1))  # (B, 2) logits
+        scaled = self.context_encoder[0](context)  # (B, k) ContextScaling
+        logits = self.head(torch.cat([summary, self.context_encoder[1:](scaled)], dim=-1))  # (B, 2)
+        # the cast: an fp16 net keeps its context scaling in fp32 (raw counts overflow fp16)
+        return logits if self.wide is None else logits + self.wide(scaled.to(self.wide.weight.dtype))
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

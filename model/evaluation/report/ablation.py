@@ -186,8 +186,9 @@ def report_section(csv_path: Path) -> str:
             "its ROC-AUC", "its PR-AUC", "network − baseline PR-AUC (paired)", "network risk ROC-AUC"]  # fmt: skip
     return "\n".join([
         _MARK_BEGIN, "## Context ablation (issue 20): the session's items and the shopper's history\n",
-        "Networks trained per split and context set (model/context.py), not the model above; the baselines see the "
-        f"same context. Details, targets and the exact command: [{MD_FILE}]({MD_FILE}), [{CSV_FILE}]({CSV_FILE}).\n",
+        "Networks trained per split and context set (model/context.py), not the model above, by the training code "
+        f"of the run's own time ({MD_FILE} says which); the baselines see the same context. Details, targets and the "
+        f"exact command: [{MD_FILE}]({MD_FILE}), [{CSV_FILE}]({CSV_FILE}).\n",
         table(head, out), _MARK_END,
     ])  # fmt: skip
 

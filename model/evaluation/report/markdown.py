@@ -6,6 +6,7 @@ from typing import Any
 
 from model.data.published import MODEL_COMPARISON, SWEEP_WINDOWS
 from model.evaluation.report.format import est, num, table
+from model.evaluation.report.idless import idless_section
 from model.evaluation.report.policy import policy_section
 from model.evaluation.report.risk import abandonment_section, segments_section
 from model.training.nets import LABELS
@@ -256,6 +257,7 @@ def render_report(metrics: dict[str, Any], plots: list[Plot]) -> str:
         _calibration(metrics),
         _comparison(metrics),
         abandonment_section(metrics),
+        idless_section(metrics),
         policy_section(metrics),
         segments_section(metrics),
         _folds(metrics),

@@ -1,0 +1,111 @@
+"""Post-hoc calibration (model/training/calibration.py): the fold equals the calibration applied outside the
+network, rankings do not move, a miscalibrated validation set comes out better calibrated, and `train_model`
+applies it by default and records it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from model.context import CONTEXT_NAMES
+from model.data.dataset import Dataset, Split, load_dataset
+from model.data.synth import generate_sessions, write_csv
+from model.evaluation.bootstrap import expected_calibration_error
+from model.features import VECTOR_DIM, FeatureConfig
+from model.training.calibration import (
+    LabelCalibration,
+    apply_calibration,
+    fit_calibration,
+    fit_label,
+    fold_calibration,
+)
+from model.training.checkpoint import predict_logits
+from model.training.loop import TrainConfig, train_model
+from model.training.nets import NetConfig, build_net
+
+WINDOW = 5
+TINY = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=8, gru_units=8)
+TINY_CONTEXT = replace(TINY, context=CONTEXT_NAMES)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _inputs(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    windows = np.zeros((n, WINDOW, VECTOR_DIM), dtype=np.float32)
+    windows[:, :, 0] = rng.uniform(1, 300, size=(n, WINDOW))  # a dwell in one action slot: real events
+    windows[:, :, 13] = rng.integers(0, 2, size=(n, WINDOW))
+    context = rng.uniform(0, 20, size=(n, len(CONTEXT_NAMES))).astype(np.float32)
+    return windows, context
+
+
+@pytest.mark.parametrize(
+    "cfg", [TINY, TINY_CONTEXT, replace(TINY_CONTEXT, wide=True)], ids=["plain", "context", "wide"]
+)
+def test_the_fold_gives_the_calibration_applied_outside(cfg: NetConfig) -> None:
+    torch.manual_seed(0)
+    net = build_net(cfg).eval()
+    windows, context = _inputs(64)
+    ctx = context if cfg.context_dim else None
+    before = predict_logits(net, windows, ctx)
+    calibration = (LabelCalibration(1.7, -0.3, True), LabelCalibration(0.6, 0.4, True))
+    fold_calibration(net, calibration)
+    after = predict_logits(net, windows, ctx)
+    np.testing.assert_allclose(after, apply_calibration(before, calibration), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(after, before)
+
+
+def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) logits three times too confident and shifted, and (n, 2) labels drawn from the true logits."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(-1.5, 1.0, size=(n, 2))
+    y = (rng.random((n, 2)) < 1 / (1 + np.exp(-truth))).astype(np.float32)
+    return (3.0 * truth + 1.0).astype(np.float32), y
+
+
+def test_platt_scaling_lowers_the_validation_ece_and_keeps_the_ranking() -> None:
+    logits, y = _miscalibrated(4000, seed=1)
+    calibration = fit_calibration(logits, y)
+    after = apply_calibration(logits, calibration)
+    for j in range(2):
+        assert calibration[j].applied and calibration[j].a == pytest.approx(1 / 3, rel=0.15)
+        ece_before = expected_calibration_error(y[:, j], 1 / (1 + np.exp(-logits[:, j])))
+        ece_after = expected_calibration_error(y[:, j], 1 / (1 + np.exp(-after[:, j])))
+        assert ece_after < 0.5 * ece_before, (ece_before, ece_after)
+        assert roc_auc_score(y[:, j], after[:, j]) == pytest.approx(roc_auc_score(y[:, j], logits[:, j]), abs=1e-12)
+
+
+def test_a_label_the_logits_do_not_rank_is_left_alone() -> None:
+    logits, y = _miscalibrated(2000, seed=2)
+    assert not fit_label(-logits[:, 0], y[:, 0]).applied  # reversed: a would be negative, not monotone up
+    one_class = fit_label(logits[:, 1], np.zeros(2000))
+    assert not one_class.applied and (one_class.a, one_class.b) == (1.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    path = tmp_path_factory.mktemp("calib") / "shop.csv"
+    write_csv(generate_sessions(300, seed=7), path)
+    return load_dataset(Path(path), FeatureConfig(window=WINDOW))
+
+
+def test_training_calibrates_on_validation_by_default(dataset: Dataset) -> None:
+    cfg = TrainConfig(epochs=2, seed=0)
+    plain, plain_history = train_model(dataset, TINY_CONTEXT, replace(cfg, calibrate=False), show_progress=False)
+    net, history = train_model(dataset, TINY_CONTEXT, cfg, show_progress=False)
+    assert plain_history["calibration"] is None
+    record = history["calibration"]
+    assert record["fitted_on"] == "validation"
+    val = dataset.part(Split.VAL)
+    ctx = val.contexts(slice(None), CONTEXT_NAMES)
+    calibration = tuple(LabelCalibration(record[k]["a"], record[k]["b"]) for k in ("add_cart", "make_order"))
+    expected = apply_calibration(predict_logits(plain, val.X, ctx), calibration)
+    np.testing.assert_allclose(predict_logits(net, val.X, ctx), expected, rtol=1e-4, atol=1e-4)
+    for label in ("add_cart", "make_order"):
+        if record[label]["applied"]:
+            assert record[label]["val_ece_after"] <= record[label]["val_ece_before"] + 1e-9, record[label]
