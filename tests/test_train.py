@@ -126,6 +126,24 @@ def test_time_budget_cuts_training_short(dataset: Dataset) -> None:
     assert len(history["train_loss"]) == 1
 
 
+def test_no_epoch_starts_after_the_budget_ran_out(dataset: Dataset, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget runs out during epoch 1's validation pass (a fake clock jumps there): epoch 2 never starts."""
+    from model.training import loop
+
+    now = [0.0]
+    real_validate = loop._validate
+
+    def slow_validate(net: object, val: WindowSet) -> tuple[float, float, float]:
+        now[0] += 3600.0
+        return real_validate(net, val)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(loop, "_validate", slow_validate)
+    _, history = train_model(dataset, TINY, replace(QUICK, epochs=5, max_minutes=1.0), show_progress=False)
+    assert history["stopped"] == "time budget"
+    assert len(history["train_loss"]) == 1
+
+
 def test_distillation_learns_the_teachers_soft_labels(dataset: Dataset) -> None:
     """alpha=0: the student fits only the teacher, whose biased head says p_add_cart ≈ 0.95 everywhere."""
     torch.manual_seed(1)

@@ -250,7 +250,10 @@ def fit(
             else:
                 stale += 1
             _step_scheduler(scheduler, monitored)
-            if stopped == "time budget":
+            # Checked again after the validation pass: on a big log that pass alone can outlast the budget,
+            # and an epoch started past the deadline would run one batch and then a whole validation pass.
+            if stopped == "time budget" or time.perf_counter() > deadline:
+                stopped = "time budget"
                 break
             if cfg.patience is not None and stale > cfg.patience:
                 stopped = "patience"
