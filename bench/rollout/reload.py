@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from bench.load.clicks import LoadRecord
+from bench.load.clicks import Click, LoadRecord
 from bench.load.open_loop import OpenLoopPlan, run_fast, run_open_loop
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.servers import running_server, server_spec
@@ -66,24 +66,29 @@ class ReloadResult:
     rss_reload_statuses: dict[int, int]
     shadow: dict[str, object] = field(default_factory=dict)
 
-    def in_swap(self, t: float) -> int | None:
+    def in_swap(self, click: Click) -> int | None:
+        """The swap whose window (admin call to its answer + SWAP_MARGIN_S) the click was in flight during, if any.
+
+        In flight, not sent: a click sent just before the admin call but answered while the reload held the
+        machine is the reload's, and counting it as steady would hide what the swap cost."""
+        answered = click.t + max(click.latency_s, 0.0)
         for i, swap in enumerate(self.swaps):
-            if swap.start_s <= t < swap.end_s + SWAP_MARGIN_S:
+            if click.t < swap.end_s + SWAP_MARGIN_S and answered >= swap.start_s:
                 return i
         return None
 
     def steady_ms(self) -> np.ndarray:
         return np.array([c.latency_s * 1000 for c in self.load.clicks
-                         if c.status == 200 and c.t >= WARMUP_S and self.in_swap(c.t) is None])
+                         if c.status == 200 and c.t >= WARMUP_S and self.in_swap(c) is None])
 
     def swap_ms(self, index: int) -> np.ndarray:
         return np.array([c.latency_s * 1000 for c in self.load.clicks
-                         if c.status == 200 and self.in_swap(c.t) == index])
+                         if c.status == 200 and self.in_swap(c) == index])
 
     def non_2xx(self, window: int | str | None = "all") -> int:
-        """Non-2xx answers: all, those sent during swap `window`, or (None) those sent outside every swap."""
+        """Non-2xx answers: all, those in flight during swap `window`, or (None) those outside every swap."""
         return sum(1 for c in self.load.clicks
-                   if not 200 <= c.status < 300 and (window == "all" or self.in_swap(c.t) == window))
+                   if not 200 <= c.status < 300 and (window == "all" or self.in_swap(c) == window))
 
 
 def make_repository(model_dir: Path, root: Path) -> Path:

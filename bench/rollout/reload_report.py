@@ -64,8 +64,10 @@ def write_reload_report(r: ReloadResult, out_dir: Path, command: str) -> list[Pa
         *(f"| {w['window']} | {w['version']} | {w['start_s']} | {w['seconds']} | {w['admin_status']} | "
           f"{w['clicks_200']} | {w['non_2xx']} | {w['p50_ms']} | {w['p99_ms']} | {w['p99_over_steady']} |"
           for w in rows), "",
-        f"A swap's window runs from the admin call to its answer plus {SWAP_MARGIN_S} s; steady is every other "
-        f"click after the first {WARMUP_S:g} s. Latency runs from each click's intended send time (open loop).", "",
+        f"A swap's window runs from the admin call to its answer plus {SWAP_MARGIN_S} s, and a click is the swap's "
+        f"when it was in flight at any moment of it (sent before the call and answered during it included); steady "
+        f"is every other click after the first {WARMUP_S:g} s. Latency runs from each click's intended send time "
+        "(open loop).", "",
     ]
     if shadow:
         lines += [f"Shadow candidate {shadow.get('candidate')}: {shadow.get('windows')} windows compared, batches "
