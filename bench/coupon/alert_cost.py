@@ -99,7 +99,9 @@ def measure(model_dir: Path, work_dir: Path, sessions: int = 400, concurrency: i
                     with RoundTripCounter(client) as trips:
                         counted = asyncio.run(_drive(service.url, f"rt{repeat}", windows["rt"], concurrency))
                         by_command = trips.take()
-                    raised = client.xlen(stream)
+                # Counted once the service has stopped: its shutdown flushes the write-behind, which writes the
+                # last clicks' alerts up to SI_SCORE_FLUSH_MS after their answers.
+                raised = client.xlen(stream)
                 client.close()
                 rows.append({"alerts": alerts, "repeat": repeat, "sessions": len(visits), "clicks": clicks,
                              "cpu_ms_per_click": 1000 * cpu / clicks,
