@@ -14,12 +14,12 @@ from model.context import (
     CONTEXT_SETS,
     HISTORY,
     ContextIds,
-    ContextTracker,
     compute_context,
     context_fingerprint,
     context_names,
     scale_context,
 )
+from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, EventLog
 
 HIST = [i for i, f in enumerate(CONTEXT_FEATURES) if f.group == HISTORY]

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.context import CONTEXT_NAMES, ContextTracker, context_without_ids
+from model.context import CONTEXT_NAMES, context_without_ids
+from model.context_tracker import ContextTracker
 from model.data.dataset import Dataset, Split, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import FeatureConfig

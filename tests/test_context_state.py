@@ -15,7 +15,8 @@ import redis
 import redis.asyncio as aredis
 
 from bench.procs.round_trips import RoundTripCounter
-from model.context import CONTEXT_NAMES, ContextTracker
+from model.context import CONTEXT_NAMES
+from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART, N_ACTIONS, ORDER
 from service.store.window_store import ClickIds, SessionWindowStore
 
