@@ -19,7 +19,7 @@
 -- ARGV[9]  action index of order
 -- ARGV[10] the body as sent, "action:ts_ms:from_ad[:item:category:user]" (score_record.body_key), '' to skip the comparison
 -- The context state (docs/redis.md "Context state"; CF, UF, ITEM_* and CONTEXT_NAMES from
--- service/store/context_record.py:lua_prelude(); context.lua mirrors model/context.py update_context):
+-- service/store/context_record.py:lua_prelude(); context.lua mirrors model/context_tracker.py update_context):
 -- KEYS[5]  context hash <prefix>:{sid}:x   counters, 'i:'..item -> bits, 'c:'..category -> 1
 -- KEYS[6]  user hash    <prefix>:{u:<hmac>}:h, only with a user on a single Redis (cross-slot)
 -- ARGV[11] item id, '' none        ARGV[12] category id, '' none

@@ -1,5 +1,5 @@
 -- The context state of a click (docs/architecture.md §3.1, docs/redis.md "Context state"), prepended to
--- append_event.lua and run inside its one atomic call. Mirrors model/context.py: `update_context` is
+-- append_event.lua and run inside its one atomic call. Mirrors model/context_tracker.py: `update_context` is
 -- update_context, `fold_running` is UserHistory.fold_running and `start_history` is start_session.
 -- KEYS and ARGV are append_event.lua's (its header lists them).
 
