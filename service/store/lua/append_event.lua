@@ -62,11 +62,12 @@ local function cart_transition(state, act)
   return state
 end
 
-local function refresh_ttl()
+-- `with_context`: the context hash's too (a new click's update_context refreshes it itself).
+local function refresh_ttl(with_context)
   redis.call('EXPIRE', window_key, ttl)
   redis.call('EXPIRE', meta_key, ttl)
   redis.call('EXPIRE', ids_key, ttl)
-  if context_level > 0 then
+  if with_context and context_level > 0 then
     refresh_context_ttl()
   end
 end
@@ -87,9 +88,13 @@ local function split_seen(value)
   return index, first, sep2 and string.sub(rest, sep2 + 1) or ''
 end
 
-local function reply(index, duplicate, out_of_order, answer, context)
-  local meta = redis.call('HMGET', meta_key, F.cart, F.model)
-  local out = {index, duplicate, out_of_order, tonumber(meta[1]) or 0, answer, meta[2] or '', context}
+-- `cart` and `model`: the meta hash's, read already by a new click; nil: read them here.
+local function reply(index, duplicate, out_of_order, answer, context, cart, model)
+  if cart == nil then
+    local meta = redis.call('HMGET', meta_key, F.cart, F.model)
+    cart, model = tonumber(meta[1]) or 0, meta[2]
+  end
+  local out = {index, duplicate, out_of_order, cart, answer, model or '', context}
   local events = redis.call('LRANGE', window_key, 0, -1)
   for i = 1, #events do
     out[#out + 1] = events[i]
@@ -123,7 +128,7 @@ if digest ~= '' then
     if body ~= '' and first_body ~= '' and body ~= first_body then
       return {index, APPEND_CONFLICT, 0, 0, first_body, ''}
     end
-    refresh_ttl()
+    refresh_ttl(true)
     -- A retry is rescored with the session's context as it is now, its item flags unknown (0).
     local current = {}
     if context_level > 0 then
@@ -133,7 +138,7 @@ if digest ~= '' then
   end
 end
 
-local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart, F.alert)
+local meta = redis.call('HMGET', meta_key, F.last_ts, F.from_ad, F.cart, F.alert, F.model)
 local last_ts = tonumber(meta[1])
 local sticky_ad = meta[2] == '1' or ARGV[4] == '1'
 local cart_before = tonumber(meta[3]) or CART_NONE
@@ -157,12 +162,14 @@ redis.call('LTRIM', window_key, -window, -1)
 
 if digest ~= '' and id_memory > 0 then
   redis.call('HSET', ids_key, digest, index .. '|' .. body)
-  forget_old_ids()
+  if index >= id_memory then  -- the hash holds at most index + 1 ids: none to forget before that
+    forget_old_ids()
+  end
 end
 
 local context = {}
 if context_level > 0 then
   context = update_context(index, cart_before, cart)
 end
-refresh_ttl()
-return reply(index, APPEND_NEW, out_of_order, '', context)
+refresh_ttl(false)
+return reply(index, APPEND_NEW, out_of_order, '', context, cart, meta[5])

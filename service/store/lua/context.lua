@@ -17,19 +17,22 @@ end
 
 -- The session's context hash lives as long as the session, or, once it has a user, as long as the user's
 -- record: the user's next session folds it in, however much later that session starts.
-local function refresh_context_ttl()
-  if redis.call('HEXISTS', ctx_key, CF.user) == 1 then
-    redis.call('EXPIRE', ctx_key, user_ttl)
-  else
-    redis.call('EXPIRE', ctx_key, tonumber(ARGV[6]))
-  end
+local function expire_context(has_user)
+  redis.call('EXPIRE', ctx_key, has_user and user_ttl or tonumber(ARGV[6]))
 end
 
--- The click's raw context in CONTEXT_NAMES order; durations in ms. `cart` is the state after the click.
-local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
-  local c = redis.call('HMGET', ctx_key, CF.first_ts, CF.cart_opened_ts, CF.items, CF.categories,
-    CF.open_items, CF.clicks, CF.hist_sessions, CF.hist_events, CF.hist_carts, CF.hist_orders, CF.hist_gap_ms,
-    CF.hist_cart_items_open)
+local function refresh_context_ttl()
+  expire_context(redis.call('HEXISTS', ctx_key, CF.user) == 1)
+end
+
+-- The counters a click's context row reads, in this order (`row_of`'s `c`); update_context reads them with the
+-- user, the click's item and its category in ONE HMGET, so a click costs one read and one write of the hash.
+local ROW_FIELDS = {CF.first_ts, CF.cart_opened_ts, CF.items, CF.categories, CF.open_items, CF.clicks,
+  CF.hist_sessions, CF.hist_events, CF.hist_carts, CF.hist_orders, CF.hist_gap_ms, CF.hist_cart_items_open}
+
+-- The click's raw context in CONTEXT_NAMES order; durations in ms. `c`: ROW_FIELDS' values after the click;
+-- `cart` is the state after the click.
+local function row_of(c, ts, seen_before, carted_before, in_hist_cart, cart)
   local is_open = cart == CART_OPEN and 1 or 0
   local values = {
     item_seen_before = seen_before, item_carted_before = carted_before, cart_items_open = num(c[5]),
@@ -44,6 +47,11 @@ local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
     out[i] = values[CONTEXT_NAMES[i]]
   end
   return out
+end
+
+-- The context row of the state as stored (a retry's: no new click applied).
+local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
+  return row_of(redis.call('HMGET', ctx_key, unpack(ROW_FIELDS)), ts, seen_before, carted_before, in_hist_cart, cart)
 end
 
 -- UserHistory.fold_running: the user's previous session joins the closed history.
@@ -108,6 +116,9 @@ local function snapshot_history()
 end
 
 -- update_context: apply one new click (event `index`) to the state and return its context row.
+-- One HMGET reads the row's counters, the newest ts, the cart/order counts, the user, the item's bits and the
+-- category's flag; one HSET writes what changed; one EXPIRE. Same state as model/context_tracker.py's
+-- update_context (the parity tests in tests/test_context_state.py hold it).
 local function update_context(index, cart_before, cart_after)
   if index == 0 then
     local with_history = user_key ~= nil and ctx_user ~= ''
@@ -120,45 +131,72 @@ local function update_context(index, cart_before, cart_after)
       snapshot_history()
     end
   end
-  redis.call('HINCRBY', ctx_key, CF.clicks, 1)
-  if ctx_ts > num(redis.call('HGET', ctx_key, CF.max_ts)) then
-    redis.call('HSET', ctx_key, CF.max_ts, ARGV[3])
+  local n_row = #ROW_FIELDS
+  local fields = {unpack(ROW_FIELDS)}
+  fields[n_row + 1], fields[n_row + 2], fields[n_row + 3], fields[n_row + 4] = CF.max_ts, CF.carts, CF.orders, CF.user
+  local item_field = ctx_item ~= '' and (ITEM_PREFIX .. ctx_item) or nil
+  local category_field = ctx_category ~= '' and (CATEGORY_PREFIX .. ctx_category) or nil
+  local at_item, at_category = n_row + 5, n_row + 5
+  if item_field then
+    fields[at_item] = item_field
+    at_category = at_item + 1
+  end
+  if category_field then
+    fields[at_category] = category_field
+  end
+  local c = redis.call('HMGET', ctx_key, unpack(fields))
+  -- row counters (c[1..n_row]) are updated in place, so `row_of(c, ...)` sees the state after the click
+  local writes = {}
+  local function put(field, value)
+    writes[#writes + 1] = field
+    writes[#writes + 1] = value
+  end
+  c[6] = num(c[6]) + 1
+  put(CF.clicks, c[6])
+  if ctx_ts > num(c[n_row + 1]) then
+    put(CF.max_ts, ARGV[3])
   end
   local seen_before, carted_before, in_hist_cart = 0, 0, 0
-  if ctx_item ~= '' then
-    local field = ITEM_PREFIX .. ctx_item
-    local bits = num(redis.call('HGET', ctx_key, field))
+  if item_field then
+    local bits = num(c[at_item])
     seen_before = bit.band(bits, ITEM_SEEN) ~= 0 and 1 or 0
     carted_before = bit.band(bits, ITEM_CARTED) ~= 0 and 1 or 0
     in_hist_cart = bit.band(bits, ITEM_HIST_OPEN) ~= 0 and 1 or 0
     if seen_before == 0 then
-      redis.call('HINCRBY', ctx_key, CF.items, 1)
+      c[3] = num(c[3]) + 1
+      put(CF.items, c[3])
       bits = bit.bor(bits, ITEM_SEEN)
     end
     if ctx_action == ctx_add_cart then
       if bit.band(bits, ITEM_OPEN) == 0 then
-        redis.call('HINCRBY', ctx_key, CF.open_items, 1)
+        c[5] = num(c[5]) + 1
+        put(CF.open_items, c[5])
       end
       bits = bit.band(bit.bor(bits, ITEM_CARTED + ITEM_OPEN), bit.bnot(ITEM_CLOSED))
     elseif ctx_action == ctx_order then
       if bit.band(bits, ITEM_OPEN) ~= 0 then
-        redis.call('HINCRBY', ctx_key, CF.open_items, -1)
+        c[5] = num(c[5]) - 1
+        put(CF.open_items, c[5])
       end
       bits = bit.bor(bit.band(bits, bit.bnot(ITEM_OPEN)), ITEM_CLOSED)
     end
-    redis.call('HSET', ctx_key, field, bits)
+    put(item_field, bits)
   end
-  if ctx_category ~= '' then
-    redis.call('HINCRBY', ctx_key, CF.categories, redis.call('HSETNX', ctx_key, CATEGORY_PREFIX .. ctx_category, 1))
+  if category_field and not c[at_category] then
+    c[4] = num(c[4]) + 1
+    put(CF.categories, c[4])
+    put(category_field, 1)
   end
   if ctx_action == ctx_add_cart then
-    redis.call('HINCRBY', ctx_key, CF.carts, 1)
+    put(CF.carts, num(c[n_row + 2]) + 1)
   elseif ctx_action == ctx_order then
-    redis.call('HINCRBY', ctx_key, CF.orders, 1)
+    put(CF.orders, num(c[n_row + 3]) + 1)
   end
   if cart_after == CART_OPEN and cart_before ~= CART_OPEN then
-    redis.call('HSET', ctx_key, CF.cart_opened_ts, ARGV[3])
+    c[2] = ARGV[3]
+    put(CF.cart_opened_ts, ARGV[3])
   end
-  refresh_context_ttl()
-  return context_row(ctx_ts, seen_before, carted_before, in_hist_cart, cart_after)
+  redis.call('HSET', ctx_key, unpack(writes))
+  expire_context(c[n_row + 4] ~= false)
+  return row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after)
 end
