@@ -27,7 +27,8 @@ class UserIdHasher:
         self._key = key.encode()
 
     def digest(self, user_id: str) -> str:
-        return hmac.new(self._key, user_id.encode(), hashlib.sha256).digest()[:DIGEST_BYTES].hex()
+        # hmac.digest: the one-shot C path, the same bytes as hmac.new(...).digest() at a fraction of its cost
+        return hmac.digest(self._key, user_id.encode(), hashlib.sha256)[:DIGEST_BYTES].hex()
 
 
 def user_id_hasher(settings: Settings, warn: bool = False) -> UserIdHasher:
