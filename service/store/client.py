@@ -14,10 +14,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from service.settings import Settings
 
 try:  # redis[hiredis]: the C packer; a client without it packs in Python, as redis-py's asyncio client does
-    from redis.connection import HiredisRespSerializer
-    from redis.utils import HIREDIS_AVAILABLE
-except ImportError:  # pragma: no cover - an older redis-py
-    HIREDIS_AVAILABLE = False
+    from hiredis import pack_command as hiredis_pack
+except ImportError:  # pragma: no cover - a serving install always has redis[hiredis]
+    hiredis_pack = None  # type: ignore[assignment]
 
 
 def connect_redis(url: str, settings: Settings) -> Any:
@@ -46,15 +45,23 @@ def hiredis_packing(connection_class: type[AbstractConnection]) -> type[Abstract
 
     redis-py's asyncio connection packs every command in Python, argument by argument: a click's EVALSHA (six
     keys, eighteen arguments) spent about ten times longer there than in hiredis.pack_command, and a batch's
-    write_scores more (docs/benchmarks/id-path.md). Without hiredis the class is returned as it is.
+    write_scores more (docs/benchmarks/id-path.md). What hiredis does not take (a command name with a space, such
+    as "SCRIPT LOAD"; a memoryview; a bool, which redis-py refuses) goes to redis-py's own packer, so its errors
+    stay redis-py's. Without hiredis the class is returned as it is.
     """
-    if not HIREDIS_AVAILABLE:
+    if hiredis_pack is None:
         return connection_class
-    packer = HiredisRespSerializer()
+    pack = hiredis_pack
 
     class HiredisPacking(connection_class):  # type: ignore[valid-type,misc]
         def pack_command(self, *args: Any) -> list[bytes]:
-            return packer.pack(*args)  # type: ignore[no-any-return]
+            name = args[0]
+            if isinstance(name, str | bytes) and (" " in name if isinstance(name, str) else b" " in name):
+                return super().pack_command(*args)
+            try:
+                return [pack(args)]
+            except TypeError:
+                return super().pack_command(*args)
 
     HiredisPacking.__name__ = HiredisPacking.__qualname__ = f"HiredisPacking{connection_class.__name__}"
     return HiredisPacking
