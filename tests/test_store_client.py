@@ -47,3 +47,12 @@ async def test_a_click_goes_through_it(redis_url: str) -> None:
         assert (first.event_index, first.duplicate, again.duplicate) == (0, False, True)
     finally:
         await client.aclose()
+
+
+def test_a_clicks_keys_are_the_schemes() -> None:
+    from service.store.keys import KeyScheme
+
+    scheme = KeyScheme("p:v9")
+    assert scheme.click("s-1") == [*scheme.session("s-1").as_tuple(), scheme.outcomes("s-1"), scheme.context("s-1")]
+    with pytest.raises(ValueError, match="braces"):
+        scheme.click("s-{1}")

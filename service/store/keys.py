@@ -72,8 +72,18 @@ class KeyScheme:
             raise ValueError("a user key takes the hex digest of the user id, never the id itself")
         return f"{self.prefix}:{{u:{user_hash}}}:h"
 
+    def click(self, session_id: str) -> list[str]:
+        """append_event.lua's KEYS[1..5]: window, meta, event ids, outcomes, context; the id checked once (a click
+        spells these five on every call)."""
+        base = self._base(session_id)
+        return [f"{base}:w", f"{base}:m", f"{base}:e", f"{base}:o", f"{base}:x"]
+
     def session(self, session_id: str) -> SessionKeys:
+        base = self._base(session_id)
+        return SessionKeys(window=f"{base}:w", meta=f"{base}:m", events=f"{base}:e")
+
+    def _base(self, session_id: str) -> str:
+        """`<prefix>:{<session_id>}`, the part every key of the session starts with."""
         if "{" in session_id or "}" in session_id:
             raise ValueError("session_id must not contain braces: they would break the cluster hash tag")
-        base = f"{self.prefix}:{{{session_id}}}"
-        return SessionKeys(window=f"{base}:w", meta=f"{base}:m", events=f"{base}:e")
+        return f"{self.prefix}:{{{session_id}}}"

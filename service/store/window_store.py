@@ -158,6 +158,7 @@ class SessionWindowStore:
         # 0 off, 1 the session group, 2 with the shopper's history (context_record.CONTEXT_STATE_LEVELS)
         self.context_level = context_record.CONTEXT_STATE_LEVELS.index(context_state)
         self.user_ttl_s = user_ttl_s
+        self._context_key_parts = self.key_scheme.context_key_parts()
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
         self._write = client.register_script(lua_script("write_scores.lua"))
@@ -186,7 +187,7 @@ class SessionWindowStore:
             self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
             *self._context_args(session_id, ids or ClickIds()),
         )
-        keys = [*self.keys(session_id), self.key_scheme.outcomes(session_id), self.key_scheme.context(session_id)]
+        keys = self.key_scheme.click(session_id)
         if self._with_history(ids):
             keys.append(self.key_scheme.user(ids.user_hash))  # type: ignore[union-attr,arg-type]
         reply = await self._append(keys=keys, args=args)
@@ -210,7 +211,7 @@ class SessionWindowStore:
 
     def _context_args(self, session_id: str, ids: ClickIds) -> tuple[str | int, ...]:
         """ARGV[11..18] of append_event.lua."""
-        before, after = self.key_scheme.context_key_parts()
+        before, after = self._context_key_parts
         return (ids.item or "", ids.category or "", self.context_level, ids.user_hash or "", self.user_ttl_s,
                 before, after, session_id)
 
