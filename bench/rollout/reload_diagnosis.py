@@ -98,6 +98,13 @@ def server_stalls(samples: list[ServerSample], origin: float, top: int = 5) -> l
     return [(round(s.at - origin, 2), round(s.scrape_s * 1000, 1), round(s.loop_lag_s * 1000, 1)) for s in ranked]
 
 
+def _by_generation(pauses: list[tuple[float, int, float]]) -> list[tuple[int, int]]:
+    counts: dict[int, int] = {}
+    for _, generation, _ in pauses:
+        counts[generation] = counts.get(generation, 0) + 1
+    return sorted(counts.items())
+
+
 def diagnosis_lines(r: ReloadResult) -> list[str]:
     late = lateness_ms(r.load.clicks)
     where = ("its own process, its GC frozen and off" if r.generator.own_process
@@ -112,7 +119,8 @@ def diagnosis_lines(r: ReloadResult) -> list[str]:
         f"{int((late > 10).sum())} clicks reached more than 10 ms late, {int((late > 50).sum())} more than 50 ms; "
         f"at most {largest_burst(r.load.clicks)} clicks left in one instant. "
         f"Its process ran {len(gen_gc)} GC collections during the load"
-        + (f" (longest {r.generator.longest() * 1000:.1f} ms)." if gen_gc else "."), "",
+        + (" (" + ", ".join(f"generation {g}: {n}, longest {r.generator.longest(g) * 1000:.1f} ms"
+                            for g, n in _by_generation(gen_gc)) + ")." if gen_gc else "."), "",
     ]
     if r.server:
         origin = r.load.started
