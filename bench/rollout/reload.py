@@ -5,6 +5,11 @@ against a private redis-server, turns a shadow candidate on, and offers Poisson 
 for `duration_s`; at `reload_at` fractions of the run it reloads the other version through the admin route.
 Then, with no load, it reloads `rss_reloads` more times and reads the service's RSS before and after.
 
+The generator runs in a process of its own with its GC off (bench/load/own_process.py), apart from the admin
+client, the RSS reads and a /metrics sampler (bench/rollout/server_samples.py); each click records how late the
+generator sent it, so bench/rollout/reload_diagnosis.py can put each non-2xx answer down to a stall of the
+generator or of the service.
+
 Targets: 0 non-2xx; the p99 of the clicks sent during each swap (from the admin call to its answer, plus
 `SWAP_MARGIN_S`) ≤ 2 × the steady p99 (clicks outside every swap, after the first `WARMUP_S`); RSS after
 the reloads within 10 % of the RSS before them.

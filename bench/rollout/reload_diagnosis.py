@@ -36,6 +36,7 @@ class Episode:
     server_lag_ms: float
     server_in_flight: float
     server_gc2_ms: float  # gen-2 GC pause time the service added around it
+    shadow_per_s: float  # batches the shadow scored per second around it (a busy candidate takes CPU and GIL)
     swap: int | None
 
     def blame(self) -> str:
@@ -82,13 +83,16 @@ def _episode(r: ReloadResult, t0: float, t1: float, count: int) -> Episode:
     gen_gc = sum(s for at, _, s in r.generator.pauses if since <= at - origin <= t1)
     around = [s for s in r.server if since <= s.at - origin <= until]
     before = [s for s in r.server if s.at - origin < since]
-    gc2 = (around[-1].gc_pause_s[2] - (before[-1] if before else around[0]).gc_pause_s[2]) if around else 0.0
+    first = (before[-1] if before else around[0]) if around else None
+    gc2 = around[-1].gc_pause_s[2] - first.gc_pause_s[2] if first is not None else 0.0
+    shadow = (around[-1].shadow_batches - first.shadow_batches) / max(around[-1].at - first.at, 1e-3) \
+        if first is not None else 0.0
     swap = next((i for i, w in enumerate(r.swaps) if t0 <= w.end_s + 0.25 and t1 >= w.start_s), None)
     return Episode(
         round(t0, 2), round(t1, 2), count, round(max(late, default=0.0) * 1000, 1), round(gen_gc * 1000, 1),
         round(max((s.scrape_s for s in around), default=0.0) * 1000, 1),
         round(max((s.loop_lag_s for s in around), default=0.0) * 1000, 1),
-        max((s.in_flight for s in around), default=0.0), round(gc2 * 1000, 1), swap,
+        max((s.in_flight for s in around), default=0.0), round(gc2 * 1000, 1), round(shadow, 1), swap,
     )
 
 
@@ -124,13 +128,15 @@ def diagnosis_lines(r: ReloadResult) -> list[str]:
     ]
     if r.server:
         origin = r.load.started
+        span = max(r.server[-1].at - r.server[0].at, 1e-3)
         total_gc2 = (r.server[-1].gc_pause_s[2] - r.server[0].gc_pause_s[2]) * 1000
         count_gc2 = int(r.server[-1].gc_count[2] - r.server[0].gc_count[2])
         stalls = ", ".join(f"{ms} ms at {t} s (lag {lag} ms)" for t, ms, lag in server_stalls(r.server, origin))
         lines += [
             f"The service, scraped every {r.plan.sample_s * 1000:.0f} ms ({len(r.server)} samples): "
             f"{count_gc2} gen-2 GC collections ({total_gc2:.1f} ms in all); longest scrapes {stalls}; "
-            f"most in flight {max(s.in_flight for s in r.server):.0f}.", "",
+            f"most in flight {max(s.in_flight for s in r.server):.0f}; the shadow scored "
+            f"{(r.server[-1].shadow_batches - r.server[0].shadow_batches) / span:.1f} batches/s.", "",
         ]
     found = episodes(r)
     if not found:
@@ -139,10 +145,11 @@ def diagnosis_lines(r: ReloadResult) -> list[str]:
         f"Non-2xx episodes (answers ≤ {EPISODE_GAP_S} s apart), with the evidence from {LOOKBACK_S} s before "
         f"each; a side is named when its stall reaches {STALL_S * 1000:.0f} ms:", "",
         "| from s | to s | non-2xx | generator late ms | generator GC ms | service scrape ms | loop lag ms | "
-        "in flight | service gen-2 GC ms | swap | whose stall |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "in flight | service gen-2 GC ms | shadow batches/s | swap | whose stall |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
         *(f"| {e.start_s} | {e.end_s} | {e.non_2xx} | {e.generator_late_ms} | {e.generator_gc_ms} | "
           f"{e.server_scrape_ms} | {e.server_lag_ms} | {e.server_in_flight:.0f} | {e.server_gc2_ms} | "
+          f"{e.shadow_per_s} | "
           f"{'' if e.swap is None else e.swap + 1} | {e.blame()} |" for e in found), "",
     ]
     return lines
