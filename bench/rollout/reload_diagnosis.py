@@ -134,7 +134,7 @@ def diagnosis_lines(r: ReloadResult) -> list[str]:
         stalls = ", ".join(f"{ms} ms at {t} s (lag {lag} ms)" for t, ms, lag in server_stalls(r.server, origin))
         lines += [
             f"The service, scraped every {r.plan.sample_s * 1000:.0f} ms ({len(r.server)} samples, median "
-            f"scrape {np.median([s.scrape_s for s in r.server]) * 1000:.1f} ms: the sampler's own cost): "
+            f"scrape {np.median([s.scrape_s for s in r.server]) * 1000:.1f} ms): "
             f"{count_gc2} gen-2 GC collections ({total_gc2:.1f} ms in all); longest scrapes {stalls}; "
             f"most in flight {max(s.in_flight for s in r.server):.0f}; the shadow scored "
             f"{(r.server[-1].shadow_batches - r.server[0].shadow_batches) / span:.1f} batches/s.", "",
