@@ -21,10 +21,12 @@ class ArmAssigner:
     def __init__(self, secret: str, hold_share: float) -> None:
         if not 0.0 <= hold_share <= 1.0:
             raise ValueError(f"hold_share must be in [0, 1], got {hold_share}")
-        self._key = secret.encode()
+        self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)  # keyed once, copied per session
         self.hold_share = hold_share
 
     def arm(self, session_id: str) -> str:
-        digest = hmac.new(self._key, session_id.encode(), hashlib.sha256).digest()
+        mac = self._keyed.copy()
+        mac.update(session_id.encode())
+        digest = mac.digest()
         uniform = int.from_bytes(digest[:8], "big") / 2**64  # [0, 1)
         return HOLD if uniform < self.hold_share else TREAT

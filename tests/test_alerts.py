@@ -157,3 +157,15 @@ def test_arms_are_stable_keyed_and_near_their_share() -> None:
     other = ArmAssigner("k2", 0.1)
     assert {s for s in ids if other.arm(s) == "hold"} != set(held)
     assert ArmAssigner("k1", 0.0).arm("s1") == "treat" and ArmAssigner("k1", 1.0).arm("s1") == "hold"
+
+
+def test_an_arm_is_the_first_64_bits_of_hmac_sha256_of_the_session_id() -> None:
+    """A release must not reshuffle a running experiment's arms: the assignment is pinned to its definition."""
+    import hashlib
+    import hmac
+
+    arms = ArmAssigner("k1", 0.5)
+    for session_id in [f"s{i}" for i in range(200)]:
+        mac = hmac.new(b"k1", session_id.encode(), hashlib.sha256).digest()
+        expected = "hold" if int.from_bytes(mac[:8], "big") / 2**64 < 0.5 else "treat"
+        assert arms.arm(session_id) == expected
