@@ -59,6 +59,7 @@ ITEM_SEEN, ITEM_CARTED, ITEM_OPEN, ITEM_CLOSED, ITEM_HIST_OPEN = 1, 2, 4, 8, 16
 # The context values the script returns in milliseconds; every other one is a count or a 0/1 flag.
 MS_NAMES: frozenset[str] = frozenset({"session_seconds", "cart_open_seconds", "hist_gap_seconds"})
 _MS_COLUMNS = np.array([name in MS_NAMES for name in CONTEXT_NAMES])
+_DIVISORS = np.where(_MS_COLUMNS, 1000.0, 1.0)  # ms → s; a count divided by 1.0 stays exact
 
 # Which state a replica keeps (SI_CONTEXT_STATE): none, the session group, or the session group and history.
 CONTEXT_STATE_LEVELS: tuple[str, ...] = ("off", "session", "full")
@@ -66,10 +67,10 @@ CONTEXT_STATE_LEVELS: tuple[str, ...] = ("off", "session", "full")
 
 def decode_context(raw: Sequence[int | bytes | str]) -> np.ndarray:
     """The script's CONTEXT_DIM integers → (CONTEXT_DIM,) float32 raw context, durations in seconds."""
-    values = np.array([int(v) for v in raw], dtype=np.float64)
+    values = np.array(raw, dtype=np.float64)  # the script's integers (one vectorised conversion per click)
     if values.shape != (CONTEXT_DIM,):
         raise ValueError(f"expected {CONTEXT_DIM} context values from append_event.lua, got {values.shape}")
-    return np.where(_MS_COLUMNS, values / 1000.0, values).astype(np.float32)
+    return (values / _DIVISORS).astype(np.float32)
 
 
 def lua_prelude() -> str:

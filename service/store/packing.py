@@ -37,7 +37,7 @@ def pack_event(ts_ms: int, action: int, from_ad: bool) -> int:
 
 def unpack_events(packed: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Packed list entries → actions (k,) int64, ts (k,) float64 seconds, from_ad (k,) bool."""
-    values = np.array([int(v) for v in packed], dtype=np.int64)
+    values = np.array(list(map(int, packed)), dtype=np.int64)
     return (values >> ACTION_SHIFT) & ACTION_MASK, (values >> TS_SHIFT) / 1000.0, (values & 1).astype(bool)
 
 
