@@ -119,8 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Without it, a gen-2 collection over every imported object stalls the event loop for
         # milliseconds at a time (si_gc_pause_seconds shows it; docs/benchmarks/service.md measures it).
         if settings.gc_freeze:
-            gc.collect()
-            gc.freeze()
+            pauses.freeze_startup_objects()
         # A click allocates a few hundred containers; at CPython's default (700) a young collection runs
         # about every other click and costs ~3 % of the CPU. Cyclic garbage is rare here (refcounting
         # frees almost everything), so collecting every `gc_gen0_threshold` net allocations loses nothing.
