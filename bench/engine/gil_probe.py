@@ -6,7 +6,9 @@ size's latency goes"). One thread stands in for the event loop at about 80 % loa
 batcher runs per batch: `OnnxEngine.run` on a batch of windows and contexts (ONNX Runtime releases the GIL
 while it runs; the thread takes it back to return the scores). Per GIL switch interval, interleaved in
 rounds so that machine load lands on each alike, it logs the engine call's wall time, its thread CPU time,
-and their difference: the time spent waiting (for the GIL, or for a core on a shared machine). A control
+their difference (the time spent waiting, for the GIL or for a core on a shared machine), and the wake: how
+much longer than asked the 2 ms pause between two runs took (a woken thread waits for the GIL too, as the
+batcher's thread does when it is handed the next batch). A control
 without the loop thread shows the waiting that is the machine's, not the GIL's.
 
 Indicative, not a benchmark table: it writes nothing under docs/benchmarks/.
@@ -34,6 +36,7 @@ from service.engine.onnx_engine import OnnxEngine
 logger = logging.getLogger(__name__)
 
 SWITCH_INTERVALS_S: tuple[float, ...] = (0.005, 0.001, 0.0005)  # CPython's default first
+PAUSE_S = 0.002  # between two runs, as between two batches
 
 
 class BusyLoop:
@@ -60,20 +63,24 @@ class BusyLoop:
         self._thread.join()
 
 
-def time_runs(engine: OnnxEngine, batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
-    """(wall ms, thread CPU ms) of engine runs for `seconds`, a 2 ms pause between runs as between batches."""
+def time_runs(engine: OnnxEngine, batch: int, seconds: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(wall ms, thread CPU ms, wake ms) of engine runs for `seconds`, with a 2 ms sleep between runs as between
+    batches; wake: how much longer than 2 ms the sleep took (the thread, woken, waits for the GIL as the
+    batcher's thread does when handed a batch)."""
     rng = np.random.default_rng(0)
     windows = rng.random((batch, engine.window, VECTOR_DIM), dtype=np.float32)
     context = rng.random((batch, len(engine.context_names)), dtype=np.float32) if engine.context_names else None
-    walls, cpus = [], []
+    walls, cpus, wakes = [], [], []
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         wall, cpu = time.perf_counter(), time.thread_time()
         engine.run(windows, context)
         walls.append(time.perf_counter() - wall)
         cpus.append(time.thread_time() - cpu)
-        time.sleep(0.002)
-    return np.asarray(walls) * 1000, np.asarray(cpus) * 1000
+        slept = time.perf_counter()
+        time.sleep(PAUSE_S)
+        wakes.append(time.perf_counter() - slept - PAUSE_S)
+    return np.asarray(walls) * 1000, np.asarray(cpus) * 1000, np.asarray(wakes) * 1000
 
 
 def probe(model_dir: Path, batch: int, rounds: int, seconds: float, busy_s: float, idle_s: float) -> list[str]:
@@ -88,20 +95,23 @@ def probe(model_dir: Path, batch: int, rounds: int, seconds: float, busy_s: floa
         for loop_on in (True, False):
             walls: dict[float, list[np.ndarray]] = {s: [] for s in SWITCH_INTERVALS_S}
             cpus: dict[float, list[np.ndarray]] = {s: [] for s in SWITCH_INTERVALS_S}
+            wakes: dict[float, list[np.ndarray]] = {s: [] for s in SWITCH_INTERVALS_S}
             loop = BusyLoop(busy_s, idle_s) if loop_on else None
             with loop if loop is not None else contextlib.nullcontext():
                 for _ in range(rounds):
                     for interval in SWITCH_INTERVALS_S:
                         sys.setswitchinterval(interval)
-                        wall, cpu = time_runs(engine, batch, seconds)
+                        wall, cpu, wake = time_runs(engine, batch, seconds)
                         walls[interval].append(wall)
                         cpus[interval].append(cpu)
+                        wakes[interval].append(wake)
             for interval in SWITCH_INTERVALS_S:
-                wall, cpu = np.concatenate(walls[interval]), np.concatenate(cpus[interval])
+                wall, cpu, wake = (np.concatenate(d[interval]) for d in (walls, cpus, wakes))
                 lines.append(
                     f"{'busy loop' if loop_on else 'no loop  '} switch {interval * 1000:.1f} ms, batch {batch}: "
                     f"wall p50 {np.percentile(wall, 50):.2f} mean {wall.mean():.2f} p99 {np.percentile(wall, 99):.2f}"
-                    f" | thread CPU mean {cpu.mean():.2f} | waiting mean {(wall - cpu).mean():.2f} (n={len(wall)})"
+                    f" | thread CPU mean {cpu.mean():.2f} | waiting mean {(wall - cpu).mean():.2f}"
+                    f" | wake mean {wake.mean():.2f} (n={len(wall)})"
                 )
     finally:
         sys.setswitchinterval(before)
