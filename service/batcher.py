@@ -7,18 +7,18 @@
   and a request still queued is dropped before it reaches the engine.
 
 One task owns the queue and forms the batches; callers only enqueue and await their future. The
-engine runs on one worker thread, so the event loop keeps serving while a batch runs.
+engine runs on one worker thread, so the event loop keeps serving while a batch runs. A request's
+items are whatever `run_batch` takes: the service queues raw stored windows, and `run_batch` encodes
+the whole batch in one vectorised call on the engine thread (docs/architecture.md §7), so no
+per-click numpy work runs on the event loop.
 
 `gil_switch_interval_ms` bounds how long the engine thread waits for the GIL. ONNX Runtime releases it while
 the model runs; the busy event loop takes it, and the engine thread, to hand back its scores (likewise when
 it is handed a batch, and after each numpy call that released the GIL), waits until the loop blocks or
-CPython's switch interval (5 ms) forces it off.
-With a model that runs for milliseconds that wait is paid on most batches, and every click queued behind the
-batch pays it too (docs/engine.md, "Where the published size's latency goes"). `start` sets the process's
-interval (it is process-wide), `stop` restores the previous one. A request's
-items are whatever `run_batch` takes: the service queues raw stored windows, and `run_batch` encodes
-the whole batch in one vectorised call on the engine thread (docs/architecture.md §7), so no
-per-click numpy work runs on the event loop.
+CPython's switch interval (5 ms) forces it off. With a model that runs for milliseconds that wait is paid
+on most batches, and every click queued behind the batch pays it too (docs/engine.md, "Where the published
+size's latency goes"). `start` sets the process's interval (it is process-wide), `stop` restores the
+previous one.
 """
 
 from __future__ import annotations
