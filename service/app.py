@@ -92,7 +92,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(writer.stop)
         batcher = MicroBatcher(engine_runner(slot), max_batch_size=settings.max_batch_size,
                                max_queue_delay_ms=settings.max_queue_delay_ms,
-                               max_queue_size=settings.max_queue_size, metrics=metrics)
+                               max_queue_size=settings.max_queue_size, metrics=metrics,
+                               gil_switch_interval_ms=settings.gil_switch_interval_ms)
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
