@@ -104,6 +104,12 @@ def train(
     calibrate: Annotated[
         bool, typer.Option("--calibrate/--no-calibrate", help="Platt-scale each label on validation, folded in.")
     ] = True,
+    calibration_fit: Annotated[
+        str,
+        typer.Option("--calibration-fit",
+                     help="Windows the calibration is fitted on: auto (per label, by out-of-fold validation ECE) | "
+                          "validation | train+validation."),
+    ] = "auto",
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
     ] = False,
@@ -159,11 +165,15 @@ def train(
     except BadEventFile as exc:
         _fail(console, str(exc))
     net_cfg = NetConfig.for_arch(arch, window=window, context=names, wide=wide and bool(names))
-    train_cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed, threads=threads,
-        max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
-        context_dropout=context_dropout, calibrate=calibrate, weight_decay=weight_decay,
-    )  # fmt: skip
+    try:
+        train_cfg = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed,
+            threads=threads, max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
+            context_dropout=context_dropout, calibrate=calibrate, calibration_fit=calibration_fit,
+            weight_decay=weight_decay,
+        )  # fmt: skip
+    except ValueError as exc:
+        _fail(console, str(exc))
     try:
         net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)
     except TrainingDataError as exc:
