@@ -54,7 +54,9 @@ def policy(
     if len(val) == 0:
         _fail(console, f"{data} gives no validation sessions under the {split_mode!r} split")
     net, _ = load_model(model)
-    p_val = predict_proba(net, val.view)  # type: ignore[arg-type]
+    # a context net scores its validation windows with their context, as training picked its policies
+    context = val.contexts(slice(None), card.context_names) if card.context_names else None
+    p_val = predict_proba(net, val.view, context)  # type: ignore[arg-type]
     kind, target = ("budget", budget) if precision is None else ("precision", precision)
     try:
         picked = validation_policy(dataset, val, p_val, kind, target)

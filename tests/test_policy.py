@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from model.card import ModelCard, Thresholds
+from model.context import CONTEXT_NAMES
 from model.policy import WINDOWS, AlertPolicy, budget_threshold, pick_policy, policy_outcomes, session_alert_scores
 from model.risk import decision_thresholds, intent_name
 from model.training.thresholds import validation_purchase_policy
@@ -54,9 +55,10 @@ def test_the_card_keeps_the_policy_and_its_threshold_becomes_tau_risk(tmp_path: 
     assert decision_thresholds(loaded) == Thresholds(order=0.6, risk=0.91)
 
 
-def test_the_policy_command_picks_on_validation_and_writes_the_card(tmp_path: Path) -> None:
+@pytest.mark.parametrize("context", [(), CONTEXT_NAMES], ids=["window", "context"])
+def test_the_policy_command_picks_on_validation_and_writes_the_card(tmp_path: Path, context: tuple[str, ...]) -> None:
     model = tmp_path / "model"
-    shutil.copytree(tiny_model_dir(tmp_path.parent), model)
+    shutil.copytree(tiny_model_dir(tmp_path.parent, context), model)
     runner = CliRunner()
     assert runner.invoke(app, ["synth", "--sessions", "1500", "-o", str(tmp_path / "log.csv")]).exit_code == 0
     done = runner.invoke(app, ["policy", "--model", str(model), "--data", str(tmp_path / "log.csv"), "--budget", "0.2",
