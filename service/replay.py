@@ -43,6 +43,9 @@ from service.user_ids import click_hasher, keeps_history
 logger = logging.getLogger(__name__)
 
 REPLAY_DEADLINE_S = 600.0  # replay waits for every score; no click is shed for lateness
+# Nobody waits on a replayed click, so a Redis call may take as long as a busy machine needs: the live
+# 500 ms bound failed a whole replay with "No connection available" on a loaded 2-core box.
+REPLAY_REDIS_TIMEOUT_MS = 30_000.0
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,10 @@ async def replay_clicks(clicks: Sequence[Click], version: ModelVersion, settings
     for i, c in enumerate(clicks):
         by_session.setdefault(c.session_id, []).append(i)
     answers: list[ScoreOut | None] = [None] * len(clicks)
+    settings = settings.model_copy(
+        update={"redis_timeout_ms": max(settings.redis_timeout_ms, REPLAY_REDIS_TIMEOUT_MS)})
+    # Each replaying session holds one pooled connection at a time; one more stays free for the write-behind.
+    concurrency = max(1, min(concurrency, settings.redis_max_connections - 1))
     async with AsyncExitStack() as stack:
         scorer = await _serving_path(version, settings, stack, clicks, contexts)
         gate = asyncio.Semaphore(concurrency)

@@ -1,11 +1,14 @@
-"""bench reload's attribution of clicks to swaps: a click in flight during a swap is the swap's (no servers)."""
+"""bench reload: a click in flight during a swap is the swap's; a 503 episode is put down to a stall (no servers)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from bench.load.clicks import Click, LoadRecord
 from bench.rollout.reload import ReloadPlan, ReloadResult, Swap
+from bench.rollout.reload_diagnosis import diagnosis_lines, episodes
+from bench.rollout.server_samples import ServerSample
 
 
 def _click(t: float, latency_s: float, status: int = 200) -> Click:
@@ -34,3 +37,24 @@ def test_a_503_in_flight_during_the_swap_counts_against_it_not_against_steady() 
     refused = _click(14.9, 0.2, status=503)
     result = _result([refused, _click(10.0, 0.01)])
     assert result.non_2xx(0) == 1 and result.non_2xx(None) == 0 and result.non_2xx() == 1
+
+
+def _sample(at: float, scrape_s: float = 0.002, gc2_s: float = 0.0) -> ServerSample:
+    return ServerSample(at=at, scrape_s=scrape_s, in_flight=3, loop_lag_s=0.001, gc_pause_s=(0.0, 0.0, gc2_s),
+                        gc_count=(0.0, 0.0, 0.0), shadow_batches=0.0)
+
+
+def test_503s_after_a_late_generator_are_the_generators_and_after_a_slow_scrape_the_services() -> None:
+    burst = [_click(5.0 + i * 0.001, 0.25) for i in range(5)]
+    burst = [dataclasses.replace(c, late_s=0.2) for c in burst] + [dataclasses.replace(_click(5.1, 0.2, 503),
+                                                                                       late_s=0.19)]
+    stalled = [_click(20.0, 0.3, 503)]
+    result = _result([*burst, *stalled, _click(10.0, 0.01)])
+    result.load.started = 100.0
+    result.server = [_sample(100.0 + t / 10) for t in range(250)]
+    result.server[199] = _sample(119.9, scrape_s=0.3, gc2_s=0.12)  # the service's own stall, a gen-2 collection
+    result.server[200:] = [dataclasses.replace(s, gc_pause_s=(0.0, 0.0, 0.12)) for s in result.server[200:]]
+    first, second = episodes(result)
+    assert (first.start_s, first.non_2xx, first.blame()) == (5.1, 1, "generator")
+    assert second.blame() == "service GC" and second.server_gc2_ms == 120.0 and second.server_scrape_ms == 300.0
+    assert "whose stall" in "\n".join(diagnosis_lines(result))

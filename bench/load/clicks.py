@@ -25,6 +25,10 @@ class Click:
     session: str
     event_id: str
     event_index: int | None
+    # How long after its due time the generator reached it (its own stalls; a wait for a free connection
+    # comes after). Part of `latency_s`, which runs from the due time; clicks reached in the same instant
+    # left together: a late generator fires its backlog as one burst.
+    late_s: float = 0.0
 
 
 @dataclass

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -163,6 +164,9 @@ class _Run:
         n = len(arrivals.due)
         self.status = [_PENDING] * n
         self.done_at = [0.0] * n  # loop time of the answer
+        # time.monotonic() when the generator reached the click (uvloop's loop time is the iteration's, cached):
+        # how well it kept its own schedule, before any wait for a free connection
+        self.dispatched_at = [0.0] * n
         self.retry_after: list[str | None] = [None] * n
         self.event_index: list[int | None] = [None] * n
         self.pool: list[_Connection] = []
@@ -208,9 +212,11 @@ class _Run:
     def _tick(self) -> None:
         due, now = self.arrivals.due, self.loop.time() - self.start
         n, first = len(due), self.next
+        reached = time.monotonic()
         while self.next < n and due[self.next] <= now:
             click = self.next
             self.next += 1
+            self.dispatched_at[click] = reached
             if self.idle:
                 self.outstanding += 1
                 self.idle.pop().send(click)
@@ -275,9 +281,10 @@ class _Run:
                 status, latency = TRANSPORT_ERROR, self.plan.timeout_s
             else:
                 latency = self.done_at[i] - self.start - float(due)
+            late = self.dispatched_at[i] - self.start - float(due) if self.dispatched_at[i] else 0.0
             record.clicks.append(
                 Click(float(due), latency, status, self.retry_after[i], a.sessions[i], a.event_ids[i],
-                      self.event_index[i])
+                      self.event_index[i], max(late, 0.0))
             )
         return record
 

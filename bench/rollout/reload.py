@@ -5,6 +5,11 @@ against a private redis-server, turns a shadow candidate on, and offers Poisson 
 for `duration_s`; at `reload_at` fractions of the run it reloads the other version through the admin route.
 Then, with no load, it reloads `rss_reloads` more times and reads the service's RSS before and after.
 
+The generator runs in a process of its own with its GC off (bench/load/own_process.py), apart from the admin
+client, the RSS reads and a /metrics sampler (bench/rollout/server_samples.py); each click records how late the
+generator sent it, so bench/rollout/reload_diagnosis.py can put each non-2xx answer down to a stall of the
+generator or of the service.
+
 Targets: 0 non-2xx; the p99 of the clicks sent during each swap (from the admin call to its answer, plus
 `SWAP_MARGIN_S`) ≤ 2 × the steady p99 (clicks outside every swap, after the first `WARMUP_S`); RSS after
 the reloads within 10 % of the RSS before them.
@@ -13,6 +18,7 @@ the reloads within 10 % of the RSS before them.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import tempfile
 import threading
@@ -24,9 +30,11 @@ import httpx
 import numpy as np
 
 from bench.load.clicks import Click, LoadRecord
-from bench.load.open_loop import OpenLoopPlan, run_fast, run_open_loop
+from bench.load.open_loop import OpenLoopPlan
+from bench.load.own_process import GeneratorStats, run_in_own_process, run_inline
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.servers import running_server, server_spec
+from bench.rollout.server_samples import SAMPLE_S, ServerSample, ServerSampler
 from bench.service.session_rss import rss_mb
 from model.artifacts import DEFAULT_MODEL_DIR
 from service.rollout_metrics import summarise
@@ -46,6 +54,8 @@ class ReloadPlan:
     shadow_share: float = 0.1
     rss_reloads: int = 20
     precision: str = "int8"
+    own_process: bool = True  # the generator in a process of its own, GC off (False: on a thread here, as before)
+    sample_s: float = SAMPLE_S  # how often /metrics is scraped during the load
 
 
 @dataclass
@@ -65,6 +75,8 @@ class ReloadResult:
     rss_after_mb: float
     rss_reload_statuses: dict[int, int]
     shadow: dict[str, object] = field(default_factory=dict)
+    generator: GeneratorStats = field(default_factory=lambda: GeneratorStats(own_process=True, gc_off=True))
+    server: list[ServerSample] = field(default_factory=list)
 
     def in_swap(self, click: Click) -> int | None:
         """The swap whose window (admin call to its answer + SWAP_MARGIN_S) the click was in flight during, if any.
@@ -112,7 +124,7 @@ def run_reload(plan: ReloadPlan) -> ReloadResult:
                     httpx.Client(base_url=service.url, timeout=60) as admin:
                 shadow = admin.put("/v1/admin/shadow", json={"version": "1", "share": plan.shadow_share})
                 shadow.raise_for_status()
-                load, swaps = _load_with_reloads(service.url, admin, plan)
+                load, swaps, generator, server = _load_with_reloads(service.url, admin, plan)
                 time.sleep(1.0)
                 before = rss_mb(service.proc.pid)
                 statuses: dict[int, int] = {}
@@ -124,13 +136,14 @@ def run_reload(plan: ReloadPlan) -> ReloadResult:
                 report = summarise(admin.get("/metrics").text)
         finally:
             redis_server.stop()
-    return ReloadResult(plan, load, swaps, before, after, statuses, report[0] if report else {})
+    return ReloadResult(plan, load, swaps, before, after, statuses, report[0] if report else {}, generator, server)
 
 
-def _load_with_reloads(url: str, admin: httpx.Client, plan: ReloadPlan) -> tuple[LoadRecord, list[Swap]]:
+def _load_with_reloads(url: str, admin: httpx.Client, plan: ReloadPlan
+                       ) -> tuple[LoadRecord, list[Swap], GeneratorStats, list[ServerSample]]:
     started = threading.Event()
     origin: list[float] = []
-    swaps: list[Swap] = []
+    calls: list[tuple[str, float, float, int]] = []  # version, time.monotonic() of the call and of its answer
 
     def on_start() -> None:
         origin.append(time.monotonic())
@@ -139,19 +152,33 @@ def _load_with_reloads(url: str, admin: httpx.Client, plan: ReloadPlan) -> tuple
     def reloads() -> None:
         started.wait()
         for i, fraction in enumerate(plan.reload_at):
+            if not origin:
+                return
             time.sleep(max(0.0, origin[0] + fraction * plan.duration_s - time.monotonic()))
             version = "1" if i % 2 == 0 else "2"
-            begin = time.monotonic() - origin[0]
+            begin = time.monotonic()
             status = admin.post("/v1/admin/model", json={"version": version}).status_code
-            swaps.append(Swap(version, begin, time.monotonic() - origin[0], status))
+            calls.append((version, begin, time.monotonic(), status))
 
     reloader = threading.Thread(target=reloads, name="reloads")
-    reloader.start()
     load_plan = OpenLoopPlan(rate=plan.rate, duration_s=plan.duration_s, sessions=plan.sessions, connections=256,
                              session_prefix="reload", keep_pool=True)
+    generate = run_in_own_process if plan.own_process else run_inline
+    # This process's own collections would stall the admin calls and the sampler's clock, not the service.
+    # Inline keeps the GC as it was, to reproduce the bench as it ran before.
+    if plan.own_process:
+        gc.collect()
+        gc.freeze()
     try:
-        load = run_fast(run_open_loop(url, load_plan, on_start=on_start))
+        with ServerSampler(url, plan.sample_s) as sampler:
+            reloader.start()
+            try:
+                load, stats = generate(url, load_plan, on_start)
+            finally:
+                started.set()
+                reloader.join()
     finally:
-        started.set()
-        reloader.join()
-    return load, swaps
+        gc.unfreeze()
+    # Swap times on the load's own clock (time.monotonic() of its first due arrival: one clock across processes).
+    swaps = [Swap(v, begin - load.started, end - load.started, status) for v, begin, end, status in calls]
+    return load, swaps, stats, sampler.samples

@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.report.files import provenance_lines, write_rows_csv
 from bench.rollout.reload import SWAP_MARGIN_S, WARMUP_S, ReloadResult
+from bench.rollout.reload_diagnosis import diagnosis_lines, lateness_ms
 
 
 def _p(values: np.ndarray, q: float) -> float:
@@ -74,6 +75,7 @@ def write_reload_report(r: ReloadResult, out_dir: Path, command: str) -> list[Pa
                   f"{shadow.get('batches')}, intent agreement {shadow.get('intent_agreement')}, risk correlation "
                   f"{shadow.get('risk_correlation')} (the same weights as the serving model: the int8 batch "
                   "company differs, little else).", ""]
+    lines += diagnosis_lines(r)
     md = out_dir / "reload.md"
     md.write_text("\n".join(lines))
     return [md, csv_path, png]
@@ -86,16 +88,31 @@ def _plot(r: ReloadResult, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     ok = [c for c in r.load.clicks if c.status == 200]
-    fig, ax = plt.subplots(figsize=(10, 4))
+    refused = [c for c in r.load.clicks if not 200 <= c.status < 300 and c.status > 0]
+    fig, (ax, under) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(3, 2))
     ax.scatter([c.t for c in ok], [c.latency_s * 1000 for c in ok], s=1, alpha=0.3, label="click latency (200)")
-    for i, swap in enumerate(r.swaps):
-        ax.axvspan(swap.start_s, swap.end_s + SWAP_MARGIN_S, color="tab:red", alpha=0.2,
-                   label="reload (admin call + margin)" if i == 0 else None)
+    if refused:
+        ax.scatter([c.t for c in refused], [max(c.latency_s * 1000, 0.1) for c in refused], s=6, color="black",
+                   marker="x", label="non-2xx")
+    for axis in (ax, under):
+        for i, swap in enumerate(r.swaps):
+            axis.axvspan(swap.start_s, swap.end_s + SWAP_MARGIN_S, color="tab:red", alpha=0.2,
+                         label="reload (admin call + margin)" if i == 0 and axis is ax else None)
     ax.set_yscale("log")
-    ax.set_xlabel("seconds since the load started")
     ax.set_ylabel("latency ms (log)")
     ax.set_title(f"{r.plan.rate:g} clicks/s Poisson, {len(r.swaps)} hot reloads, shadow on")
     ax.legend(loc="upper right")
+    sent = [c for c in r.load.clicks if c.status != -1]
+    under.plot([c.t for c in sent], lateness_ms(sent), lw=0.6, color="tab:green", label="generator send lateness")
+    if r.server:
+        origin = r.load.started
+        under.plot([s.at - origin for s in r.server], [s.scrape_s * 1000 for s in r.server], lw=0.6,
+                   color="tab:purple", label="service /metrics scrape")
+        under.plot([s.at - origin for s in r.server], [s.in_flight for s in r.server], lw=0.6, color="tab:orange",
+                   label="service in flight (count)")
+    under.set_xlabel("seconds since the load started")
+    under.set_ylabel("ms (or count)")
+    under.legend(loc="upper right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
