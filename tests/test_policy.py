@@ -96,3 +96,19 @@ def test_the_purchase_policy_replaces_tau_order_and_old_cards_keep_theirs(tmp_pa
     assert decision_thresholds(loaded) == Thresholds(order=0.21, risk=0.39)
     assert intent_name(0.115, 0.1, decision_thresholds(loaded)) == "browse"  # F1's τ_order said purchase
     assert intent_name(0.115, 0.1, loaded.thresholds) == "purchase"
+
+
+def test_the_policy_command_picks_a_purchase_policy_on_validation_clicks(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir(tmp_path.parent), model)
+    runner = CliRunner()
+    assert runner.invoke(app, ["synth", "--sessions", "1500", "-o", str(tmp_path / "log.csv")]).exit_code == 0
+    args = ["policy", "--model", str(model), "--data", str(tmp_path / "log.csv"), "--split", "session"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert ModelCard.load(model).purchase_policy is None  # only when asked
+    done = runner.invoke(app, [*args, "--purchase-budget", "0.05"])
+    assert done.exit_code == 0, done.output
+    card = ModelCard.load(model)
+    assert card.purchase_policy is not None and card.purchase_policy.unit == WINDOWS
+    assert card.purchase_policy.alert_share <= 0.05
+    assert decision_thresholds(card).order == card.purchase_policy.threshold
