@@ -110,8 +110,9 @@ def calibrate(
         for j, label in enumerate(LABELS):
             record[label].update(choice["labels"][j])
     log.info(
-        "calibration on validation: %s",
-        ", ".join(f"{label} a={record[label]['a']:.3f} b={record[label]['b']:.3f} ECE "
+        "calibration (validation ECE before → after): %s",
+        ", ".join(f"{label} [{record[label].get('source', 'validation')}] a={record[label]['a']:.3f} "
+                  f"b={record[label]['b']:.3f} ECE "
                   f"{record[label]['val_ece_before']:.4f} → {record[label]['val_ece_after']:.4f}" for label in LABELS),
     )  # fmt: skip
     return record
