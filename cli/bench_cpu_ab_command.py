@@ -45,6 +45,8 @@ def bench_cpu_ab(
                                           "service's 20000); with --ids a tenth as many shoppers.")] = 20_000,
     model_dir: Annotated[Path | None, typer.Option(help="Model every config serves; default: each source "
                                                    "tree's own models/default.")] = None,
+    profile_s: Annotated[float, typer.Option(min=0.0, max=120.0, help="Seconds of a py-spy profile per run, "
+                                             "after the measured window (shares by stage); 0: none.")] = 0.0,
     out_dir: OutDir = DEFAULT_OUT_DIR,
 ) -> None:
     """Server CPU per click, config against config, in interleaved rounds; writes docs/benchmarks/<name>.*."""
@@ -69,7 +71,7 @@ def bench_cpu_ab(
         raise typer.Exit(2)
     plan = AbPlan(configs=configs, rounds=rounds, seconds=seconds, warmup_s=warmup_s, connections=connections,
                   round_trip_s=round_trip_s, poisson_s=poisson_s, rate=rate, ids=ids, sessions=sessions,
-                  model_dir=model_dir)
+                  model_dir=model_dir, profile_s=profile_s)
     result = run_ab(plan, on_step=lambda message: typer.echo(f"  {message}"))
     for path in write_report(result, out_dir, name, regenerate_command(ctx)):
         typer.echo(f"wrote {path}")

@@ -92,7 +92,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stack.push_async_callback(writer.stop)
         batcher = MicroBatcher(engine_runner(slot), max_batch_size=settings.max_batch_size,
                                max_queue_delay_ms=settings.max_queue_delay_ms,
-                               max_queue_size=settings.max_queue_size, metrics=metrics)
+                               max_queue_size=settings.max_queue_size, metrics=metrics,
+                               gil_switch_interval_ms=settings.gil_switch_interval_ms)
         await batcher.start()
         stack.push_async_callback(batcher.stop)  # stops first: its last batches still hand records to the writer
         scorer = SessionScorer(store, batcher, slot, metrics,
@@ -119,8 +120,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Without it, a gen-2 collection over every imported object stalls the event loop for
         # milliseconds at a time (si_gc_pause_seconds shows it; docs/benchmarks/service.md measures it).
         if settings.gc_freeze:
-            gc.collect()
-            gc.freeze()
+            pauses.freeze_startup_objects()
         # A click allocates a few hundred containers; at CPython's default (700) a young collection runs
         # about every other click and costs ~3 % of the CPU. Cyclic garbage is rare here (refcounting
         # frees almost everything), so collecting every `gc_gen0_threshold` net allocations loses nothing.

@@ -11,6 +11,14 @@ engine runs on one worker thread, so the event loop keeps serving while a batch 
 items are whatever `run_batch` takes: the service queues raw stored windows, and `run_batch` encodes
 the whole batch in one vectorised call on the engine thread (docs/architecture.md §7), so no
 per-click numpy work runs on the event loop.
+
+`gil_switch_interval_ms` bounds how long the engine thread waits for the GIL. ONNX Runtime releases it while
+the model runs; the busy event loop takes it, and the engine thread, to hand back its scores (likewise when
+it is handed a batch, and after each numpy call that released the GIL), waits until the loop blocks or
+CPython's switch interval (5 ms) forces it off. With a model that runs for milliseconds that wait is paid
+on most batches, and every click queued behind the batch pays it too (docs/engine.md, "Where the published
+size's latency goes"). `start` sets the process's interval (it is process-wide), `stop` restores the
+previous one.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -112,14 +121,20 @@ class MicroBatcher:
         max_queue_delay_ms: float = 2.0,
         max_queue_size: int = 2048,
         metrics: ServiceMetrics | None = None,
+        gil_switch_interval_ms: float = 0.0,
     ) -> None:
-        if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_ms < 0:
-            raise ValueError("max_batch_size and max_queue_size must be ≥ 1, max_queue_delay_ms ≥ 0")
+        """`gil_switch_interval_ms`: 0 leaves the process's switch interval as it is."""
+        if max_batch_size < 1 or max_queue_size < 1 or max_queue_delay_ms < 0 or gil_switch_interval_ms < 0:
+            raise ValueError(
+                "max_batch_size and max_queue_size must be ≥ 1, max_queue_delay_ms and gil_switch_interval_ms ≥ 0"
+            )
         self.run_batch = run_batch
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_ms / 1000.0
         self.max_queue_size = max_queue_size
         self.metrics = metrics
+        self.gil_switch_interval_s = gil_switch_interval_ms / 1000.0
+        self._switch_interval_before: float | None = None
         self._queue: deque[PendingRequest] = deque()
         self._queued_windows = 0
         self._wakeup = asyncio.Event()
@@ -140,6 +155,9 @@ class MicroBatcher:
     async def start(self) -> None:
         if self.running:
             return
+        if self.gil_switch_interval_s > 0:
+            self._switch_interval_before = sys.getswitchinterval()
+            sys.setswitchinterval(self.gil_switch_interval_s)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._accepting = True
         self._task = asyncio.create_task(self._serve(), name="micro-batcher")
@@ -148,6 +166,7 @@ class MicroBatcher:
         """Refuse new work; run what is queued (drain) or fail it with BatcherStopped, then stop the task."""
         self._accepting = False
         if self._task is None:
+            self._restore_switch_interval()
             return
         if drain:
             with contextlib.suppress(TimeoutError):
@@ -160,6 +179,12 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+        self._restore_switch_interval()
+
+    def _restore_switch_interval(self) -> None:
+        if self._switch_interval_before is not None:
+            sys.setswitchinterval(self._switch_interval_before)
+            self._switch_interval_before = None
 
     async def run_on_engine_thread(self, job: Callable[[], Any]) -> Any:
         """Run `job` on the engine thread, between two batches (a reload warms its model here)."""

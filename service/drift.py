@@ -1,10 +1,13 @@
 """Live drift of inputs and scores against the card's training reference (docs/service.md "Drift").
 
-Per click (cheap: three histogram observations, plus a counter for an ad click):
+Per click (cheap: three list appends, plus a counter for an ad click):
     si_input_dwell_seconds     dwell of the click's previous event, now known (buckets: the card's edges)
     si_input_from_ad_events_total
     si_score{score="p_make_order"|"abandonment_risk"}   the answered scores (buckets: the card's edges)
-The action mix is `si_events_total{action}`, counted already.
+The action mix is `si_events_total{action}`, counted already. The three histograms take their values in
+bulk (`BufferedHistogram`): every `FLUSH_EVERY` clicks, at every tick and before every scrape of this
+process, one bisection and one locked add per bucket instead of a bisection and two locked adds per click.
+With `--workers`, another worker's scrape misses at most this worker's last `FLUSH_EVERY - 1` clicks.
 
 Every `window_s / TICKS` seconds a task snapshots those series, and over the last `window_s` (a sliding
 window of snapshots) computes each feature's PSI against the reference into `si_drift_psi{feature}`;
@@ -32,6 +35,32 @@ from service.metrics import ServiceMetrics
 
 TICKS = 60  # snapshots per window
 MIN_EVENTS = 200
+FLUSH_EVERY = 64  # clicks buffered before their values go into the histograms
+
+
+class BufferedHistogram:
+    """One histogram child (no labels left) fed in bulk: `observe` appends to a list, `flush` adds the
+    list's per-bucket counts and sum, as that many `observe` calls would (a value goes into the first
+    bucket whose `le` it does not exceed). Reads prometheus_client's `_upper_bounds`, `_buckets` and `_sum`:
+    tests/test_drift.py holds the result equal to the library's own `observe`."""
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds = np.asarray(child._upper_bounds, dtype=np.float64)  # ends with +Inf
+        self.values: list[float] = []
+
+    def observe(self, value: float) -> None:
+        self.values.append(value)
+
+    def flush(self) -> None:
+        if not self.values:
+            return
+        values = np.asarray(self.values, dtype=np.float64)
+        self.values.clear()
+        per_bucket = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds))
+        self.child._sum.inc(float(values.sum()))
+        for bucket in np.flatnonzero(per_bucket[: len(self.bounds)]):  # a NaN counts in no bucket, as observe's
+            self.child._buckets[bucket].inc(int(per_bucket[bucket]))
 
 
 class DriftMonitor:
@@ -44,12 +73,16 @@ class DriftMonitor:
         self._current_reference = current_reference or (lambda: reference)
         self.window_s = window_s
         features, scores = reference["features"], reference["scores"]
-        self.dwell = Histogram("si_input_dwell_seconds", "Dwell of each click's previous event (s), clipped.",
-                               buckets=features["dwell_s"]["edges"], registry=r)
+        self.dwell_histogram = Histogram("si_input_dwell_seconds", "Dwell of each click's previous event (s), clipped.",
+                                         buckets=features["dwell_s"]["edges"], registry=r)
         self.from_ad = Counter("si_input_from_ad_events_total", "Accepted clicks sent with from_ad.", registry=r)
         score = Histogram("si_score", "Scores answered, by score.", ["score"],
                           buckets=scores[SCORES[0]]["edges"], registry=r)
-        self.p_make_order, self.risk = (score.labels(score=name) for name in SCORES)
+        self.dwell = BufferedHistogram(self.dwell_histogram)
+        self.p_make_order, self.risk = (BufferedHistogram(score.labels(score=name)) for name in SCORES)
+        self._buffered = (self.dwell, self.p_make_order, self.risk)
+        self._unflushed = 0
+        metrics.before_scrape.append(self.flush)
         self.score = score
         self.psi = Gauge("si_drift_psi", "PSI of the last window against the training reference, by feature.",
                          ["feature"], registry=r, multiprocess_mode="livemax")
@@ -66,6 +99,15 @@ class DriftMonitor:
             self.from_ad.inc()
         self.p_make_order.observe(p_make_order)
         self.risk.observe(risk)
+        self._unflushed += 1
+        if self._unflushed >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        """Push the buffered values into the histograms."""
+        self._unflushed = 0
+        for histogram in self._buffered:
+            histogram.flush()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="drift")
@@ -84,6 +126,7 @@ class DriftMonitor:
 
     def tick(self) -> None:
         """Snapshot the live counts and set each feature's PSI over the window they span."""
+        self.flush()
         reference = self._current_reference()
         if reference is not self.reference:  # another model serves: its window starts now
             self.reference = reference
@@ -106,7 +149,7 @@ class DriftMonitor:
                 out["action"][ACTIONS.index(sample.labels["action"])] = sample.value
         ads = next((s.value for s in _samples(self.from_ad) if s.name.endswith("_total")), 0.0)
         out["from_ad"] = np.array([out["action"].sum() - ads, ads])
-        out["dwell_s"] = _bucket_counts(self.dwell)
+        out["dwell_s"] = _bucket_counts(self.dwell_histogram)
         for name in SCORES:
             out[name] = _bucket_counts(self.score, score=name)
         return out

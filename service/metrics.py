@@ -100,12 +100,16 @@ class ServiceMetrics:
         self.drift: Any = None  # service/drift.py DriftMonitor, when the model's card has a reference
         # --workers: series computed at scrape time from the merged view of all workers (a pooled statistic)
         self.derived: list[Callable[[list[Metric]], list[Metric]]] = []
+        # Series fed in bulk (service/drift.py) push what they hold before each scrape of this process.
+        self.before_scrape: list[Callable[[], None]] = []
         if multiprocess_dir() is None:
             for collector in (PROCESS_COLLECTOR, GC_COLLECTOR, PLATFORM_COLLECTOR):
                 type(collector)(registry=r)  # a fresh instance of the default ones, on this app's registry
 
     def exposition(self) -> bytes:
         """The text of /metrics: this registry, or in multiprocess mode every worker's series merged."""
+        for flush in self.before_scrape:
+            flush()
         if multiprocess_dir() is None:
             return generate_latest(self.registry)
         families = list(multiprocess.MultiProcessCollector(None).collect())
@@ -191,3 +195,14 @@ class GcPauses:
     def remove(self) -> None:
         if self in gc.callbacks:
             gc.callbacks.remove(self)
+
+    def freeze_startup_objects(self) -> None:
+        """One full collection, then `gc.freeze()`: what exists now is out of every later collection's walk.
+        That collection runs before /readyz turns green and stalls no click, so it is not timed: counted,
+        it read as the run's one gen-2 pause (64-270 ms on the shared machine, docs/benchmarks/click-cpu.md)."""
+        self.remove()
+        try:
+            gc.collect()
+            gc.freeze()
+        finally:
+            self.install()

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1, le=4096)
     max_queue_delay_ms: float = Field(default=2.0, ge=0)
     max_queue_size: int = Field(default=2048, ge=1)
+    # CPython's GIL switch interval while the batcher runs (service/batcher.py): how long the engine thread, back
+    # from a model run, may wait for the busy event loop to let go of the GIL. CPython's 5 ms is paid by every
+    # click of a batch; 0 keeps the interpreter's own value.
+    gil_switch_interval_ms: float = Field(default=1.0, ge=0, le=100,
+                                          description="GIL switch interval while serving (ms); 0: CPython's.")
     # Admission: API requests in progress at once. Past it a request is refused with 503 + Retry-After
     # before its body is read, so overload costs a refusal, not everyone's latency. Size it as the
     # replica's saturation rate × the latency budget (e.g. 2,500/s × 25 ms ≈ 64).

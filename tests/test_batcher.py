@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -211,3 +212,20 @@ async def test_stop_without_drain_fails_queued_requests_clearly(make_batcher: Ca
     engine.gate.set()
     outcomes = await asyncio.gather(*pending, return_exceptions=True)
     assert all(isinstance(o, BatcherStopped) and "stopped" in str(o) for o in outcomes)
+
+
+async def test_the_gil_switch_interval_is_set_while_running_and_restored_after(
+    make_batcher: Callable[..., MicroBatcher],
+) -> None:
+    before = sys.getswitchinterval()
+    batcher = make_batcher(SummingEngine(), gil_switch_interval_ms=0.5)
+    await batcher.start()
+    assert sys.getswitchinterval() == pytest.approx(0.0005)
+    assert (await batcher.submit(window(1), deadline())).tolist() == [N * 16, 1]
+    await batcher.stop()
+    assert sys.getswitchinterval() == pytest.approx(before)
+    untouched = make_batcher(SummingEngine(), gil_switch_interval_ms=0.0)
+    await untouched.start()
+    assert sys.getswitchinterval() == pytest.approx(before)
+    with pytest.raises(ValueError, match="gil_switch_interval_ms"):
+        MicroBatcher(SummingEngine().run, gil_switch_interval_ms=-1)  # type: ignore[arg-type]

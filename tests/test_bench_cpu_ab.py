@@ -6,13 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from bench.service.cpu_ab import IDS_SCRIPT, AbConfig, AbPlan, AbResult, AbRun, parse_config
-from bench.service.cpu_ab_report import compare_cpu
+from bench.service.cpu_ab_report import compare_cpu, markdown
+from bench.service.profile import stage_of
 from cli.main import app
 from model.artifacts import REPO_ROOT
 from tests.service_support import tiny_model_dir
@@ -51,6 +53,30 @@ def test_the_ratio_is_of_medians_and_its_interval_pairs_rounds() -> None:
     assert a.ratio == 1.0 and b.median == pytest.approx(1.2) and b.ratio == pytest.approx(1.2)
     assert min(b.paired) == pytest.approx(1.1) and max(b.paired) == pytest.approx(1.2)
     assert b.bootstrap is not None and 1.1 - 1e-9 <= b.bootstrap[0] <= b.bootstrap[1] <= 1.2 + 1e-9
+
+
+def test_the_profile_table_gives_each_stage_its_share_and_its_part_of_the_cpu() -> None:
+    plan = AbPlan(configs=(AbConfig("a"), AbConfig("b")), rounds=1, profile_s=5.0)
+    result = AbResult(plan, "now", {"cpu": "x", "cores": "2", "isa": ""}, (0.0, 0.0, 0.0))
+    result.runs = [replace(_run("a", 0, 1.0), profile={"request id": 0.01, "redis": 0.99}),
+                   replace(_run("b", 0, 2.0), profile={"redis": 1.0})]
+    md = markdown(result, "t", "cmd", "t.png")
+    assert "| request id | 1.0 % (10 µs) | 0.0 % (0 µs) |" in md
+    assert "| redis | 99.0 % (990 µs) | 100.0 % (2000 µs) |" in md
+    result.plan = replace(plan, profile_s=0.0)
+    assert "py-spy" not in markdown(result, "t", "cmd", "t.png")
+
+
+def test_profile_stages_name_what_issue_23_added() -> None:
+    def frame(path: str) -> str:
+        return f"f ({path}:1)"
+
+    assert stage_of([frame("uvicorn/x.py"), frame("/w/service/drift.py"), frame("prometheus_client/metrics.py")]) \
+        == "metrics (prometheus_client)"  # the innermost frame of a stage wins
+    assert stage_of([frame("uvicorn/x.py"), frame("/w/service/drift.py")]) == "drift histograms"
+    assert stage_of([frame("/w/service/boundary.py"), frame("/w/service/request_id.py")]) == "request id"
+    assert stage_of([frame("/w/service/store/window_store.py"), frame("/w/service/store/context_record.py")]) \
+        == "context state (decode, batch)"
 
 
 @pytest.mark.slow

@@ -18,11 +18,35 @@ from model.card import ModelCard
 from model.drift import DWELL_EDGES_S, PSI_ALERT, bucket_counts, build_reference, event_dwell_s, psi
 from model.features import ACTION_INDEX
 from service.app import create_app
+from service.drift import BufferedHistogram
 from tests.redis_procs import RedisServer
 from tests.service_support import metric_sample, service_settings, tiny_model_dir
 from tests.uvicorn_proc import UvicornThread
 
 T0 = time.time() - 3600  # clicks an hour old: within the accepted range of ts
+
+
+def test_a_buffered_histogram_reads_as_the_librarys_own_observe() -> None:
+    """BufferedHistogram adds per-bucket counts through prometheus_client's internals: same samples as
+    observe(), values on a bucket edge included (le is inclusive)."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    edges = (0.1, 0.5, 1.0)
+    values = [0.0, 0.1, 0.1000001, 0.5, 0.7, 1.0, 3.0, 3.0, -1.0]
+    direct = Histogram("direct", "d", buckets=edges, registry=CollectorRegistry())
+    bulk = Histogram("bulk", "b", buckets=edges, registry=CollectorRegistry())
+    buffered = BufferedHistogram(bulk)
+    for value in values:
+        direct.observe(value)
+        buffered.observe(value)
+    assert [s.value for s in bulk.collect()[0].samples if s.name == "bulk_bucket"] == [0.0] * 4  # not yet
+    buffered.flush()
+    buffered.flush()  # nothing left: adds nothing
+    samples = {(s.name.removeprefix("direct"), tuple(s.labels.items())): s.value for s in direct.collect()[0].samples
+               if not s.name.endswith("_created")}
+    assert samples == {(s.name.removeprefix("bulk"), tuple(s.labels.items())): s.value
+                       for s in bulk.collect()[0].samples if not s.name.endswith("_created")}
+    assert samples[("_count", ())] == len(values)
 
 
 def test_buckets_follow_prometheus_le_and_psi_sees_a_shift() -> None:

@@ -10,7 +10,9 @@ neighbour's load on a shared machine falls on all of them alike. Each run of a c
 3. the measured window: closed-loop wrk; server user + system CPU (with its workers) and Redis CPU, each per
    answered click; Redis keys and memory at its end;
 4. the Redis round trips per click in a short window of their own (MONITOR costs Redis CPU: never in 3);
-5. optionally, Poisson-like arrivals at a fixed rate (wrk with exponential think times) for the tail.
+5. optionally, Poisson-like arrivals at a fixed rate (wrk with exponential think times) for the tail;
+6. optionally (`profile_s`), a py-spy profile of the server under the same closed loop, after the measured
+   window (py-spy takes CPU of its own): the share of samples by stage of the click path (bench/service/profile.py).
 
 Every configuration gets an OTLP/HTTP sink in this process as OTEL_EXPORTER_OTLP_ENDPOINT, so `SI_TRACING=otlp`
 measures the export's encoding and POSTs, not retries against nothing. `session-intent bench cpu-ab` is the
@@ -39,6 +41,7 @@ from bench.procs.cpu import cpu_seconds
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.round_trips import RoundTripCounter
 from bench.procs.servers import LOOPBACK, RunningServer, ServerSpec, http_text, running_server
+from bench.service import profile as service_profile
 from bench.service.otlp_sink import OtlpSink
 from model.artifacts import REPO_ROOT
 from model.export.machine import cpu_description
@@ -105,6 +108,7 @@ class AbPlan:
     ids: bool = False  # clicks carry user_id, item_id and category_id (loadtest/wrk_events_ids.lua)
     sessions: int = 20_000  # the clicks' session pool (bench service's); with ids, a tenth as many shoppers
     model_dir: Path | None = None  # None: each tree's own models/default
+    profile_s: float = 0.0  # 0: no py-spy profile
 
     @property
     def script(self) -> Path:
@@ -144,6 +148,7 @@ class AbRun:
     poisson_rate: float | None = None
     poisson_p99_ms: float | None = None
     poisson_p999_ms: float | None = None
+    profile: dict[str, float] = field(default_factory=dict)  # stage -> share of py-spy samples
 
 
 @dataclass
@@ -202,7 +207,8 @@ def _measure(config: AbConfig, r: int, position: int, plan: AbPlan, work: Path, 
                 result.notes.append(f"{config.name}, round {r + 1}: {closed.non_2xx} of {closed.requests} clicks "
                                     f"answered non-2xx (see the server log)")
             run = _with_round_trips(run, server, client, plan, wrk_log)
-            return _with_poisson(run, server, plan, wrk_log)
+            run = _with_poisson(run, server, plan, wrk_log)
+            return _with_profile(run, server, plan, work, result)
     finally:
         client.close()
         store.stop()
@@ -247,6 +253,26 @@ def _with_poisson(run: AbRun, server: RunningServer, plan: AbPlan, wrk_log: Path
     connections = math.ceil(plan.rate * (plan.think_ms + 3.0) / 1000)
     wrk = plan.wrk(server.url, plan.poisson_s, wrk_log, connections=connections, think_ms=plan.think_ms)
     return replace(run, poisson_rate=wrk.ok_rate, poisson_p99_ms=wrk.p99_ms, poisson_p999_ms=wrk.p999_ms)
+
+
+def _with_profile(run: AbRun, server: RunningServer, plan: AbPlan, work: Path, result: AbResult) -> AbRun:
+    """py-spy over `profile_s` of closed-loop load, started once the connections are up."""
+    if plan.profile_s <= 0:
+        return run
+    import threading
+
+    raw = work / f"profile-{run.config}-{run.round}.txt"
+    load = threading.Thread(target=plan.wrk, args=(server.url, plan.profile_s + 4, work / "wrk-profile.log"),
+                            daemon=True)
+    load.start()
+    time.sleep(2)  # past the connection ramp
+    try:
+        service_profile.record(server.python_pid(), plan.profile_s, raw)
+        run = replace(run, profile=service_profile.stage_shares(raw))
+    except Exception as exc:  # a profile is an extra: say why it is missing, keep the run
+        result.notes.append(f"{run.config}, round {run.round + 1}: no profile: {exc}")
+    load.join()
+    return run
 
 
 def _count_keys(client: redis.Redis, pattern: str) -> int:

@@ -95,6 +95,7 @@ def markdown(result: AbResult, name: str, command: str, png_name: str) -> str:
         *_cpu_table(result), "",
         *_redis_table(result), "",
         *_poisson_table(result),
+        *_profile_table(result),
     ]
     if result.otlp_posts:
         lines += [f"OTLP exports received by the benchmark's sink: {result.otlp_posts}.", ""]
@@ -156,6 +157,34 @@ def _poisson_table(result: AbResult) -> list[str]:
     return [*lines, ""]
 
 
+def _profile_table(result: AbResult) -> list[str]:
+    """Share of py-spy samples by stage, median over rounds; a stage's ms per click is that share of the
+    config's median CPU per click (py-spy samples a thread that waits to run as well: shares, not times)."""
+    plan = result.plan
+    if plan.profile_s <= 0:
+        return []
+    names = [c.name for c in plan.configs]
+    shares = {name: [run.profile for run in runs_of(result, name) if run.profile] for name in names}
+    stages = sorted({stage for runs in shares.values() for run in runs for stage in run},
+                    key=lambda stage: -max((_median(run.get(stage, 0.0) for run in runs) if runs else 0.0)
+                                           for runs in shares.values()))
+    cpu = {c.config.name: c.median for c in compare_cpu(result)}
+    lines = ["## Where the CPU goes: py-spy share of samples by stage", "",
+             f"`py-spy record --rate 200 --threads --nonblocking` for {plan.profile_s:g} s of the same closed loop, "
+             "after the measured window; each sample counts toward the innermost frame that belongs to a stage "
+             "(bench/service/profile.py). Median share over rounds, then that share of the config's median CPU "
+             "per click in µs.", "",
+             "| stage | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for stage in stages:
+        cells = []
+        for name in names:
+            runs = shares[name]
+            share = _median(run.get(stage, 0.0) for run in runs) if runs else 0.0
+            cells.append(f"{100 * share:.1f} % ({1000 * share * cpu[name]:.0f} µs)" if runs else "–")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def _median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
 
@@ -177,6 +206,7 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
         "poisson_rate": "" if run.poisson_rate is None else f"{run.poisson_rate:.1f}",
         "poisson_p99_ms": "" if run.poisson_p99_ms is None else f"{run.poisson_p99_ms:.2f}",
         "poisson_p999_ms": "" if run.poisson_p999_ms is None else f"{run.poisson_p999_ms:.2f}",
+        "profile": json.dumps({k: round(v, 4) for k, v in run.profile.items()}),
         "cpu": result.machine["cpu"], "isa": result.machine["isa"],
     }
 
