@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from model.artifacts import REPO_ROOT
+from model.policy import DEFAULT_PURCHASE_BUDGET
 
 
 def register(app: typer.Typer) -> None:
@@ -78,6 +79,15 @@ def train(
         float | None,
         typer.Option("--alert-precision", min=0.0, max=1.0, help="Alert precision target (replaces the budget)."),
     ] = None,
+    purchase_budget: Annotated[
+        float,
+        typer.Option("--purchase-budget", min=0.0, max=1.0, help="Answer `purchase` on at most this share of clicks."),
+    ] = DEFAULT_PURCHASE_BUDGET,
+    purchase_precision: Annotated[
+        float | None,
+        typer.Option("--purchase-precision", min=0.0, max=1.0,
+                     help="Answer `purchase` at this make_order precision of clicks (replaces --purchase-budget)."),
+    ] = None,
     context: Annotated[
         str,
         typer.Option(
@@ -94,6 +104,12 @@ def train(
     calibrate: Annotated[
         bool, typer.Option("--calibrate/--no-calibrate", help="Platt-scale each label on validation, folded in.")
     ] = True,
+    calibration_fit: Annotated[
+        str,
+        typer.Option("--calibration-fit",
+                     help="Windows the calibration is fitted on: auto (per label, by out-of-fold validation ECE) | "
+                          "validation | train+validation."),
+    ] = "auto",
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
     ] = False,
@@ -107,7 +123,13 @@ def train(
     from model.training.checkpoint import load_model, predict_proba, save_model
     from model.training.loop import TrainConfig, TrainingDataError, train_model
     from model.training.nets import ARCHS, NetConfig
-    from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics, validation_policy
+    from model.training.thresholds import (
+        abandonment_inputs,
+        tune_thresholds,
+        validation_metrics,
+        validation_policy,
+        validation_purchase_policy,
+    )
 
     console = Console()
     try:
@@ -143,11 +165,15 @@ def train(
     except BadEventFile as exc:
         _fail(console, str(exc))
     net_cfg = NetConfig.for_arch(arch, window=window, context=names, wide=wide and bool(names))
-    train_cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed, threads=threads,
-        max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
-        context_dropout=context_dropout, calibrate=calibrate, weight_decay=weight_decay,
-    )  # fmt: skip
+    try:
+        train_cfg = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed,
+            threads=threads, max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
+            context_dropout=context_dropout, calibrate=calibrate, calibration_fit=calibration_fit,
+            weight_decay=weight_decay,
+        )  # fmt: skip
+    except ValueError as exc:
+        _fail(console, str(exc))
     try:
         net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)
     except TrainingDataError as exc:
@@ -159,6 +185,10 @@ def train(
     thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
     kind, target = ("budget", alert_budget) if alert_precision is None else ("precision", alert_precision)
     policy = validation_policy(dataset, val, p_val, kind, target)
+    purchase_kind, purchase_target = (
+        ("budget", purchase_budget) if purchase_precision is None else ("precision", purchase_precision)
+    )
+    purchase_policy = validation_purchase_policy(p_val, val.Y, purchase_kind, purchase_target)
     train_sessions = dataset.sessions.select(dataset.split == Split.TRAIN)
     card = ModelCard(
         name=output.name,
@@ -167,6 +197,7 @@ def train(
         features=features,
         thresholds=thresholds,
         policy=policy,
+        purchase_policy=purchase_policy,
         metrics={"validation": validation_metrics(p_val, val.Y, cart, y_abandon, thresholds)},
         data={
             "name": dataset.name,

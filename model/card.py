@@ -26,7 +26,7 @@ class FingerprintMismatch(ValueError):
 class Thresholds:
     """Decision thresholds tuned on validation data (docs/architecture.md §4)."""
 
-    order: float = 0.5  # τ_order: p_make_order at or above it means `purchase`
+    order: float = 0.5  # τ_order (F1-best): p_make_order at or above it means `purchase` without a purchase policy
     risk: float = 0.5  # τ_risk: abandonment_risk at or above it means `cart_abandonment`
 
 
@@ -40,6 +40,9 @@ class ModelCard:
     thresholds: Thresholds = field(default_factory=Thresholds)
     # The alert policy (model/policy.py); when set, its threshold replaces τ_risk (model.risk.decision_thresholds).
     policy: AlertPolicy | None = None
+    # The purchase policy (model/policy.py, unit: windows); when set, its threshold replaces τ_order. None in
+    # cards written before it: serving then keeps the F1 τ_order.
+    purchase_policy: AlertPolicy | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # name, sha256, licence, n_sessions, ...
     slot_coverage: dict[str, int] = field(default_factory=dict)  # action -> training event count
@@ -71,7 +74,8 @@ class ModelCard:
         raw = dict(raw)
         raw["features"] = FeatureConfig.from_dict(raw.get("features", {}))
         raw["thresholds"] = Thresholds(**raw.get("thresholds", {}))
-        raw["policy"] = AlertPolicy.from_dict(raw["policy"]) if raw.get("policy") else None
+        for key in ("policy", "purchase_policy"):
+            raw[key] = AlertPolicy.from_dict(raw[key]) if raw.get(key) else None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
 

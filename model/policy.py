@@ -1,10 +1,16 @@
-"""The alert policy: when a session's abandonment risk is worth a coupon alert (docs/architecture.md §4).
+"""Decision policies: a threshold picked for a budget or a precision target, not by F1 (docs/architecture.md §4).
 
-numpy only, part of the shared contract: training picks the policy, the card stores it, serving applies
-it. A coupon engine has a budget, not an F1, so the threshold is picked on validation *sessions* for a
-stated budget (alert at most B % of sessions) or a precision target.
+numpy only, part of the shared contract: training picks the policies, the card stores them, serving applies
+them. A consumer of a decision has a budget or a precision it needs, not an F1, so each threshold is picked on
+validation data for a stated budget (act on at most B % of the units) or a precision target. Two use it:
 
-The unit is the session. A session is alerted when, at some click, its cart is open and its risk is at or
+- the alert policy (`ModelCard.policy`, τ_risk): when a session's abandonment risk is worth a coupon alert;
+  its unit is the session;
+- the purchase policy (`ModelCard.purchase_policy`, τ_order): when a click's p_make_order answers the intent
+  `purchase`; its unit is the click (a window, positive when an order follows it). An F1-best τ_order sits
+  below the base rate of a rare label, so an average first click would answer `purchase`.
+
+For alerts the unit is the session. A session is alerted when, at some click, its cart is open and its risk is at or
 above the threshold (`model.risk.alert_due`, the rule append_event.lua/write_scores.lua mirror); its
 alert score is therefore its highest risk over the prefixes with an open cart (−inf when the cart never
 opened). It is a positive when it ends with its cart open (model.data.dataset.abandonment_targets).
@@ -23,21 +29,33 @@ log = logging.getLogger(__name__)
 
 PolicyKind = Literal["budget", "precision"]
 POLICY_KINDS: tuple[str, ...] = ("budget", "precision")
+SESSIONS, WINDOWS = "sessions", "windows"  # what a policy counts: alerted sessions, clicks answered `purchase`
 DEFAULT_BUDGET = 0.10  # alert at most 10 % of sessions
 REPORT_BUDGETS: tuple[float, ...] = (0.05, 0.10, 0.20)  # the evaluation report's policy table
+# `purchase` on at most 5 % of clicks, the likeliest to be followed by an order: a budget holds for any shop,
+# where a precision target below a shop's own order rate would make every click a `purchase`.
+DEFAULT_PURCHASE_BUDGET = 0.05
+REPORT_PURCHASE_TARGETS: tuple[tuple[str, float], ...] = (
+    ("precision", 0.2), ("precision", 0.25), ("precision", 0.3), ("budget", 0.05), ("budget", 0.10),
+)  # the evaluation report's purchase-policy table
 
 
 @dataclass(frozen=True)
 class AlertPolicy:
-    """A threshold on abandonment risk and what it did on the validation sessions it was picked on."""
+    """A threshold on a score and what it did on the validation units it was picked on.
+
+    The names speak of alerts (the first use); for the purchase policy read "answered `purchase`" for
+    "alerted" and "clicks" for "sessions".
+    """
 
     kind: str  # one of POLICY_KINDS
-    target: float  # budget: largest share of sessions alerted; precision: lowest precision
-    threshold: float  # alert when the cart is open and risk ≥ threshold
-    alert_share: float  # share of validation sessions alerted (the expected share in serving)
-    precision: float | None  # of the alerted validation sessions, the share that ended with the cart open
-    recall: float | None  # of the validation sessions that ended with the cart open, the share alerted
-    n_sessions: int = 0
+    target: float  # budget: largest share of units acted on; precision: lowest precision
+    threshold: float  # act when the score ≥ threshold (alerts: and the cart is open)
+    alert_share: float  # share of validation units acted on (the expected share in serving)
+    precision: float | None  # of the units acted on, the share that were positives
+    recall: float | None  # of the positive units, the share acted on
+    n_sessions: int = 0  # how many validation units it was picked on (sessions, or windows per `unit`)
+    unit: str = SESSIONS  # SESSIONS or WINDOWS; cards written before the purchase policy have sessions
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,8 +138,11 @@ def precision_threshold(score: npt.ArrayLike, positive: npt.ArrayLike, target: f
     return float(values[best])
 
 
-def pick_policy(kind: str, target: float, score: npt.ArrayLike, positive: npt.ArrayLike) -> AlertPolicy:
-    """Pick the threshold for a budget or a precision target on (validation) sessions."""
+def pick_policy(
+    kind: str, target: float, score: npt.ArrayLike, positive: npt.ArrayLike, unit: str = SESSIONS
+) -> AlertPolicy:
+    """Pick the threshold for a budget or a precision target on (validation) units: one score and one truth
+    per unit, sessions for the alert policy, windows for the purchase policy."""
     if kind not in POLICY_KINDS:
         raise ValueError(f"unknown policy kind {kind!r}; expected one of {', '.join(POLICY_KINDS)}")
     if not 0.0 < target <= 1.0:
@@ -130,5 +151,5 @@ def pick_policy(kind: str, target: float, score: npt.ArrayLike, positive: npt.Ar
     found = policy_outcomes(threshold, score, positive)
     return AlertPolicy(
         kind=kind, target=float(target), threshold=threshold, alert_share=found["alert_share"],
-        precision=found["precision"], recall=found["recall"], n_sessions=found["n_sessions"],
+        precision=found["precision"], recall=found["recall"], n_sessions=found["n_sessions"], unit=unit,
     )

@@ -92,11 +92,13 @@ def intent_name(p_make_order: float, risk: float, thresholds: Thresholds) -> str
 
 
 def decision_thresholds(card: ModelCard) -> Thresholds:
-    """The thresholds serving applies: τ_order, and the alert policy's threshold as τ_risk when the card has a
-    policy (so the intent `cart_abandonment`, /v1/at-risk's default and the alerts agree), else the F1 τ_risk."""
-    if card.policy is None:
-        return card.thresholds
-    return Thresholds(order=card.thresholds.order, risk=card.policy.threshold)
+    """The thresholds serving applies: each policy's threshold where the card has it, else the F1 one.
+
+    τ_order is the purchase policy's threshold (a precision target or budget on validation clicks), τ_risk the
+    alert policy's (so the intent `cart_abandonment`, /v1/at-risk's default and the alerts agree)."""
+    order = card.thresholds.order if card.purchase_policy is None else card.purchase_policy.threshold
+    risk = card.thresholds.risk if card.policy is None else card.policy.threshold
+    return Thresholds(order=order, risk=risk)
 
 
 def alert_due(risk: npt.ArrayLike, cart_open: npt.ArrayLike, threshold: float) -> np.ndarray:

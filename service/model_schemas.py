@@ -16,7 +16,7 @@ _CARD_EXAMPLE: dict[str, Any] = {
     "version": "taobao/2", "name": "taobao", "number": "2", "model": "taobao/2:lstm_gru_small-int8@8d545b",
     "arch": "lstm_gru_small", "precision": "int8", "provider": "CPUExecutionProvider",
     "fingerprint": "f0e1d2c3b4a59687", "window": 10, "thresholds": {"order": 0.1086, "risk": 0.3913},
-    "policy": None, "slot_coverage": {"view_product": 56179, "add_cart": 3406, "order": 1148},
+    "policy": None, "purchase_policy": None, "slot_coverage": {"view_product": 56179, "add_cart": 3406, "order": 1148},
     "validation": {"abandonment_risk": {"roc_auc": 0.83, "pr_auc": 0.827, "n": 13715}},
     "data_hash": "1dfd516b34160af2427de85788e2949e0fbe1ebf5157e32ab075d16003554ea7", "data_name": "taobao",
     "loaded_at": 1795000000.0,
@@ -37,8 +37,15 @@ class ModelCardOut(BaseModel):
     provider: str
     fingerprint: str = Field(description="Feature-layout fingerprint (model/features.py); checked at load.")
     window: int = Field(description="N, the events per window.")
-    thresholds: dict[str, float] = Field(description="τ_order and τ_risk of the intents.")
-    policy: dict[str, Any] | None = Field(default=None, description="The card's alert policy, when it has one.")
+    thresholds: dict[str, float] = Field(
+        description="The F1-best τ_order and τ_risk; a policy's threshold replaces each where the card has one."
+    )
+    policy: dict[str, Any] | None = Field(
+        default=None, description="The card's alert policy (its threshold is τ_risk), when it has one."
+    )
+    purchase_policy: dict[str, Any] | None = Field(
+        default=None, description="The card's purchase policy (its threshold is τ_order), when it has one."
+    )
     slot_coverage: dict[str, int] = Field(description="Training events per action slot.")
     validation: dict[str, Any] = Field(description="Validation metrics from the card.")
     data_hash: str | None = Field(description="sha256 of the training data.")
@@ -52,7 +59,8 @@ class ModelCardOut(BaseModel):
             version=served.label, name=served.version.name, number=served.version.version, model=served.model,
             arch=card.arch, precision=str(getattr(engine, "precision", "?")), provider=engine.provider,
             fingerprint=card.fingerprint, window=card.window, thresholds=asdict(card.thresholds),
-            policy=policy_of(card), slot_coverage=dict(card.slot_coverage),
+            policy=policy_of(card), purchase_policy=_dataclass_dict(getattr(card, "purchase_policy", None)),
+            slot_coverage=dict(card.slot_coverage),
             validation=dict(card.metrics.get("validation", {})), data_hash=card.data.get("sha256"),
             data_name=card.data.get("name"), loaded_at=served.loaded_at,
         )
@@ -96,7 +104,10 @@ class ShadowIn(BaseModel):
 
 def policy_of(card: Any) -> dict[str, Any] | None:
     """The card's alert policy as JSON, from a `policy` field or `extra["policy"]`; None without one."""
-    policy = getattr(card, "policy", None) or card.extra.get("policy")
+    return _dataclass_dict(getattr(card, "policy", None) or card.extra.get("policy"))
+
+
+def _dataclass_dict(policy: Any) -> dict[str, Any] | None:
     if policy is None:
         return None
     if is_dataclass(policy) and not isinstance(policy, type):

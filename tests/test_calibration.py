@@ -24,6 +24,7 @@ from model.training.calibration import (
     fit_label,
     fold_calibration,
 )
+from model.training.calibration_choice import CALIBRATION_SOURCES, choose_calibration, fit_source, out_of_fold_ece
 from model.training.checkpoint import predict_logits
 from model.training.loop import TrainConfig, train_model
 from model.training.nets import NetConfig, build_net
@@ -95,12 +96,12 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 def test_training_calibrates_on_validation_by_default(dataset: Dataset) -> None:
-    cfg = TrainConfig(epochs=2, seed=0)
+    cfg = TrainConfig(epochs=2, seed=0, calibration_fit="validation")
     plain, plain_history = train_model(dataset, TINY_CONTEXT, replace(cfg, calibrate=False), show_progress=False)
     net, history = train_model(dataset, TINY_CONTEXT, cfg, show_progress=False)
     assert plain_history["calibration"] is None
     record = history["calibration"]
-    assert record["fitted_on"] == "validation"
+    assert record["fitted_on"] == "validation" and record["add_cart"]["source"] == "validation"
     val = dataset.part(Split.VAL)
     ctx = val.contexts(slice(None), CONTEXT_NAMES)
     calibration = tuple(LabelCalibration(record[k]["a"], record[k]["b"]) for k in ("add_cart", "make_order"))
@@ -109,3 +110,44 @@ def test_training_calibrates_on_validation_by_default(dataset: Dataset) -> None:
     for label in ("add_cart", "make_order"):
         if record[label]["applied"]:
             assert record[label]["val_ece_after"] <= record[label]["val_ece_before"] + 1e-9, record[label]
+
+
+def test_the_validation_fit_is_the_earlier_calibration() -> None:
+    logits, y = _miscalibrated(3000, seed=4)
+    chosen, record = choose_calibration(logits, y, np.arange(3000) // 10, np.zeros((0, 2)), np.zeros((0, 2)),
+                                        fit="validation")  # fmt: skip
+    assert chosen == fit_calibration(logits, y)
+    assert [record["labels"][j]["source"] for j in range(2)] == ["validation", "validation"]
+
+
+def test_auto_keeps_the_source_with_the_lowest_out_of_fold_validation_ece() -> None:
+    """Each label keeps the source whose out-of-fold validation ECE is lowest, refitted on all its windows."""
+    train, y_train = _miscalibrated(20000, seed=5)
+    val, y_val = _miscalibrated(400, seed=6)
+    sessions = np.arange(400) // 8
+    chosen, record = choose_calibration(val, y_val, sessions, train, y_train)
+    for j in range(2):
+        scores = record["labels"][j]["val_oof_ece"]
+        assert set(scores) == set(CALIBRATION_SOURCES)
+        source = record["labels"][j]["source"]
+        assert source == min(scores, key=scores.__getitem__) != "none", scores  # 3x too confident: fit it
+        assert chosen[j] == fit_source(source, val[:, j], y_val[:, j], train[:, j], y_train[:, j])
+    both = fit_source("train+validation", val[:, 0], y_val[:, 0], train[:, 0], y_train[:, 0])
+    assert both.a == pytest.approx(1 / 3, rel=0.1)  # the fit on all 20,400 windows
+    # Out of fold means the held fold is not in its own fit: in-sample, the validation fit would score lower.
+    in_sample = fit_label(val[:, 0], y_val[:, 0])
+    z = in_sample.a * val[:, 0] + in_sample.b
+    assert expected_calibration_error(y_val[:, 0], 1 / (1 + np.exp(-z))) < out_of_fold_ece(
+        "validation", val[:, 0], y_val[:, 0], sessions, train[:, 0], y_train[:, 0]
+    )
+
+
+def test_training_chooses_the_calibration_on_validation_and_records_it(dataset: Dataset) -> None:
+    _, history = train_model(dataset, TINY_CONTEXT, TrainConfig(epochs=1, seed=0), show_progress=False)
+    record = history["calibration"]
+    assert record["choice"]["fit"] == "auto" and record["choice"]["train_windows"] > 0
+    for label in ("add_cart", "make_order"):
+        assert record[label]["source"] in CALIBRATION_SOURCES
+        assert set(record[label]["val_oof_ece"]) == set(CALIBRATION_SOURCES)
+    with pytest.raises(ValueError, match="calibration_fit"):
+        TrainConfig(calibration_fit="test")

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from model.context import CONTEXT_NAMES, context_without_ids
 from model.context_tracker import ContextTracker
-from model.data.dataset import Dataset, Split, load_dataset
+from model.data.dataset import Dataset, Sessions, Split, WindowSet, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import FeatureConfig
 from model.training.id_dropout import drop_context_ids
-from model.training.loop import TrainConfig, train_model
-from model.training.nets import NetConfig
+from model.training.loop import TrainConfig, deterministic_torch, fit, train_model
+from model.training.nets import NetConfig, build_net
 
 WINDOW = 5
 
@@ -38,27 +39,71 @@ def test_serving_without_ids_computes_the_id_less_context(dataset: Dataset) -> N
     np.testing.assert_array_equal(served, context_without_ids(events))
 
 
+def _copied_reference(train: WindowSet, sessions: Sessions, share: float, seed: int) -> np.ndarray:
+    """The earlier context dropout, kept as the reference: a copy of the whole context array with the chosen
+    sessions' rows overwritten (same seeded choice)."""
+    assert train.context is not None
+    members = np.unique(train.session)
+    chosen = members[np.random.default_rng(seed).random(members.size) < share]
+    keep = np.zeros(len(sessions), dtype=bool)
+    keep[chosen] = True
+    context = np.array(train.context, dtype=np.float32, copy=True)
+    context[np.repeat(keep, sessions.lengths)] = context_without_ids(sessions.select(keep).events)
+    return context
+
+
 def test_dropped_sessions_get_the_id_less_context_and_the_rest_keep_theirs(dataset: Dataset) -> None:
     train = dataset.part(Split.TRAIN)
     assert train.context is not None
     original = train.context.copy()
     dropped, n = drop_context_ids(train, dataset.sessions, 0.3, seed=1)
-    assert dropped.context is not None
+    gathered = dropped.contexts(slice(None), CONTEXT_NAMES)  # (n, 16) what training batches read
     members = np.unique(train.session)
     assert 0.15 * members.size < n < 0.45 * members.size
-    idless = context_without_ids(dataset.sessions.events)
-    changed_rows = np.flatnonzero((dropped.context != original).any(axis=1))
-    chosen = np.unique(dataset.sessions.events.session_of_event()[changed_rows])
+    idless = context_without_ids(dataset.sessions.events)[train.rows]
+    changed = (gathered != original[train.rows]).any(axis=1)
+    chosen = np.unique(train.session[changed])
     assert set(chosen) <= set(members)
-    in_chosen = np.isin(dataset.sessions.events.session_of_event(), chosen)
-    np.testing.assert_array_equal(dropped.context[in_chosen], idless[in_chosen])
-    np.testing.assert_array_equal(dropped.context[~in_chosen], original[~in_chosen])
-    np.testing.assert_array_equal(train.context, original)  # validation and test share it: left alone
+    in_chosen = np.isin(train.session, chosen)
+    np.testing.assert_array_equal(gathered[in_chosen], idless[in_chosen])
+    np.testing.assert_array_equal(gathered[~in_chosen], original[train.rows][~in_chosen])
+    assert dropped.context is train.context  # neither copied nor written: validation and test share it
+    np.testing.assert_array_equal(train.context, original)
     again, _ = drop_context_ids(train, dataset.sessions, 0.3, seed=1)
-    np.testing.assert_array_equal(again.context, dropped.context)
+    np.testing.assert_array_equal(again.contexts(slice(None), CONTEXT_NAMES), gathered)
     other, _ = drop_context_ids(train, dataset.sessions, 0.3, seed=2)
-    assert not np.array_equal(other.context, dropped.context)
+    assert not np.array_equal(other.contexts(slice(None), CONTEXT_NAMES), gathered)
     assert drop_context_ids(train, dataset.sessions, 0.0, seed=1)[1] == 0
+
+
+def test_batches_read_what_the_copied_context_held(dataset: Dataset) -> None:
+    """Replacing rows at gather time gives every batch, in any order and for any column subset, the bytes the
+    earlier copy-and-overwrite gave; so training with one seed is unchanged."""
+    train = dataset.part(Split.TRAIN)
+    dropped, _ = drop_context_ids(train, dataset.sessions, 0.2, seed=0)
+    reference = replace(train, context=_copied_reference(train, dataset.sessions, 0.2, seed=0))
+    order = np.random.default_rng(3).permutation(len(train))
+    for names in (CONTEXT_NAMES, CONTEXT_NAMES[3:9], CONTEXT_NAMES[:1]):
+        for batch in np.array_split(order, 7):
+            got, want = dropped.contexts(batch, names), reference.contexts(batch, names)
+            assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    half = dropped.take(np.arange(len(train)) % 2 == 0)  # a subset keeps the replacement
+    np.testing.assert_array_equal(half.contexts(slice(None), CONTEXT_NAMES),
+                                  reference.take(np.arange(len(train)) % 2 == 0).contexts(slice(None), CONTEXT_NAMES))
+
+
+def test_training_is_bit_identical_to_training_on_the_copied_context(dataset: Dataset) -> None:
+    cfg = TrainConfig(epochs=2, seed=0, calibrate=False)
+    net_cfg = replace(NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=8, gru_units=8),
+                      context=CONTEXT_NAMES)  # fmt: skip
+    net, _ = train_model(dataset, net_cfg, cfg, show_progress=False)
+    train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
+    reference = replace(train, context=_copied_reference(train, dataset.sessions, cfg.context_dropout, cfg.seed))
+    with deterministic_torch(cfg.seed, cfg.threads):
+        copied = build_net(net_cfg)
+        fit(copied, reference, val, cfg, show_progress=False)
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, copied.state_dict()[name]), name
 
 
 def test_training_drops_ids_only_for_context_nets_and_records_it(dataset: Dataset) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from model.card import ModelCard
+from model.risk import decision_thresholds, intent_name
 from service.app import create_app
 from tests.redis_procs import RedisServer
 from tests.service_support import service_settings, tiny_model_dir
@@ -54,3 +56,20 @@ def test_its_curl_lines_answer_json_and_read_the_click_back(server: UvicornThrea
     assert "error" not in click and "error" not in risk, answers  # /risk right after the POST: no 404
     assert risk["event_index"] == click["event_index"] and risk["abandonment_risk"] == click["abandonment_risk"]
     assert "sessions" in at_risk
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_the_committed_default_answers_the_quick_start_click_by_its_purchase_policy(redis_server: RedisServer) -> None:
+    """The quick start's click (no ids) against the shipped model: the intent follows the card's purchase policy
+    (a precision target on validation clicks), not the F1-best τ_order that made an average first click a
+    `purchase`."""
+    model_dir = REPO_ROOT / "models" / "default"
+    card = ModelCard.load(model_dir)
+    assert card.purchase_policy is not None, "models/default has no purchase policy: scripts/make-default-model.sh"
+    click = next(c for c in quick_start() if "/events" in c)
+    with UvicornThread(create_app(service_settings(model_dir, redis_server.url))) as running:
+        command = click.replace("localhost:8000", f"127.0.0.1:{running.port}")
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30)
+    answer = json.loads(done.stdout)
+    expected = intent_name(answer["p_make_order"], answer["abandonment_risk"], decision_thresholds(card))
+    assert answer["intent"] == expected == "browse", answer

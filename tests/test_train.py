@@ -20,7 +20,7 @@ from model.card import ModelCard
 from model.data.dataset import Dataset, Split, WindowSet, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import ACTIONS, ADD_CART, ORDER, FeatureConfig
-from model.risk import abandonment_risk
+from model.risk import abandonment_risk, decision_thresholds
 from model.training.batches import epoch_batches
 from model.training.checkpoint import load_model, predict_logits, predict_proba
 from model.training.loop import TrainConfig, fit, train_model
@@ -223,6 +223,10 @@ def test_train_command_writes_a_loadable_model_dir(tmp_path: Path, synth_csv: Pa
     assert card.data["licence"] == "CC0" and len(card.data["sha256"]) == 64
     assert set(card.slot_coverage) == set(ACTIONS) and sum(card.slot_coverage.values()) > 0
     assert 0.0 <= card.thresholds.order <= 1.0 and 0.0 <= card.thresholds.risk <= 1.0
+    purchase = card.purchase_policy  # the default: a 5 % budget of validation clicks, its threshold is τ_order
+    assert purchase is not None and (purchase.kind, purchase.target, purchase.unit) == ("budget", 0.05, "windows")
+    assert purchase.n_sessions == card.metrics["validation"]["make_order"]["n"] and purchase.alert_share <= 0.05
+    assert decision_thresholds(card).order == purchase.threshold
     assert set(card.metrics["validation"]) == {"add_cart", "make_order", "abandonment_risk"}
     assert card.extra["train_seconds"] > 0
     data = load_dataset(synth_csv, card.features)

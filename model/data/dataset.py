@@ -48,6 +48,28 @@ class Split(IntEnum):
 
 
 @dataclass(frozen=True)
+class ContextRows:
+    """Context rows that replace the shared context array's at gather time, leaving the array itself untouched
+    (it is shared by every part of a Dataset): context dropout's id-less rows (model/training/id_dropout.py).
+
+    events (m,) int64 sorted event indices; values (m, CONTEXT_DIM) float32, their replacement rows.
+    """
+
+    events: np.ndarray
+    values: np.ndarray
+
+    def patch(self, out: np.ndarray, rows: np.ndarray, columns: np.ndarray | list[int]) -> None:
+        """Overwrite in place the rows of `out` (b, k), gathered from events `rows` (b,) and `columns`, whose
+        event has a replacement."""
+        if not self.events.size or not rows.size:
+            return
+        at = np.minimum(np.searchsorted(self.events, rows), self.events.size - 1)
+        hit = self.events[at] == rows
+        if hit.any():
+            out[hit] = self.values[np.ix_(at[hit], columns)]
+
+
+@dataclass(frozen=True)
 class WindowSet:
     """One sample per prefix: its targets, and its window gathered on demand from the encoded events.
 
@@ -64,6 +86,8 @@ class WindowSet:
     position: np.ndarray  # (n,) 0-based index of the prefix's last event within its session
     # (E, CONTEXT_DIM) float32 raw context of every event of those Sessions (model/context.py); None: not computed
     context: np.ndarray | None = None
+    # rows of `context` this set reads replaced (context dropout), applied by `contexts`; None: none
+    context_rows: ContextRows | None = None
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])
@@ -88,8 +112,12 @@ class WindowSet:
             return np.zeros((len(rows), 0), dtype=np.float32)
         if self.context is None:
             raise ValueError("these windows were built without context; load them with load_dataset")
+        columns = context_columns(names)
         # one (b, k) gather: rows then columns would also build a (b, CONTEXT_DIM) copy (192 MB for 3M windows)
-        return np.ascontiguousarray(self.context[np.ix_(rows, context_columns(names))], dtype=np.float32)
+        out = np.ascontiguousarray(self.context[np.ix_(rows, columns)], dtype=np.float32)
+        if self.context_rows is not None:
+            self.context_rows.patch(out, rows, columns)
+        return out
 
     def newest(self) -> np.ndarray:
         """(n, 16) float32 the newest vector of each window (X[:, -1] without building X)."""
@@ -99,7 +127,7 @@ class WindowSet:
         """The prefixes where the (n,) bool mask (or index array) `mask` selects."""
         return WindowSet(
             self.events, self.window, self.rows[mask], self.Y[mask], self.session[mask], self.position[mask],
-            self.context,
+            self.context, self.context_rows,
         )  # fmt: skip
 
 

@@ -27,8 +27,9 @@ from model.evaluation.abandonment import RiskWindows, evaluate_abandonment, risk
 from model.evaluation.baselines import Predictions, run_baselines
 from model.evaluation.bootstrap import CI_LEVEL, N_BOOT, bootstrap_estimates, paired_difference
 from model.evaluation.idless import idless_metrics
-from model.evaluation.policy_table import policy_table
+from model.evaluation.policy_table import policy_table, purchase_table
 from model.features import SLOTS, FeatureConfig
+from model.risk import decision_thresholds
 from model.training.checkpoint import load_model, predict_proba
 from model.training.nets import LABELS
 from model.training.thresholds import best_f1_threshold
@@ -274,6 +275,7 @@ def evaluate_model(
             "arch": card.arch,
             "window": card.window,
             "card_thresholds": {"order": card.thresholds.order, "risk": card.thresholds.risk},
+            "served_thresholds": dataclasses.asdict(decision_thresholds(card)),
             "hparams": card.hparams,
             "seed": card.seed,
             "git_commit": card.git_commit,
@@ -296,6 +298,7 @@ def evaluate_model(
         ],
         "abandonment": abandonment,
         "alert_policy": policy_table(dataset, val, trained.val, risk_windows, card.policy),
+        "purchase_policy": purchase_table(val, trained.val, test, trained.test, card.purchase_policy),
         "segments": segment_metrics(trained, test, opts.n_boot, opts.seed),
         "without_ids": idless_metrics(model_dir, card, dataset, test, trained.test, opts.n_boot, opts.seed),
         "folds": None,

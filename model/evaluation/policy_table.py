@@ -1,5 +1,6 @@
-"""The alert policy on test sessions (model/policy.py): each budget's threshold picked on validation
-sessions, then applied to test sessions the model never saw, for the evaluation report's policy table."""
+"""The policies on test data (model/policy.py), for the evaluation report's policy tables: the alert policy's
+budgets picked on validation sessions and applied to test sessions, the purchase policy's targets picked on
+validation clicks and applied to test clicks; the model never saw either."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import numpy as np
 
 from model.data.dataset import Dataset, SessionClass, WindowSet
 from model.evaluation.abandonment import RiskWindows
-from model.policy import REPORT_BUDGETS, AlertPolicy, pick_policy, policy_outcomes, session_alert_scores, session_any
+from model.policy import (
+    REPORT_BUDGETS,
+    REPORT_PURCHASE_TARGETS,
+    WINDOWS,
+    AlertPolicy,
+    pick_policy,
+    policy_outcomes,
+    session_alert_scores,
+    session_any,
+)
 from model.risk import alert_due
 from model.training.thresholds import session_policy_inputs
 
@@ -43,3 +53,25 @@ def policy_table(
     card_row = None if card_policy is None else {"policy": card_policy.to_dict(),
                                                    "test": outcomes_on_test(rw, card_policy.threshold)}
     return {"budgets": rows, "card": card_row}
+
+
+def purchase_outcomes(threshold: float, test: WindowSet, p_test: np.ndarray) -> dict[str, Any]:
+    """What answering `purchase` at p_make_order ≥ `threshold` does on test clicks: share, precision and recall
+    against "an order follows in the session", and the share of sessions' first clicks answered so."""
+    out = policy_outcomes(threshold, p_test[:, 1], test.Y[:, 1] > 0.5)
+    first = test.position == 0
+    out["first_click_share"] = float((p_test[first, 1] >= threshold).mean()) if first.any() else None
+    return out
+
+
+def purchase_table(
+    val: WindowSet, p_val: np.ndarray, test: WindowSet, p_test: np.ndarray, card_policy: AlertPolicy | None
+) -> dict[str, Any]:
+    """One row per report target (threshold picked on validation clicks), and the card's own policy, on test."""
+    rows = []
+    for kind, target in REPORT_PURCHASE_TARGETS:
+        picked = pick_policy(kind, target, p_val[:, 1], val.Y[:, 1] > 0.5, unit=WINDOWS)
+        rows.append({"policy": picked.to_dict(), "test": purchase_outcomes(picked.threshold, test, p_test)})
+    card_row = None if card_policy is None else {"policy": card_policy.to_dict(),
+                                                   "test": purchase_outcomes(card_policy.threshold, test, p_test)}
+    return {"targets": rows, "card": card_row}

@@ -93,14 +93,26 @@ def calibration_record(
     return record
 
 
-def calibrate(net: IntentNet, logits: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-    """Fit on validation `logits` (n, 2) and labels `y` (n, 2), fold into `net`; the card's record."""
-    calibration = fit_calibration(logits, y)
+def calibrate(
+    net: IntentNet, logits: np.ndarray, y: np.ndarray, calibration: tuple[LabelCalibration, ...] | None = None,
+    choice: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Fold `calibration` (default: fitted on validation `logits` (n, 2) and labels `y` (n, 2)) into `net`; the
+    card's record, with the validation ECE before and after and, when given, how the fit was chosen
+    (model/training/calibration_choice.py)."""
+    calibration = fit_calibration(logits, y) if calibration is None else calibration
     fold_calibration(net, calibration)
     record = calibration_record(calibration, logits, y)
+    if choice is not None:
+        if choice["fit"] != "validation":
+            record["fitted_on"] = choice["fit"] if choice["fit"] != "auto" else "per label: its `source`"
+        record["choice"] = {k: v for k, v in choice.items() if k != "labels"}
+        for j, label in enumerate(LABELS):
+            record[label].update(choice["labels"][j])
     log.info(
-        "calibration on validation: %s",
-        ", ".join(f"{label} a={record[label]['a']:.3f} b={record[label]['b']:.3f} ECE "
+        "calibration (validation ECE before → after): %s",
+        ", ".join(f"{label} [{record[label].get('source', 'validation')}] a={record[label]['a']:.3f} "
+                  f"b={record[label]['b']:.3f} ECE "
                   f"{record[label]['val_ece_before']:.4f} → {record[label]['val_ece_after']:.4f}" for label in LABELS),
     )  # fmt: skip
     return record

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from model.data.dataset import Dataset, Split, WindowSet
 from model.training.batches import epoch_batches
 from model.training.calibration import calibrate
+from model.training.calibration_choice import CALIBRATION_FITS, MAX_TRAIN_WINDOWS, VALIDATION, choose_calibration
 from model.training.checkpoint import predict_logits
 from model.training.distill import distillation_loss, teacher_soft_targets
 from model.training.id_dropout import drop_context_ids
@@ -67,14 +68,18 @@ class TrainConfig:
     # Share of TRAINING sessions trained with their id-less context (model/training/id_dropout.py), so clicks
     # sent without ids score sensibly; only for nets with context. Seeded by `seed`.
     context_dropout: float = 0.2
-    # Platt scaling per label fitted on validation logits and folded into the last layer (calibration.py).
+    # Platt scaling per label folded into the last layer (calibration.py), fitted on the windows
+    # `calibration_fit` names: "auto" picks per label by out-of-fold validation ECE (calibration_choice.py).
     calibrate: bool = True
+    calibration_fit: str = "auto"
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.min_delta < 0:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if self.calibration_fit not in CALIBRATION_FITS:
+            raise ValueError(f"calibration_fit must be one of {CALIBRATION_FITS}, got {self.calibration_fit!r}")
         if not 0.0 <= self.context_dropout <= 1.0:
             raise ValueError(f"context_dropout must be in [0, 1], got {self.context_dropout}")
         if self.prefixes_per_epoch is not None and self.prefixes_per_epoch < 1:
@@ -136,14 +141,26 @@ def train_model(
         history = fit(net, train, val, train_cfg, soft=soft, alpha=alpha, show_progress=show_progress)
     history["context_dropout"] = {"share": train_cfg.context_dropout if net_cfg.context_dim else 0.0,
                                   "sessions": dropped}  # fmt: skip
-    history["calibration"] = _calibrate(net, val) if train_cfg.calibrate else None
+    history["calibration"] = _calibrate(net, val, dataset, train_cfg) if train_cfg.calibrate else None
     return net.eval(), history
 
 
-def _calibrate(net: IntentNet, val: WindowSet) -> dict[str, Any]:
-    """Fit the per-label Platt scaling on validation logits and fold it into `net`; the record for the card."""
-    logits = predict_logits(net, val.view, val.contexts(slice(None), net.config.context))  # type: ignore[arg-type]
-    return calibrate(net, logits, val.Y)
+def _calibrate(net: IntentNet, val: WindowSet, dataset: Dataset, cfg: TrainConfig) -> dict[str, Any]:
+    """Fit the per-label Platt scaling on the windows `cfg.calibration_fit` names (chosen on validation) and fold it
+    into `net`; the record for the card."""
+    names = net.config.context
+    logits = predict_logits(net, val.view, val.contexts(slice(None), names))  # type: ignore[arg-type]
+    train_logits, y_train = np.zeros((0, 2), dtype=np.float32), np.zeros((0, 2), dtype=np.float32)
+    if cfg.calibration_fit != VALIDATION:
+        train = dataset.part(Split.TRAIN)  # with their ids, as validation is scored
+        if len(train) > MAX_TRAIN_WINDOWS:
+            train = train.take(np.sort(np.random.default_rng(cfg.seed).choice(len(train), MAX_TRAIN_WINDOWS, False)))
+        train_logits = predict_logits(net, train.view, train.contexts(slice(None), names))  # type: ignore[arg-type]
+        y_train = train.Y
+    calibration, choice = choose_calibration(
+        logits, val.Y, val.session, train_logits, y_train, cfg.calibration_fit, cfg.seed
+    )
+    return calibrate(net, logits, val.Y, calibration, choice)
 
 
 def _soft_targets(teacher: IntentNet, train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:

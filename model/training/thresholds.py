@@ -2,6 +2,9 @@
 
 τ_order: p_make_order at or above it means `purchase`.
 τ_risk: abandonment_risk (model/risk.py) at or above it means `cart_abandonment`.
+
+Serving applies the policies' thresholds instead where the card has them (model.risk.decision_thresholds):
+`validation_policy` (alerts, on validation sessions) and `validation_purchase_policy` (on validation clicks).
 """
 
 from __future__ import annotations
@@ -13,7 +16,15 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 
 from model.card import Thresholds
 from model.data.dataset import Dataset, WindowSet, abandonment_targets, cart_so_far
-from model.policy import DEFAULT_BUDGET, AlertPolicy, pick_policy, session_alert_scores, session_any
+from model.policy import (
+    DEFAULT_BUDGET,
+    DEFAULT_PURCHASE_BUDGET,
+    WINDOWS,
+    AlertPolicy,
+    pick_policy,
+    session_alert_scores,
+    session_any,
+)
 from model.risk import abandonment_risk
 
 log = logging.getLogger(__name__)
@@ -107,5 +118,16 @@ def validation_policy(
     score, abandons = session_policy_inputs(dataset, val, p_val)
     policy = pick_policy(kind, target, score, abandons)
     log.info("alert policy %s: threshold %.4f, val alert share %.4f, precision %s, recall %s", policy.label,
+             policy.threshold, policy.alert_share, policy.precision, policy.recall)
+    return policy
+
+
+def validation_purchase_policy(
+    p_val: np.ndarray, y_val: np.ndarray, kind: str = "budget", target: float = DEFAULT_PURCHASE_BUDGET
+) -> AlertPolicy:
+    """The purchase policy picked on validation clicks (never on test): its threshold on p_make_order answers
+    `purchase`. p_val, y_val (n, 2) [add_cart, make_order] of the validation windows."""
+    policy = pick_policy(kind, target, p_val[:, 1], y_val[:, 1] > 0.5, unit=WINDOWS)
+    log.info("purchase policy %s: threshold %.4f, val share %.4f, precision %s, recall %s", policy.label,
              policy.threshold, policy.alert_share, policy.precision, policy.recall)
     return policy

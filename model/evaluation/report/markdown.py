@@ -7,7 +7,7 @@ from typing import Any
 from model.data.published import MODEL_COMPARISON, SWEEP_WINDOWS
 from model.evaluation.report.format import est, num, table
 from model.evaluation.report.idless import idless_section
-from model.evaluation.report.policy import policy_section
+from model.evaluation.report.policy import policy_section, purchase_section
 from model.evaluation.report.risk import abandonment_section, segments_section
 from model.training.nets import LABELS
 
@@ -259,6 +259,7 @@ def render_report(metrics: dict[str, Any], plots: list[Plot]) -> str:
         abandonment_section(metrics),
         idless_section(metrics),
         policy_section(metrics),
+        purchase_section(metrics),
         segments_section(metrics),
         _folds(metrics),
         _sweep(metrics),

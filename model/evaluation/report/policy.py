@@ -1,4 +1,4 @@
-"""The alert-policy section of report.md (model/evaluation/policy_table.py)."""
+"""The alert-policy and purchase-policy sections of report.md (model/evaluation/policy_table.py)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,33 @@ def _row(name: str, r: dict[str, Any]) -> list[str]:
             num(t["alert_share"], 1, True), num(t["precision"], 3), num(t["recall"], 3),
             num(t["purchase_alerted_before_order_share"], 1, True), num(t["browse_alerted_share"], 1, True),
             f"{t['n_sessions']:,}"]
+
+
+def purchase_section(m: dict[str, Any]) -> str:
+    p = m.get("purchase_policy")
+    if not p:
+        return ""
+    rows = [_purchase_row(_name(r["policy"]), r) for r in p["targets"]]
+    if p["card"] is not None:
+        rows.append(_purchase_row(f"card: {_name(p['card']['policy'])}", p["card"]))
+    return (
+        "## Purchase policy (intent `purchase`, test clicks)\n\n"
+        "A click answers `purchase` when its p_make_order reaches the threshold (model/policy.py; the card's "
+        "`purchase_policy`, which replaces the F1-best τ_order). Each threshold is picked on validation clicks for "
+        "a precision target (the lowest threshold whose clicks reach it) or a budget (at most that share of clicks), "
+        "then applied to test clicks. A click is a positive when an order follows it in its session.\n\n"
+        + table(["policy", "threshold", "val share", "val precision", "test share answered purchase", "precision",
+                 "recall", "first clicks answered purchase", "test clicks"], rows)
+    )
+
+
+def _name(policy: dict[str, Any]) -> str:
+    target = policy["target"]
+    return f"{policy['kind']} {num(target, 0, True) if policy['kind'] == 'budget' else f'{target:g}'}"
+
+
+def _purchase_row(name: str, r: dict[str, Any]) -> list[str]:
+    t, pol = r["test"], r["policy"]
+    return [name, num(pol["threshold"], 4), num(pol["alert_share"], 1, True), num(pol["precision"], 3),
+            num(t["alert_share"], 1, True), num(t["precision"], 3), num(t["recall"], 3),
+            num(t["first_click_share"], 1, True), f"{t['n_sessions']:,}"]
