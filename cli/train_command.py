@@ -107,9 +107,15 @@ def train(
     calibration_fit: Annotated[
         str,
         typer.Option("--calibration-fit",
-                     help="Windows the calibration is fitted on: auto (per label, by out-of-fold validation ECE) | "
+                     help="Windows the calibration is fitted on: auto (per label, by out-of-fold ECE) | "
                           "validation | train+validation."),
     ] = "auto",
+    calibration_score: Annotated[
+        str,
+        typer.Option("--calibration-score",
+                     help="Whose sessions score auto's out-of-fold ECE: pooled (training sample + validation) | "
+                          "validation."),
+    ] = "pooled",
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
     ] = False,
@@ -170,6 +176,7 @@ def train(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta, seed=seed,
             threads=threads, max_minutes=max_minutes, temperature=temperature, prefixes_per_epoch=prefixes_per_epoch,
             context_dropout=context_dropout, calibrate=calibrate, calibration_fit=calibration_fit,
+            calibration_score=calibration_score,
             weight_decay=weight_decay,
         )  # fmt: skip
     except ValueError as exc:

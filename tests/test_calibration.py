@@ -127,7 +127,7 @@ def test_auto_keeps_the_source_with_the_lowest_out_of_fold_validation_ece() -> N
     sessions = np.arange(400) // 8
     chosen, record = choose_calibration(val, y_val, sessions, train, y_train)
     for j in range(2):
-        scores = record["labels"][j]["val_oof_ece"]
+        scores = record["labels"][j]["oof_ece"]
         assert set(scores) == set(CALIBRATION_SOURCES)
         source = record["labels"][j]["source"]
         assert source == min(scores, key=scores.__getitem__) != "none", scores  # 3x too confident: fit it
@@ -142,12 +142,35 @@ def test_auto_keeps_the_source_with_the_lowest_out_of_fold_validation_ece() -> N
     )
 
 
+def test_pooled_sessions_do_not_follow_one_small_samples_base_rate() -> None:
+    """Validation's 600 windows sit +0.8 logits above the 20,000 training windows (a small sample's base rate):
+    scored on validation alone, its own fit wins; scored on the pooled sessions, a fit that follows the pooled
+    rate wins."""
+    rng = np.random.default_rng(7)
+    train = rng.normal(-1.2, 1.0, size=(20000, 2))
+    y_train = (rng.random((20000, 2)) < 1 / (1 + np.exp(-train))).astype(np.float32)
+    val = rng.normal(-1.2, 1.0, size=(600, 2))
+    y_val = (rng.random((600, 2)) < 1 / (1 + np.exp(-(val + 0.8)))).astype(np.float32)
+    sessions, train_sessions = np.arange(600) // 6, 1000 + np.arange(20000) // 6
+    _, by_val = choose_calibration(val, y_val, sessions, train, y_train, score="validation")
+    _, pooled = choose_calibration(val, y_val, sessions, train, y_train, score="pooled", train_sessions=train_sessions)
+    assert pooled["score"] == "pooled" and by_val["score"] == "validation"
+    for j in range(2):
+        assert by_val["labels"][j]["source"] == "validation", by_val["labels"][j]
+        assert pooled["labels"][j]["source"] != "validation", pooled["labels"][j]
+    with pytest.raises(ValueError, match="sessions"):
+        choose_calibration(val, y_val, sessions, train, y_train, score="pooled")
+
+
 def test_training_chooses_the_calibration_on_validation_and_records_it(dataset: Dataset) -> None:
     _, history = train_model(dataset, TINY_CONTEXT, TrainConfig(epochs=1, seed=0), show_progress=False)
     record = history["calibration"]
     assert record["choice"]["fit"] == "auto" and record["choice"]["train_windows"] > 0
+    assert record["choice"]["score"] == "pooled"  # the default: training sample + validation sessions
     for label in ("add_cart", "make_order"):
         assert record[label]["source"] in CALIBRATION_SOURCES
-        assert set(record[label]["val_oof_ece"]) == set(CALIBRATION_SOURCES)
+        assert set(record[label]["oof_ece"]) == set(CALIBRATION_SOURCES)
     with pytest.raises(ValueError, match="calibration_fit"):
         TrainConfig(calibration_fit="test")
+    with pytest.raises(ValueError, match="calibration_score"):
+        TrainConfig(calibration_score="test")

@@ -24,7 +24,14 @@ from torch.nn import functional as F
 from model.data.dataset import Dataset, Split, WindowSet
 from model.training.batches import epoch_batches
 from model.training.calibration import calibrate
-from model.training.calibration_choice import CALIBRATION_FITS, MAX_TRAIN_WINDOWS, VALIDATION, choose_calibration
+from model.training.calibration_choice import (
+    CALIBRATION_FITS,
+    CALIBRATION_SCORES,
+    MAX_TRAIN_WINDOWS,
+    POOLED,
+    VALIDATION,
+    choose_calibration,
+)
 from model.training.checkpoint import predict_logits
 from model.training.distill import distillation_loss, teacher_soft_targets
 from model.training.id_dropout import drop_context_ids
@@ -72,6 +79,8 @@ class TrainConfig:
     # `calibration_fit` names: "auto" picks per label by out-of-fold validation ECE (calibration_choice.py).
     calibrate: bool = True
     calibration_fit: str = "auto"
+    # Whose sessions score the sources "auto" compares: "pooled" (training sample + validation) or "validation".
+    calibration_score: str = POOLED
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -80,6 +89,8 @@ class TrainConfig:
             raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
         if self.calibration_fit not in CALIBRATION_FITS:
             raise ValueError(f"calibration_fit must be one of {CALIBRATION_FITS}, got {self.calibration_fit!r}")
+        if self.calibration_score not in CALIBRATION_SCORES:
+            raise ValueError(f"calibration_score must be one of {CALIBRATION_SCORES}, got {self.calibration_score!r}")
         if not 0.0 <= self.context_dropout <= 1.0:
             raise ValueError(f"context_dropout must be in [0, 1], got {self.context_dropout}")
         if self.prefixes_per_epoch is not None and self.prefixes_per_epoch < 1:
@@ -151,15 +162,17 @@ def _calibrate(net: IntentNet, val: WindowSet, dataset: Dataset, cfg: TrainConfi
     names = net.config.context
     logits = predict_logits(net, val.view, val.contexts(slice(None), names))  # type: ignore[arg-type]
     train_logits, y_train = np.zeros((0, 2), dtype=np.float32), np.zeros((0, 2), dtype=np.float32)
+    train_sessions = np.zeros(0, dtype=np.int64)
     if cfg.calibration_fit != VALIDATION:
         train = dataset.part(Split.TRAIN)  # with their ids, as validation is scored
         if len(train) > MAX_TRAIN_WINDOWS:
             train = train.take(np.sort(np.random.default_rng(cfg.seed).choice(len(train), MAX_TRAIN_WINDOWS, False)))
         train_logits = predict_logits(net, train.view, train.contexts(slice(None), names))  # type: ignore[arg-type]
-        y_train = train.Y
+        y_train, train_sessions = train.Y, train.session
     calibration, choice = choose_calibration(
-        logits, val.Y, val.session, train_logits, y_train, cfg.calibration_fit, cfg.seed
-    )
+        logits, val.Y, val.session, train_logits, y_train, cfg.calibration_fit, cfg.seed, cfg.calibration_score,
+        train_sessions,
+    )  # fmt: skip
     return calibrate(net, logits, val.Y, calibration, choice)
 
 
