@@ -97,6 +97,15 @@ class AppendResult(SessionWindow):
     context: np.ndarray | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class ScoreParts:
+    """One record's share of a write_scores.lua call: KEYS (its meta and event-id keys) and ARGV."""
+
+    record: ScoreRecord
+    keys: tuple[str, str]
+    args: tuple[str | bytes | int, ...]
+
+
 @dataclass(frozen=True)
 class ClickIds:
     """A click's optional ids (docs/architecture.md §3.1); the user only as its keyed hash (docs/privacy.md)."""
@@ -227,21 +236,34 @@ class SessionWindowStore:
         actions, times, flags = unpack_events(packed)
         return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == str(CART_OPEN))
 
+    def score_parts(self, record: ScoreRecord) -> ScoreParts:
+        """A record's KEYS and ARGV of write_scores.lua, built once: the ScoreWriter builds them as each click is
+        answered, so a flush only joins them (no stall of a whole batch's building on the event loop)."""
+        _, meta_key, ids_key = self.keys(record.session_id)
+        return ScoreParts(record, (meta_key, ids_key),
+                          (record.session_id, event_id_digest(record.event_id), *score_args(record), record.arm,
+                           record.policy))
+
     async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
         """Store a batch's answers, last scores and at-risk entries: one EVALSHA (one per slot on a cluster)."""
-        if not records:
+        await self.write_prepared([self.score_parts(record) for record in records])
+
+    async def write_prepared(self, parts: Sequence[ScoreParts]) -> None:
+        """write_scores of records whose parts were built already (`score_parts`)."""
+        if not parts:
             return
         newest: dict[str, ScoreRecord] = {}
-        for record in records:
+        for part in parts:
+            record = part.record
             if record.session_id not in newest or record.event_index > newest[record.session_id].event_index:
                 newest[record.session_id] = record
         index_args = [part for r in newest.values() for part in (r.session_id, number_text(r.abandonment_risk))]
         if not isinstance(self.client, RedisCluster):
-            await self._write_group(records, index_args)
+            await self._write_group(parts, index_args)
             return
-        by_slot: dict[int, list[ScoreRecord]] = {}
-        for record in records:
-            by_slot.setdefault(self.client.keyslot(self.keys(record.session_id)[1]), []).append(record)
+        by_slot: dict[int, list[ScoreParts]] = {}
+        for part in parts:
+            by_slot.setdefault(self.client.keyslot(part.keys[0]), []).append(part)
         # The index lives on its own slot: an extra call, concurrent with the per-slot ones.
         replies = await asyncio.gather(self._write_group([], index_args),
                                        *(self._write_group(g, []) for g in by_slot.values()))
@@ -254,17 +276,16 @@ class SessionWindowStore:
                     pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
                 await pipe.execute()
 
-    async def _write_group(self, records: Sequence[ScoreRecord], index_args: list[str]) -> list[Any]:
+    async def _write_group(self, parts: Sequence[ScoreParts], index_args: list[str]) -> list[Any]:
         keys: list[str] = []
-        args: list[str | bytes | int] = [len(records), self.ttl_s, len(index_args) // 2]
-        for r in records:
-            _, meta_key, ids_key = self.keys(r.session_id)
-            keys += [meta_key, ids_key]
-            args += [r.session_id, event_id_digest(r.event_id), *score_args(r), r.arm, r.policy]
+        args: list[str | bytes | int] = [len(parts), self.ttl_s, len(index_args) // 2]
+        for part in parts:
+            keys += part.keys
+            args += part.args
         if index_args:
             keys += [self.risk_key, self.expiry_key]
             args += index_args
-        keys += [self.key_scheme.outcomes(r.session_id) for r in records if r.arm]
+        keys += [self.key_scheme.outcomes(p.record.session_id) for p in parts if p.record.arm]
         xadd_here = not self.is_cluster
         if xadd_here:
             keys.append(self.key_scheme.alerts)
