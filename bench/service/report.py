@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load.locust import EVENTS_ROUTE
-from bench.service.report_sections import events, light_table, num, sat, stages, tail
+from bench.service.report_sections import events, light_table, num, sat, saturation_rounds, stages, tail
 from bench.service.run import ROUND_TRIP_S, BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
@@ -134,7 +134,8 @@ def markdown(result: BenchResult, command: str) -> str:
         "|---|---|---|---|",
         *(f"| {t.name} | {t.shown} | {t.goal} | {_met(t.met)} |" for t in targets(result)),
         "",
-        f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each)",
+        f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each, "
+        f"{plan.saturation_rounds} round{'s' if plan.saturation_rounds > 1 else ''})",
         "",
         "Each request is a distinct click (random session of 20,000, unique event_id): no answer comes from a "
         "cache. Rates and costs count 2xx answers only (a 503 is not served work). CPU is per answered request "
@@ -142,9 +143,12 @@ def markdown(result: BenchResult, command: str) -> str:
         "used\" is CPU per click × rate: how much of the shared machine the server actually got. Redis round "
         "trips count the commands clients sent (MONITOR, less a script's own calls: a Lua script counts once), in "
         f"a {ROUND_TRIP_S:g} s closed-loop run of their own, since MONITOR costs Redis CPU. With `--workers` the "
-        "batch and GC columns cover every worker (one /metrics across workers).",
+        "batch and GC columns cover every worker (one /metrics across workers). With several rounds each row is "
+        "the config's median round by server CPU per click, and the round trips are the first round's.",
         "",
         *_saturation_table(result),
+        "",
+        *saturation_rounds(result),
         "",
         *_harness(result),
         "",
@@ -272,9 +276,12 @@ def write_csv(result: BenchResult, path: Path) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(head)
-        for s in result.saturation:
+        # The medians as `saturation` (as a one-round run wrote them), then every round on its own row.
+        medians = [("saturation", s) for s in result.saturation]
+        rounds = [(f"saturation_round{s.round + 1}", s) for s in result.saturation_rounds]
+        for step, s in medians + (rounds if len(result.saturation_rounds) > len(result.saturation) else []):
             errors = s.wrk.non_2xx + s.wrk.socket_errors
-            writer.writerow(["saturation", s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.ok_rate),
+            writer.writerow([step, s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.ok_rate),
                              _f(s.wrk.mean_ms), _f(s.wrk.p50_ms), _f(s.wrk.p99_ms), _f(s.wrk.p999_ms),
                              _f(s.wrk.max_ms), _f(s.server_cpu_ms), _f(s.redis_cpu_ms), _f(s.redis_calls_per_click),
                              _f(s.mean_batch), _f(s.wrk_cpu_share)])

@@ -88,3 +88,34 @@ def tail(result: BenchResult) -> list[str]:
                       f"settings, {b.p999_ms:.1f} ms with CPython's defaults "
                       f"(p99 {a.p99_ms:.1f} vs {b.p99_ms:.1f} ms)."]
     return lines
+
+
+def saturation_rounds(result: BenchResult) -> list[str]:
+    """Every closed-loop round: the spread behind the medians above, and the machine's speed at each run."""
+    runs = result.saturation_rounds
+    if len({s.round for s in runs}) < 2:
+        return []
+    bare = {s.round: s for s in runs if s.config == "bare"}
+    out = [f"### Round by round ({result.plan.saturation_rounds} rounds, configs interleaved, order rotated)", "",
+           "The table above shows each config's median round by server CPU per click. \"× bare\" here divides by "
+           "the bare floor of the same round. \"Probe\" is the CPU ms of one fixed piece of Python work timed just "
+           "before the run (bench/procs/machine_speed.py): on this shared virtual machine a CPU second is not a "
+           "fixed amount of work, so where the probe and every config's CPU per click rise together, the machine "
+           "slowed, not the code. \"Steal\" is the hypervisor's share of the machine's CPU time over the run.", "",
+           "| round | order | config | 2xx req/s | server CPU ms/click | × bare (same round) | Redis CPU ms/click | "
+           "probe ms | steal |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(runs, key=lambda s: (s.round, s.position)):
+        floor = bare.get(s.round)
+        ratio = s.server_cpu_ms / floor.server_cpu_ms if floor and floor.server_cpu_ms else None
+        out.append(f"| {s.round + 1} | {s.position + 1} | {s.config} | {s.wrk.ok_rate:.0f} | {s.server_cpu_ms:.3f} | "
+                   f"{num(ratio, '{:.2f}')} | {s.redis_cpu_ms:.3f} | {s.probe_ms:.1f} | {s.steal_share:.1%} |")
+    out += ["", "| config | server CPU ms/click, min – max over rounds | × bare (same round), min – max |",
+            "|---|---|---|"]
+    for name in dict.fromkeys(s.config for s in runs):
+        mine = [s for s in runs if s.config == name]
+        cpu = [s.server_cpu_ms for s in mine]
+        ratios = [s.server_cpu_ms / bare[s.round].server_cpu_ms for s in mine
+                  if s.round in bare and bare[s.round].server_cpu_ms]
+        spread = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "–"
+        out.append(f"| {name} | {min(cpu):.3f} – {max(cpu):.3f} | {spread} |")
+    return out
