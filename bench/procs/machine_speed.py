@@ -2,8 +2,10 @@
 
 A CPU second is not a fixed amount of work on a shared virtual machine: a neighbour on the host's other
 hyper-thread, or on the same caches, makes every instruction slower while the guest still counts full
-seconds, and only part of that shows as steal. `probe_ms` times one fixed piece of interpreter work in
-CPU milliseconds (more ms: a slower CPU at that moment); `Ticks` reads /proc/stat's steal share of a window.
+seconds, and only part of that shows as steal. Inside the guest, a process that other work preempts often
+comes back to cold caches and spends more CPU on the same click. `probe_ms` times one fixed piece of
+interpreter work in CPU milliseconds (more ms: a slower CPU at that moment); `Ticks` reads /proc/stat's steal
+share of a window; `preemptions` counts how often the kernel took a process off its core.
 """
 
 from __future__ import annotations
@@ -51,3 +53,13 @@ class Ticks:
         """Share of the machine's CPU time between the two readings that the hypervisor gave to someone else."""
         total = later.total - self.total
         return (later.steal - self.steal) / total if total > 0 else 0.0
+
+
+def preemptions(pid: int) -> int:
+    """Involuntary context switches of process `pid` and its threads so far (0 when it is gone)."""
+    import psutil
+
+    try:
+        return int(psutil.Process(pid).num_ctx_switches().involuntary)
+    except psutil.Error:
+        return 0

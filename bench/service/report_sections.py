@@ -101,14 +101,17 @@ def saturation_rounds(result: BenchResult) -> list[str]:
            "the bare floor of the same round. \"Probe\" is the CPU ms of one fixed piece of Python work timed just "
            "before the run (bench/procs/machine_speed.py): on this shared virtual machine a CPU second is not a "
            "fixed amount of work, so where the probe and every config's CPU per click rise together, the machine "
-           "slowed, not the code. \"Steal\" is the hypervisor's share of the machine's CPU time over the run.", "",
+           "slowed, not the code. \"Steal\" is the hypervisor's share of the machine's CPU time over the run. "
+           "\"Preempted\" is the server's involuntary context switches per click: each one sends it back to caches "
+           "that other work has used, so more of them cost more CPU per click.", "",
            "| round | order | config | 2xx req/s | server CPU ms/click | × bare (same round) | Redis CPU ms/click | "
-           "probe ms | steal |", "|---|---|---|---|---|---|---|---|---|"]
+           "probe ms | steal | preempted per click | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(runs, key=lambda s: (s.round, s.position)):
         floor = bare.get(s.round)
         ratio = s.server_cpu_ms / floor.server_cpu_ms if floor and floor.server_cpu_ms else None
         out.append(f"| {s.round + 1} | {s.position + 1} | {s.config} | {s.wrk.ok_rate:.0f} | {s.server_cpu_ms:.3f} | "
-                   f"{num(ratio, '{:.2f}')} | {s.redis_cpu_ms:.3f} | {s.probe_ms:.1f} | {s.steal_share:.1%} |")
+                   f"{num(ratio, '{:.2f}')} | {s.redis_cpu_ms:.3f} | {s.probe_ms:.1f} | {s.steal_share:.1%} | "
+                   f"{s.preempted:.3f} | {s.load_1m:.1f} |")
     out += ["", "| config | server CPU ms/click, min – max over rounds | × bare (same round), min – max |",
             "|---|---|---|"]
     for name in dict.fromkeys(s.config for s in runs):

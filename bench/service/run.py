@@ -38,7 +38,7 @@ from bench.load import locust as service_locust
 from bench.load.locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
 from bench.load.wrk import WrkResult, run_wrk
 from bench.procs.cpu import cpu_seconds
-from bench.procs.machine_speed import Ticks, probe_ms
+from bench.procs.machine_speed import Ticks, preemptions, probe_ms
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.round_trips import RoundTripCounter
 from bench.procs.servers import RunningServer, http_text, running_server, server_spec
@@ -88,6 +88,8 @@ class Saturation:
     position: int = 0  # its place in the round's order
     probe_ms: float = 0.0  # bench/procs/machine_speed.py probe just before the run: more ms, a slower CPU then
     steal_share: float = 0.0  # the hypervisor's steal over the measured window, machine-wide
+    preempted: float = 0.0  # the server's involuntary context switches per answered click
+    load_1m: float = 0.0  # the machine's 1-minute load average when the run began
 
 
 @dataclass(frozen=True)
@@ -207,14 +209,14 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_pid: int, client: re
     # One unmeasured second first: the server's Redis pool grows to the load's concurrency (a HELLO per new
     # connection) and every lazy path runs once, so the figures below are the steady state's.
     run_wrk(server.url, 1, SATURATION_CONNECTIONS, 1, work / "wrk.log")
-    speed = probe_ms()
-    ticks0 = Ticks.read()
+    speed, load_1m = probe_ms(), psutil.getloadavg()[0]
+    ticks0, switches0 = Ticks.read(), preemptions(server.python_pid())
     counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
     wall0 = time.monotonic()
     wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     wall = time.monotonic() - wall0
     counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
-    ticks1 = Ticks.read()
+    ticks1, switches1 = Ticks.read(), preemptions(server.python_pid())
     answered = max(wrk.requests - wrk.non_2xx, 1)  # a 503 is not a served click: costs are per 2xx answer
     per_req = 1000.0 / answered
     delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
@@ -226,6 +228,7 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_pid: int, client: re
         wrk_cpu_share=wrk.wrk_cpu_s / wall, mean_batch=delta["si_batch_size_sum"] / batches if batches else None,
         gc={k.removeprefix("si_gc_pause_seconds_"): v for k, v in delta.items() if k.startswith("si_gc_pause")},
         round=round_index, position=position, probe_ms=speed, steal_share=ticks0.steal_share(ticks1),
+        preempted=(switches1 - switches0) / answered, load_1m=load_1m,
     )
 
 
