@@ -90,8 +90,8 @@ def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: 
 def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     """The harness end to end in about 30 s: bare and service, every step at its shortest, the report written."""
     argv = [sys.executable, "-c", "from cli.main import app; app()", "bench", "service", "--configs", "bare,service",
-            "--saturation-s", "2", "--saturation-rounds", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20", "--target-s", "5",
-            "--locust-processes", "1", "--profile-s", "0", "--out-dir", str(tmp_path)]
+            "--saturation-s", "2", "--saturation-rounds", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20",
+            "--target-s", "5", "--locust-processes", "1", "--profile-s", "0", "--out-dir", str(tmp_path)]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, env=clean_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "service.md").read_text()
