@@ -91,7 +91,8 @@ def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     """The harness end to end in about 30 s: bare and service, every step at its shortest, the report written."""
     argv = [sys.executable, "-c", "from cli.main import app; app()", "bench", "service", "--configs", "bare,service",
             "--saturation-s", "2", "--saturation-rounds", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20",
-            "--target-s", "5", "--locust-processes", "1", "--profile-s", "0", "--out-dir", str(tmp_path)]
+            "--target-s", "5", "--target-rounds", "2", "--locust-processes", "1", "--profile-s", "0",
+            "--out-dir", str(tmp_path)]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, env=clean_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "service.md").read_text()
@@ -112,6 +113,9 @@ def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     assert set(light) == {"bare", "service"} and all(int(r["requests"]) > 0 for r in light.values())
     assert all(r["failures"] == "0" for r in light.values()), light
     assert "light client (wrk)" in report
+    light_rounds = sorted((r["step"], r["config"]) for r in rows if r["step"].startswith("poisson_light_round"))
+    assert light_rounds == [(f"poisson_light_round{i}", c) for i in (1, 2) for c in ("bare", "service")]
+    assert "(median of 2 rounds)" in report and "p99 ms by round" in report
     assert (tmp_path / "service.png").stat().st_size > 10_000
 
 

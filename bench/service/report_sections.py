@@ -25,19 +25,24 @@ def light_table(result: BenchResult) -> list[str]:
     if not result.light:
         return []
     plan = result.plan
+    rounds = plan.light_rounds
+    split = (f", in {rounds} interleaved rounds of {plan.target_s / rounds:.0f} s; each row is the config's "
+             "median-p99 round" if rounds > 1 else "")
     out = [f"## Poisson-like arrivals from a light client (wrk, one thread, {plan.target_rate} req/s, "
-           f"{plan.target_s:.0f} s)", "",
+           f"{plan.target_s:.0f} s{split})", "",
            f"Each of C connections waits an exponential think time (mean {plan.think_ms:.0f} ms) before every click, "
            f"with C = rate × (think + 3 ms): a superposition of C renewal processes, Poisson-like while the "
            "latency is small against the think time. wrk's latencies are exact (microseconds) and cover every "
            "request of the run; wrk spends a few percent of a core, so the tail here is the server's.", "",
            "| config | connections | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | non-2xx / socket errors | "
-           "server CPU ms/req | wrk CPU share |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "server CPU ms/req | wrk CPU share | p99 ms by round (in the order run) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in result.light:
         w = run.wrk
+        by_round = ", ".join(f"{r.wrk.p99_ms:.1f}" for r in result.light_rounds if r.config == run.config)
         out.append(f"| {run.config} | {run.connections} | {w.rate:.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | "
                    f"{w.p999_ms:.2f} | {w.max_ms:.1f} | {w.non_2xx} / {w.socket_errors} | {run.server_cpu_ms:.3f} | "
-                   f"{run.wrk_cpu_share:.3f} |")
+                   f"{run.wrk_cpu_share:.3f} | {by_round or '–'} |")
     return out
 
 

@@ -12,7 +12,10 @@ unix socket (the embedded default's transport), flushed before every step. The s
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
 3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/load/locust.py);
 4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
-   connection, so that the tail measured is the server's and not a Python generator's;
+   connection, so that the tail measured is the server's and not a Python generator's; with `light_rounds` > 1
+   the target time is split into rounds that interleave the configs (order rotated) and each config's
+   median-p99 round is reported, so that a slow stretch of the machine falls on one round of every config
+   instead of on one config's whole window;
 5. a py-spy profile of the service under the closed loop (bench/service/profile.py).
 
 `session-intent bench service` is the entry point; bench/service/report.py writes the report.
@@ -67,6 +70,7 @@ class BenchPlan:
     warmup_s: float = 3.0  # samples in the first seconds of each Locust run are dropped
     light_configs: tuple[str, ...] = ("bare", "service", "service-published")
     think_ms: float = 400.0  # mean think time per wrk connection in the light-client Poisson step
+    light_rounds: int = 1  # the light-client step's target_s split into this many interleaved rounds
     profile_s: float = 8.0
     model_dir: Path = DEFAULT_MODEL_DIR
     models_root: Path = REPO_ROOT / "models"
@@ -113,6 +117,7 @@ class LightPoisson:
     server_cpu_ms: float
     wrk_cpu_share: float
     stage_ms: dict[str, float] = field(default_factory=dict)
+    round: int = 0
 
 
 @dataclass
@@ -130,7 +135,8 @@ class BenchResult:
     harness_cpu_share: float = 0.0
     routes: list[RouteStats] = field(default_factory=list)
     poisson: list[PoissonRun] = field(default_factory=list)
-    light: list[LightPoisson] = field(default_factory=list)
+    light: list[LightPoisson] = field(default_factory=list)  # each config's median-p99 round
+    light_rounds: list[LightPoisson] = field(default_factory=list)  # every round, in the order run
     profile: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -179,10 +185,16 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
                 step(f"Poisson {rate} req/s: {name}")
                 client.flushall()
                 _poisson(servers[name], rate, plan, work, result)
-        for name in (n for n in plan.light_configs if n in servers):
-            step(f"Poisson-like {plan.target_rate} req/s, light client (wrk, exponential think time): {name}")
-            client.flushall()
-            result.light.append(_light_poisson(servers[name], plan, work))
+        light = [n for n in plan.light_configs if n in servers]
+        for r in range(plan.light_rounds):
+            k = r % len(light) if light else 0
+            for name in light[k:] + light[:k]:
+                step(f"Poisson-like {plan.target_rate} req/s, light client (wrk, exponential think time), "
+                     f"round {r + 1}/{plan.light_rounds}: {name}")
+                client.flushall()
+                result.light_rounds.append(_light_poisson(servers[name], plan, work, r))
+        result.light = [sorted(mine, key=lambda run: run.wrk.p99_ms)[len(mine) // 2]
+                        for mine in ([run for run in result.light_rounds if run.config == n] for n in light) if mine]
         if "service" in servers and plan.profile_s > 0:
             step("profile (py-spy) of the service under the closed loop")
             _profile(servers["service"], plan, work, result)
@@ -258,17 +270,18 @@ def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, resu
     ))
 
 
-def _light_poisson(server: RunningServer, plan: BenchPlan, work: Path) -> LightPoisson:
+def _light_poisson(server: RunningServer, plan: BenchPlan, work: Path, round_index: int = 0) -> LightPoisson:
     """C connections each thinking Exp(think_ms) before a click: C = rate × (think + ~3 ms of answer)."""
     connections = math.ceil(plan.target_rate * (plan.think_ms + 3.0) / 1000)
     cpu0, counters0 = server.cpu_seconds(), _counters(server)
     wall0 = time.monotonic()
-    wrk = run_wrk(server.url, plan.target_s, connections, 1, work / "wrk.log", think_ms=plan.think_ms)
+    wrk = run_wrk(server.url, plan.target_s / plan.light_rounds, connections, 1, work / "wrk.log",
+                  think_ms=plan.think_ms)
     wall = time.monotonic() - wall0
     cpu, counters1 = server.cpu_seconds() - cpu0, _counters(server)
     return LightPoisson(config=server.spec.name, target_qps=plan.target_rate, connections=connections, wrk=wrk,
                         server_cpu_ms=cpu * 1000 / max(wrk.requests, 1), wrk_cpu_share=wrk.wrk_cpu_s / wall,
-                        stage_ms=_stage_ms(counters0, counters1))
+                        stage_ms=_stage_ms(counters0, counters1), round=round_index)
 
 
 def _stage_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
