@@ -10,6 +10,10 @@ local ctx_ts = tonumber(ARGV[3])
 local ctx_action = tonumber(ARGV[2])
 local ctx_add_cart, ctx_order = tonumber(ARGV[8]), tonumber(ARGV[9])
 local ctx_session = ARGV[18]
+-- A cluster (ARGV[19] '1'): the user's record is on another slot, so a session's first click with a user only
+-- marks its history pending (CF.history_pending = the user's hash); the store starts it right after
+-- (service/store/cluster_history.py) and writes the snapshot in with history_snapshot.lua.
+local history_outside = ARGV[19] == '1' and ctx_user ~= ''
 
 local function num(value)
   return tonumber(value) or 0
@@ -49,41 +53,29 @@ local function row_of(c, ts, seen_before, carted_before, in_hist_cart, cart)
   return out
 end
 
--- The context row of the state as stored (a retry's: no new click applied).
-local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
-  return row_of(redis.call('HMGET', ctx_key, unpack(ROW_FIELDS)), ts, seen_before, carted_before, in_hist_cart, cart)
+-- A cluster's row of a session whose history is still pending ends with one more value, 1: the store starts the
+-- history and fills the row's history values in (service/store/cluster_history.py).
+local function mark_pending(row, pending)
+  if pending then
+    row[#row + 1] = 1
+  end
+  return row
 end
 
--- UserHistory.fold_running: the user's previous session joins the closed history.
+-- The context row of the state as stored (a retry's: no new click applied).
+local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
+  local row = row_of(redis.call('HMGET', ctx_key, unpack(ROW_FIELDS)), ts, seen_before, carted_before, in_hist_cart,
+    cart)
+  return mark_pending(row, history_outside and redis.call('HEXISTS', ctx_key, CF.history_pending) == 1)
+end
+
+-- UserHistory.fold_running: the user's previous session joins the closed history (history.lua's fold).
 local function fold_running(running_key)
   local flat = redis.call('HGETALL', running_key)
   if #flat == 0 then
     return  -- deleted, or past the user's TTL: nothing to fold
   end
-  local s = {}
-  for i = 1, #flat, 2 do
-    s[flat[i]] = flat[i + 1]
-  end
-  redis.call('HINCRBY', user_key, UF.sessions, 1)
-  redis.call('HINCRBY', user_key, UF.events, num(s[CF.clicks]))
-  redis.call('HINCRBY', user_key, UF.carts, num(s[CF.carts]))
-  redis.call('HINCRBY', user_key, UF.orders, num(s[CF.orders]))
-  local last = redis.call('HGET', user_key, UF.last_ts)
-  local newest = num(s[CF.max_ts])
-  if not last or newest > tonumber(last) then
-    redis.call('HSET', user_key, UF.last_ts, string.format('%.0f', newest))
-  end
-  for i = 1, #flat, 2 do
-    local field = flat[i]
-    if string.sub(field, 1, #ITEM_PREFIX) == ITEM_PREFIX then
-      local bits = tonumber(flat[i + 1])
-      if bit.band(bits, ITEM_OPEN) ~= 0 then
-        redis.call('HINCRBY', user_key, UF.open_items, redis.call('HSETNX', user_key, field, 1))
-      elseif bit.band(bits, ITEM_CLOSED) ~= 0 then
-        redis.call('HINCRBY', user_key, UF.open_items, 0 - redis.call('HDEL', user_key, field))
-      end
-    end
-  end
+  fold_into(user_key, fold_payload(flat))
   -- Folded once: it is no one's running session now. Still live (the user has two sessions at once), it
   -- keeps its own state and is folded no more; else it goes when the session TTL runs out.
   redis.call('HDEL', running_key, CF.user)
@@ -100,17 +92,8 @@ end
 
 -- start_session, second half: snapshot the history into this session, which becomes the running one.
 local function snapshot_history()
-  local u = redis.call('HMGET', user_key, UF.sessions, UF.events, UF.carts, UF.orders, UF.last_ts, UF.open_items)
-  local gap = u[5] and (ctx_ts - tonumber(u[5])) or 0
-  redis.call('HSET', ctx_key, CF.user, ctx_user, CF.hist_sessions, num(u[1]), CF.hist_events, num(u[2]),
-    CF.hist_carts, num(u[3]), CF.hist_orders, num(u[4]), CF.hist_gap_ms, string.format('%.0f', gap),
-    CF.hist_cart_items_open, num(u[6]))
-  local flat = redis.call('HGETALL', user_key)
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, #ITEM_PREFIX) == ITEM_PREFIX then
-      redis.call('HSET', ctx_key, flat[i], ITEM_HIST_OPEN)
-    end
-  end
+  local values, items = history_of(user_key)
+  write_history(ctx_key, ctx_user, values, ctx_ts, items, false)
   redis.call('HSET', user_key, UF.running, ctx_session)
   redis.call('EXPIRE', user_key, user_ttl)
 end
@@ -129,6 +112,8 @@ local function update_context(index, cart_before, cart_after)
     redis.call('HSET', ctx_key, CF.first_ts, ARGV[3], CF.max_ts, ARGV[3])
     if with_history then
       snapshot_history()
+    elseif history_outside then
+      redis.call('HSET', ctx_key, CF.history_pending, ctx_user)
     end
   end
   local n_row = #ROW_FIELDS
@@ -143,6 +128,10 @@ local function update_context(index, cart_before, cart_after)
   end
   if category_field then
     fields[at_category] = category_field
+  end
+  local at_pending = #fields + 1
+  if history_outside then
+    fields[at_pending] = CF.history_pending
   end
   local c = redis.call('HMGET', ctx_key, unpack(fields))
   -- row counters (c[1..n_row]) are updated in place, so `row_of(c, ...)` sees the state after the click
@@ -198,5 +187,6 @@ local function update_context(index, cart_before, cart_after)
   end
   redis.call('HSET', ctx_key, unpack(writes))
   expire_context(c[n_row + 4] ~= false)
-  return row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after)
+  return mark_pending(row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after),
+    history_outside and c[at_pending])
 end
