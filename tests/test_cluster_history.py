@@ -161,3 +161,25 @@ async def test_the_history_is_kept_as_long_as_the_user_record(client: RedisClust
     await store.append_event("s-1", None, VIEW, T0, None, ids=user_ids("d0d", "sku-1"))
     assert await client.ttl(store.key_scheme.context("s-1")) > store.ttl_s  # the next session will fold it
     assert await client.ttl(store.key_scheme.user("d0d")) > 6 * 86_400
+
+
+async def test_a_reused_session_id_folds_its_earlier_state_as_a_single_redis_does(
+    client: RedisCluster, redis_url: str,
+) -> None:
+    """A session id whose window expired while it was still its user's running session starts over; its earlier
+    clicks join the history, on a cluster as on a single Redis."""
+    single_client = aredis.Redis.from_url(redis_url)
+    try:
+        for store, redis_client in ((SessionWindowStore(client), client),
+                                    (SessionWindowStore(single_client), single_client)):
+            ids = user_ids("e11e", "sku-1")
+            for i in range(3):
+                await store.append_event("same", None, ADD_CART if i == 0 else VIEW, T0 + i, None, ids=ids)
+            for key in store.keys("same"):  # the window, meta and ids expired; the context state has the user's TTL
+                await redis_client.delete(key)
+            again = await store.append_event("same", None, VIEW, T0 + 7200, None, ids=ids)
+            assert again.event_index == 0 and again.context is not None
+            assert again.context[COL["hist_sessions"]] == 1 and again.context[COL["hist_events"]] == 3
+            assert again.context[COL["item_in_hist_cart"]] == 1 and again.context[COL["clicks"]] == 1
+    finally:
+        await single_client.aclose()

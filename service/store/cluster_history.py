@@ -76,12 +76,13 @@ class ClusterHistory:
         self._handoff = client.register_script(scripts["history_handoff.lua"])
         self._snapshot = client.register_script(scripts["history_snapshot.lua"])
 
-    async def start(self, session_id: str, user_hash: str) -> HistorySnapshot | None:
+    async def start(self, session_id: str, user_hash: str, own: Sequence[Any] = ()) -> HistorySnapshot | None:
         """Fold the user's running session, snapshot the history into `session_id`'s state and make it the running
-        one; None (nothing written to the session) when other sessions of the user kept starting meanwhile."""
+        one; None (nothing written to the session) when other sessions of the user kept starting meanwhile.
+        `own`: the fold data of this id's earlier state, when the click found it still unfolded (the id reused)."""
         user_key = self.key_scheme.user(user_hash)
-        expected: str = ""
-        payload: Sequence[Any] = ()
+        expected = session_id if own else ""
+        payload: Sequence[Any] = own
         for _ in range(MAX_TRIES):
             reply = await self._start(keys=[user_key], args=[session_id, self.user_ttl_s, expected, *payload])
             if int(reply[0]) == HISTORY_READY:

@@ -218,11 +218,12 @@ class SessionWindowStore:
     async def _context(self, session_id: str, ids: ClickIds | None, raw: list[Any],
                        new_click: bool) -> np.ndarray | None:
         """The click's context from the script's row; on a cluster, a session whose history is pending (the row's
-        extra last value) gets it started here and its row filled in (cluster_history.py)."""
+        extra value, then the fold data of the id's earlier state if unfolded) gets it started here and its row
+        filled in (cluster_history.py)."""
         if not self.context_level:
             return None
         if len(raw) > CONTEXT_DIM and self._history is not None and ids is not None and ids.user_hash:
-            snapshot = await self._history.start(session_id, ids.user_hash)
+            snapshot = await self._history.start(session_id, ids.user_hash, own=raw[CONTEXT_DIM + 1:])
             raw = raw[:CONTEXT_DIM] if snapshot is None else snapshot.fill(raw[:CONTEXT_DIM], ids.item, new_click)
         return context_record.decode_context(raw)
 

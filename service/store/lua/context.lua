@@ -14,6 +14,9 @@ local ctx_session = ARGV[18]
 -- marks its history pending (CF.history_pending = the user's hash); the store starts it right after
 -- (service/store/cluster_history.py) and writes the snapshot in with history_snapshot.lua.
 local history_outside = ARGV[19] == '1' and ctx_user ~= ''
+-- A cluster: the fold data of this session id's earlier state when that was still its user's running session
+-- (the id reused after its window expired): the store folds it, as a single Redis's fold_previous does here.
+local own_fold = nil
 
 local function num(value)
   return tonumber(value) or 0
@@ -58,8 +61,20 @@ end
 local function mark_pending(row, pending)
   if pending then
     row[#row + 1] = 1
+    for i = 1, own_fold and #own_fold or 0 do
+      row[#row + 1] = own_fold[i]
+    end
   end
   return row
+end
+
+-- A cluster, at a first click: the earlier state under this id, if it is the user's unfolded session.
+local function unfolded_state()
+  local owner = redis.call('HMGET', ctx_key, CF.user, CF.history_pending)
+  if owner[1] ~= ctx_user and owner[2] ~= ctx_user then
+    return nil
+  end
+  return fold_payload(redis.call('HGETALL', ctx_key))
 end
 
 -- The context row of the state as stored (a retry's: no new click applied).
@@ -107,6 +122,8 @@ local function update_context(index, cart_before, cart_after)
     local with_history = user_key ~= nil and ctx_user ~= ''
     if with_history then
       fold_previous()
+    elseif history_outside then
+      own_fold = unfolded_state()
     end
     redis.call('DEL', ctx_key)  -- a stale state of an earlier session under this id (its window expired)
     redis.call('HSET', ctx_key, CF.first_ts, ARGV[3], CF.max_ts, ARGV[3])

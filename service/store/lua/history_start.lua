@@ -6,7 +6,8 @@
 --
 -- KEYS[1] the user's record  <prefix>:{u:<hmac>}:h
 -- ARGV[1] the session starting         ARGV[2] the user record's TTL in seconds
--- ARGV[3] the running session the caller read the data of ('' on the first call)
+-- ARGV[3] the running session the caller read the data of ('' on the first call; the session itself when its id
+--         was reused after its window expired and its earlier state is still the running one)
 -- ARGV[4..] that session's fold data (fold_payload's; none when it was gone)
 --
 -- Reply: {HISTORY_FOLD, running session id}: fold that one first (call again with its data); or
@@ -23,6 +24,8 @@ if running and running ~= session then
   if #ARGV > 3 then  -- gone (expired, deleted) leaves nothing to fold, as on a single Redis
     fold_into(user_key, {unpack(ARGV, 4)})
   end
+elseif running and ARGV[3] == session and #ARGV > 3 then
+  fold_into(user_key, {unpack(ARGV, 4)})  -- this id's own earlier state: reused after its window expired
 end
 redis.call('HSET', user_key, UF.running, session)
 redis.call('EXPIRE', user_key, tonumber(ARGV[2]))
