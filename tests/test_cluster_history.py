@@ -183,3 +183,27 @@ async def test_a_reused_session_id_folds_its_earlier_state_as_a_single_redis_doe
             assert again.context[COL["item_in_hist_cart"]] == 1 and again.context[COL["clicks"]] == 1
     finally:
         await single_client.aclose()
+
+
+async def test_a_start_cut_short_before_its_snapshot_loses_no_click(
+    client: RedisCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica that dies after the user's record made the session the running one, before the snapshot was
+    written: the session keeps the user's TTL while its history is pending, and the user's next session folds it."""
+    store = SessionWindowStore(client, user_ttl_s=7 * 86_400)
+    history = store._history
+    assert history is not None
+
+    async def died(*args: object) -> None:
+        raise ConnectionError("the replica died before writing the snapshot")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(history, "_write", died)
+        with pytest.raises(ConnectionError):
+            await store.append_event("cut", "cut-0", ADD_CART, T0, None, ids=user_ids("f00", "sku-1"))
+    cut = store.key_scheme.context("cut")
+    assert await client.hget(cut, "hp") == b"f00" and await client.ttl(cut) > store.ttl_s
+    later = await store.append_event("next", None, VIEW, T0 + 86_400, None, ids=user_ids("f00", "sku-1"))
+    assert later.context is not None
+    assert later.context[COL["hist_sessions"]] == 1 and later.context[COL["hist_carts"]] == 1
+    assert later.context[COL["item_in_hist_cart"]] == 1

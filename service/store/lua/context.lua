@@ -13,7 +13,8 @@ local ctx_session = ARGV[18]
 -- A cluster (ARGV[19] '1'): the user's record is on another slot, so a session's first click with a user only
 -- marks its history pending (CF.history_pending = the user's hash); the store starts it right after
 -- (service/store/cluster_history.py) and writes the snapshot in with history_snapshot.lua.
-local history_outside = ARGV[19] == '1' and ctx_user ~= ''
+local on_cluster = ARGV[19] == '1'
+local history_outside = on_cluster and ctx_user ~= ''
 -- A cluster: the fold data of this session id's earlier state when that was still its user's running session
 -- (the id reused after its window expired): the store folds it, as a single Redis's fold_previous does here.
 local own_fold = nil
@@ -28,7 +29,14 @@ local function expire_context(has_user)
   redis.call('EXPIRE', ctx_key, has_user and user_ttl or tonumber(ARGV[6]))
 end
 
+-- A session whose history is still pending on a cluster keeps the user's TTL too: it is already the user's running
+-- session, or about to be, and the user's next session folds it.
 local function refresh_context_ttl()
+  if on_cluster then
+    local owner = redis.call('HMGET', ctx_key, CF.user, CF.history_pending)
+    expire_context(owner[1] ~= false or owner[2] ~= false)
+    return
+  end
   expire_context(redis.call('HEXISTS', ctx_key, CF.user) == 1)
 end
 
@@ -147,7 +155,7 @@ local function update_context(index, cart_before, cart_after)
     fields[at_category] = category_field
   end
   local at_pending = #fields + 1
-  if history_outside then
+  if on_cluster then
     fields[at_pending] = CF.history_pending
   end
   local c = redis.call('HMGET', ctx_key, unpack(fields))
@@ -203,7 +211,8 @@ local function update_context(index, cart_before, cart_after)
     put(CF.cart_opened_ts, ARGV[3])
   end
   redis.call('HSET', ctx_key, unpack(writes))
-  expire_context(c[n_row + 4] ~= false)
+  local pending = on_cluster and c[at_pending] ~= false
+  expire_context(c[n_row + 4] ~= false or pending)
   return mark_pending(row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after),
-    history_outside and c[at_pending])
+    pending and history_outside)
 end
