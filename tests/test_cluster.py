@@ -3,36 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
 from service.store.window_store import ScoreRecord, SessionWindowStore
-from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
-    started = time.monotonic()
-    procs = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
-    print(f"\n6-node cluster up in {time.monotonic() - started:.2f}s")
-    yield procs
-    procs.stop()
-
-
 @pytest.fixture()
-async def client(cluster: RedisClusterProcs) -> AsyncIterator[RedisCluster]:
-    host, port = cluster.startup_node
-    client = RedisCluster(host=host, port=port)
-    await client.flushall()
-    yield client
-    await client.aclose()
+def client(cluster_client: RedisCluster) -> RedisCluster:
+    """conftest.py's flushed client of the module's cluster."""
+    return cluster_client
 
 
 def record(session_id: str, event_id: str | None, event_index: int, risk: float) -> ScoreRecord:

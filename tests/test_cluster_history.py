@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART
 from service.store.context_record import USER_FIELDS
 from service.store.window_store import HISTORY_SCRIPTS, ClickIds, SessionWindowStore, lua_script
-from tests.cluster_procs import RedisClusterProcs, cluster_round_trips, start_cluster_or_skip
+from tests.cluster_procs import RedisClusterProcs, cluster_round_trips
 from tests.test_context_state import random_clicks
 
 T0 = 1_764_000_000.0
@@ -28,20 +27,10 @@ COL = {name: i for i, name in enumerate(CONTEXT_NAMES)}
 HISTORY = [COL[name] for name in CONTEXT_NAMES if name.startswith("hist_") or name == "item_in_hist_cart"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
-    procs = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
-    yield procs
-    procs.stop()
-
-
 @pytest.fixture()
-async def client(cluster: RedisClusterProcs) -> AsyncIterator[RedisCluster]:
-    host, port = cluster.startup_node
-    client = RedisCluster(host=host, port=port)
-    await client.flushall()
-    yield client
-    await client.aclose()
+def client(cluster_client: RedisCluster) -> RedisCluster:
+    """conftest.py's flushed client of the module's cluster."""
+    return cluster_client
 
 
 def user_ids(user: str | None, item: str | None = None, category: str | None = None) -> ClickIds:
