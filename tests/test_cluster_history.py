@@ -196,3 +196,26 @@ async def test_a_start_cut_short_before_its_snapshot_loses_no_click(
     assert later.context is not None
     assert later.context[COL["hist_sessions"]] == 1 and later.context[COL["hist_carts"]] == 1
     assert later.context[COL["item_in_hist_cart"]] == 1
+
+
+async def test_the_retry_of_a_click_whose_start_failed_gets_the_history(
+    client: RedisCluster, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = SessionWindowStore(client)
+    history = store._history
+    assert history is not None
+    ids = user_ids("9a9", "sku-1")
+    await store.append_event("before", None, ADD_CART, T0, None, ids=ids)
+
+    async def unreachable(*args: object) -> None:
+        raise ConnectionError("the session's node did not answer")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(history, "_write", unreachable)
+        with pytest.raises(ConnectionError):
+            await store.append_event("after", "a-0", VIEW, T0 + 7200, None, ids=ids)
+    retry = await store.append_event("after", "a-0", VIEW, T0 + 7200, None, ids=ids)
+    assert retry.duplicate and retry.context is not None
+    assert retry.context[COL["hist_sessions"]] == 1 and retry.context[COL["hist_carts"]] == 1
+    assert retry.context[COL["clicks"]] == 1  # nothing counted twice
+    assert await client.hget(store.key_scheme.context("after"), "hp") is None  # written: later clicks need no start
