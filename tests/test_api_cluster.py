@@ -30,7 +30,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterPr
 def server(tmp_path_factory: pytest.TempPathFactory, cluster: RedisClusterProcs) -> Iterator[UvicornThread]:
     host, port = cluster.startup_node
     settings = service_settings(tiny_model_dir(tmp_path_factory.getbasetemp()), f"redis://{host}:{port}/0",
-                                redis_cluster=True, request_deadline_ms=10_000, score_flush_ms=1)
+                                redis_cluster=True, cluster_history=True, request_deadline_ms=10_000, score_flush_ms=1)
     with UvicornThread(create_app(settings)) as running:
         yield running
 

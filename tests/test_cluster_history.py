@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
 
-from model.context import CONTEXT_NAMES
+from model.context import CONTEXT_NAMES, CONTEXT_SETS
 from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART
 from service.store.context_record import USER_FIELDS
@@ -41,8 +41,8 @@ def user_ids(user: str | None, item: str | None = None, category: str | None = N
 async def test_the_cluster_serves_the_single_redis_context(client: RedisCluster, redis_url: str, seed: int) -> None:
     """Parity: the same log gives a cluster, a single Redis and the ContextTracker the same context, history too."""
     single_client = aredis.Redis.from_url(redis_url)
-    on_cluster = SessionWindowStore(client, user_ttl_s=3600)
-    single = SessionWindowStore(single_client, user_ttl_s=3600)
+    on_cluster = SessionWindowStore(client, cluster_history=True, user_ttl_s=3600)
+    single = SessionWindowStore(single_client, cluster_history=True, user_ttl_s=3600)
     tracker = ContextTracker()
     rng = random.Random(seed)
     served_history = 0
@@ -67,7 +67,7 @@ async def test_the_cluster_serves_the_single_redis_context(client: RedisCluster,
 
 
 async def test_the_history_reaches_later_clicks_and_the_next_session(client: RedisCluster) -> None:
-    store = SessionWindowStore(client)
+    store = SessionWindowStore(client, cluster_history=True)
     alice = user_ids("a11ce", "sku-1", "c")
     await store.append_event("s-1", None, ADD_CART, T0, None, ids=alice)
     during = await store.append_event("s-1", None, VIEW, T0 + 10, None, ids=alice)
@@ -89,7 +89,7 @@ async def test_round_trips_per_click(client: RedisCluster, cluster: RedisCluster
     """What a click costs on a cluster, counted from the clients' side on every master: L EVALSHAs for a session of
     L clicks, plus 2 at a new user's first click and 4 at a returning user's; nothing for later clicks or clicks
     without a user."""
-    store = SessionWindowStore(client)
+    store = SessionWindowStore(client, cluster_history=True)
     for name in ("append_event.lua", *HISTORY_SCRIPTS):  # on every master: a first EVALSHA would add a SCRIPT LOAD
         await client.script_load(lua_script(name))
     length = 6  # Taobao's mean session (data/taobao.csv: 99,957 clicks in 16,724 sessions, 5.98 per session)
@@ -112,8 +112,23 @@ async def test_round_trips_per_click(client: RedisCluster, cluster: RedisCluster
     print(f"\nround trips per click, sessions of {length} clicks: {per_click}")
 
 
-async def test_concurrent_first_clicks_fold_the_running_session_once(client: RedisCluster) -> None:
+async def test_without_the_opt_in_a_cluster_click_is_one_call_and_history_stays_zero(
+        client: RedisCluster, cluster: RedisClusterProcs) -> None:
+    """SI_CLUSTER_HISTORY off (the default): a returning user's session costs one EVALSHA a click, history 0."""
     store = SessionWindowStore(client)
+    await client.script_load(lua_script("append_event.lua"))
+    history = np.isin(np.array(CONTEXT_NAMES), CONTEXT_SETS["history"])
+    for session in ("off-1", "off-2"):
+        with cluster_round_trips(cluster) as trips:
+            start = T0 + 7200 * (session == "off-2")
+            results = [await store.append_event(session, f"{session}-{i}", VIEW, start + i * 30, None,
+                                                ids=user_ids("u-off", f"it{i}")) for i in range(3)]
+            assert trips.take() == {"evalsha": 3}
+    assert all(r.context is not None and not r.context[history].any() for r in results)
+
+
+async def test_concurrent_first_clicks_fold_the_running_session_once(client: RedisCluster) -> None:
+    store = SessionWindowStore(client, cluster_history=True)
     ids = user_ids("b0b", "sku-1")
     for i in range(3):
         await store.append_event("old", None, ADD_CART if i == 0 else VIEW, T0 + i, None, ids=ids)
@@ -132,7 +147,7 @@ async def test_concurrent_first_clicks_fold_the_running_session_once(client: Red
 
 
 async def test_deleting_a_user_removes_their_history_on_a_cluster(client: RedisCluster) -> None:
-    store = SessionWindowStore(client)
+    store = SessionWindowStore(client, cluster_history=True)
     ids = user_ids("c4a01", "sku-1")
     await store.append_event("s-1", None, ADD_CART, T0, None, ids=ids)
     await store.append_event("s-2", None, VIEW, T0 + 7200, None, ids=ids)
@@ -146,7 +161,7 @@ async def test_deleting_a_user_removes_their_history_on_a_cluster(client: RedisC
 
 
 async def test_the_history_is_kept_as_long_as_the_user_record(client: RedisCluster) -> None:
-    store = SessionWindowStore(client, user_ttl_s=7 * 86_400)
+    store = SessionWindowStore(client, cluster_history=True, user_ttl_s=7 * 86_400)
     await store.append_event("s-1", None, VIEW, T0, None, ids=user_ids("d0d", "sku-1"))
     assert await client.ttl(store.key_scheme.context("s-1")) > store.ttl_s  # the next session will fold it
     assert await client.ttl(store.key_scheme.user("d0d")) > 6 * 86_400
@@ -159,8 +174,8 @@ async def test_a_reused_session_id_folds_its_earlier_state_as_a_single_redis_doe
     clicks join the history, on a cluster as on a single Redis."""
     single_client = aredis.Redis.from_url(redis_url)
     try:
-        for store, redis_client in ((SessionWindowStore(client), client),
-                                    (SessionWindowStore(single_client), single_client)):
+        for store, redis_client in ((SessionWindowStore(client, cluster_history=True), client),
+                                    (SessionWindowStore(single_client, cluster_history=True), single_client)):
             ids = user_ids("e11e", "sku-1")
             for i in range(3):
                 await store.append_event("same", None, ADD_CART if i == 0 else VIEW, T0 + i, None, ids=ids)
@@ -179,7 +194,7 @@ async def test_a_start_cut_short_before_its_snapshot_loses_no_click(
 ) -> None:
     """A replica that dies after the user's record made the session the running one, before the snapshot was
     written: the session keeps the user's TTL while its history is pending, and the user's next session folds it."""
-    store = SessionWindowStore(client, user_ttl_s=7 * 86_400)
+    store = SessionWindowStore(client, cluster_history=True, user_ttl_s=7 * 86_400)
     history = store._history
     assert history is not None
 
@@ -201,7 +216,7 @@ async def test_a_start_cut_short_before_its_snapshot_loses_no_click(
 async def test_the_retry_of_a_click_whose_start_failed_gets_the_history(
     client: RedisCluster, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    store = SessionWindowStore(client)
+    store = SessionWindowStore(client, cluster_history=True)
     history = store._history
     assert history is not None
     ids = user_ids("9a9", "sku-1")

@@ -148,6 +148,7 @@ class SessionWindowStore:
         alerts: AlertConfig | None = None,
         context_state: str = "full",
         user_ttl_s: int = 90 * 86_400,
+        cluster_history: bool = False,
     ) -> None:
         if window < 1 or ttl_s < 1 or event_id_memory < 0 or user_ttl_s < 1:
             raise ValueError("window, ttl_s and user_ttl_s must be ≥ 1 and event_id_memory ≥ 0")
@@ -165,10 +166,11 @@ class SessionWindowStore:
         self.context_level = context_record.CONTEXT_STATE_LEVELS.index(context_state)
         self.user_ttl_s = user_ttl_s
         self._context_key_parts = self.key_scheme.context_key_parts()
-        # A cluster starts a session's history outside the click's script (docs/redis.md, cluster_history.py).
+        # A cluster starts a session's history outside the click's script (docs/redis.md, cluster_history.py), if
+        # asked to: without it a cluster's history features stay 0 and every click is one call.
         self._history = (
             ClusterHistory(client, self.key_scheme, ttl_s, user_ttl_s, {n: lua_script(n) for n in HISTORY_SCRIPTS})
-            if isinstance(client, RedisCluster) and self.context_level == 2 else None
+            if isinstance(client, RedisCluster) and cluster_history and self.context_level == 2 else None
         )
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
