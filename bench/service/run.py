@@ -7,8 +7,9 @@ unix socket (the embedded default's transport), flushed before every step. The s
    (bench/load/wrk.py): rate, latency, server and Redis CPU per click; then, in the first round, a short run
    under MONITOR for the Redis round trips per click (bench/procs/round_trips.py). `saturation_rounds` rounds
    interleave the configs and rotate their order (as `bench cpu-ab` does), and each config's figures are its
-   median round's: one run per config swung by a third between two runs of one tree, because a CPU second
-   of this shared machine is not a fixed amount of work (bench/procs/machine_speed.py, docs/benchmarks/click-cpu.md);
+   median round's: one run per config swung by a third between two runs of one tree, Redis's CPU per click
+   alike, as when a CPU second of this shared machine does less work (bench/procs/machine_speed.py,
+   docs/benchmarks/click-cpu.md);
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
 3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/load/locust.py);
 4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
