@@ -151,3 +151,17 @@ def test_training_chooses_the_calibration_on_validation_and_records_it(dataset: 
         assert set(record[label]["val_oof_ece"]) == set(CALIBRATION_SOURCES)
     with pytest.raises(ValueError, match="calibration_fit"):
         TrainConfig(calibration_fit="test")
+
+
+def test_the_training_fit_scores_the_training_windows_with_their_ids(dataset: Dataset) -> None:
+    """The calibration samples the TRAIN part the loop trained on, scored with its ids (not context dropout's
+    id-less rows), and gives what the whole part, built afresh, gives."""
+    cfg = TrainConfig(epochs=1, seed=0, calibration_fit="train+validation")
+    _, history = train_model(dataset, TINY_CONTEXT, cfg, show_progress=False)
+    raw, _ = train_model(dataset, TINY_CONTEXT, replace(cfg, calibrate=False), show_progress=False)
+    train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
+    logits = predict_logits(raw, val.X, val.contexts(slice(None), CONTEXT_NAMES))
+    train_logits = predict_logits(raw, train.X, train.contexts(slice(None), CONTEXT_NAMES))
+    calibration, _ = choose_calibration(logits, val.Y, val.session, train_logits, train.Y, cfg.calibration_fit)
+    for label, fitted in zip(("add_cart", "make_order"), calibration, strict=True):
+        assert (history["calibration"][label]["a"], history["calibration"][label]["b"]) == (fitted.a, fitted.b)
