@@ -162,6 +162,9 @@ def test_the_training_fit_scores_the_training_windows_with_their_ids(dataset: Da
     train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
     logits = predict_logits(raw, val.X, val.contexts(slice(None), CONTEXT_NAMES))
     train_logits = predict_logits(raw, train.X, train.contexts(slice(None), CONTEXT_NAMES))
-    calibration, _ = choose_calibration(logits, val.Y, val.session, train_logits, train.Y, cfg.calibration_fit)
-    for label, fitted in zip(("add_cart", "make_order"), calibration, strict=True):
-        assert (history["calibration"][label]["a"], history["calibration"][label]["b"]) == (fitted.a, fitted.b)
+    calibration, choice = choose_calibration(logits, val.Y, val.session, train_logits, train.Y, cfg.calibration_fit)
+    for j, (label, fitted) in enumerate(zip(("add_cart", "make_order"), calibration, strict=True)):
+        record = history["calibration"][label]
+        # the out-of-fold ECE and a refused fit's reason (its a) read the training logits even when no fit applies
+        assert record["val_oof_ece"] == choice["labels"][j]["val_oof_ece"]
+        assert (record["a"], record["b"], record["reason"]) == (fitted.a, fitted.b, fitted.reason)
