@@ -34,10 +34,15 @@ def bench_service(
         ("bare", "service", "service-published", "service-fp32", "service-batch1", "service-workers2",
          "service-gc-default", "naive")),
     saturation_s: Annotated[float, typer.Option(min=2.0, max=120.0, help="Seconds of each wrk run.")] = 10.0,
+    saturation_rounds: Annotated[int, typer.Option(
+        min=1, max=9, help="Closed-loop rounds, configs interleaved; each config's median round is reported.")] = 3,
     rates: Annotated[str, typer.Option(help="Poisson offered rates of the sweep, req/s.")] = "300,620,1000",
     sweep_s: Annotated[float, typer.Option(min=5.0, max=300.0, help="Seconds of each sweep run.")] = 20.0,
     target_rate: Annotated[int, typer.Option(min=1, help="The target rate, run for --target-s.")] = 620,
     target_s: Annotated[float, typer.Option(min=5.0, max=600.0, help="Seconds of each target-rate run.")] = 60.0,
+    target_rounds: Annotated[int, typer.Option(
+        min=1, max=9, help="The light client's target-rate time split into this many interleaved rounds; "
+                           "each config's median-p99 round is reported.")] = 1,
     locust_processes: Annotated[int, typer.Option(min=1, max=8, help="Locust processes.")] = 2,
     profile_s: Annotated[float, typer.Option(min=0.0, max=60.0, help="Seconds of py-spy; 0: no profile.")] = 8.0,
     model_dir: Annotated[Path, typer.Option(help="Model of the service variants and naive.")] = DEFAULT_MODEL_DIR,
@@ -63,8 +68,9 @@ def bench_service(
         raise typer.BadParameter("rates are whole requests per second, e.g. 300,620,1000") from None
     if min(rate_list) < 1:
         raise typer.BadParameter("rates must be at least 1 request/s")
-    plan = BenchPlan(configs=chosen, saturation_s=saturation_s, rates=rate_list, sweep_s=sweep_s,
-                     target_rate=target_rate, target_s=target_s, locust_processes=locust_processes,
+    plan = BenchPlan(configs=chosen, saturation_s=saturation_s, saturation_rounds=saturation_rounds, rates=rate_list,
+                     sweep_s=sweep_s, light_rounds=target_rounds, target_rate=target_rate, target_s=target_s,
+                     locust_processes=locust_processes,
                      profile_s=profile_s, model_dir=model_dir)
     result = run_bench(plan, on_step=lambda message: console.print(f"  {message}"))
     for path in write_report(result, out_dir, regenerate_command(ctx)):

@@ -19,6 +19,7 @@ import numpy as np
 from fastapi import FastAPI
 
 from model.card import FingerprintMismatch
+from model.context import CONTEXT_SETS
 from service.admission import Admission
 from service.alerting import alert_config, arm_assigner
 from service.auth import ApiKeyAuth
@@ -67,6 +68,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.critical("refusing to start: %s", exc)
         raise
     engine = served.engine
+    reads_history = bool(set(engine.card.context_names) & set(CONTEXT_SETS["history"]))
+    if settings.redis_cluster and not settings.cluster_history and reads_history:
+        log.warning("this model reads the shopper's history, which a Redis Cluster serves only with "
+                    "SI_CLUSTER_HISTORY=true (docs/redis.md): its history features stay 0 here")
     slot = ModelSlot(served)
     async with AsyncExitStack() as stack:
         if start_tracing(settings.tracing) is not None:
@@ -85,6 +90,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             client, window=engine.window, ttl_s=settings.ttl_s, prefix=settings.redis_prefix,
             event_id_memory=settings.event_id_memory, alerts=alert_config(settings, engine.card),
             context_state=settings.context_state, user_ttl_s=round(settings.user_history_ttl_days * 86_400),
+            cluster_history=settings.cluster_history,
         )
         writer = ScoreWriter(store, metrics, flush_s=settings.score_flush_ms / 1000,
                              max_records=settings.score_flush_records)

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.risk import decision_thresholds
 from service.schemas import ErrorOut
 from service.served_model import ServedModel
 
@@ -15,7 +16,8 @@ VERSION_PATTERN = r"^[A-Za-z0-9_.-]{1,64}(/[0-9]{1,9})?$"
 _CARD_EXAMPLE: dict[str, Any] = {
     "version": "taobao/2", "name": "taobao", "number": "2", "model": "taobao/2:lstm_gru_small-int8@8d545b",
     "arch": "lstm_gru_small", "precision": "int8", "provider": "CPUExecutionProvider",
-    "fingerprint": "f0e1d2c3b4a59687", "window": 10, "thresholds": {"order": 0.1086, "risk": 0.3913},
+    "fingerprint": "f0e1d2c3b4a59687", "window": 10, "thresholds": {"order": 0.3021, "risk": 0.3913},
+    "f1_thresholds": {"order": 0.1086, "risk": 0.3913},
     "policy": None, "purchase_policy": None, "slot_coverage": {"view_product": 56179, "add_cart": 3406, "order": 1148},
     "validation": {"abandonment_risk": {"roc_auc": 0.83, "pr_auc": 0.827, "n": 13715}},
     "data_hash": "1dfd516b34160af2427de85788e2949e0fbe1ebf5157e32ab075d16003554ea7", "data_name": "taobao",
@@ -38,8 +40,10 @@ class ModelCardOut(BaseModel):
     fingerprint: str = Field(description="Feature-layout fingerprint (model/features.py); checked at load.")
     window: int = Field(description="N, the events per window.")
     thresholds: dict[str, float] = Field(
-        description="The F1-best τ_order and τ_risk; a policy's threshold replaces each where the card has one."
+        description="The τ_order and τ_risk this version's answers apply: each policy's threshold where the card "
+        "has one, else the F1-best one (model.risk.decision_thresholds)."
     )
+    f1_thresholds: dict[str, float] = Field(description="The card's F1-best τ_order and τ_risk, picked on validation.")
     policy: dict[str, Any] | None = Field(
         default=None, description="The card's alert policy (its threshold is τ_risk), when it has one."
     )
@@ -58,7 +62,8 @@ class ModelCardOut(BaseModel):
         return cls(
             version=served.label, name=served.version.name, number=served.version.version, model=served.model,
             arch=card.arch, precision=str(getattr(engine, "precision", "?")), provider=engine.provider,
-            fingerprint=card.fingerprint, window=card.window, thresholds=asdict(card.thresholds),
+            fingerprint=card.fingerprint, window=card.window, thresholds=asdict(decision_thresholds(card)),
+            f1_thresholds=asdict(card.thresholds),
             policy=policy_of(card), purchase_policy=_dataclass_dict(getattr(card, "purchase_policy", None)),
             slot_coverage=dict(card.slot_coverage),
             validation=dict(card.metrics.get("validation", {})), data_hash=card.data.get("sha256"),

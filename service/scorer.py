@@ -25,8 +25,9 @@ from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
+from service.missing_ids import MissingIdCounts
 from service.model_inputs import ContextWindow, run_model
-from service.schemas import ID_FIELDS, EventContribution, EventIn, ExplainOut, ScoreOut
+from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
 from service.store.window_store import ClickIds, SessionWindowStore
@@ -59,6 +60,8 @@ class SessionScorer:
         # in the body a retry must repeat. None: user_ids are ignored.
         self.user_ids = user_ids
         self.history = history
+        # Clicks the context sees less of (docs/architecture.md §3.1): each id missing, counted by name, in bulk.
+        self._missing_ids = MissingIdCounts(metrics)
 
     @property
     def _unseen(self) -> frozenset[str]:
@@ -92,7 +95,7 @@ class SessionScorer:
             # flight; or answered by another replica a moment ago): score the window as it is now.
         else:
             self._count_event(event.action, appended.out_of_order)
-            self._count_missing_ids(event)
+            self._missing_ids.count(event)
 
         with tracing.span("batch wait"):
             window = (appended.actions, appended.ts, appended.from_ad)
@@ -119,12 +122,6 @@ class SessionScorer:
 
     def _user_hash(self, user_id: str | None) -> str | None:
         return None if user_id is None or self.user_ids is None else self.user_ids.digest(user_id)
-
-    def _count_missing_ids(self, event: EventIn) -> None:
-        """Clicks the context sees less of (docs/architecture.md §3.1): each id missing, counted by name."""
-        for name in ID_FIELDS:
-            if getattr(event, name) is None:
-                self.metrics.child(self.metrics.clicks_without_ids, name).inc()
 
     def _count_event(self, action: str, out_of_order: bool) -> None:
         self.metrics.child(self.metrics.events, action).inc()

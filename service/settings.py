@@ -118,6 +118,11 @@ class Settings(BaseSettings):
     context_state: Literal["off", "session", "full"] = Field(
         default="full", description="Context state kept per click: off, session (items), full (+ user history)."
     )
+    # On a cluster the history costs calls beside the click's at a session's first click (docs/redis.md "Redis
+    # Cluster: history at a session's first click"): opt in, so a cluster's click path stays one call by default.
+    cluster_history: bool = Field(
+        default=False, description="On a Redis Cluster, start a shopper's history at a session's first click."
+    )
     user_history_ttl_days: float = Field(default=90.0, gt=0, description="Days a shopper's history is kept idle.")
     user_id_key: SecretStr = Field(
         default=SecretStr(""), description="HMAC key of stored user ids; unset: a fixed development key (warned)."

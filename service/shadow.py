@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from model.risk import abandonment_risk, cart_open_after, intent_codes
+from model.risk import abandonment_risk, cart_open_after, decision_thresholds, intent_codes
 from service.model_inputs import run_model, window_of
 from service.rollout_metrics import MOMENTS, RolloutMetrics, pearson
 from service.served_model import ServedModel
@@ -107,8 +107,8 @@ class ShadowRunner:
         cart = np.array([bool(cart_open_after(w[0])[-1]) if len(w[0]) else False for w in windows])  # (B,)
         risk_s = abandonment_risk(served[:, 0], served[:, 1], cart)
         risk_c = abandonment_risk(cand[:, 0], cand[:, 1], cart)
-        intents_s = intent_codes(served[:, 1], risk_s, self.serving.card.thresholds)
-        intents_c = intent_codes(cand[:, 1], risk_c, self.candidate.card.thresholds)
+        intents_s = intent_codes(served[:, 1], risk_s, decision_thresholds(self.serving.card))
+        intents_c = intent_codes(cand[:, 1], risk_c, decision_thresholds(self.candidate.card))
         agree = int(np.sum(intents_s == intents_c))
         self._agree["true"].inc(agree)
         self._agree["false"].inc(len(windows) - agree)

@@ -3,36 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
-from service.store.window_store import ScoreRecord, SessionWindowStore
-from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
+from service.store.window_store import ScoreRecord, SessionWindowStore, lua_script
+from tests.cluster_procs import RedisClusterProcs, cluster_round_trips
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
-    started = time.monotonic()
-    procs = start_cluster_or_skip(tmp_path_factory.mktemp("cluster"))
-    print(f"\n6-node cluster up in {time.monotonic() - started:.2f}s")
-    yield procs
-    procs.stop()
-
-
 @pytest.fixture()
-async def client(cluster: RedisClusterProcs) -> AsyncIterator[RedisCluster]:
-    host, port = cluster.startup_node
-    client = RedisCluster(host=host, port=port)
-    await client.flushall()
-    yield client
-    await client.aclose()
+def client(cluster_client: RedisCluster) -> RedisCluster:
+    """conftest.py's flushed client of the module's cluster."""
+    return cluster_client
 
 
 def record(session_id: str, event_id: str | None, event_index: int, risk: float) -> ScoreRecord:
@@ -91,3 +77,19 @@ async def test_at_risk_drops_a_session_deleted_while_its_batch_wrote_the_index(c
     assert await client.zscore(store.risk_key, "late") == 0.9
     assert await store.at_risk(min_risk=0.0, limit=10) == []
     assert await client.zscore(store.risk_key, "late") is None
+
+
+async def test_a_write_back_costs_one_call_per_slot(client: RedisCluster, cluster: RedisClusterProcs) -> None:
+    """On a cluster a batch's write-back is one EVALSHA per slot its sessions are on, plus one for the index
+    (docs/redis.md "Write-behind"): about one per record when the batch's sessions are on different slots."""
+    store = SessionWindowStore(client)
+    sessions = [f"wb-{i}" for i in range(64)]
+    for session_id in sessions:
+        await store.append_event(session_id, None, VIEW, T0, None)
+    await client.script_load(lua_script("write_scores.lua"))
+    slots = {client.keyslot(store.keys(s)[1]) for s in sessions}
+    with cluster_round_trips(cluster) as trips:
+        await store.write_scores([record(s, None, 0, 0.5) for s in sessions])
+        sent = trips.take()
+    assert sent["evalsha"] == len(slots) + 1, (sent, len(slots))
+    print(f"\n64-record write-back on a cluster: {sent['evalsha']} EVALSHAs ({len(slots)} slots + the index)")

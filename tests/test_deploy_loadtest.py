@@ -90,8 +90,9 @@ def test_bench_summary_drops_the_warmup_and_reports_exact_percentiles(tmp_path: 
 def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     """The harness end to end in about 30 s: bare and service, every step at its shortest, the report written."""
     argv = [sys.executable, "-c", "from cli.main import app; app()", "bench", "service", "--configs", "bare,service",
-            "--saturation-s", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20", "--target-s", "5",
-            "--locust-processes", "1", "--profile-s", "0", "--out-dir", str(tmp_path)]
+            "--saturation-s", "2", "--saturation-rounds", "2", "--rates", "20", "--sweep-s", "5", "--target-rate", "20",
+            "--target-s", "5", "--target-rounds", "2", "--locust-processes", "1", "--profile-s", "0",
+            "--out-dir", str(tmp_path)]
     result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=180, env=clean_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = (tmp_path / "service.md").read_text()
@@ -103,12 +104,18 @@ def test_bench_service_smoke_run_writes_the_report(tmp_path: Path) -> None:
     # box (few clicks) those add up to ~0.1 per click. The 1.1 target is the full run's (docs/benchmarks/service.md);
     # tests/test_api.py holds <= 1.1 for concurrent clicks. Two calls per click would fail here.
     assert float(saturation["service"]["redis_round_trips_per_click"]) <= 1.25
+    rounds = [(r["step"], r["config"]) for r in rows if r["step"].startswith("saturation_round")]
+    assert sorted(rounds) == [(f"saturation_round{i}", c) for i in (1, 2) for c in ("bare", "service")]
+    assert "### Round by round (2 rounds" in report and "| 2 | 1 | service |" in report  # round 2 starts with service
     poisson = [r for r in rows if r["step"] == "poisson" and r["route"].startswith("POST")]
     assert {r["config"] for r in poisson} == {"bare", "service"}
     light = {r["config"]: r for r in rows if r["step"] == "poisson_light"}
     assert set(light) == {"bare", "service"} and all(int(r["requests"]) > 0 for r in light.values())
     assert all(r["failures"] == "0" for r in light.values()), light
     assert "light client (wrk)" in report
+    light_rounds = sorted((r["step"], r["config"]) for r in rows if r["step"].startswith("poisson_light_round"))
+    assert light_rounds == [(f"poisson_light_round{i}", c) for i in (1, 2) for c in ("bare", "service")]
+    assert "(median of 2 rounds)" in report and "p99 ms by round" in report
     assert (tmp_path / "service.png").stat().st_size > 10_000
 
 
@@ -117,3 +124,18 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 
     with path.open() as fh:
         return list(csv.DictReader(fh))
+
+
+def test_each_config_reports_its_median_round_with_the_first_rounds_round_trips() -> None:
+    from bench.load.wrk import WrkResult
+    from bench.service.run import Saturation, median_rounds
+
+    def run(config: str, r: int, cpu_ms: float) -> Saturation:
+        wrk = WrkResult(1000, 1.0, 0, 0, 1.0, 2.0, 3.0, 4.0, 1.0, 0.1)
+        return Saturation(config, wrk, cpu_ms, 0.1, 1.03 if r == 0 else 0.0, 0.1, None, {}, round=r)
+
+    runs = [run("bare", 0, 0.30), run("service", 0, 0.80), run("bare", 1, 0.31), run("service", 1, 0.59),
+            run("bare", 2, 0.29), run("service", 2, 0.61)]
+    medians = median_rounds(runs, ["bare", "service"])
+    assert [(m.config, m.round, m.server_cpu_ms) for m in medians] == [("bare", 0, 0.30), ("service", 2, 0.61)]
+    assert medians[1].redis_calls_per_click == 1.03  # counted once, in round 1, under MONITOR

@@ -6,6 +6,7 @@ leaves the old one serving; every answer after a reload carries the new version;
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,8 @@ def test_model_route_shows_the_served_card(admin: httpx.Client, server: UvicornT
     card = (model_dir / CARD_FILE).read_text()
     assert serving["version"] == "tiny/2" and serving["model"].startswith("tiny/2:lstm_gru_small-")
     assert serving["fingerprint"] in card and serving["window"] == 10
-    assert serving["thresholds"] == {"order": 0.5, "risk": pytest.approx(0.2)}
+    assert serving["f1_thresholds"] == {"order": 0.5, "risk": pytest.approx(0.2)}
+    assert serving["thresholds"] == serving["f1_thresholds"]  # tiny/2's card has no policies
     assert serving["validation"] == {"abandonment_risk": {"roc_auc": 0.52}} and serving["data_hash"] == f"{2:064x}"
     assert serving["slot_coverage"]["add_cart"] > 0 and body["shadow"] is None and serving["policy"] is None
     assert body["versions"] == ["tiny/1", "tiny/2"]
@@ -157,3 +159,16 @@ def test_a_reload_to_a_context_model_serves_it(admin: httpx.Client, repository: 
     finally:
         admin.post("/v1/admin/model", json={"version": "2"})
         shutil.rmtree(version)
+
+
+def test_the_card_route_shows_the_policy_thresholds_answers_apply(repository: Path, model_dir: Path) -> None:
+    from model.policy import WINDOWS, AlertPolicy
+    from service.model_schemas import ModelCardOut
+    from service.served_model import load_served
+
+    served = load_served(ModelRepository(repository).resolve("2"), service_settings(model_dir, None))
+    purchase = AlertPolicy("budget", 0.05, 0.375, 0.05, None, None, unit=WINDOWS)
+    served.engine.card = dataclasses.replace(served.card, purchase_policy=purchase)
+    shown = ModelCardOut.of(served)
+    assert shown.thresholds == {"order": 0.375, "risk": pytest.approx(0.2)}
+    assert shown.f1_thresholds == {"order": 0.5, "risk": pytest.approx(0.2)}

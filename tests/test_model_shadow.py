@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from model.features import ACTION_INDEX
 from service.app import create_app
+from service.model_inputs import run_model
 from service.model_repository import ModelRepository
 from service.rollout_metrics import RolloutMetrics
 from service.served_model import load_served
@@ -122,3 +124,23 @@ def test_sighup_follows_the_serving_and_shadow_pointers(repository: Path, redis_
         (folder / "serving").unlink(missing_ok=True)
         (folder / "shadow").unlink(missing_ok=True)
         serve.stop()
+
+
+def test_shadow_intents_use_the_thresholds_serving_applies(repository: Path, model_dir: Path) -> None:
+    """Intent agreement compares the intents each side would answer: its policies' thresholds, not the F1 ones."""
+    from prometheus_client import CollectorRegistry
+
+    from model.policy import WINDOWS, AlertPolicy
+
+    settings = service_settings(model_dir, None)
+    repo = ModelRepository(repository)
+    metrics = RolloutMetrics(CollectorRegistry())
+    serving, candidate = (load_served(repo.resolve("1"), settings) for _ in range(2))  # one version: equal F1 τs
+    never, always = (AlertPolicy("budget", 0.0, t, 0.0, None, None, unit=WINDOWS) for t in (2.0, 0.0))
+    serving.engine.card = dataclasses.replace(serving.card, purchase_policy=never)
+    candidate.engine.card = dataclasses.replace(candidate.card, purchase_policy=always)
+    runner = ShadowRunner(candidate, serving, share=1.0, metrics=metrics)
+    window = (np.array([ACTION_INDEX["home"]]), np.array([time.time()]), np.array([False]))
+    items = [window] * 3
+    runner._compare(items, run_model(candidate, items))  # the same scores on both sides: only thresholds differ
+    assert metrics.intent_agreement.labels("tiny/1", "false")._value.get() == 3  # purchase against never purchase

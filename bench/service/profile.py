@@ -27,7 +27,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tracing", ("service/tracing.py", "opentelemetry/sdk", "opentelemetry/trace")),
     ("logging", ("logging/__init__.py", "pythonjsonlogger", "service/logging_setup.py")),
     ("request id", ("service/request_id.py",)),
-    ("metrics (prometheus_client)", ("prometheus_client/", "service/metrics.py")),
+    ("metrics (prometheus_client)", ("prometheus_client/", "service/metrics.py", "service/missing_ids.py")),
     ("context state (decode, batch)", ("service/store/context_record.py", "service/model_inputs.py")),
     ("write-behind of scores", ("write_behind.py",)),
     ("redis client (redis-py) and window store", ("redis/", "window_store.py", "score_record.py")),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load.locust import EVENTS_ROUTE
-from bench.service.report_sections import events, light_table, num, sat, stages, tail
+from bench.service.report_sections import events, light_table, num, sat, saturation_rounds, stages, tail
 from bench.service.run import ROUND_TRIP_S, BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
@@ -65,7 +65,8 @@ def targets(result: BenchResult) -> list[Target]:
     for config in ("service", "service-published"):
         light = _light(result, config)
         out += _latency_targets(
-            f"{config} @ {target} req/s Poisson-like, light client (wrk), {seconds:.0f} s",
+            f"{config} @ {target} req/s Poisson-like, light client (wrk), {seconds:.0f} s"
+            + (f" (median of {result.plan.light_rounds} rounds)" if result.plan.light_rounds > 1 else ""),
             (light.wrk.p99_ms, light.wrk.p999_ms, light.wrk.non_2xx + light.wrk.socket_errors) if light else None,
             (light_floor.wrk.p99_ms, light_floor.wrk.p999_ms) if light_floor else None,
         )
@@ -134,7 +135,8 @@ def markdown(result: BenchResult, command: str) -> str:
         "|---|---|---|---|",
         *(f"| {t.name} | {t.shown} | {t.goal} | {_met(t.met)} |" for t in targets(result)),
         "",
-        f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each)",
+        f"## Saturation, closed loop (wrk, one thread, {64} connections, {plan.saturation_s:.0f} s each, "
+        f"{plan.saturation_rounds} round{'s' if plan.saturation_rounds > 1 else ''})",
         "",
         "Each request is a distinct click (random session of 20,000, unique event_id): no answer comes from a "
         "cache. Rates and costs count 2xx answers only (a 503 is not served work). CPU is per answered request "
@@ -142,9 +144,12 @@ def markdown(result: BenchResult, command: str) -> str:
         "used\" is CPU per click × rate: how much of the shared machine the server actually got. Redis round "
         "trips count the commands clients sent (MONITOR, less a script's own calls: a Lua script counts once), in "
         f"a {ROUND_TRIP_S:g} s closed-loop run of their own, since MONITOR costs Redis CPU. With `--workers` the "
-        "batch and GC columns cover every worker (one /metrics across workers).",
+        "batch and GC columns cover every worker (one /metrics across workers). With several rounds each row is "
+        "the config's median round by server CPU per click, and the round trips are the first round's.",
         "",
         *_saturation_table(result),
+        "",
+        *saturation_rounds(result),
         "",
         *_harness(result),
         "",
@@ -272,9 +277,12 @@ def write_csv(result: BenchResult, path: Path) -> None:
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(head)
-        for s in result.saturation:
+        # The medians as `saturation` (as a one-round run wrote them), then every round on its own row.
+        medians = [("saturation", s) for s in result.saturation]
+        rounds = [(f"saturation_round{s.round + 1}", s) for s in result.saturation_rounds]
+        for step, s in medians + (rounds if len(result.saturation_rounds) > len(result.saturation) else []):
             errors = s.wrk.non_2xx + s.wrk.socket_errors
-            writer.writerow(["saturation", s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.ok_rate),
+            writer.writerow([step, s.config, 0, EVENTS_ROUTE, s.wrk.requests, errors, _f(s.wrk.ok_rate),
                              _f(s.wrk.mean_ms), _f(s.wrk.p50_ms), _f(s.wrk.p99_ms), _f(s.wrk.p999_ms),
                              _f(s.wrk.max_ms), _f(s.server_cpu_ms), _f(s.redis_cpu_ms), _f(s.redis_calls_per_click),
                              _f(s.mean_batch), _f(s.wrk_cpu_share)])
@@ -283,9 +291,12 @@ def write_csv(result: BenchResult, path: Path) -> None:
             writer.writerow(["harness", "bare", 0, h.route, h.requests, h.failures, _f(h.achieved_qps), _f(h.mean_ms),
                              _f(h.p50_ms), _f(h.p99_ms), _f(h.p999_ms), _f(h.max_ms), "", "", "", "",
                              _f(result.harness_cpu_share)])
-        for light in result.light:
+        light_rows = [("poisson_light", run) for run in result.light]
+        if len(result.light_rounds) > len(result.light):
+            light_rows += [(f"poisson_light_round{run.round + 1}", run) for run in result.light_rounds]
+        for step, light in light_rows:
             w = light.wrk
-            writer.writerow(["poisson_light", light.config, light.target_qps, EVENTS_ROUTE, w.requests,
+            writer.writerow([step, light.config, light.target_qps, EVENTS_ROUTE, w.requests,
                              w.non_2xx + w.socket_errors, _f(w.rate), _f(w.mean_ms), _f(w.p50_ms), _f(w.p99_ms),
                              _f(w.p999_ms), _f(w.max_ms), _f(light.server_cpu_ms), "", "", "",
                              _f(light.wrk_cpu_share)])

@@ -25,19 +25,24 @@ def light_table(result: BenchResult) -> list[str]:
     if not result.light:
         return []
     plan = result.plan
+    rounds = plan.light_rounds
+    split = (f", in {rounds} interleaved rounds of {plan.target_s / rounds:.0f} s; each row is the config's "
+             "median-p99 round" if rounds > 1 else "")
     out = [f"## Poisson-like arrivals from a light client (wrk, one thread, {plan.target_rate} req/s, "
-           f"{plan.target_s:.0f} s)", "",
+           f"{plan.target_s:.0f} s{split})", "",
            f"Each of C connections waits an exponential think time (mean {plan.think_ms:.0f} ms) before every click, "
            f"with C = rate × (think + 3 ms): a superposition of C renewal processes, Poisson-like while the "
            "latency is small against the think time. wrk's latencies are exact (microseconds) and cover every "
            "request of the run; wrk spends a few percent of a core, so the tail here is the server's.", "",
            "| config | connections | achieved req/s | p50 ms | p99 ms | p99.9 ms | max ms | non-2xx / socket errors | "
-           "server CPU ms/req | wrk CPU share |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "server CPU ms/req | wrk CPU share | p99 ms by round (in the order run) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in result.light:
         w = run.wrk
+        by_round = ", ".join(f"{r.wrk.p99_ms:.1f}" for r in result.light_rounds if r.config == run.config)
         out.append(f"| {run.config} | {run.connections} | {w.rate:.0f} | {w.p50_ms:.2f} | {w.p99_ms:.2f} | "
                    f"{w.p999_ms:.2f} | {w.max_ms:.1f} | {w.non_2xx} / {w.socket_errors} | {run.server_cpu_ms:.3f} | "
-                   f"{run.wrk_cpu_share:.3f} |")
+                   f"{run.wrk_cpu_share:.3f} | {by_round or '–'} |")
     return out
 
 
@@ -88,3 +93,37 @@ def tail(result: BenchResult) -> list[str]:
                       f"settings, {b.p999_ms:.1f} ms with CPython's defaults "
                       f"(p99 {a.p99_ms:.1f} vs {b.p99_ms:.1f} ms)."]
     return lines
+
+
+def saturation_rounds(result: BenchResult) -> list[str]:
+    """Every closed-loop round: the spread behind the medians above, and the machine's speed at each run."""
+    runs = result.saturation_rounds
+    if len({s.round for s in runs}) < 2:
+        return []
+    bare = {s.round: s for s in runs if s.config == "bare"}
+    out = [f"### Round by round ({result.plan.saturation_rounds} rounds, configs interleaved, order rotated)", "",
+           "The table above shows each config's median round by server CPU per click. \"× bare\" here divides by "
+           "the bare floor of the same round. \"Probe\" is the CPU ms of one fixed piece of Python work timed just "
+           "before the run (bench/procs/machine_speed.py): on this shared virtual machine a CPU second is not a "
+           "fixed amount of work, so where the probe and every config's CPU per click rise together, the machine "
+           "slowed, not the code. \"Steal\" is the hypervisor's share of the machine's CPU time over the run. "
+           "\"Preempted\" is the server's involuntary context switches per click: each one sends it back to caches "
+           "that other work has used, so more of them cost more CPU per click.", "",
+           "| round | order | config | 2xx req/s | server CPU ms/click | × bare (same round) | Redis CPU ms/click | "
+           "probe ms | steal | preempted per click | load (1 min) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(runs, key=lambda s: (s.round, s.position)):
+        floor = bare.get(s.round)
+        ratio = s.server_cpu_ms / floor.server_cpu_ms if floor and floor.server_cpu_ms else None
+        out.append(f"| {s.round + 1} | {s.position + 1} | {s.config} | {s.wrk.ok_rate:.0f} | {s.server_cpu_ms:.3f} | "
+                   f"{num(ratio, '{:.2f}')} | {s.redis_cpu_ms:.3f} | {s.probe_ms:.1f} | {s.steal_share:.1%} | "
+                   f"{s.preempted:.3f} | {s.load_1m:.1f} |")
+    out += ["", "| config | server CPU ms/click, min – max over rounds | × bare (same round), min – max |",
+            "|---|---|---|"]
+    for name in dict.fromkeys(s.config for s in runs):
+        mine = [s for s in runs if s.config == name]
+        cpu = [s.server_cpu_ms for s in mine]
+        ratios = [s.server_cpu_ms / bare[s.round].server_cpu_ms for s in mine
+                  if s.round in bare and bare[s.round].server_cpu_ms]
+        spread = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "–"
+        out.append(f"| {name} | {min(cpu):.3f} – {max(cpu):.3f} | {spread} |")
+    return out

@@ -4,12 +4,19 @@ All configurations (bench/procs/servers.py) run at once on loopback ports agains
 unix socket (the embedded default's transport), flushed before every step. The steps, in order:
 
 1. saturation, closed loop: `wrk` posts clicks over 64 connections to each config in turn
-   (bench/load/wrk.py): rate, latency, server and Redis CPU per click; then a short run under MONITOR for
-   the Redis round trips per click (bench/procs/round_trips.py);
+   (bench/load/wrk.py): rate, latency, server and Redis CPU per click; then, in the first round, a short run
+   under MONITOR for the Redis round trips per click (bench/procs/round_trips.py). `saturation_rounds` rounds
+   interleave the configs and rotate their order (as `bench cpu-ab` does), and each config's figures are its
+   median round's: one run per config swung by a third between two runs of one tree, Redis's CPU per click
+   alike, as when a CPU second of this shared machine does less work (bench/procs/machine_speed.py,
+   docs/benchmarks/click-cpu.md);
 2. the harness's ceiling: Locust closed loop against the bare floor (what Locust can offer at all);
 3. Poisson arrivals: the mission's mixed Locust load at fixed offered rates (bench/load/locust.py);
 4. Poisson-like arrivals from a light client at the target rate: wrk with an exponential think time per
-   connection, so that the tail measured is the server's and not a Python generator's;
+   connection, so that the tail measured is the server's and not a Python generator's; with `light_rounds` > 1
+   the target time is split into rounds that interleave the configs (order rotated) and each config's
+   median-p99 round is reported, so that a slow stretch of the machine falls on one round of every config
+   instead of on one config's whole window;
 5. a py-spy profile of the service under the closed loop (bench/service/profile.py).
 
 `session-intent bench service` is the entry point; bench/service/report.py writes the report.
@@ -24,7 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -35,6 +42,7 @@ from bench.load import locust as service_locust
 from bench.load.locust import ALL_ROUTES, EVENTS_ROUTE, RouteStats
 from bench.load.wrk import WrkResult, run_wrk
 from bench.procs.cpu import cpu_seconds
+from bench.procs.machine_speed import Ticks, preemptions, probe_ms
 from bench.procs.redis_server import RedisServer, free_port
 from bench.procs.round_trips import RoundTripCounter
 from bench.procs.servers import RunningServer, http_text, running_server, server_spec
@@ -52,6 +60,7 @@ HARNESS_USERS = 64
 class BenchPlan:
     configs: tuple[str, ...]
     saturation_s: float = 10.0
+    saturation_rounds: int = 3  # closed-loop rounds, configs interleaved; each config's median round is reported
     rates: tuple[int, ...] = (300, 620, 1000)  # Poisson offered rates of the sweep
     sweep_s: float = 20.0
     target_rate: int = 620
@@ -62,6 +71,7 @@ class BenchPlan:
     warmup_s: float = 3.0  # samples in the first seconds of each Locust run are dropped
     light_configs: tuple[str, ...] = ("bare", "service", "service-published")
     think_ms: float = 400.0  # mean think time per wrk connection in the light-client Poisson step
+    light_rounds: int = 1  # the light-client step's target_s split into this many interleaved rounds
     profile_s: float = 8.0
     model_dir: Path = DEFAULT_MODEL_DIR
     models_root: Path = REPO_ROOT / "models"
@@ -79,6 +89,12 @@ class Saturation:
     wrk_cpu_share: float  # wrk's CPU seconds over wall seconds
     mean_batch: float | None
     gc: dict[str, float]  # si_gc_pause_seconds sum/count by generation, when the server has it
+    round: int = 0
+    position: int = 0  # its place in the round's order
+    probe_ms: float = 0.0  # bench/procs/machine_speed.py probe just before the run: more ms, a slower CPU then
+    steal_share: float = 0.0  # the hypervisor's steal over the measured window, machine-wide
+    preempted: float = 0.0  # the server's involuntary context switches per answered click
+    load_1m: float = 0.0  # the machine's 1-minute load average when the run began
 
 
 @dataclass(frozen=True)
@@ -102,6 +118,7 @@ class LightPoisson:
     server_cpu_ms: float
     wrk_cpu_share: float
     stage_ms: dict[str, float] = field(default_factory=dict)
+    round: int = 0
 
 
 @dataclass
@@ -113,12 +130,14 @@ class BenchResult:
     seconds: float = 0.0
     engines: dict[str, str] = field(default_factory=dict)  # config -> "model on provider"
     published_source: str = ""
-    saturation: list[Saturation] = field(default_factory=list)
+    saturation: list[Saturation] = field(default_factory=list)  # each config's median round
+    saturation_rounds: list[Saturation] = field(default_factory=list)  # every round, in the order run
     harness: RouteStats | None = None
     harness_cpu_share: float = 0.0
     routes: list[RouteStats] = field(default_factory=list)
     poisson: list[PoissonRun] = field(default_factory=list)
-    light: list[LightPoisson] = field(default_factory=list)
+    light: list[LightPoisson] = field(default_factory=list)  # each config's median-p99 round
+    light_rounds: list[LightPoisson] = field(default_factory=list)  # every round, in the order run
     profile: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -149,10 +168,14 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
             server_spec(name, redis_server.unix_url, plan.model_dir, published), free_port(), work))
             for name in plan.configs}
         result.engines = {name: _engine_of(server) for name, server in servers.items()}
-        for name, server in servers.items():
-            step(f"saturation (wrk, closed loop): {name}")
-            client.flushall()
-            result.saturation.append(_saturate(server, plan, redis_pid, client, work))
+        names = list(servers)
+        for r in range(plan.saturation_rounds):
+            k = r % len(names)  # round r starts at config r: no config always runs first
+            for position, name in enumerate(names[k:] + names[:k]):
+                step(f"saturation (wrk, closed loop), round {r + 1}/{plan.saturation_rounds}: {name}")
+                client.flushall()
+                result.saturation_rounds.append(_saturate(servers[name], plan, redis_pid, client, work, r, position))
+        result.saturation = median_rounds(result.saturation_rounds, names)
         if "bare" in servers:
             step("harness ceiling (Locust, closed loop): bare")
             _harness_ceiling(servers["bare"], plan, work, result)
@@ -163,10 +186,16 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
                 step(f"Poisson {rate} req/s: {name}")
                 client.flushall()
                 _poisson(servers[name], rate, plan, work, result)
-        for name in (n for n in plan.light_configs if n in servers):
-            step(f"Poisson-like {plan.target_rate} req/s, light client (wrk, exponential think time): {name}")
-            client.flushall()
-            result.light.append(_light_poisson(servers[name], plan, work))
+        light = [n for n in plan.light_configs if n in servers]
+        for r in range(plan.light_rounds):
+            k = r % len(light) if light else 0
+            for name in light[k:] + light[:k]:
+                step(f"Poisson-like {plan.target_rate} req/s, light client (wrk, exponential think time), "
+                     f"round {r + 1}/{plan.light_rounds}: {name}")
+                client.flushall()
+                result.light_rounds.append(_light_poisson(servers[name], plan, work, r))
+        result.light = [sorted(mine, key=lambda run: run.wrk.p99_ms)[len(mine) // 2]
+                        for mine in ([run for run in result.light_rounds if run.config == n] for n in light) if mine]
         if "service" in servers and plan.profile_s > 0:
             step("profile (py-spy) of the service under the closed loop")
             _profile(servers["service"], plan, work, result)
@@ -175,16 +204,32 @@ def run_bench(plan: BenchPlan, on_step: Callable[[str], None] | None = None) -> 
     return result
 
 
+def median_rounds(runs: list[Saturation], names: list[str]) -> list[Saturation]:
+    """Each config's round of median server CPU per click (the upper middle of an even count), round trips from
+    the round that counted them."""
+    out = []
+    for name in names:
+        mine = sorted((s for s in runs if s.config == name), key=lambda s: s.server_cpu_ms)
+        if not mine:
+            continue
+        counted = next((s.redis_calls_per_click for s in runs if s.config == name and s.round == 0), 0.0)
+        out.append(replace(mine[len(mine) // 2], redis_calls_per_click=counted))
+    return out
+
+
 def _saturate(server: RunningServer, plan: BenchPlan, redis_pid: int, client: redis.Redis,
-              work: Path) -> Saturation:
+              work: Path, round_index: int = 0, position: int = 0) -> Saturation:
     # One unmeasured second first: the server's Redis pool grows to the load's concurrency (a HELLO per new
     # connection) and every lazy path runs once, so the figures below are the steady state's.
     run_wrk(server.url, 1, SATURATION_CONNECTIONS, 1, work / "wrk.log")
+    speed, load_1m = probe_ms(), psutil.getloadavg()[0]
+    ticks0, switches0 = Ticks.read(), preemptions(server.python_pid())
     counters0, cpu0, redis0 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
     wall0 = time.monotonic()
     wrk = run_wrk(server.url, plan.saturation_s, SATURATION_CONNECTIONS, 1, work / "wrk.log")
     wall = time.monotonic() - wall0
     counters1, cpu1, redis1 = _counters(server), server.cpu_seconds(), cpu_seconds(redis_pid)
+    ticks1, switches1 = Ticks.read(), preemptions(server.python_pid())
     answered = max(wrk.requests - wrk.non_2xx, 1)  # a 503 is not a served click: costs are per 2xx answer
     per_req = 1000.0 / answered
     delta = {key: counters1.get(key, 0.0) - counters0.get(key, 0.0) for key in counters1}
@@ -192,9 +237,11 @@ def _saturate(server: RunningServer, plan: BenchPlan, redis_pid: int, client: re
     return Saturation(
         config=server.spec.name, wrk=wrk, server_cpu_ms=(cpu1 - cpu0) * per_req,
         redis_cpu_ms=(redis1 - redis0) * per_req,
-        redis_calls_per_click=_round_trips_per_click(server, client, work),
+        redis_calls_per_click=_round_trips_per_click(server, client, work) if round_index == 0 else 0.0,
         wrk_cpu_share=wrk.wrk_cpu_s / wall, mean_batch=delta["si_batch_size_sum"] / batches if batches else None,
         gc={k.removeprefix("si_gc_pause_seconds_"): v for k, v in delta.items() if k.startswith("si_gc_pause")},
+        round=round_index, position=position, probe_ms=speed, steal_share=ticks0.steal_share(ticks1),
+        preempted=(switches1 - switches0) / answered, load_1m=load_1m,
     )
 
 
@@ -224,17 +271,18 @@ def _poisson(server: RunningServer, rate: int, plan: BenchPlan, work: Path, resu
     ))
 
 
-def _light_poisson(server: RunningServer, plan: BenchPlan, work: Path) -> LightPoisson:
+def _light_poisson(server: RunningServer, plan: BenchPlan, work: Path, round_index: int = 0) -> LightPoisson:
     """C connections each thinking Exp(think_ms) before a click: C = rate × (think + ~3 ms of answer)."""
     connections = math.ceil(plan.target_rate * (plan.think_ms + 3.0) / 1000)
     cpu0, counters0 = server.cpu_seconds(), _counters(server)
     wall0 = time.monotonic()
-    wrk = run_wrk(server.url, plan.target_s, connections, 1, work / "wrk.log", think_ms=plan.think_ms)
+    wrk = run_wrk(server.url, plan.target_s / plan.light_rounds, connections, 1, work / "wrk.log",
+                  think_ms=plan.think_ms)
     wall = time.monotonic() - wall0
     cpu, counters1 = server.cpu_seconds() - cpu0, _counters(server)
     return LightPoisson(config=server.spec.name, target_qps=plan.target_rate, connections=connections, wrk=wrk,
                         server_cpu_ms=cpu * 1000 / max(wrk.requests, 1), wrk_cpu_share=wrk.wrk_cpu_s / wall,
-                        stage_ms=_stage_ms(counters0, counters1))
+                        stage_ms=_stage_ms(counters0, counters1), round=round_index)
 
 
 def _stage_ms(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -43,6 +43,10 @@ CONTEXT_FIELDS: Mapping[str, str] = {
     "hist_orders": "ho",
     "hist_gap_ms": "hg",
     "hist_cart_items_open": "hi",
+    # A cluster only (docs/redis.md "Redis Cluster: history at a session's first click"): the user's hash while
+    # the session's history is not written yet, and, once the session was folded, the user it was folded for.
+    "history_pending": "hp",
+    "folded_for": "fu",
 }
 USER_FIELDS: Mapping[str, str] = {
     "sessions": "s",
@@ -60,6 +64,9 @@ ITEM_SEEN, ITEM_CARTED, ITEM_OPEN, ITEM_CLOSED, ITEM_HIST_OPEN = 1, 2, 4, 8, 16
 MS_NAMES: frozenset[str] = frozenset({"session_seconds", "cart_open_seconds", "hist_gap_seconds"})
 _MS_COLUMNS = np.array([name in MS_NAMES for name in CONTEXT_NAMES])
 _DIVISORS = np.where(_MS_COLUMNS, 1000.0, 1.0)  # ms → s; a count divided by 1.0 stays exact
+
+# history_start.lua's reply codes (a cluster): the snapshot follows, or the running session must be folded first.
+HISTORY_READY, HISTORY_FOLD = 0, 1
 
 # Which state a replica keeps (SI_CONTEXT_STATE): none, the session group, or the session group and history.
 CONTEXT_STATE_LEVELS: tuple[str, ...] = ("off", "session", "full")
@@ -86,4 +93,5 @@ def lua_prelude() -> str:
         f"local ITEM_SEEN, ITEM_CARTED, ITEM_OPEN, ITEM_CLOSED, ITEM_HIST_OPEN = "
         f"{ITEM_SEEN}, {ITEM_CARTED}, {ITEM_OPEN}, {ITEM_CLOSED}, {ITEM_HIST_OPEN}\n"
         f"local CONTEXT_NAMES = {{{names}}}\n"
+        f"local HISTORY_READY, HISTORY_FOLD = {HISTORY_READY}, {HISTORY_FOLD}\n"
     )

@@ -29,12 +29,14 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from model.context import CONTEXT_DIM
 from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
 from service.store import context_record, packing, score_record
 from service.store.alerts import AlertConfig, split_alerts, stream_fields
+from service.store.cluster_history import ClusterHistory
 from service.store.keys import KeyScheme
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
 from service.store.score_record import (
@@ -50,6 +52,9 @@ from service.store.score_record import (
 )
 
 LUA_DIR = Path(__file__).parent / "lua"
+HISTORY_SCRIPTS = ("history_start.lua", "history_handoff.lua", "history_snapshot.lua")
+# Shared Lua prepended to the scripts that use it, in this order.
+LUA_PARTS = {"history.lua": ("append_event.lua", *HISTORY_SCRIPTS), "context.lua": ("append_event.lua",)}
 AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead sessions
 
 RedisClient = Redis | RedisCluster
@@ -97,6 +102,15 @@ class AppendResult(SessionWindow):
     context: np.ndarray | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class ScoreParts:
+    """One record's share of a write_scores.lua call: KEYS (its meta and event-id keys) and ARGV."""
+
+    record: ScoreRecord
+    keys: tuple[str, str]
+    args: tuple[str | bytes | int, ...]
+
+
 @dataclass(frozen=True)
 class ClickIds:
     """A click's optional ids (docs/architecture.md §3.1); the user only as its keyed hash (docs/privacy.md)."""
@@ -124,9 +138,10 @@ def lua_script(name: str) -> str:
     """A script of lua/ behind the preludes of score_record.py (field names) and packing.py (the packed event
     and reply codes), so Lua and Python share one definition of each."""
     preludes = score_record.lua_prelude() + packing.lua_prelude() + context_record.lua_prelude()
-    # The append script runs the context state's functions (context.lua) inside its one atomic call.
-    context = (LUA_DIR / "context.lua").read_text() if name == "append_event.lua" else ""
-    return preludes + context + (LUA_DIR / name).read_text()
+    # The append script runs the context state's functions (context.lua) inside its one atomic call; it and the
+    # cluster's history scripts share the history record's (history.lua).
+    shared = [part for part, users in LUA_PARTS.items() if name in users]
+    return preludes + "".join((LUA_DIR / part).read_text() for part in shared) + (LUA_DIR / name).read_text()
 
 
 class SessionWindowStore:
@@ -142,6 +157,7 @@ class SessionWindowStore:
         alerts: AlertConfig | None = None,
         context_state: str = "full",
         user_ttl_s: int = 90 * 86_400,
+        cluster_history: bool = False,
     ) -> None:
         if window < 1 or ttl_s < 1 or event_id_memory < 0 or user_ttl_s < 1:
             raise ValueError("window, ttl_s and user_ttl_s must be ≥ 1 and event_id_memory ≥ 0")
@@ -159,6 +175,12 @@ class SessionWindowStore:
         self.context_level = context_record.CONTEXT_STATE_LEVELS.index(context_state)
         self.user_ttl_s = user_ttl_s
         self._context_key_parts = self.key_scheme.context_key_parts()
+        # A cluster starts a session's history outside the click's script (docs/redis.md, cluster_history.py), if
+        # asked to: without it a cluster's history features stay 0 and every click is one call.
+        self._history = (
+            ClusterHistory(client, self.key_scheme, ttl_s, user_ttl_s, {n: lua_script(n) for n in HISTORY_SCRIPTS})
+            if isinstance(client, RedisCluster) and cluster_history and self.context_level == 2 else None
+        )
         # register_script: EVALSHA, with a SCRIPT LOAD and one retry on NOSCRIPT (e.g. after a restart).
         self._append = client.register_script(lua_script("append_event.lua"))
         self._write = client.register_script(lua_script("write_scores.lua"))
@@ -194,7 +216,7 @@ class SessionWindowStore:
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
         if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
-        context = context_record.decode_context(reply[6]) if self.context_level else None
+        context = await self._context(session_id, ids, reply[6], int(duplicate) != APPEND_DUPLICATE)
         actions, times, flags = unpack_events(reply[7:])
         stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
         return AppendResult(
@@ -204,16 +226,30 @@ class SessionWindowStore:
             context=context,
         )
 
+    async def _context(self, session_id: str, ids: ClickIds | None, raw: list[Any],
+                       new_click: bool) -> np.ndarray | None:
+        """The click's context from the script's row; on a cluster, a session whose history is pending (the row's
+        extra value, then the fold data of the id's earlier state if unfolded) gets it started here and its row
+        filled in (cluster_history.py)."""
+        if not self.context_level:
+            return None
+        if len(raw) > CONTEXT_DIM and self._history is not None and ids is not None and ids.user_hash:
+            snapshot = await self._history.start(session_id, ids.user_hash, own=raw[CONTEXT_DIM + 1:])
+            raw = raw[:CONTEXT_DIM] if snapshot is None else snapshot.fill(raw[:CONTEXT_DIM], ids.item, new_click)
+        return context_record.decode_context(raw)
+
     def _with_history(self, ids: ClickIds | None) -> bool:
         """The user's record joins the click's call: history kept, a user given, and one Redis (on a cluster its
         slot differs; docs/redis.md "Context state")."""
         return self.context_level == 2 and ids is not None and bool(ids.user_hash) and not self.is_cluster
 
     def _context_args(self, session_id: str, ids: ClickIds) -> tuple[str | int, ...]:
-        """ARGV[11..18] of append_event.lua."""
+        """ARGV[11..18] of append_event.lua (and ARGV[19] on a cluster)."""
         before, after = self._context_key_parts
-        return (ids.item or "", ids.category or "", self.context_level, ids.user_hash or "", self.user_ttl_s,
-                before, after, session_id)
+        args: tuple[str | int, ...] = (ids.item or "", ids.category or "", self.context_level, ids.user_hash or "",
+                                       self.user_ttl_s, before, after, session_id)
+        # ARGV[19], a cluster only: a first click with a user marks its history pending for ClusterHistory.
+        return args if self._history is None else (*args, "1")
 
     async def read_window(self, session_id: str) -> SessionWindow | None:
         """The stored window and cart flag, or None for an unknown or expired session."""
@@ -227,21 +263,34 @@ class SessionWindowStore:
         actions, times, flags = unpack_events(packed)
         return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == str(CART_OPEN))
 
+    def score_parts(self, record: ScoreRecord) -> ScoreParts:
+        """A record's KEYS and ARGV of write_scores.lua, built once: the ScoreWriter builds them as each click is
+        answered, so a flush only joins them (no stall of a whole batch's building on the event loop)."""
+        _, meta_key, ids_key = self.keys(record.session_id)
+        return ScoreParts(record, (meta_key, ids_key),
+                          (record.session_id, event_id_digest(record.event_id), *score_args(record), record.arm,
+                           record.policy))
+
     async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
         """Store a batch's answers, last scores and at-risk entries: one EVALSHA (one per slot on a cluster)."""
-        if not records:
+        await self.write_prepared([self.score_parts(record) for record in records])
+
+    async def write_prepared(self, parts: Sequence[ScoreParts]) -> None:
+        """write_scores of records whose parts were built already (`score_parts`)."""
+        if not parts:
             return
         newest: dict[str, ScoreRecord] = {}
-        for record in records:
+        for part in parts:
+            record = part.record
             if record.session_id not in newest or record.event_index > newest[record.session_id].event_index:
                 newest[record.session_id] = record
         index_args = [part for r in newest.values() for part in (r.session_id, number_text(r.abandonment_risk))]
         if not isinstance(self.client, RedisCluster):
-            await self._write_group(records, index_args)
+            await self._write_group(parts, index_args)
             return
-        by_slot: dict[int, list[ScoreRecord]] = {}
-        for record in records:
-            by_slot.setdefault(self.client.keyslot(self.keys(record.session_id)[1]), []).append(record)
+        by_slot: dict[int, list[ScoreParts]] = {}
+        for part in parts:
+            by_slot.setdefault(self.client.keyslot(part.keys[0]), []).append(part)
         # The index lives on its own slot: an extra call, concurrent with the per-slot ones.
         replies = await asyncio.gather(self._write_group([], index_args),
                                        *(self._write_group(g, []) for g in by_slot.values()))
@@ -254,17 +303,16 @@ class SessionWindowStore:
                     pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
                 await pipe.execute()
 
-    async def _write_group(self, records: Sequence[ScoreRecord], index_args: list[str]) -> list[Any]:
+    async def _write_group(self, parts: Sequence[ScoreParts], index_args: list[str]) -> list[Any]:
         keys: list[str] = []
-        args: list[str | bytes | int] = [len(records), self.ttl_s, len(index_args) // 2]
-        for r in records:
-            _, meta_key, ids_key = self.keys(r.session_id)
-            keys += [meta_key, ids_key]
-            args += [r.session_id, event_id_digest(r.event_id), *score_args(r), r.arm, r.policy]
+        args: list[str | bytes | int] = [len(parts), self.ttl_s, len(index_args) // 2]
+        for part in parts:
+            keys += part.keys
+            args += part.args
         if index_args:
             keys += [self.risk_key, self.expiry_key]
             args += index_args
-        keys += [self.key_scheme.outcomes(r.session_id) for r in records if r.arm]
+        keys += [self.key_scheme.outcomes(p.record.session_id) for p in parts if p.record.arm]
         xadd_here = not self.is_cluster
         if xadd_here:
             keys.append(self.key_scheme.alerts)

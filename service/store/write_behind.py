@@ -10,7 +10,7 @@ import logging
 
 from service.metrics import ServiceMetrics
 from service.store.score_record import ScoreRecord
-from service.store.window_store import SessionWindowStore
+from service.store.window_store import ScoreParts, SessionWindowStore
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ class ScoreWriter:
     round trip per click when batches are small. Reads on another replica trail a click by up to
     `flush_s` plus one write; on this replica a retry in that gap is answered from `unwritten` (the first
     answer) and a read of /risk from `latest` (read-your-writes, docs/service.md).
-    One task owns the buffer; at most one write is in flight.
+    One task owns the buffer; at most one write is in flight. `add` builds each record's part of the call
+    (`SessionWindowStore.score_parts`, a few µs) as its click is answered: built at the flush, a batch of 64 held
+    the event loop for about half a millisecond, and every click that arrived meanwhile waited behind it.
     """
 
     def __init__(self, store: SessionWindowStore, metrics: ServiceMetrics, flush_s: float = 0.1,
@@ -33,7 +35,7 @@ class ScoreWriter:
         self.metrics = metrics
         self.flush_s = flush_s
         self.max_records = max_records
-        self._pending: list[ScoreRecord] = []
+        self._pending: list[ScoreParts] = []  # each record with its write_scores arguments, built on add
         self._unwritten: dict[tuple[str, str], ScoreRecord] = {}  # (session_id, event_id) -> record
         self._latest: dict[str, ScoreRecord] = {}  # session_id -> its newest record not yet written
         self._has_records = asyncio.Event()
@@ -55,7 +57,7 @@ class ScoreWriter:
         await self.flush()
 
     def add(self, record: ScoreRecord) -> None:
-        self._pending.append(record)
+        self._pending.append(self.store.score_parts(record))
         if record.event_id:
             self._unwritten[(record.session_id, record.event_id)] = record
         newest = self._latest.get(record.session_id)
@@ -81,13 +83,14 @@ class ScoreWriter:
             await self.flush()
 
     async def flush(self) -> None:
-        records, self._pending = self._pending, []
+        parts, self._pending = self._pending, []
         self._has_records.clear()
         self._full.clear()
-        if not records:
+        if not parts:
             return
+        records = [part.record for part in parts]
         try:
-            await self.store.write_scores(records)
+            await self.store.write_prepared(parts)
         except Exception as exc:  # the clicks were answered already; their windows are safe in Redis
             self.metrics.errors.labels(cause="score_write").inc()
             log.warning("could not write back %d scores: %s", len(records), exc)

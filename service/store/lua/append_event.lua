@@ -28,6 +28,8 @@
 -- ARGV[16], ARGV[17] a session's context key around its id (KeyScheme.context_key_parts), for the
 --          user's running session, folded at this session's first click (single Redis only)
 -- ARGV[18] the session id (the user record's running session)
+-- ARGV[19] '1' on a cluster only: a first click with a user marks the session's history pending (the row
+--          gets one more value, 1) for the store to start on the user's slot (docs/redis.md)
 --
 -- Reply: {event_index, duplicate, out_of_order 0/1, cart state 0/1/2, stored answer or '', model or '',
 --         context {CONTEXT_NAMES values, durations in ms} or {} when off,

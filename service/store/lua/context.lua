@@ -10,6 +10,14 @@ local ctx_ts = tonumber(ARGV[3])
 local ctx_action = tonumber(ARGV[2])
 local ctx_add_cart, ctx_order = tonumber(ARGV[8]), tonumber(ARGV[9])
 local ctx_session = ARGV[18]
+-- A cluster (ARGV[19] '1'): the user's record is on another slot, so a session's first click with a user only
+-- marks its history pending (CF.history_pending = the user's hash); the store starts it right after
+-- (service/store/cluster_history.py) and writes the snapshot in with history_snapshot.lua.
+local on_cluster = ARGV[19] == '1'
+local history_outside = on_cluster and ctx_user ~= ''
+-- A cluster: the fold data of this session id's earlier state when that was still its user's running session
+-- (the id reused after its window expired): the store folds it, as a single Redis's fold_previous does here.
+local own_fold = nil
 
 local function num(value)
   return tonumber(value) or 0
@@ -21,7 +29,14 @@ local function expire_context(has_user)
   redis.call('EXPIRE', ctx_key, has_user and user_ttl or tonumber(ARGV[6]))
 end
 
+-- A session whose history is still pending on a cluster keeps the user's TTL too: it is already the user's running
+-- session, or about to be, and the user's next session folds it.
 local function refresh_context_ttl()
+  if on_cluster then
+    local owner = redis.call('HMGET', ctx_key, CF.user, CF.history_pending)
+    expire_context(owner[1] ~= false or owner[2] ~= false)
+    return
+  end
   expire_context(redis.call('HEXISTS', ctx_key, CF.user) == 1)
 end
 
@@ -49,41 +64,41 @@ local function row_of(c, ts, seen_before, carted_before, in_hist_cart, cart)
   return out
 end
 
--- The context row of the state as stored (a retry's: no new click applied).
-local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
-  return row_of(redis.call('HMGET', ctx_key, unpack(ROW_FIELDS)), ts, seen_before, carted_before, in_hist_cart, cart)
+-- A cluster's row of a session whose history is still pending ends with one more value, 1: the store starts the
+-- history and fills the row's history values in (service/store/cluster_history.py).
+local function mark_pending(row, pending)
+  if pending then
+    row[#row + 1] = 1
+    for i = 1, own_fold and #own_fold or 0 do
+      row[#row + 1] = own_fold[i]
+    end
+  end
+  return row
 end
 
--- UserHistory.fold_running: the user's previous session joins the closed history.
+-- A cluster, at a first click: the earlier state under this id, if it is the user's unfolded session.
+local function unfolded_state()
+  local owner = redis.call('HMGET', ctx_key, CF.user, CF.history_pending)
+  if owner[1] ~= ctx_user and owner[2] ~= ctx_user then
+    return nil
+  end
+  return fold_payload(redis.call('HGETALL', ctx_key))
+end
+
+-- The context row of the state as stored (a retry's: no new click applied).
+local function context_row(ts, seen_before, carted_before, in_hist_cart, cart)
+  local row = row_of(redis.call('HMGET', ctx_key, unpack(ROW_FIELDS)), ts, seen_before, carted_before, in_hist_cart,
+    cart)
+  return mark_pending(row, history_outside and redis.call('HEXISTS', ctx_key, CF.history_pending) == 1)
+end
+
+-- UserHistory.fold_running: the user's previous session joins the closed history (history.lua's fold).
 local function fold_running(running_key)
   local flat = redis.call('HGETALL', running_key)
   if #flat == 0 then
     return  -- deleted, or past the user's TTL: nothing to fold
   end
-  local s = {}
-  for i = 1, #flat, 2 do
-    s[flat[i]] = flat[i + 1]
-  end
-  redis.call('HINCRBY', user_key, UF.sessions, 1)
-  redis.call('HINCRBY', user_key, UF.events, num(s[CF.clicks]))
-  redis.call('HINCRBY', user_key, UF.carts, num(s[CF.carts]))
-  redis.call('HINCRBY', user_key, UF.orders, num(s[CF.orders]))
-  local last = redis.call('HGET', user_key, UF.last_ts)
-  local newest = num(s[CF.max_ts])
-  if not last or newest > tonumber(last) then
-    redis.call('HSET', user_key, UF.last_ts, string.format('%.0f', newest))
-  end
-  for i = 1, #flat, 2 do
-    local field = flat[i]
-    if string.sub(field, 1, #ITEM_PREFIX) == ITEM_PREFIX then
-      local bits = tonumber(flat[i + 1])
-      if bit.band(bits, ITEM_OPEN) ~= 0 then
-        redis.call('HINCRBY', user_key, UF.open_items, redis.call('HSETNX', user_key, field, 1))
-      elseif bit.band(bits, ITEM_CLOSED) ~= 0 then
-        redis.call('HINCRBY', user_key, UF.open_items, 0 - redis.call('HDEL', user_key, field))
-      end
-    end
-  end
+  fold_into(user_key, fold_payload(flat))
   -- Folded once: it is no one's running session now. Still live (the user has two sessions at once), it
   -- keeps its own state and is folded no more; else it goes when the session TTL runs out.
   redis.call('HDEL', running_key, CF.user)
@@ -100,17 +115,8 @@ end
 
 -- start_session, second half: snapshot the history into this session, which becomes the running one.
 local function snapshot_history()
-  local u = redis.call('HMGET', user_key, UF.sessions, UF.events, UF.carts, UF.orders, UF.last_ts, UF.open_items)
-  local gap = u[5] and (ctx_ts - tonumber(u[5])) or 0
-  redis.call('HSET', ctx_key, CF.user, ctx_user, CF.hist_sessions, num(u[1]), CF.hist_events, num(u[2]),
-    CF.hist_carts, num(u[3]), CF.hist_orders, num(u[4]), CF.hist_gap_ms, string.format('%.0f', gap),
-    CF.hist_cart_items_open, num(u[6]))
-  local flat = redis.call('HGETALL', user_key)
-  for i = 1, #flat, 2 do
-    if string.sub(flat[i], 1, #ITEM_PREFIX) == ITEM_PREFIX then
-      redis.call('HSET', ctx_key, flat[i], ITEM_HIST_OPEN)
-    end
-  end
+  local values, items = history_of(user_key)
+  write_history(ctx_key, ctx_user, values, ctx_ts, items, false)
   redis.call('HSET', user_key, UF.running, ctx_session)
   redis.call('EXPIRE', user_key, user_ttl)
 end
@@ -124,11 +130,15 @@ local function update_context(index, cart_before, cart_after)
     local with_history = user_key ~= nil and ctx_user ~= ''
     if with_history then
       fold_previous()
+    elseif history_outside then
+      own_fold = unfolded_state()
     end
     redis.call('DEL', ctx_key)  -- a stale state of an earlier session under this id (its window expired)
     redis.call('HSET', ctx_key, CF.first_ts, ARGV[3], CF.max_ts, ARGV[3])
     if with_history then
       snapshot_history()
+    elseif history_outside then
+      redis.call('HSET', ctx_key, CF.history_pending, ctx_user)
     end
   end
   local n_row = #ROW_FIELDS
@@ -143,6 +153,10 @@ local function update_context(index, cart_before, cart_after)
   end
   if category_field then
     fields[at_category] = category_field
+  end
+  local at_pending = #fields + 1
+  if on_cluster then
+    fields[at_pending] = CF.history_pending
   end
   local c = redis.call('HMGET', ctx_key, unpack(fields))
   -- row counters (c[1..n_row]) are updated in place, so `row_of(c, ...)` sees the state after the click
@@ -197,6 +211,8 @@ local function update_context(index, cart_before, cart_after)
     put(CF.cart_opened_ts, ARGV[3])
   end
   redis.call('HSET', ctx_key, unpack(writes))
-  expire_context(c[n_row + 4] ~= false)
-  return row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after)
+  local pending = on_cluster and c[at_pending] ~= false
+  expire_context(c[n_row + 4] ~= false or pending)
+  return mark_pending(row_of(c, ctx_ts, seen_before, carted_before, in_hist_cart, cart_after),
+    pending and history_outside)
 end
