@@ -187,7 +187,7 @@ def train(
         _fail(console, f"cannot train on {data}: {exc}")
 
     val = dataset.part(Split.VAL)
-    p_val = predict_proba(net, val.view, val.contexts(slice(None), names))  # type: ignore[arg-type]  # batch by batch
+    p_val = predict_proba(net, val.view, val.context_view(names))  # type: ignore[arg-type]  # batch by batch
     cart, y_abandon = abandonment_inputs(dataset, val)
     thresholds = tune_thresholds(p_val, val.Y, cart, y_abandon)
     kind, target = ("budget", alert_budget) if alert_precision is None else ("precision", alert_precision)

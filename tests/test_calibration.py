@@ -174,3 +174,21 @@ def test_training_chooses_the_calibration_on_validation_and_records_it(dataset: 
         TrainConfig(calibration_fit="test")
     with pytest.raises(ValueError, match="calibration_score"):
         TrainConfig(calibration_score="test")
+
+
+def test_the_training_fit_scores_the_training_windows_with_their_ids(dataset: Dataset) -> None:
+    """The calibration samples the TRAIN part the loop trained on, scored with its ids (not context dropout's
+    id-less rows), and gives what the whole part, built afresh, gives."""
+    cfg = TrainConfig(epochs=1, seed=0, calibration_fit="train+validation")
+    _, history = train_model(dataset, TINY_CONTEXT, cfg, show_progress=False)
+    raw, _ = train_model(dataset, TINY_CONTEXT, replace(cfg, calibrate=False), show_progress=False)
+    train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
+    logits = predict_logits(raw, val.X, val.contexts(slice(None), CONTEXT_NAMES))
+    train_logits = predict_logits(raw, train.X, train.contexts(slice(None), CONTEXT_NAMES))
+    calibration, choice = choose_calibration(logits, val.Y, val.session, train_logits, train.Y, cfg.calibration_fit,
+                                             cfg.seed, cfg.calibration_score, train.session)  # fmt: skip
+    for j, (label, fitted) in enumerate(zip(("add_cart", "make_order"), calibration, strict=True)):
+        record = history["calibration"][label]
+        # the out-of-fold ECE and a refused fit's reason (its a) read the training logits even when no fit applies
+        assert record["oof_ece"] == choice["labels"][j]["oof_ece"]
+        assert (record["a"], record["b"], record["reason"]) == (fitted.a, fitted.b, fitted.reason)

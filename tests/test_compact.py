@@ -52,6 +52,13 @@ def test_cache_is_reused_and_invalidated(synth_csv: Path, tmp_path: Path, monkey
     data.write_bytes(synth_csv.read_bytes())
     config = FeatureConfig(window=6)
     fresh = load_dataset(data, config, cache_dir=tmp_path / "cache")
+    assert isinstance(fresh.windows.context, np.memmap)  # the first run trains on the cache it wrote, too
+    plain = load_dataset(data, config)  # no cache: every array in memory
+    assert fresh.windows.X.tobytes() == plain.windows.X.tobytes()
+    assert fresh.windows.Y.tobytes() == plain.windows.Y.tobytes()
+    assert fresh.windows.context.tobytes() == plain.windows.context.tobytes()  # type: ignore[union-attr]
+    np.testing.assert_array_equal(fresh.split, plain.split)
+    np.testing.assert_array_equal(fresh.sessions.ids, plain.sessions.ids)
     folders = list((tmp_path / "cache").iterdir())
     assert len(folders) == 1
 

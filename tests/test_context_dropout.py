@@ -117,3 +117,14 @@ def test_training_drops_ids_only_for_context_nets_and_records_it(dataset: Datase
     assert plain["context_dropout"] == {"share": 0.0, "sessions": 0}
     with pytest.raises(ValueError, match="context_dropout"):
         TrainConfig(context_dropout=1.5)
+
+
+def test_the_context_view_gathers_by_slice_what_the_whole_gather_gives(dataset: Dataset) -> None:
+    """Validation and calibration read the context a batch at a time through `context_view`: the same bytes,
+    dropped rows included, as the (n, k) array they used to build whole."""
+    dropped, _ = drop_context_ids(dataset.part(Split.TRAIN), dataset.sessions, 0.2, seed=0)
+    for names in (CONTEXT_NAMES, CONTEXT_NAMES[3:9]):
+        whole, view = dropped.contexts(slice(None), names), dropped.context_view(names)
+        assert len(view) == len(whole) and view.shape == whole.shape
+        batches = [view[i : i + 97] for i in range(0, len(view), 97)]
+        assert np.concatenate(batches).tobytes() == whole.tobytes()

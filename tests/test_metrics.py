@@ -14,6 +14,7 @@ from sklearn.metrics import (
 
 from model.evaluation.bootstrap import (
     METRICS,
+    _weighted_ece,
     bootstrap_estimates,
     expected_calibration_error,
     paired_difference,
@@ -149,3 +150,13 @@ def test_paired_difference_of_a_model_with_itself_is_zero() -> None:
     worse = np.clip(p + np.random.default_rng(0).normal(0, 0.3, p.size), 0, 1)
     diff = paired_difference("roc_auc", y, p, worse, groups, n_boot=200)
     assert diff.value is not None and diff.ci_low is not None and diff.ci_low > 0
+
+
+def test_ece_by_bincount_is_the_one_hot_sum() -> None:
+    """The plain ECE sums each bin by bincount (no (n, bins) matrices); the bootstrap's weighted form agrees."""
+    rng = np.random.default_rng(4)
+    p = rng.uniform(size=5000)
+    y = (rng.uniform(size=5000) < p**2).astype(np.int64)
+    assert expected_calibration_error(y, p) == pytest.approx(float(_weighted_ece(np.ones((1, y.size)), y, p, 15)[0]),
+                                                             rel=1e-12)  # fmt: skip
+    assert np.isnan(expected_calibration_error(np.zeros(0), np.zeros(0)))

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.train_command import register
 from model.card import ModelCard
-from model.data.dataset import Dataset, Split, WindowSet, load_dataset
+from model.data.dataset import Dataset, Split, WindowSet, abandonment_targets, cart_so_far, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import ACTIONS, ADD_CART, ORDER, FeatureConfig
 from model.risk import abandonment_risk, decision_thresholds
@@ -198,6 +198,13 @@ def test_abandonment_inputs_index_the_windows_event(dataset: Dataset) -> None:
     # An order follows and no add_cart does ⇒ the cart ends closed; open now and no order after ⇒ abandoned.
     assert not (y_abandon.astype(bool) & (val.Y[:, 1] > 0) & (val.Y[:, 0] == 0)).any()
     np.testing.assert_array_equal(y_abandon[cart & (val.Y[:, 1] == 0)], 1.0)
+    # Computed on the part's own sessions, as on the whole log (the earlier way, 6.6 × the scratch at a 15 % part).
+    rows = dataset.sessions.events.starts[val.session] + val.position
+    np.testing.assert_array_equal(cart, cart_so_far(dataset.sessions)[rows])
+    np.testing.assert_array_equal(y_abandon, abandonment_targets(dataset.sessions)[rows])
+    shuffled = val.take(np.random.default_rng(0).permutation(len(val)))  # any order of windows
+    np.testing.assert_array_equal(abandonment_inputs(dataset, shuffled)[0], cart_so_far(dataset.sessions)[
+        dataset.sessions.events.starts[shuffled.session] + shuffled.position])
 
 
 def cli() -> typer.Typer:

@@ -80,9 +80,9 @@ class WindowSet:
 
     events: EncodedEvents  # of the whole Sessions the set was built from
     window: int
-    rows: np.ndarray  # (n,) int64 event index of the prefix's newest event
+    rows: np.ndarray  # (n,) event index of the prefix's newest event (int32 below 2**31 events: index_dtype)
     Y: np.ndarray
-    session: np.ndarray  # (n,) ordinal into the Sessions the set was built from
+    session: np.ndarray  # (n,) ordinal into the Sessions the set was built from (index_dtype)
     position: np.ndarray  # (n,) 0-based index of the prefix's last event within its session
     # (E, CONTEXT_DIM) float32 raw context of every event of those Sessions (model/context.py); None: not computed
     context: np.ndarray | None = None
@@ -119,6 +119,10 @@ class WindowSet:
             self.context_rows.patch(out, rows, columns)
         return out
 
+    def context_view(self, names: Sequence[str]) -> ContextView:
+        """The raw context `names` as a lazily gathered (n, k) array: `len()` and slicing, a batch at a time."""
+        return ContextView(self, tuple(names))
+
     def newest(self) -> np.ndarray:
         """(n, 16) float32 the newest vector of each window (X[:, -1] without building X)."""
         return gather_windows(self.events, self.rows, self.position, 1)[:, 0]
@@ -129,6 +133,25 @@ class WindowSet:
             self.events, self.window, self.rows[mask], self.Y[mask], self.session[mask], self.position[mask],
             self.context, self.context_rows,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContextView:
+    """`WindowSet.contexts` gathered on slicing: `len()` and `view[a:b]` like the (n, k) array, which a pass over
+    every window (validation, calibration) then never holds whole (183 MiB for 3M windows of 16 features)."""
+
+    windows: WindowSet
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self), len(self.names))
+
+    def __getitem__(self, index: slice | np.ndarray) -> np.ndarray:
+        return self.windows.contexts(index, self.names)
 
 
 def read_events_csv(path: Path) -> Sessions:
@@ -161,15 +184,24 @@ def session_classes(sessions: Sessions) -> np.ndarray:
     return classes
 
 
-def prefix_targets(sessions: Sessions) -> np.ndarray:
-    """(E, 2) float32: whether an add_cart / an order follows each event later in its session."""
+def index_dtype(n: int) -> type[np.signedinteger]:
+    """The dtype of per-prefix event and session indices: int32 while they fit (half the bytes: 0.15 GiB less per
+    array at 20M events), int64 beyond."""
+    return np.int32 if n < 2**31 else np.int64
+
+
+def prefix_targets(sessions: Sessions, session: np.ndarray | None = None) -> np.ndarray:
+    """(E, 2) float32: whether an add_cart / an order follows each event later in its session.
+
+    session: (E,) `sessions.events.session_of_event()`, when the caller has it already.
+    """
     ev = sessions.events
     session_end = np.append(ev.starts[1:], len(ev)) - 1  # (S,)
-    last = session_end[ev.session_of_event()]  # (E,)
+    last = session_end[ev.session_of_event() if session is None else session]  # (E,)
     targets = np.empty((len(ev), 2), dtype=np.float32)
     for col, action in enumerate((ADD_CART, ORDER)):
         seen = np.cumsum(ev.actions == action)
-        targets[:, col] = (seen[last] - seen) > 0
+        targets[:, col] = seen[last] > seen  # a later event of the session is one
     return targets
 
 
@@ -207,16 +239,22 @@ def build_windows(
     misses the history of sessions outside `sessions` (load_dataset computes it before curation instead).
     """
     ev = sessions.events
+    encoded = encoded if encoded is not None else encode_compact(ev, config)
+    context = context if context is not None else compute_context(ev, sessions.context_ids)
+    # (E,)-sized scratch is 0.15 GiB per int64 array at 20M events: each is built once and narrowed at once
     session = ev.session_of_event()
-    position = np.arange(len(ev)) - ev.starts[session]
+    targets = prefix_targets(sessions, session)
+    position = np.arange(len(ev), dtype=np.int64)
+    position -= ev.starts[session]
+    dtype = index_dtype(len(ev))
     return WindowSet(
-        events=encoded if encoded is not None else encode_compact(ev, config),
+        events=encoded,
         window=config.window,
-        rows=np.arange(len(ev), dtype=np.int64),
-        Y=prefix_targets(sessions),
-        session=session.astype(np.int64),
+        rows=np.arange(len(ev), dtype=dtype),
+        Y=targets,
+        session=session.astype(dtype),
         position=position.astype(np.int32),
-        context=context if context is not None else compute_context(ev, sessions.context_ids),
+        context=context,
     )
 
 
@@ -320,8 +358,7 @@ def load_dataset(
     key = cache_key(sha, config, split_mode, (MIN_EVENTS, MAX_EVENTS))
     folder = cache_folder(cache_dir, key) if cache_dir else None
     if folder is not None and folder.is_dir():
-        sessions, encoded, context, classes, split = load_cache(folder)
-        return Dataset(path.stem, sha, sessions, build_windows(sessions, config, encoded, context), classes, split)
+        return _from_cache(path, sha, folder, config)
     everything = read_events(path)
     # Before curation: a short session (< MIN_EVENTS) is still part of its shopper's history.
     context = compute_context(everything.events, everything.context_ids)
@@ -331,11 +368,19 @@ def load_dataset(
         raise BadEventFile(f"{path}: no session has {MIN_EVENTS}..{MAX_EVENTS} events")
     context = keep_rows(context, np.repeat(keep, everything.lengths))
     del everything  # the uncurated arrays, before the windows' own are built
-    windows = build_windows(sessions, config, context=context)
-    dataset = Dataset(path.stem, sha, sessions, windows, session_classes(sessions), splitter(sessions))
-    if folder is not None:
-        save_cache(folder, sessions, windows.events, windows.context, dataset.classes, dataset.split)
-    return dataset
+    classes, split = session_classes(sessions), splitter(sessions)
+    if folder is None:
+        return Dataset(path.stem, sha, sessions, build_windows(sessions, config, context=context), classes, split)
+    save_cache(folder, sessions, encode_compact(sessions.events, config), context, classes, split)
+    # The first run reads what a second one would: the cache, memory-mapped. Its own copies go before the windows
+    # are built, and what training never reads (ids, timestamps: 0.3 GiB at 20M events) stays on disk.
+    del sessions, context
+    return _from_cache(path, sha, folder, config)
+
+
+def _from_cache(path: Path, sha: str, folder: Path, config: FeatureConfig) -> Dataset:
+    sessions, encoded, context, classes, split = load_cache(folder)
+    return Dataset(path.stem, sha, sessions, build_windows(sessions, config, encoded, context), classes, split)
 
 
 def slot_coverage(sessions: Sessions) -> dict[str, int]:
