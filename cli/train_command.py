@@ -113,9 +113,9 @@ def train(
     calibration_score: Annotated[
         str,
         typer.Option("--calibration-score",
-                     help="Whose sessions score auto's out-of-fold ECE: pooled (training sample + validation) | "
-                          "validation."),
-    ] = "pooled",
+                     help="Whose sessions score auto's out-of-fold ECE: validation | pooled (training sample + "
+                          "validation; in-sample training windows flatter the net's own logits: docs/training.md)."),
+    ] = "validation",
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
     ] = False,

@@ -166,7 +166,7 @@ def test_training_chooses_the_calibration_on_validation_and_records_it(dataset: 
     _, history = train_model(dataset, TINY_CONTEXT, TrainConfig(epochs=1, seed=0), show_progress=False)
     record = history["calibration"]
     assert record["choice"]["fit"] == "auto" and record["choice"]["train_windows"] > 0
-    assert record["choice"]["score"] == "pooled"  # the default: training sample + validation sessions
+    assert record["choice"]["score"] == "validation"  # the default: validation's own sessions (docs/training.md)
     for label in ("add_cart", "make_order"):
         assert record[label]["source"] in CALIBRATION_SOURCES
         assert set(record[label]["oof_ece"]) == set(CALIBRATION_SOURCES)

@@ -28,7 +28,6 @@ from model.training.calibration_choice import (
     CALIBRATION_FITS,
     CALIBRATION_SCORES,
     MAX_TRAIN_WINDOWS,
-    POOLED,
     VALIDATION,
     choose_calibration,
 )
@@ -80,7 +79,7 @@ class TrainConfig:
     calibrate: bool = True
     calibration_fit: str = "auto"
     # Whose sessions score the sources "auto" compares: "pooled" (training sample + validation) or "validation".
-    calibration_score: str = POOLED
+    calibration_score: str = VALIDATION
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
