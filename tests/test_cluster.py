@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
-from service.store.window_store import ScoreRecord, SessionWindowStore, lua_script
+from service.store.lua_scripts import lua_script
+from service.store.window_store import ScoreRecord, SessionWindowStore
 from tests.cluster_procs import RedisClusterProcs, cluster_round_trips
 
 T0 = 1_764_000_000.0

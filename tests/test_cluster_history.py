@@ -17,7 +17,8 @@ from model.context import CONTEXT_NAMES, CONTEXT_SETS
 from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART
 from service.store.context_record import USER_FIELDS
-from service.store.window_store import HISTORY_SCRIPTS, ClickIds, SessionWindowStore, lua_script
+from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
+from service.store.window_store import ClickIds, SessionWindowStore
 from tests.cluster_procs import RedisClusterProcs, cluster_round_trips
 from tests.test_context_state import random_clicks
 

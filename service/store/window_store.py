@@ -20,8 +20,6 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,10 +32,11 @@ from model.features import ADD_CART, N_ACTIONS, ORDER
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
-from service.store import context_record, packing, score_record
+from service.store import context_record
 from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.cluster_history import ClusterHistory
 from service.store.keys import KeyScheme
+from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
 from service.store.score_record import (
     LISTED_FIELDS,
@@ -51,10 +50,6 @@ from service.store.score_record import (
     score_args,
 )
 
-LUA_DIR = Path(__file__).parent / "lua"
-HISTORY_SCRIPTS = ("history_start.lua", "history_handoff.lua", "history_snapshot.lua")
-# Shared Lua prepended to the scripts that use it, in this order.
-LUA_PARTS = {"history.lua": ("append_event.lua", *HISTORY_SCRIPTS), "context.lua": ("append_event.lua",)}
 AT_RISK_SCAN = 128  # index candidates fetched per step while filtering out dead sessions
 
 RedisClient = Redis | RedisCluster
@@ -131,17 +126,6 @@ def _text(value: bytes | str | None) -> str:
     if value is None:
         return ""
     return value.decode() if isinstance(value, bytes) else value
-
-
-@cache
-def lua_script(name: str) -> str:
-    """A script of lua/ behind the preludes of score_record.py (field names) and packing.py (the packed event
-    and reply codes), so Lua and Python share one definition of each."""
-    preludes = score_record.lua_prelude() + packing.lua_prelude() + context_record.lua_prelude()
-    # The append script runs the context state's functions (context.lua) inside its one atomic call; it and the
-    # cluster's history scripts share the history record's (history.lua).
-    shared = [part for part, users in LUA_PARTS.items() if name in users]
-    return preludes + "".join((LUA_DIR / part).read_text() for part in shared) + (LUA_DIR / name).read_text()
 
 
 class SessionWindowStore:
