@@ -16,23 +16,23 @@ FLUSH_EVERY = 256  # clicks; with --workers a scrape flushes only its own worker
 
 
 class MissingIdCounts:
-    """Counts clicks by which ids they miss (a bit per name of ID_FIELDS), then adds them per name."""
+    """Counts, per name of ID_FIELDS, the clicks that miss that id, then adds the counts to the counter."""
 
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
-        self._by_pattern = [0] * (1 << len(ID_FIELDS))
-        self._unflushed = 0
+        self._missing = dict.fromkeys(ID_FIELDS, 0)
+        self._unflushed = 0  # clicks counted since the last flush
         metrics.before_scrape.append(self.flush)
 
     def count(self, event: Any) -> None:
         """One accepted click: which of its ids are missing."""
-        pattern = 0
-        for bit, name in enumerate(ID_FIELDS):
+        missed = False
+        for name in ID_FIELDS:
             if getattr(event, name) is None:
-                pattern |= 1 << bit
-        if not pattern:
+                self._missing[name] += 1
+                missed = True
+        if not missed:
             return
-        self._by_pattern[pattern] += 1
         self._unflushed += 1
         if self._unflushed >= FLUSH_EVERY:
             self.flush()
@@ -41,14 +41,7 @@ class MissingIdCounts:
         if not self._unflushed:
             return
         self._unflushed = 0
-        totals = [0] * len(ID_FIELDS)
-        for pattern, n in enumerate(self._by_pattern):
-            if not n:
-                continue
-            self._by_pattern[pattern] = 0
-            for bit in range(len(ID_FIELDS)):
-                if pattern >> bit & 1:
-                    totals[bit] += n
-        for name, n in zip(ID_FIELDS, totals, strict=True):
+        for name, n in self._missing.items():
             if n:  # a series appears once observed, as before
                 self._metrics.child(self._metrics.clicks_without_ids, name).inc(n)
+                self._missing[name] = 0

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service.store.replies import reply_text
+
 ALERT_FIELDS: tuple[str, ...] = ("session", "event_index", "risk", "model", "policy", "arm", "ts")
 ALERT_PARTS = 7  # the flat alert of write_scores.lua's reply: session, event_index, risk, model, arm, ts, policy
 ORDER_PREFIX = "o"  # outcomes-hash field of an alert's order: "o<alert event_index>"
@@ -72,11 +74,10 @@ async def read_outcomes(client: Any, outcomes_pattern: str, meta_key: Any) -> li
     """
     rows: list[dict[str, Any]] = []
     async for key in client.scan_iter(match=outcomes_pattern, count=1000):
-        name = key.decode() if isinstance(key, bytes) else key
+        name = reply_text(key)
         session_id = name[name.index("{") + 1:name.rindex("}")]
         raw = await client.hgetall(name)
         live = bool(await client.exists(meta_key(session_id)))
-        fields = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-                  for k, v in raw.items()}
+        fields = {reply_text(k): reply_text(v) for k, v in raw.items()}
         rows += decode_outcomes(session_id, fields, live)
     return rows

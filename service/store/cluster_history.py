@@ -24,25 +24,21 @@ from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
 
-from model.context import CONTEXT_NAMES
+from model.context import CONTEXT_NAMES, CONTEXT_SETS
 from service.store.context_record import HISTORY_READY, ITEM_PREFIX
 from service.store.keys import KeyScheme
+from service.store.replies import reply_text
 
 log = logging.getLogger(__name__)
 
 # The snapshot's values in the order history_snapshot.lua returns them, as context.lua's row names them.
-HISTORY_NAMES = ("hist_sessions", "hist_events", "hist_carts", "hist_orders", "hist_gap_seconds",
-                 "hist_cart_items_open")
+HISTORY_NAMES = tuple(name for name in CONTEXT_SETS["history"] if name != "item_in_hist_cart")
 _HISTORY_COLUMNS = tuple(CONTEXT_NAMES.index(name) for name in HISTORY_NAMES)
 _IN_HIST_CART = CONTEXT_NAMES.index("item_in_hist_cart")
 
 # Each try past the first means another session of the user started (or was folded) meanwhile; a user with more
 # sessions starting at once than this gets this click scored without history, and its next click tries again.
 MAX_TRIES = 3
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ class ClusterHistory:
             reply = await self._start(keys=[user_key], args=[session_id, self.user_ttl_s, expected, *payload])
             if int(reply[0]) == HISTORY_READY:
                 return await self._write(session_id, user_hash, reply[1:])
-            expected = _text(reply[1])
+            expected = reply_text(reply[1])
             payload = await self._handoff(keys=[self.key_scheme.context(expected)],
                                           args=[user_hash, self.session_ttl_s])
         log.warning("history of session %s not started: the user's running session changed %d times meanwhile",
@@ -99,4 +95,4 @@ class ClusterHistory:
         stored = await self._snapshot(keys=[self.key_scheme.context(session_id)],
                                       args=[user_hash, self.user_ttl_s, *values, *items])
         return HistorySnapshot(values=tuple(int(v) for v in stored),
-                               open_items=frozenset(_text(i).removeprefix(ITEM_PREFIX) for i in items))
+                               open_items=frozenset(reply_text(i).removeprefix(ITEM_PREFIX) for i in items))

@@ -38,6 +38,7 @@ from service.store.cluster_history import ClusterHistory
 from service.store.keys import KeyScheme
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
+from service.store.replies import reply_text
 from service.store.score_record import (
     LISTED_FIELDS,
     F,
@@ -122,12 +123,6 @@ def event_id_digest(event_id: str | None) -> bytes:
     return hashlib.blake2b(event_id.encode(), digest_size=8).digest()
 
 
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class SessionWindowStore:
     """Sliding windows, meta, retry answers and the at-risk index of live sessions."""
 
@@ -199,10 +194,11 @@ class SessionWindowStore:
         reply = await self._append(keys=keys, args=args)
         event_index, duplicate, out_of_order, cart, answer, model = reply[:6]
         if int(duplicate) == APPEND_CONFLICT:
-            raise EventIdConflict(event_id or "", differing_parts(_text(answer), body))
+            raise EventIdConflict(event_id or "", differing_parts(reply_text(answer), body))
         context = await self._context(session_id, ids, reply[6], int(duplicate) != APPEND_DUPLICATE)
         actions, times, flags = unpack_events(reply[7:])
-        stored = decode_answer(session_id, int(event_index), _text(answer), _text(model)) if _text(answer) else None
+        answer_text = reply_text(answer)
+        stored = decode_answer(session_id, int(event_index), answer_text, reply_text(model)) if answer_text else None
         return AppendResult(
             actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
@@ -245,7 +241,8 @@ class SessionWindowStore:
         if not packed:
             return None
         actions, times, flags = unpack_events(packed)
-        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=_text(cart) == str(CART_OPEN))
+        cart_has_items = reply_text(cart) == str(CART_OPEN)
+        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=cart_has_items)
 
     def score_parts(self, record: ScoreRecord) -> ScoreParts:
         """A record's KEYS and ARGV of write_scores.lua, built once: the ScoreWriter builds them as each click is
@@ -283,7 +280,7 @@ class SessionWindowStore:
         if raised:
             async with self.client.pipeline(transaction=False) as pipe:
                 for alert in raised:
-                    fields = stream_fields([_text(x) for x in alert])
+                    fields = stream_fields([reply_text(x) for x in alert])
                     pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
                 await pipe.execute()
 
@@ -313,7 +310,7 @@ class SessionWindowStore:
             pipe.hgetall(meta_key)
             pipe.ttl(meta_key)
             raw, ttl = await pipe.execute()
-        return decode_meta(session_id, {_text(k): _text(v) for k, v in raw.items()}, int(ttl))
+        return decode_meta(session_id, {reply_text(k): reply_text(v) for k, v in raw.items()}, int(ttl))
 
     async def at_risk(self, min_risk: float, limit: int, model_version: str | None = None) -> list[dict[str, Any]]:
         """Live sessions with risk ≥ min_risk, riskiest first, at most `limit`; never an expired one.
@@ -325,7 +322,7 @@ class SessionWindowStore:
             flat = await self._at_risk(keys=index_keys, args=[repr(float(min_risk)), offset, AT_RISK_SCAN])
             if not flat:
                 break
-            candidates = [(_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+            candidates = [(reply_text(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
             offset += len(candidates)
             live, dead = await self._live_scores(candidates)
             found += live if model_version is None else [r for r in live if version_of(r["model"]) == model_version]
@@ -350,7 +347,7 @@ class SessionWindowStore:
         live: list[dict[str, Any]] = []
         dead: list[str] = []
         for (session_id, risk), values in zip(candidates, metas, strict=True):
-            meta = dict(zip(fields, (_text(v) for v in values), strict=True))
+            meta = dict(zip(fields, (reply_text(v) for v in values), strict=True))
             scores = decode_scores(session_id, meta)
             if scores is None or meta[F["cart"]] == str(CART_CLOSED):
                 dead.append(session_id)
@@ -377,7 +374,7 @@ class SessionWindowStore:
         async with self.client.pipeline(transaction=False) as pipe:
             pipe.delete(user_key)
             if running is not None:
-                pipe.delete(self.key_scheme.context(_text(running)))
+                pipe.delete(self.key_scheme.context(reply_text(running)))
             results = await pipe.execute()
         return int(results[0]) > 0
 
