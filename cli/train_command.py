@@ -40,7 +40,9 @@ def train(
         "session"
     ),
     teacher: Annotated[
-        Path | None, typer.Option("--teacher", file_okay=False, help="Model directory to distil from.")
+        list[Path] | None,
+        typer.Option("--teacher", file_okay=False,
+                     help="Model directory to distil from; repeat it to distil an ensemble (the mean of its logits)."),
     ] = None,
     alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the true labels.")] = 0.5,
     temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Distillation temperature.")] = 1.0,
@@ -126,7 +128,7 @@ def train(
     from model.context import context_card, context_names
     from model.data.dataset import BadEventFile, Split, load_dataset, slot_coverage
     from model.features import FeatureConfig
-    from model.training.checkpoint import load_model, predict_proba, save_model
+    from model.training.checkpoint import predict_proba, save_model
     from model.training.loop import TrainConfig, TrainingDataError, train_model
     from model.training.nets import ARCHS, NetConfig
     from model.training.thresholds import (
@@ -151,15 +153,7 @@ def train(
     except (ZoneInfoNotFoundError, ValueError):
         _fail(console, f"unknown --timezone {timezone!r}; use an IANA name such as UTC or Asia/Shanghai")
     features = FeatureConfig(timezone=timezone, window=window)
-    teacher_net, teacher_card = None, None
-    if teacher is not None:
-        try:
-            teacher_net, teacher_card = load_model(teacher)
-        except (FileNotFoundError, ValueError) as exc:
-            _fail(console, f"--teacher: {exc}")
-        if teacher_card.features.window != window:
-            _fail(console, f"--teacher was trained with --window {teacher_card.features.window}; pass the same")
-
+    teacher_nets, teacher_record = _load_teachers(console, teacher or [], window)
     if threads > 0:  # also for the validation pass after training (see TrainConfig.threads)
         import torch
 
@@ -182,7 +176,7 @@ def train(
     except ValueError as exc:
         _fail(console, str(exc))
     try:
-        net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_net, alpha=alpha)
+        net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_nets, alpha=alpha)
     except TrainingDataError as exc:
         _fail(console, f"cannot train on {data}: {exc}")
 
@@ -200,7 +194,7 @@ def train(
     card = ModelCard(
         name=output.name,
         arch=arch,
-        hparams={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(), "alpha": alpha if teacher else None},
+        hparams={"net": net_cfg.to_dict(), "train": train_cfg.to_dict(), "alpha": alpha if teacher_nets else None},
         features=features,
         thresholds=thresholds,
         policy=policy,
@@ -222,13 +216,33 @@ def train(
             "train_seconds": round(time.perf_counter() - began, 2),
             "n_parameters": net.n_parameters(),
             "history": _json_safe(history),
-            "teacher": {"path": str(teacher), "name": teacher_card.name, "arch": teacher_card.arch}
-            if teacher_card
-            else None,
+            "teacher": teacher_record,
         },
     )
     save_model(output, net, card)
     console.print(_summary(card, history, output))
+
+
+def _load_teachers(console: Console, paths: list[Path], window: int) -> tuple[list[Any], dict[str, Any] | None]:
+    """The teachers' nets and the card's record of them: one teacher as {path, name, arch}; an ensemble as
+    {combine, members: [{path, name, arch, seed}, ...]}."""
+    from model.training.checkpoint import load_model
+
+    nets, members = [], []
+    for path in paths:
+        try:
+            net, card = load_model(path)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(console, f"--teacher {path}: {exc}")
+        if card.features.window != window:
+            _fail(console, f"--teacher {path} was trained with --window {card.features.window}; pass the same")
+        nets.append(net)
+        members.append({"path": str(path), "name": card.name, "arch": card.arch, "seed": card.seed})
+    if not members:
+        return nets, None
+    if len(members) == 1:
+        return nets, {k: members[0][k] for k in ("path", "name", "arch")}
+    return nets, {"combine": "mean of the members' logits", "members": members}
 
 
 def git_commit() -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -32,7 +32,7 @@ from model.training.calibration_choice import (
     choose_calibration,
 )
 from model.training.checkpoint import predict_logits
-from model.training.distill import distillation_loss, teacher_soft_targets
+from model.training.distill import distillation_loss, ensemble_soft_targets
 from model.training.id_dropout import drop_context_ids
 from model.training.nets import IntentNet, NetConfig, build_net
 
@@ -128,13 +128,14 @@ def train_model(
     dataset: Dataset,
     net_cfg: NetConfig,
     train_cfg: TrainConfig,
-    teacher: IntentNet | None = None,
+    teacher: IntentNet | Sequence[IntentNet] | None = None,
     alpha: float = 0.5,
     show_progress: bool = True,
 ) -> tuple[IntentNet, dict[str, Any]]:
     """Train a fresh `net_cfg` network on the TRAIN part, early-stopping on VAL; the best epoch's weights.
 
-    With a teacher, the loss is alpha · BCE(true labels) + (1 − alpha) · BCE(teacher's soft labels).
+    With a teacher, the loss is alpha · BCE(true labels) + (1 − alpha) · BCE(teacher's soft labels); several
+    teachers (seeds) teach as one ensemble, the mean of their logits.
     A context net trains a `context_dropout` share of its sessions on their id-less context; with `calibrate`,
     the trained net's logits are Platt-scaled on VAL (folded into its weights, recorded in the history).
     """
@@ -142,7 +143,8 @@ def train_model(
     if net_cfg.window != window:
         raise TrainingDataError(f"NetConfig.window={net_cfg.window} but the dataset's windows have N={window}")
     train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
-    soft = _soft_targets(teacher, train, train_cfg.temperature) if teacher is not None else None
+    teachers = [teacher] if isinstance(teacher, IntentNet) else list(teacher or [])
+    soft = _soft_targets(teachers, train, train_cfg.temperature) if teachers else None
     trained_on, dropped = train, 0
     if net_cfg.context_dim:
         trained_on, dropped = drop_context_ids(train, dataset.sessions, train_cfg.context_dropout, train_cfg.seed)
@@ -177,11 +179,10 @@ def _calibrate(net: IntentNet, train: WindowSet, val: WindowSet, cfg: TrainConfi
     return calibrate(net, logits, val.Y, calibration, choice)
 
 
-def _soft_targets(teacher: IntentNet, train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:
-    """(n, 2) teacher probabilities, gathered and scored one chunk of windows at a time."""
-    names = teacher.config.context
-    parts = [teacher_soft_targets(teacher, train.windows(slice(i, i + chunk)), temperature,
-                                  train.contexts(slice(i, i + chunk), names))
+def _soft_targets(teachers: list[IntentNet], train: WindowSet, temperature: float, chunk: int = 65536) -> np.ndarray:
+    """(n, 2) the (ensemble) teacher's probabilities, gathered and scored one chunk of windows at a time."""
+    parts = [ensemble_soft_targets(teachers, train.windows(slice(i, i + chunk)), temperature,
+                                   [train.contexts(slice(i, i + chunk), t.config.context) for t in teachers])
              for i in range(0, len(train), chunk)]  # fmt: skip
     return np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.float32)
 
