@@ -8,21 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import typer
 from typer.testing import CliRunner
 
-from cli.train_command import register
 from model.card import ModelCard
-from model.data.dataset import Dataset, Split, load_dataset
-from model.data.synth import generate_sessions, write_csv
-from model.features import FeatureConfig
+from model.data.dataset import Dataset, Split
 from model.training.checkpoint import predict_proba
 from model.training.distill import ensemble_soft_targets, teacher_soft_targets
 from model.training.loop import TrainConfig, train_model
 from model.training.nets import IntentNet, NetConfig, build_net
+from tests.test_train import TINY, WINDOW, cli, dataset, synth_csv
 
-WINDOW = 6
-TINY = NetConfig.for_arch("lstm_gru_small", window=WINDOW, lstm_units=12, gru_units=8)
+__all__ = ["dataset", "synth_csv"]  # test_train's fixtures, used here by name
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,18 +30,6 @@ def constant_teacher(add_cart: float, make_order: float) -> IntentNet:
         net.head.weight.zero_()
         net.head.bias.copy_(torch.tensor([add_cart, make_order]))
     return net
-
-
-@pytest.fixture(scope="module")
-def synth_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "shop.csv"
-    write_csv(generate_sessions(300, seed=5), path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def dataset(synth_csv: Path) -> Dataset:
-    return load_dataset(synth_csv, FeatureConfig(window=WINDOW))
 
 
 def test_the_ensemble_teaches_the_mean_of_its_members_logits(dataset: Dataset) -> None:
@@ -83,13 +67,6 @@ def test_the_loop_distils_an_ensemble_into_one_student(dataset: Dataset) -> None
     assert history["distilled"]
     assert 0.8 < p < 0.95
     assert student.n_parameters() == members[0].n_parameters()  # one net of the student's size, not K
-
-
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.callback()(lambda: None)  # keep `train` a subcommand, as in cli/main.py
-    return app
 
 
 def test_the_train_command_distils_a_seed_ensemble_and_records_its_members(tmp_path: Path, synth_csv: Path) -> None:
