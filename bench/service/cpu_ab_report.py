@@ -198,7 +198,8 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
     return {
         "config": run.config, "round": run.round + 1, "position": run.position + 1, "tree": config.tree,
         "env": json.dumps(config.env, sort_keys=True), "ids": result.plan.ids, "clicks": run.clicks,
-        "non_2xx": run.non_2xx, "clicks_per_s": f"{run.clicks_per_s:.1f}", "server_cpu_ms": f"{run.server_cpu_ms:.4f}",
+        "non_2xx": run.non_2xx, "statuses": json.dumps(run.statuses, sort_keys=True),
+        "clicks_per_s": f"{run.clicks_per_s:.1f}", "server_cpu_ms": f"{run.server_cpu_ms:.4f}",
         "redis_cpu_ms": f"{run.redis_cpu_ms:.4f}", "closed_p99_ms": f"{run.closed_p99_ms:.2f}",
         "round_trips_per_click": "" if run.round_trips is None else f"{run.round_trips:.4f}",
         "commands_per_click": json.dumps({k: round(v, 4) for k, v in run.commands.items()}),
