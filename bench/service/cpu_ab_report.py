@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 from bench.service.cpu_ab import AbConfig, AbResult, AbRun
 
 BOOTSTRAP_RESAMPLES = 4000
@@ -213,13 +214,8 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
 
 
 def write_plot(result: AbResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     comparisons = compare_cpu(result)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.6 + 0.6 * len(comparisons)))
+    fig, (left, right) = subplots(1, 2, figsize=(12, 1.6 + 0.6 * len(comparisons)))
     for y, c in enumerate(comparisons):
         left.scatter(c.values, [y] * len(c.values), color=f"C{y}", alpha=0.7)
         left.plot([c.median] * 2, [y - 0.3, y + 0.3], color=f"C{y}", linewidth=2)
@@ -236,6 +232,4 @@ def write_plot(result: AbResult, path: Path) -> None:
         axis.invert_yaxis()
         axis.grid(alpha=0.3)
     fig.suptitle(f"{result.machine['cpu']}, {result.machine['cores']} logical cores", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)
