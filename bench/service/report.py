@@ -9,7 +9,16 @@ from pathlib import Path
 
 from bench.load.locust import EVENTS_ROUTE
 from bench.report.plots import save_figure, subplots
-from bench.service.report_sections import events, light_table, num, sat, saturation_rounds, stages, tail
+from bench.service.report_sections import (
+    events,
+    light_table,
+    num,
+    outside_2xx,
+    sat,
+    saturation_rounds,
+    stages,
+    tail,
+)
 from bench.service.run import ROUND_TRIP_S, BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
@@ -184,6 +193,7 @@ def markdown(result: BenchResult, command: str) -> str:
         "FastHttpUser) is the mission's mixed load with Poisson arrivals: each user draws exponential gaps at "
         f"{plan.user_rate:g} req/s, users = rate / {plan.user_rate:g}.",
         *(f"- Note: {note}" for note in result.notes),
+        *outside_2xx(result),
         "",
     ]
     return "\n".join(lines)
