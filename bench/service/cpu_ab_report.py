@@ -119,11 +119,11 @@ def _cpu_table(result: AbResult) -> list[str]:
 
 
 def _redis_table(result: AbResult) -> list[str]:
-    trips = (f"Round trips: commands clients sent per answered click (a script counts once), under MONITOR in a "
+    trips_note = (f"Round trips: commands clients sent per answered click (a script counts once), under MONITOR in a "
              f"{result.plan.round_trip_s:g} s window of their own after the measured one; " if result.plan.round_trip_s
              else "Round trips: not counted (`--round-trip-s 0`); ")
     lines = ["## Redis, throughput and state (medians over rounds)", "",
-             f"{trips}keys and memory at the end of the measured window.", "",
+             f"{trips_note}keys and memory at the end of the measured window.", "",
              "| config | Redis CPU ms per click | round trips per click | commands per click | Redis keys "
              "| shopper histories | Redis MB | clicks/s | closed-loop p99 ms | non-2xx |",
              "|---|---|---|---|---|---|---|---|---|---|"]
