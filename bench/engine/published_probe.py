@@ -39,9 +39,9 @@ def _options(variant: str) -> Any:
     """The service's session options (service/engine/onnx_engine.py), changed by one probe variant."""
     import onnxruntime as ort
 
-    from service.engine.onnx_engine import _session_options
+    from service.engine.onnx_engine import session_options
 
-    options = _session_options(1)
+    options = session_options(1)
     for key, value in OPTION_VARIANTS.get(variant, {}).items():
         options.add_session_config_entry(key, value)
     if variant == "mem pattern off":
