@@ -20,7 +20,7 @@ import numpy as np
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow
-from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
+from model.risk import abandonment_risk, click_alert_due, click_risk, decision_thresholds, intent_name
 from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
@@ -116,7 +116,7 @@ class SessionScorer:
         """The record's arm and policy when this click is due an alert under the scoring model's policy
         (write_scores.lua raises it once per open cart); nothing otherwise."""
         policy = card.policy
-        if self.arms is None or policy is None or not alert_due(risk, cart_has_items, policy.threshold):
+        if self.arms is None or policy is None or not click_alert_due(risk, cart_has_items, policy.threshold):
             return {}
         return {"arm": self.arms.arm(session_id), "policy": policy.label}
 
@@ -134,7 +134,7 @@ class SessionScorer:
                window_len: int) -> ScoreOut:
         served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
         p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
-        risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
+        risk = round(click_risk(p_add, p_order, cart_has_items), DECIMALS)  # plain floats: no numpy per click
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
             abandonment_risk=risk, intent=intent_name(p_order, risk, decision_thresholds(served.card)),
