@@ -2,13 +2,15 @@
 
 A batch item is a raw window, or a `ContextWindow`: a click's raw window with its raw context row in
 model/context.py's CONTEXT_NAMES order, as append_event.lua returned it. On the engine thread, `run_model`
-encodes the windows (B, N, 16) in one call and, for a card with context, picks the card's `context_names`
-columns into a (B, C) float32 array: `engine.run(windows, contexts)`. A card without context (C = 0) gets
-`engine.run(windows)`, the one-input contract of every model exported before context existed.
+encodes the windows (B, N, 16) in one call and, for a card with context, decodes the batch's rows in one call
+and picks the card's `context_names` columns into a (B, C) float32 array: `engine.run(windows, contexts)`. A card
+without context (C = 0) gets `engine.run(windows)`, the one-input contract of every model exported before context
+existed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +19,17 @@ import numpy as np
 from model.context import CONTEXT_DIM, context_columns
 from model.features import RawWindow, encode_windows
 from service.served_model import ServedModel
+from service.store.context_record import decode_contexts
 
 
 @dataclass(frozen=True, eq=False)
 class ContextWindow:
-    """One click's raw window and its (CONTEXT_DIM,) float32 raw context; None: no state kept (all 0)."""
+    """One click's raw window and its raw context: a (CONTEXT_DIM,) float32 row in seconds (`context`), or
+    append_event.lua's row of integers in ms (`row`), decoded with the rest of its batch; neither: all 0."""
 
     window: RawWindow
     context: np.ndarray | None
+    row: Sequence[Any] | None = None
 
 
 def window_of(item: Any) -> RawWindow:
@@ -32,11 +37,21 @@ def window_of(item: Any) -> RawWindow:
 
 
 def batch_contexts(items: list[Any], names: tuple[str, ...]) -> np.ndarray:
-    """(B, C) float32 raw context of the batch's items in `names` order; a row is 0 where an item has none."""
+    """(B, C) float32 raw context of the batch's items in `names` order; a row is 0 where an item has none.
+    The store's rows are decoded in one vectorised call for the whole batch (context_record.decode_contexts)."""
     full = np.zeros((len(items), CONTEXT_DIM), dtype=np.float32)
-    for row, item in enumerate(items):
-        if isinstance(item, ContextWindow) and item.context is not None:
-            full[row] = item.context
+    at: list[int] = []
+    rows: list[Sequence[Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, ContextWindow):
+            continue
+        if item.context is not None:
+            full[i] = item.context
+        elif item.row is not None:
+            at.append(i)
+            rows.append(item.row)
+    if rows:
+        full[at] = decode_contexts(rows)
     return full[:, context_columns(names)]
 
 

@@ -99,7 +99,8 @@ class SessionScorer:
 
         with tracing.span("batch wait"):
             window = (appended.actions, appended.ts, appended.from_ad)
-            probs = await self.batcher.submit(ContextWindow(window, appended.context), deadline)  # (2,)
+            probs = await self.batcher.submit(ContextWindow(window, appended.given_context, appended.context_row),
+                                              deadline)  # (2,)
         out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
         if self.metrics.drift is not None:
             self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
+from model.card import Thresholds
 from model.data.dataset import Sessions, abandonment_targets, cart_so_far
 from model.features import ACTION_INDEX, ADD_CART, N_ACTIONS, ORDER, EventLog
-from model.card import Thresholds
 from model.risk import (
     CART_CLOSED,
     CART_NONE,

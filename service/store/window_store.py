@@ -93,9 +93,19 @@ class AppendResult(SessionWindow):
     duplicate: bool = False
     out_of_order: bool = False  # ts older than the previous event's; kept in arrival order
     stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
-    # (CONTEXT_DIM,) float32 raw context of the click in model/context.py's CONTEXT_NAMES order; None when
-    # the store keeps no context state (SI_CONTEXT_STATE=off). A retry gets the session's context now.
-    context: np.ndarray | None = None
+    # The click's context as append_event.lua returned it (CONTEXT_DIM integers, durations in ms, in model/context.py's
+    # CONTEXT_NAMES order), decoded a batch at a time on the engine thread (service/model_inputs.py); None when the
+    # store keeps no context state (SI_CONTEXT_STATE=off). A retry gets the session's context now.
+    context_row: Sequence[Any] | None = None
+    # A (CONTEXT_DIM,) float32 row given in seconds already, served instead of `context_row` (replay's).
+    given_context: np.ndarray | None = None
+
+    @property
+    def context(self) -> np.ndarray | None:
+        """(CONTEXT_DIM,) float32 raw context of the click, durations in seconds; None without context state."""
+        if self.given_context is not None:
+            return self.given_context
+        return None if self.context_row is None else context_record.decode_context(self.context_row)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,12 +213,12 @@ class SessionWindowStore:
             actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
             duplicate=int(duplicate) == APPEND_DUPLICATE, out_of_order=bool(out_of_order), stored_answer=stored,
-            context=context,
+            context_row=context,
         )
 
     async def _context(self, session_id: str, ids: ClickIds | None, raw: list[Any],
-                       new_click: bool) -> np.ndarray | None:
-        """The click's context from the script's row; on a cluster, a session whose history is pending (the row's
+                       new_click: bool) -> Sequence[Any] | None:
+        """The click's context row as the script gave it; on a cluster, a session whose history is pending (the row's
         extra value, then the fold data of the id's earlier state if unfolded) gets it started here and its row
         filled in (cluster_history.py)."""
         if not self.context_level:
@@ -216,7 +226,9 @@ class SessionWindowStore:
         if len(raw) > CONTEXT_DIM and self._history is not None and ids is not None and ids.user_hash:
             snapshot = await self._history.start(session_id, ids.user_hash, own=raw[CONTEXT_DIM + 1:])
             raw = raw[:CONTEXT_DIM] if snapshot is None else snapshot.fill(raw[:CONTEXT_DIM], ids.item, new_click)
-        return context_record.decode_context(raw)
+        if len(raw) != CONTEXT_DIM:
+            raise ValueError(f"expected {CONTEXT_DIM} context values from append_event.lua, got {len(raw)}")
+        return raw
 
     def _with_history(self, ids: ClickIds | None) -> bool:
         """The user's record joins the click's call: history kept, a user given, and one Redis (on a cluster its
