@@ -20,7 +20,7 @@ import numpy as np
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow
-from model.risk import abandonment_risk, click_alert_due, click_risk, decision_thresholds, intent_name
+from model.risk import abandonment_risk, click_alert_due, click_risk, intent_name
 from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
@@ -101,14 +101,16 @@ class SessionScorer:
             window = (appended.actions, appended.ts, appended.from_ad)
             probs = await self.batcher.submit(ContextWindow(window, appended.given_context, appended.context_row),
                                               deadline)  # (2,)
-        out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
+        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
+        out = self._score(session_id, appended.event_index, probs, served, appended.cart_has_items,
+                          len(appended.actions))
         if self.metrics.drift is not None:
             self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
             model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
-            **self._alert(session_id, self.slot.model_of(probs).card, out.abandonment_risk, appended.cart_has_items),
+            **self._alert(session_id, served.card, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.click.observe(time.perf_counter() - start)
         return out
@@ -131,14 +133,13 @@ class SessionScorer:
         if out_of_order:
             self.metrics.out_of_order.inc()
 
-    def _score(self, session_id: str, event_index: int, probs: np.ndarray, cart_has_items: bool,
+    def _score(self, session_id: str, event_index: int, probs: np.ndarray, served: ServedModel, cart_has_items: bool,
                window_len: int) -> ScoreOut:
-        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
         p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
         risk = round(click_risk(p_add, p_order, cart_has_items), DECIMALS)  # plain floats: no numpy per click
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, decision_thresholds(served.card)),
+            abandonment_risk=risk, intent=intent_name(p_order, risk, served.thresholds),
             model=served.model, window=window_len,
         )
 
@@ -156,7 +157,7 @@ class SessionScorer:
             variants.append((actions[keep], ts[keep], from_ad[keep]))
         probs = await self.batcher.submit_many(variants, deadline)  # (1 + n_events, 2)
         risks = abandonment_risk(probs[:, 0], probs[:, 1], stored.cart_has_items)  # (1 + n_events,)
-        full = self._score(session_id, 0, probs[0], stored.cart_has_items, n_events)
+        full = self._score(session_id, 0, probs[0], self.slot.model_of(probs), stored.cart_has_items, n_events)
         contributions = [
             EventContribution(
                 position=i, action=ACTIONS[int(actions[i])], ts=float(ts[i]),
