@@ -22,7 +22,7 @@ from service.served_model import ServedModel
 from service.store.context_record import decode_contexts
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)  # one per click: slotted, not frozen, is the cheaper build
 class ContextWindow:
     """One click's raw window and its raw context: a (CONTEXT_DIM,) float32 row in seconds (`context`), or
     append_event.lua's row of integers in ms (`row`), decoded with the rest of its batch; neither: all 0."""

@@ -30,7 +30,7 @@ from service.model_inputs import ContextWindow, run_model
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import NO_IDS, ClickIds, SessionWindowStore
 from service.store.write_behind import ScoreWriter
 from service.user_ids import UserIdHasher
 
@@ -80,8 +80,7 @@ class SessionScorer:
         with tracing.span("redis append_event"):
             appended = await self.store.append_event(
                 session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad,
-                body=event.body_key(user_hash), ids=ClickIds(item=event.item_id, category=event.category_id,
-                                                             user_hash=user_hash if self.history else None),
+                body=event.body_key(user_hash), ids=self._ids(event, user_hash),
             )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
@@ -122,6 +121,13 @@ class SessionScorer:
         if self.arms is None or policy is None or not click_alert_due(risk, cart_has_items, policy.threshold):
             return {}
         return {"arm": self.arms.arm(session_id), "policy": policy.label}
+
+    def _ids(self, event: EventIn, user_hash: str | None) -> ClickIds:
+        """The ids the store keeps state for; the user's only when this replica keeps history."""
+        user = user_hash if self.history else None
+        if event.item_id is None and event.category_id is None and user is None:
+            return NO_IDS
+        return ClickIds(item=event.item_id, category=event.category_id, user_hash=user)
 
     def _user_hash(self, user_id: str | None) -> str | None:
         return None if user_id is None or self.user_ids is None else self.user_ids.digest(user_id)

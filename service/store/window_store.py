@@ -66,7 +66,9 @@ class EventIdConflict(Exception):
         super().__init__(f"{event_id_reused(event_id)}: {differs} differ(s)")
 
 
-@dataclass(frozen=True, eq=False)
+# The click path builds one AppendResult and one ScoreParts per click: plain slotted dataclasses build about three
+# times faster than frozen ones (each field of a frozen one is set through object.__setattr__). Nothing mutates them.
+@dataclass(eq=False, slots=True)
 class SessionWindow:
     """A session's stored window, oldest first; k ≤ N events.
 
@@ -84,7 +86,7 @@ class SessionWindow:
         return int(self.actions.shape[0])
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class AppendResult(SessionWindow):
     """The window after one append, and what the append found out about the event."""
 
@@ -108,7 +110,7 @@ class AppendResult(SessionWindow):
         return None if self.context_row is None else context_record.decode_context(self.context_row)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class ScoreParts:
     """One record's share of a write_scores.lua call: KEYS (its meta and event-id keys) and ARGV."""
 
@@ -124,6 +126,9 @@ class ClickIds:
     item: str | None = None
     category: str | None = None
     user_hash: str | None = None
+
+
+NO_IDS = ClickIds()  # shared by every click without ids, so that none builds its own
 
 
 def event_id_digest(event_id: str | None) -> bytes:
@@ -196,7 +201,7 @@ class SessionWindowStore:
         args = (
             event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
             self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
-            *self._context_args(session_id, ids or ClickIds()),
+            *self._context_args(session_id, ids or NO_IDS),
         )
         keys = self.key_scheme.click(session_id)
         if self._with_history(ids):
