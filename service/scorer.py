@@ -1,10 +1,10 @@
 """One click → one score (docs/architecture.md §7): store, encoder, batcher, derived scores, in order.
 
-    append (1 Redis call) ─► MicroBatcher.submit(raw window) ─► [engine thread: encode_windows + model]
+    append (1 Redis call) ─► MicroBatcher.submit(packed window) ─► [engine thread: unpack, encode_windows + model]
         ─► risk + intent ─► ScoreWriter
 
-The event loop never encodes: `engine_runner` turns a whole batch of raw windows into (B, N, 16) with
-one vectorised `encode_windows` call on the engine thread (docs/architecture.md §7).
+The event loop never unpacks or encodes: `engine_runner` turns a whole batch of the store's packed windows into
+(B, N, 16) with one unpacking and one vectorised `encode_windows` call on the engine thread (docs/architecture.md §7).
 
 Scores go back to Redis behind the answer: the `ScoreWriter` (service/store/write_behind.py) gathers the
 records answered within `SI_SCORE_FLUSH_MS` (or until `SI_SCORE_FLUSH_RECORDS` wait) into one `write_scores` call.
@@ -26,7 +26,7 @@ from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
 from service.missing_ids import MissingIdCounts
-from service.model_inputs import ContextWindow, run_model
+from service.model_inputs import ContextWindow, PackedWindow, run_model
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
@@ -97,18 +97,18 @@ class SessionScorer:
             self._missing_ids.count(event)
 
         with tracing.span("batch wait"):
-            window = (appended.actions, appended.ts, appended.from_ad)
-            probs = await self.batcher.submit(ContextWindow(window, appended.given_context, appended.context_row),
-                                              deadline)  # (2,)
+            # The window as the store's list holds it: the batch unpacks all its windows at once (model_inputs.py).
+            item = ContextWindow(PackedWindow(appended.packed), appended.given_context, appended.context_row)
+            probs = await self.batcher.submit(item, deadline)  # (2,)
         served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
-        out = self._score(session_id, appended.event_index, probs, served, appended.cart_has_items,
-                          len(appended.actions))
+        out = self._score(session_id, appended.event_index, probs, served, appended.cart_has_items, len(appended))
+        newest_ts = appended.newest_ts(2)
         if self.metrics.drift is not None:
-            self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
+            self.metrics.drift.observe(newest_ts, event.from_ad, out.p_make_order, out.abandonment_risk)
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
-            model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
+            model=out.model, window_len=out.window, ts=newest_ts[-1],
             **self._alert(session_id, served.card, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.click.observe(time.perf_counter() - start)
@@ -155,7 +155,7 @@ class SessionScorer:
         stored = await self.store.read_window(session_id)
         if stored is None or len(stored.actions) == 0:
             return None
-        actions, ts, from_ad = stored.actions, stored.ts, stored.from_ad
+        actions, ts, from_ad = stored.unpacked()
         n_events = len(actions)
         variants: list[RawWindow] = [(actions, ts, from_ad)]
         for drop in range(n_events):

@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from model.context import CONTEXT_DIM
-from model.features import ADD_CART, N_ACTIONS, ORDER
+from model.features import ADD_CART, N_ACTIONS, ORDER, RawWindow
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
@@ -37,7 +37,7 @@ from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.cluster_history import ClusterHistory
 from service.store.keys import KeyScheme
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
-from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
+from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, packed_ts, unpack_events
 from service.store.replies import reply_text
 from service.store.score_record import (
     LISTED_FIELDS,
@@ -70,20 +70,40 @@ class EventIdConflict(Exception):
 # times faster than frozen ones (each field of a frozen one is set through object.__setattr__). Nothing mutates them.
 @dataclass(eq=False, slots=True)
 class SessionWindow:
-    """A session's stored window, oldest first; k ≤ N events.
+    """A session's stored window, oldest first; k ≤ N events, as the list holds them (`packed`, packing.py).
 
+    The click path hands `packed` to the batch, which unpacks all its windows at once on the engine thread
+    (service/model_inputs.py); the arrays below are unpacked on demand:
     actions  (k,) int64   index into model.features.ACTIONS
     ts       (k,) float64 epoch seconds, millisecond resolution
     from_ad  (k,) bool    sticky: true from the session's first from_ad event on
     """
 
-    actions: np.ndarray
-    ts: np.ndarray
-    from_ad: np.ndarray
+    packed: Sequence[bytes | int]
     cart_has_items: bool
 
     def __len__(self) -> int:
-        return int(self.actions.shape[0])
+        return len(self.packed)
+
+    def unpacked(self) -> RawWindow:
+        """(actions, ts, from_ad), the arrays above."""
+        return unpack_events(self.packed)
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.unpacked()[0]
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.unpacked()[1]
+
+    @property
+    def from_ad(self) -> np.ndarray:
+        return self.unpacked()[2]
+
+    def newest_ts(self, n: int) -> list[float]:
+        """The epoch seconds of the newest n events (fewer in a shorter window), oldest first, as `ts` holds them."""
+        return [packed_ts(entry) for entry in self.packed[-n:]]
 
 
 @dataclass(eq=False, slots=True)
@@ -211,11 +231,10 @@ class SessionWindowStore:
         if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(reply_text(answer), body))
         context = await self._context(session_id, ids, reply[6], int(duplicate) != APPEND_DUPLICATE)
-        actions, times, flags = unpack_events(reply[7:])
         answer_text = reply_text(answer)
         stored = decode_answer(session_id, int(event_index), answer_text, reply_text(model)) if answer_text else None
         return AppendResult(
-            actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
+            packed=reply[7:], cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
             duplicate=int(duplicate) == APPEND_DUPLICATE, out_of_order=bool(out_of_order), stored_answer=stored,
             context_row=context,
@@ -257,9 +276,7 @@ class SessionWindowStore:
             packed, cart = await pipe.execute()
         if not packed:
             return None
-        actions, times, flags = unpack_events(packed)
-        cart_has_items = reply_text(cart) == str(CART_OPEN)
-        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=cart_has_items)
+        return SessionWindow(packed=packed, cart_has_items=reply_text(cart) == str(CART_OPEN))
 
     def score_parts(self, record: ScoreRecord) -> ScoreParts:
         """A record's KEYS and ARGV of write_scores.lua, built once: the ScoreWriter builds them as each click is
