@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import ModelOption, fail, require_model_dir
 from model.artifacts import is_model_dir
 
 
@@ -23,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
 
 def evaluate(
-    model: Annotated[Path, typer.Option("--model", file_okay=False, help="Model directory (model.pt + card.json).")],
+    model: ModelOption,
     data: Annotated[Path, typer.Option("--data", dir_okay=False, help="Event CSV: session_id,ts,action,from_ad.")],
     output: Annotated[Path, typer.Option("-o", "--output", file_okay=False, help="Report directory to write.")],
     baselines: Annotated[bool, typer.Option("--baselines", help="Also fit majority, LR, RF and HistGBM.")] = False,
@@ -54,12 +55,11 @@ def evaluate(
 
     console = Console()
     if split not in (None, "session", "time"):
-        _fail(console, f"--split must be 'session' or 'time', got {split!r}")
-    if not is_model_dir(model):
-        _fail(console, f"{model} is not a model directory (no card.json); train one with `session-intent train`")
+        fail(console, f"--split must be 'session' or 'time', got {split!r}")
+    require_model_dir(console, model)
     for other in compare or []:
         if not is_model_dir(other):
-            _fail(console, f"--compare {other} is not a model directory (no card.json)")
+            fail(console, f"--compare {other} is not a model directory (no card.json)")
     options = EvalOptions(
         compare=list(compare or []),
         split_mode=split,
@@ -75,9 +75,9 @@ def evaluate(
         with console.status(f"evaluating {model} on {data}"):
             metrics = evaluate_model(model, data, output, baselines=baselines, folds=folds, options=options)
     except (BadEventFile, FingerprintMismatch, TrainingDataError, FileNotFoundError) as exc:
-        _fail(console, f"cannot evaluate: {exc}")
+        fail(console, f"cannot evaluate: {exc}")
     except ValueError as exc:  # e.g. the card's time zone is unknown here, or a window mismatch
-        _fail(console, f"cannot evaluate {model} on {data}: {exc}")
+        fail(console, f"cannot evaluate {model} on {data}: {exc}")
     console.print(_summary(metrics))
     if update_card:
         from model.evaluation.evaluate import store_test_metrics
@@ -113,11 +113,6 @@ def _command_line(
     }
     args += [item for key, value in optional.items() if value is not None for item in (key, str(value))]
     return shlex.join(args)
-
-
-def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}")
-    raise typer.Exit(code=2)
 
 
 def _fmt(d: dict[str, Any], percent: bool = False) -> str:

@@ -8,12 +8,12 @@ model never trained on and never on test. torch is imported inside the command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from model.artifacts import is_model_dir
+from cli.common import ModelOption, fail, require_model_dir
 from model.policy import DEFAULT_BUDGET
 
 
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 
 def policy(
-    model: Annotated[Path, typer.Option("--model", file_okay=False, help="Model directory (model.pt + card.json).")],
+    model: ModelOption,
     data: Annotated[Path, typer.Option("--data", dir_okay=False, help="Event CSV the model was trained on.")],
     budget: Annotated[
         float, typer.Option("--budget", min=0.0, max=1.0, help="Alert at most this share of sessions.")
@@ -53,17 +53,16 @@ def policy(
     from model.training.thresholds import validation_policy, validation_purchase_policy
 
     console = Console()
-    if not is_model_dir(model):
-        _fail(console, f"{model} is not a model directory (no card.json); train one with `session-intent train`")
+    require_model_dir(console, model)
     card = ModelCard.load(model)
     split_mode = split or _trained_split(card) or "session"
     try:
         dataset = load_dataset(data, card.features, split_mode=split_mode)
     except BadEventFile as exc:
-        _fail(console, str(exc))
+        fail(console, str(exc))
     val = dataset.part(Split.VAL)
     if len(val) == 0:
-        _fail(console, f"{data} gives no validation sessions under the {split_mode!r} split")
+        fail(console, f"{data} gives no validation sessions under the {split_mode!r} split")
     net, _ = load_model(model)
     # a context net scores its validation windows with their context, as training picked its policies
     context = val.contexts(slice(None), card.context_names) if card.context_names else None
@@ -72,7 +71,7 @@ def policy(
     try:
         picked = validation_policy(dataset, val, p_val, kind, target)
     except ValueError as exc:
-        _fail(console, str(exc))
+        fail(console, str(exc))
     card.policy = picked
     if purchase_budget is not None or purchase_precision is not None:
         purchase_kind = "budget" if purchase_precision is None else "precision"
@@ -81,7 +80,7 @@ def policy(
         try:
             card.purchase_policy = validation_purchase_policy(p_val, val.Y, purchase_kind, purchase_target)
         except ValueError as exc:
-            _fail(console, str(exc))
+            fail(console, str(exc))
         console.print(f"{model}: purchase policy {card.purchase_policy.label}, threshold "
                       f"{card.purchase_policy.threshold:.6f} on {card.purchase_policy.n_sessions:,} validation clicks")
     card.save(model)
@@ -94,8 +93,3 @@ def policy(
 
 def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
-
-
-def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code=2)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+
+from cli.common import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +41,7 @@ def uplift(
 
     console = Console()
     if (redis_url is None) == (input_file is None):
-        _fail(console, "give exactly one source: --redis-url or --input")
+        fail(console, "give exactly one source: --redis-url or --input")
     rows = read_rows(input_file) if input_file is not None else _from_redis(redis_url or "", cluster, prefix)
     if export is not None:
         write_rows(rows, export)
@@ -76,8 +78,3 @@ def _from_redis(url: str, cluster: bool, prefix: str) -> list[dict[str, Any]]:
 
 def _pp(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f} pp"
-
-
-def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}", soft_wrap=True)
-    raise typer.Exit(code=2)

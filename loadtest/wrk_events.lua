@@ -10,10 +10,23 @@ local key = os.getenv("SI_WRK_KEY")
 local threads = 0
 local counter = 0
 local tag = "t0"
+local thread_list = {}  -- the main state's handles: done() reads each thread's `statuses`
 
 function setup(thread)
   threads = threads + 1
   thread:set("tag", "t" .. threads)
+  table.insert(thread_list, thread)
+end
+
+-- Answers outside 2xx by status, per thread (a global: thread:get reads globals). wrk's own count (errors.status)
+-- says how many answered >= 400, not which status, and a bench that saw some must say which.
+statuses = {}
+
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    local k = tostring(status)
+    statuses[k] = (statuses[k] or 0) + 1
+  end
 end
 
 function init(args)
@@ -41,12 +54,24 @@ if think_ms and think_ms > 0 then
   end
 end
 
--- One JSON line for the benchmark to parse (latencies in microseconds).
+local function status_counts()
+  local total = {}
+  for _, thread in ipairs(thread_list) do
+    for k, n in pairs(thread:get("statuses") or {}) do total[k] = (total[k] or 0) + n end
+  end
+  local parts = {}
+  for k, n in pairs(total) do parts[#parts + 1] = string.format('"%s":%d', k, n) end
+  table.sort(parts)
+  return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- One JSON line for the benchmark to parse (latencies in microseconds; statuses: answers outside 2xx by status).
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'SI_WRK {"requests":%d,"duration_us":%d,"non_2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    '"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,"mean_us":%.1f,"statuses":%s}\n',
     summary.requests, summary.duration, e.status, e.connect, e.read, e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean))
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean,
+    status_counts()))
 end

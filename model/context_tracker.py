@@ -85,6 +85,12 @@ def start_session(ts: float, user: UserHistory | None) -> SessionState:
     return state
 
 
+def _move(item: Hashable, source: set[Hashable], target: set[Hashable]) -> None:
+    """The item's last cart/order op is now `target`'s kind (open: a cart, closed: an order)."""
+    source.discard(item)
+    target.add(item)
+
+
 def update_context(
     state: SessionState, user: UserHistory | None, action: int, ts: float,
     item: Hashable | None = None, category: Hashable | None = None,
@@ -103,13 +109,11 @@ def update_context(
         state.carts += 1
         if has_item:
             state.carted_items.add(item)
-            state.open_items.add(item)
-            state.closed_items.discard(item)
+            _move(item, state.closed_items, state.open_items)
     elif action == ORDER:
         state.orders += 1
         if has_item:
-            state.open_items.discard(item)
-            state.closed_items.add(item)
+            _move(item, state.open_items, state.closed_items)
     new_cart = cart_transition(state.cart_state, action)
     if new_cart == CART_OPEN and state.cart_state != CART_OPEN:
         state.cart_opened_ts = ts

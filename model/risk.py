@@ -87,8 +87,19 @@ def intent_codes(p_make_order: npt.ArrayLike, risk: npt.ArrayLike, thresholds: T
     return codes
 
 
+def click_risk(p_add_cart: float, p_make_order: float, cart_has_items: bool) -> float:
+    """`abandonment_risk` of one click in Python floats: the same float64 operations, so the same value, without
+    numpy's cost per call on the click path (tests/test_cart_semantics.py holds the two equal)."""
+    return (1.0 if cart_has_items else float(p_add_cart)) * (1.0 - float(p_make_order))
+
+
 def intent_name(p_make_order: float, risk: float, thresholds: Thresholds) -> str:
-    return INTENTS[int(intent_codes(p_make_order, risk, thresholds))]
+    """`intent_codes` of one click, compared as float64 in Python (no numpy per click)."""
+    if float(p_make_order) >= thresholds.order:
+        return INTENTS[PURCHASE]
+    if float(risk) >= thresholds.risk:
+        return INTENTS[CART_ABANDONMENT]
+    return INTENTS[BROWSE]
 
 
 def decision_thresholds(card: ModelCard) -> Thresholds:
@@ -105,3 +116,8 @@ def alert_due(risk: npt.ArrayLike, cart_open: npt.ArrayLike, threshold: float) -
     """A click raises a coupon alert when its cart is open and its risk reaches the policy's threshold
     (once per open cart: write_scores.lua mirrors this rule and remembers the alerted cart)."""
     return np.asarray(cart_open, dtype=bool) & (np.asarray(risk, dtype=np.float64) >= threshold)
+
+
+def click_alert_due(risk: float, cart_open: bool, threshold: float) -> bool:
+    """`alert_due` of one click, in Python floats."""
+    return bool(cart_open) and float(risk) >= threshold

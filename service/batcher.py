@@ -8,8 +8,8 @@
 
 One task owns the queue and forms the batches; callers only enqueue and await their future. The
 engine runs on one worker thread, so the event loop keeps serving while a batch runs. A request's
-items are whatever `run_batch` takes: the service queues raw stored windows, and `run_batch` encodes
-the whole batch in one vectorised call on the engine thread (docs/architecture.md §7), so no
+items are whatever `run_batch` takes: the service queues the stored windows as packed, and `run_batch` unpacks and
+encodes the whole batch in one vectorised call each on the engine thread (docs/architecture.md §7), so no
 per-click numpy work runs on the event loop.
 
 `gil_switch_interval_ms` bounds how long the engine thread waits for the GIL. ONNX Runtime releases it while

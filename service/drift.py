@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,8 +91,9 @@ class DriftMonitor:
         self._snapshots: deque[dict[str, np.ndarray]] = deque(maxlen=TICKS + 1)
         self._task: asyncio.Task[None] | None = None
 
-    def observe(self, ts: np.ndarray, from_ad: bool, p_make_order: float, risk: float) -> None:
-        """One answered click: its window's timestamps (the newest last), its flag and its scores."""
+    def observe(self, ts: Sequence[float], from_ad: bool, p_make_order: float, risk: float) -> None:
+        """One answered click: its window's newest timestamps (at least the last two when it has them, the newest
+        last), its flag and its scores."""
         if len(ts) > 1:
             self.dwell.observe(min(max(float(ts[-1] - ts[-2]), MIN_DWELL_S), MAX_DWELL_S))
         if from_ad:

@@ -38,4 +38,4 @@ class ContextTaggingStore(SessionWindowStore):
     async def append_event(self, session_id: str, *args: Any, **kwargs: Any) -> AppendResult:
         appended = await super().append_event(session_id, *args, **kwargs)
         row = np.asarray(self._rows[session_id].popleft(), dtype=np.float32)
-        return dataclasses.replace(appended, context=row)
+        return dataclasses.replace(appended, given_context=row)

@@ -1,10 +1,10 @@
 """One click → one score (docs/architecture.md §7): store, encoder, batcher, derived scores, in order.
 
-    append (1 Redis call) ─► MicroBatcher.submit(raw window) ─► [engine thread: encode_windows + model]
+    append (1 Redis call) ─► MicroBatcher.submit(packed window) ─► [engine thread: unpack, encode_windows + model]
         ─► risk + intent ─► ScoreWriter
 
-The event loop never encodes: `engine_runner` turns a whole batch of raw windows into (B, N, 16) with
-one vectorised `encode_windows` call on the engine thread (docs/architecture.md §7).
+The event loop never unpacks or encodes: `engine_runner` turns a whole batch of the store's packed windows into
+(B, N, 16) with one unpacking and one vectorised `encode_windows` call on the engine thread (docs/architecture.md §7).
 
 Scores go back to Redis behind the answer: the `ScoreWriter` (service/store/write_behind.py) gathers the
 records answered within `SI_SCORE_FLUSH_MS` (or until `SI_SCORE_FLUSH_RECORDS` wait) into one `write_scores` call.
@@ -20,17 +20,17 @@ import numpy as np
 
 from model.card import ModelCard
 from model.features import ACTION_INDEX, ACTIONS, RawWindow
-from model.risk import abandonment_risk, alert_due, decision_thresholds, intent_name
+from model.risk import abandonment_risk, click_alert_due, click_risk, intent_name
 from service import tracing
 from service.arms import ArmAssigner
 from service.batcher import MicroBatcher, RunBatch
 from service.metrics import ServiceMetrics
 from service.missing_ids import MissingIdCounts
-from service.model_inputs import ContextWindow, run_model
+from service.model_inputs import ContextWindow, PackedWindow, run_model
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import NO_IDS, ClickIds, SessionWindowStore
 from service.store.write_behind import ScoreWriter
 from service.user_ids import UserIdHasher
 
@@ -80,8 +80,7 @@ class SessionScorer:
         with tracing.span("redis append_event"):
             appended = await self.store.append_event(
                 session_id, event.event_id, ACTION_INDEX[event.action], ts, event.from_ad,
-                body=event.body_key(user_hash), ids=ClickIds(item=event.item_id, category=event.category_id,
-                                                             user_hash=user_hash if self.history else None),
+                body=event.body_key(user_hash), ids=self._ids(event, user_hash),
             )
         self.metrics.stage_redis.observe(time.perf_counter() - start)
         if appended.duplicate:
@@ -98,16 +97,19 @@ class SessionScorer:
             self._missing_ids.count(event)
 
         with tracing.span("batch wait"):
-            window = (appended.actions, appended.ts, appended.from_ad)
-            probs = await self.batcher.submit(ContextWindow(window, appended.context), deadline)  # (2,)
-        out = self._score(session_id, appended.event_index, probs, appended.cart_has_items, len(appended.actions))
+            # The window as the store's list holds it: the batch unpacks all its windows at once (model_inputs.py).
+            item = ContextWindow(PackedWindow(appended.packed), appended.given_context, appended.context_row)
+            probs = await self.batcher.submit(item, deadline)  # (2,)
+        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
+        out = self._score(session_id, appended.event_index, probs, served, appended.cart_has_items, len(appended))
+        newest_ts = appended.newest_ts(2)
         if self.metrics.drift is not None:
-            self.metrics.drift.observe(appended.ts, event.from_ad, out.p_make_order, out.abandonment_risk)
+            self.metrics.drift.observe(newest_ts, event.from_ad, out.p_make_order, out.abandonment_risk)
         self.writer.add(ScoreRecord(
             session_id=session_id, event_id=event.event_id, event_index=out.event_index, p_add_cart=out.p_add_cart,
             p_make_order=out.p_make_order, abandonment_risk=out.abandonment_risk, intent=out.intent,
-            model=out.model, window_len=out.window, ts=float(appended.ts[-1]),
-            **self._alert(session_id, self.slot.model_of(probs).card, out.abandonment_risk, appended.cart_has_items),
+            model=out.model, window_len=out.window, ts=newest_ts[-1],
+            **self._alert(session_id, served.card, out.abandonment_risk, appended.cart_has_items),
         ))
         self.metrics.click.observe(time.perf_counter() - start)
         return out
@@ -116,9 +118,16 @@ class SessionScorer:
         """The record's arm and policy when this click is due an alert under the scoring model's policy
         (write_scores.lua raises it once per open cart); nothing otherwise."""
         policy = card.policy
-        if self.arms is None or policy is None or not alert_due(risk, cart_has_items, policy.threshold):
+        if self.arms is None or policy is None or not click_alert_due(risk, cart_has_items, policy.threshold):
             return {}
         return {"arm": self.arms.arm(session_id), "policy": policy.label}
+
+    def _ids(self, event: EventIn, user_hash: str | None) -> ClickIds:
+        """The ids the store keeps state for; the user's only when this replica keeps history."""
+        user = user_hash if self.history else None
+        if event.item_id is None and event.category_id is None and user is None:
+            return NO_IDS
+        return ClickIds(item=event.item_id, category=event.category_id, user_hash=user)
 
     def _user_hash(self, user_id: str | None) -> str | None:
         return None if user_id is None or self.user_ids is None else self.user_ids.digest(user_id)
@@ -130,14 +139,13 @@ class SessionScorer:
         if out_of_order:
             self.metrics.out_of_order.inc()
 
-    def _score(self, session_id: str, event_index: int, probs: np.ndarray, cart_has_items: bool,
+    def _score(self, session_id: str, event_index: int, probs: np.ndarray, served: ServedModel, cart_has_items: bool,
                window_len: int) -> ScoreOut:
-        served = self.slot.model_of(probs)  # the model that scored this batch, whatever serves now
         p_add, p_order = round(float(probs[0]), DECIMALS), round(float(probs[1]), DECIMALS)
-        risk = round(float(abandonment_risk(p_add, p_order, cart_has_items)), DECIMALS)
+        risk = round(click_risk(p_add, p_order, cart_has_items), DECIMALS)  # plain floats: no numpy per click
         return ScoreOut(
             session_id=session_id, event_index=event_index, p_add_cart=p_add, p_make_order=p_order,
-            abandonment_risk=risk, intent=intent_name(p_order, risk, decision_thresholds(served.card)),
+            abandonment_risk=risk, intent=intent_name(p_order, risk, served.thresholds),
             model=served.model, window=window_len,
         )
 
@@ -147,7 +155,7 @@ class SessionScorer:
         stored = await self.store.read_window(session_id)
         if stored is None or len(stored.actions) == 0:
             return None
-        actions, ts, from_ad = stored.actions, stored.ts, stored.from_ad
+        actions, ts, from_ad = stored.unpacked()
         n_events = len(actions)
         variants: list[RawWindow] = [(actions, ts, from_ad)]
         for drop in range(n_events):
@@ -155,7 +163,7 @@ class SessionScorer:
             variants.append((actions[keep], ts[keep], from_ad[keep]))
         probs = await self.batcher.submit_many(variants, deadline)  # (1 + n_events, 2)
         risks = abandonment_risk(probs[:, 0], probs[:, 1], stored.cart_has_items)  # (1 + n_events,)
-        full = self._score(session_id, 0, probs[0], stored.cart_has_items, n_events)
+        full = self._score(session_id, 0, probs[0], self.slot.model_of(probs), stored.cart_has_items, n_events)
         contributions = [
             EventContribution(
                 position=i, action=ACTIONS[int(actions[i])], ts=float(ts[i]),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from model.card import ModelCard
+from model.card import ModelCard, Thresholds
+from model.risk import decision_thresholds
 from service.engine.onnx_engine import Engine, load_engine
 from service.model_repository import LABEL_SEPARATOR, ModelVersion
 
@@ -40,10 +42,16 @@ class ServedModel:
     def label(self) -> str:
         return self.version.label
 
-    @property
+    # Cached: every answer reads both (a version's card and label never change once loaded).
+    @cached_property
     def model(self) -> str:
         """The answers' `model`: "<version label>:<engine model id>", e.g. "taobao/2:lstm_gru_small-int8@8d545b"."""
         return f"{self.label}{LABEL_SEPARATOR}{self.engine.model_id}"
+
+    @cached_property
+    def thresholds(self) -> Thresholds:
+        """The thresholds its answers apply (model.risk.decision_thresholds of its card)."""
+        return decision_thresholds(self.card)
 
 
 def load_served(version: ModelVersion, settings: Settings) -> ServedModel:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from model.risk import abandonment_risk, cart_open_after, decision_thresholds, intent_codes
-from service.model_inputs import run_model, window_of
+from service.model_inputs import raw_windows, run_model
 from service.rollout_metrics import MOMENTS, RolloutMetrics, pearson
 from service.served_model import ServedModel
 
@@ -103,7 +103,7 @@ class ShadowRunner:
         started = time.perf_counter()
         cand = run_model(self.candidate, items)  # (B, 2)
         self._latency.observe(time.perf_counter() - started)
-        windows = [window_of(item) for item in items]
+        windows = raw_windows(items)
         cart = np.array([bool(cart_open_after(w[0])[-1]) if len(w[0]) else False for w in windows])  # (B,)
         risk_s = abandonment_risk(served[:, 0], served[:, 1], cart)
         risk_c = abandonment_risk(cand[:, 0], cand[:, 1], cart)

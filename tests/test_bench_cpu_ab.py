@@ -6,13 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import threading
+from collections import Counter
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from typer.testing import CliRunner
 
-from bench.service.cpu_ab import IDS_SCRIPT, AbConfig, AbPlan, AbResult, AbRun, parse_config
+from bench.load.wrk import WRK_SCRIPT, run_wrk
+from bench.service.cpu_ab import IDS_SCRIPT, AbConfig, AbPlan, AbResult, AbRun, _note_outside_2xx, parse_config
 from bench.service.cpu_ab_report import compare_cpu, markdown
 from bench.service.profile import stage_of
 from cli.main import app
@@ -105,3 +110,71 @@ def test_a_short_real_run_reports_both_configs_and_the_ratio(tmp_path_factory: p
         assert "evalsha" in json.loads(row["commands_per_click"])
     # The clicks carry user ids from a pool of 20 shoppers: the full context state keeps their histories.
     assert int(rows["session"]["shoppers"]) == 0 and 0 < int(rows["full"]["shoppers"]) <= 20, rows
+
+
+class _ScriptedStatuses(BaseHTTPRequestHandler):
+    """Answers POSTs in a fixed cycle of statuses and counts what it sent: wrk's count must match it."""
+
+    protocol_version = "HTTP/1.1"
+    cycle = (200, 503, 200, 504, 422, 200, 200)
+    sent: ClassVar[Counter[int]] = Counter()
+    lock = threading.Lock()
+    turn = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.lock:
+            status = self.cycle[_ScriptedStatuses.turn % len(self.cycle)]
+            _ScriptedStatuses.turn += 1
+            self.sent[status] += 1
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("script", [WRK_SCRIPT, IDS_SCRIPT])
+def test_wrk_counts_the_answers_outside_2xx_by_status(tmp_path: Path, script: Path) -> None:
+    if shutil.which("wrk") is None:
+        pytest.skip("needs wrk")
+    _ScriptedStatuses.sent = Counter()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedStatuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        wrk = run_wrk(url, 1, connections=2, threads=2, log_path=tmp_path / "wrk.log", script=script)
+    finally:
+        server.shutdown()
+        server.server_close()
+    refused = {status: n for status, n in _ScriptedStatuses.sent.items() if status != 200}
+    assert set(refused) == {422, 503, 504}
+    assert set(wrk.statuses) == set(refused)
+    for status, n in refused.items():  # answers still in flight when wrk stops (at most one a connection) go uncounted
+        assert n - 2 <= wrk.statuses[status] <= n, (status, wrk.statuses, refused)
+    assert wrk.non_2xx == sum(wrk.statuses.values())  # wrk's own count (>= 400 only) agrees
+
+
+def test_a_run_with_answers_outside_2xx_keeps_its_server_log(tmp_path: Path) -> None:
+    plan = AbPlan(configs=(AbConfig("a"),), rounds=1)
+    result = AbResult(plan, "now", {"cpu": "x", "cores": "2", "isa": ""}, (0.0, 0.0, 0.0))
+    server_log = tmp_path / "a-r1.log"
+    server_log.write_text("WARNING click past its deadline\n")
+    (tmp_path / "a-r1.metrics").write_text('si_errors_total{cause="deadline"} 12.0\n')  # what cpu-ab scrapes
+    _note_outside_2xx(_run("a", 0, 1.0), server_log, result)
+    assert result.notes == [] and result.kept_logs is None  # all 2xx: nothing kept, nothing said
+    refused = replace(_run("a", 0, 1.0), non_2xx=12, statuses={"measured": {504: 12}, "poisson": {503: 2}})
+    _note_outside_2xx(refused, server_log, result)
+    result.runs = [refused]
+    assert result.kept_logs is not None and not result.kept_logs.is_relative_to(tmp_path)
+    kept = result.kept_logs / "a-r1.log"
+    try:
+        assert kept.read_text() == server_log.read_text()
+        assert 'cause="deadline"} 12.0' in kept.with_suffix(".metrics").read_text()
+        assert result.notes == [f"a, round 1: answers outside 2xx (measured: 12 × 504; poisson: 2 × 503); "
+                                f"the server's log: {kept}"]
+        assert f"- {result.notes[0]}" in markdown(result, "t", "cmd", "t.png")
+    finally:
+        shutil.rmtree(result.kept_logs)

@@ -12,9 +12,23 @@ import numpy as np
 import pytest
 import redis.asyncio as aredis
 
+from model.card import Thresholds
 from model.data.dataset import Sessions, abandonment_targets, cart_so_far
 from model.features import ACTION_INDEX, ADD_CART, N_ACTIONS, ORDER, EventLog
-from model.risk import CART_CLOSED, CART_NONE, CART_OPEN, abandonment_risk, cart_states, cart_transition
+from model.risk import (
+    CART_CLOSED,
+    CART_NONE,
+    CART_OPEN,
+    INTENTS,
+    abandonment_risk,
+    alert_due,
+    cart_states,
+    cart_transition,
+    click_alert_due,
+    click_risk,
+    intent_codes,
+    intent_name,
+)
 from service.store.window_store import SessionWindowStore
 
 T0 = 1_764_000_000.0
@@ -70,6 +84,25 @@ def test_after_an_order_the_risk_is_p_add_cart_times_no_order() -> None:
     open_after = cart_states([ADD_CART, ORDER]) == CART_OPEN
     risk = abandonment_risk([0.3, 0.3], [0.1, 0.1], open_after)
     np.testing.assert_allclose(risk, [0.9, 0.3 * 0.9])
+
+
+def test_one_click_rules_equal_the_vectorised_ones() -> None:
+    """The click path's plain-float risk, intent and alert rule give exactly the arrays' values, at the thresholds
+    too (scores rounded to 6 decimals as served, and float32 model outputs as the tests pass them)."""
+    rng = np.random.default_rng(7)
+    thresholds = Thresholds(order=0.125, risk=0.25)
+    p_add = np.round(rng.random(4000), 6)
+    p_order = np.concatenate([np.round(rng.random(3990), 6), [0.125] * 5, np.float32([0.125, 0.1, 0.3, 0.7, 0.9])])
+    cart = rng.random(4000) < 0.5
+    risk = abandonment_risk(p_add, p_order, cart)
+    risk[:5] = 0.25  # exactly at τ_risk
+    codes = intent_codes(p_order, risk, thresholds)
+    due = alert_due(risk, cart, thresholds.risk)
+    for i in range(len(p_add)):
+        assert click_risk(float(p_add[i]), float(p_order[i]), bool(cart[i])) == abandonment_risk(
+            p_add[i], p_order[i], cart[i])
+        assert intent_name(p_order[i], risk[i], thresholds) == INTENTS[codes[i]]
+        assert click_alert_due(float(risk[i]), bool(cart[i]), thresholds.risk) == due[i]
 
 
 @pytest.fixture()

@@ -131,7 +131,10 @@ async def test_the_batch_hands_the_engine_the_cards_context_columns(model_dir: P
         clicks = [await store.append_event(f"s-{i % 3}", None, ADD_CART if i % 2 else ACTION_INDEX["home"], T0 + i,
                                            None, ids=ClickIds(item=f"it{i % 2}", user_hash="ab12"))
                   for i in range(6)]
-        items = [ContextWindow((c.actions, c.ts, c.from_ad), c.context) for c in clicks]
+        # As the scorer hands them (the store's rows, in ms, decoded a batch at a time) and as replay does (rows in
+        # seconds), mixed in one batch.
+        items = [ContextWindow((c.actions, c.ts, c.from_ad), None, c.context_row) if i % 2 else
+                 ContextWindow((c.actions, c.ts, c.from_ad), c.context) for i, c in enumerate(clicks)]
         scores = await batcher.submit_many(items, time.monotonic() + 30)
     finally:
         await batcher.stop()

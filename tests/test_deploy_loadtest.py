@@ -139,3 +139,20 @@ def test_each_config_reports_its_median_round_with_the_first_rounds_round_trips(
     medians = median_rounds(runs, ["bare", "service"])
     assert [(m.config, m.round, m.server_cpu_ms) for m in medians] == [("bare", 0, 0.30), ("service", 2, 0.61)]
     assert medians[1].redis_calls_per_click == 1.03  # counted once, in round 1, under MONITOR
+
+
+def test_the_report_names_the_statuses_outside_2xx() -> None:
+    from dataclasses import replace
+
+    from bench.load.wrk import WrkResult
+    from bench.service.report_sections import outside_2xx
+    from bench.service.run import BenchPlan, BenchResult, LightPoisson, Saturation
+
+    clean = WrkResult(1000, 1.0, 0, 0, 1.0, 2.0, 3.0, 4.0, 1.0, 0.1)
+    result = BenchResult(BenchPlan(configs=("service",)), "now", (0.0, 0.0, 0.0))
+    result.saturation_rounds = [Saturation("service", clean, 0.5, 0.1, 1.0, 0.1, None, {}, round=0),
+                                Saturation("service", replace(clean, non_2xx=7, statuses={504: 5, 503: 2}), 0.5, 0.1,
+                                           1.0, 0.1, None, {}, round=1)]
+    result.light_rounds = [LightPoisson("service", 620, 250, replace(clean, non_2xx=1, statuses={422: 1}), 0.5, 0.01)]
+    assert outside_2xx(result) == ["- Answers outside 2xx, closed loop, service (run 2): 2 × 503, 5 × 504",
+                                   "- Answers outside 2xx, light client, service (run 1): 1 × 422"]

@@ -144,6 +144,11 @@ def test_hoisted_gru_graph_matches_torch_and_quantizes_the_projection(exported: 
     assert op_census(int8) == {"DynamicQuantizeLSTM": 1, "MatMulInteger": 1, "MatMul": FEATURES.window + 1}
     delta = np.abs(onnx_probs(hoisted, val.inputs) - onnx_probs(int8, val.inputs))
     assert 0 < delta.mean() < 5e-3 and delta.max() < 0.1
+    # the export order's first recipe: the N recurrent steps and the head in int8 too, nothing left in fp32
+    every = quantize_model(hoisted, tmp_path / "hoisted_all.int8.onnx", RECIPES["hoisted_gru_quint8_all"])
+    assert op_census(every) == {"DynamicQuantizeLSTM": 1, "MatMulInteger": FEATURES.window + 2}
+    delta = np.abs(onnx_probs(hoisted, val.inputs) - onnx_probs(every, val.inputs))
+    assert 0 < delta.mean() < 5e-3 and delta.max() < 0.1
 
 
 def test_export_refuses_a_graph_that_breaks_parity(tmp_path: Path, trained: Path, val: ValidationWindows,

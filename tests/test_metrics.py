@@ -14,12 +14,12 @@ from sklearn.metrics import (
 
 from model.evaluation.bootstrap import (
     METRICS,
-    _weighted_ece,
     bootstrap_estimates,
     expected_calibration_error,
     paired_difference,
     point_metrics,
     session_resample_weights,
+    weighted_ece,
     weighted_metric,
 )
 
@@ -152,11 +152,45 @@ def test_paired_difference_of_a_model_with_itself_is_zero() -> None:
     assert diff.value is not None and diff.ci_low is not None and diff.ci_low > 0
 
 
-def test_ece_by_bincount_is_the_one_hot_sum() -> None:
-    """The plain ECE sums each bin by bincount (no (n, bins) matrices); the bootstrap's weighted form agrees."""
+def _slow_ece(w: np.ndarray, y: np.ndarray, p: np.ndarray, n_bins: int = 15) -> float:
+    """The ECE written out: per bin, the weighted share of windows times |mean label − mean score|."""
+    total, ece = sum(float(wi) for wi in w), 0.0
+    bin_of = [min(int(float(pi) * n_bins), n_bins - 1) for pi in p]  # [k/bins, (k+1)/bins); 1.0 in the last
+    for b in range(n_bins):
+        members = [i for i in range(len(p)) if bin_of[i] == b]
+        mass = sum(float(w[i]) for i in members)
+        if mass == 0:
+            continue
+        mean_y = sum(float(w[i] * y[i]) for i in members) / mass
+        mean_p = sum(float(w[i] * p[i]) for i in members) / mass
+        ece += mass / total * abs(mean_y - mean_p)
+    return ece
+
+
+def test_weighted_ece_is_the_slow_definition() -> None:
+    """One ECE for the plain figure and the bootstrap's weighted replicates; both match the written-out sum."""
     rng = np.random.default_rng(4)
-    p = rng.uniform(size=5000)
-    y = (rng.uniform(size=5000) < p**2).astype(np.int64)
-    assert expected_calibration_error(y, p) == pytest.approx(float(_weighted_ece(np.ones((1, y.size)), y, p, 15)[0]),
-                                                             rel=1e-12)  # fmt: skip
+    p = rng.uniform(size=600)
+    p[:5] = [0.0, 1.0, 1 / 15, 14 / 15, 0.5]  # the edges: 1.0 joins the last bin
+    y = (rng.uniform(size=600) < p**2).astype(np.int64)
+    weights = rng.integers(0, 4, size=(6, 600)).astype(np.float64)
+    got = weighted_ece(weights, y, p)
+    for row, value in zip(weights, got, strict=True):
+        assert abs(value - _slow_ece(row, y, p)) < 1e-12
+    assert abs(expected_calibration_error(y, p) - _slow_ece(np.ones(600), y, p)) < 1e-12
     assert np.isnan(expected_calibration_error(np.zeros(0), np.zeros(0)))
+    assert np.isnan(weighted_ece(np.zeros((1, 600)), y, p)[0])  # nothing drawn: undefined, not 0
+
+
+def test_ece_replicates_hold_no_one_hot_matrix() -> None:
+    """Memory of the weights' size, not (n, bins): the 20M-event run's validation set scored in one row."""
+    import tracemalloc
+
+    n = 400_000
+    rng = np.random.default_rng(0)
+    p, y, ones = rng.uniform(size=n), (rng.uniform(size=n) < 0.3).astype(np.float64), np.ones((1, n))
+    tracemalloc.start()
+    weighted_ece(ones, y, p)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 6 * n * 8  # a few (n,) float64 arrays; an (n, 15) one-hot is 15

@@ -13,7 +13,7 @@ import redis.asyncio as aredis
 
 from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
-from service.store.packing import pack_event
+from service.store.packing import pack_event, packed_ts, unpack_events, unpack_windows
 from service.store.score_record import body_key, differing_parts
 from service.store.window_store import EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
 
@@ -153,6 +153,23 @@ async def test_lua_packs_each_event_as_packing_py_defines(client: aredis.Redis) 
     stored = [int(v) for v in await client.lrange(store.keys("s-pack")[0], 0, -1)]
     ts_ms = [round((T0 + 0.125) * 1000), round((T0 + 1) * 1000)]
     assert stored == [pack_event(ts_ms[0], VIEW, False), pack_event(ts_ms[1], ORDER, True)]
+
+
+def test_a_batch_unpacks_its_windows_as_each_window_alone() -> None:
+    """unpack_windows (the engine thread's, once per batch) and packed_ts (the scorer's newest ts) give exactly what
+    unpack_events gives each window, empty windows and the list's bytes included."""
+    rng = np.random.default_rng(3)
+    windows: list[list[bytes | int]] = []
+    for k in [3, 0, 10, 1, 7]:
+        ts_ms = np.sort(rng.integers(1_700_000_000_000, 1_800_000_000_000, size=k))
+        entries = [pack_event(int(t), int(rng.integers(0, 16)), bool(rng.random() < 0.5)) for t in ts_ms]
+        windows.append([str(e).encode() for e in entries] if k % 2 else entries)
+    for window, (actions, ts, from_ad) in zip(windows, unpack_windows(windows), strict=True):
+        alone = unpack_events(window)
+        for got, want in zip((actions, ts, from_ad), alone, strict=True):
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+        assert [packed_ts(e) for e in window] == alone[1].tolist()
 
 
 async def test_script_is_reloaded_after_script_flush(client: aredis.Redis) -> None:

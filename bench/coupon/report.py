@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 
 NOTE = (
     "Each run starts a fresh redis-server and service, and the coupon consumer example as its own process. The "
@@ -86,12 +87,7 @@ def _markdown(rows: list[dict[str, Any]], command: str, setup: str) -> list[str]
 
 
 def _plot(rows: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = subplots(figsize=(6, 3.5))
     for i, r in enumerate(rows):
         if r["difference"] is None:
             continue
@@ -108,6 +104,4 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("treat − hold conversion (pp)")
     ax.set_title("Coupon simulation: recovered against injected effect")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -22,6 +22,7 @@ from typing import Any
 
 from bench.procs.cpu import cpu_seconds
 from bench.report.files import write_rows_csv
+from bench.report.plots import save_figure, subplots
 from model.export.machine import machine_line
 
 # Goals from issue 13.
@@ -190,13 +191,8 @@ def write_report(rows: list[dict[str, Any]], out_dir: Path, window: int, command
 
 
 def _plot(rows: list[dict[str, Any]], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     events = [r["events"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 3.6))
     left.loglog(events, [r["prepare_s"] for r in rows], "o-", label="prepare")
     left.loglog(events, [r["data_s"] for r in rows], "s-", label="training data")
     left.set_xlabel("events")
@@ -210,6 +206,4 @@ def _plot(rows: list[dict[str, Any]], png: Path) -> None:
     right.set_ylabel("peak RSS, MB")
     right.legend()
     right.set_title("peak RSS")
-    fig.tight_layout()
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    save_figure(fig, png)

@@ -2,7 +2,8 @@
 
 wrk (C, event-driven) costs a fraction of the server's CPU per request, so the rate it reaches is the
 server's, not the generator's. loadtest/wrk_events.lua makes every request a distinct click (random
-session, unique event_id) and prints one `SI_WRK {json}` line that this module parses.
+session, unique event_id) and prints one `SI_WRK {json}` line that this module parses, with the answers outside
+2xx counted by status.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.procs.cpu import waited_children_cpu_seconds
@@ -35,6 +36,7 @@ class WrkResult:
     max_ms: float
     mean_ms: float
     wrk_cpu_s: float
+    statuses: dict[int, int] = field(default_factory=dict)  # answers outside 2xx, by status
 
     @property
     def rate(self) -> float:
@@ -82,4 +84,5 @@ def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_pat
         socket_errors=sum(int(raw[k]) for k in ("connect", "read", "write", "timeout")),
         p50_ms=raw["p50_us"] / 1000, p99_ms=raw["p99_us"] / 1000, p999_ms=raw["p999_us"] / 1000,
         max_ms=raw["max_us"] / 1000, mean_ms=raw["mean_us"] / 1000, wrk_cpu_s=cpu,
+        statuses={int(status): int(n) for status, n in raw.get("statuses", {}).items()},
     )

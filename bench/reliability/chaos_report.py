@@ -9,6 +9,7 @@ import numpy as np
 
 from bench.reliability.chaos import ChaosResult, Throughput
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 
 BUCKET_S = 0.5
 
@@ -83,12 +84,7 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
 
 
 def _plot(results: Sequence[ChaosResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(results), 1, figsize=(9, 2.6 * len(results)), squeeze=False)
+    fig, axes = subplots(len(results), 1, figsize=(9, 2.6 * len(results)), squeeze=False)
     for ax, r in zip(axes[:, 0], results, strict=True):
         edges = np.arange(0, r.plan.load.duration_s + BUCKET_S, BUCKET_S)
         for status, color in ((200, "tab:green"), (503, "tab:orange")):
@@ -100,6 +96,4 @@ def _plot(results: Sequence[ChaosResult], path: Path) -> None:
         ax.set_ylabel("clicks/s")
         ax.legend(loc="upper right", fontsize=8)
     axes[-1, 0].set_xlabel("seconds since the load started")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.reliability.failover import FailoverResult
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 
 BUCKET_S = 0.5
 
@@ -58,12 +59,7 @@ def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -
 
 
 def _plot(r: FailoverResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    fig, axes = subplots(2, 1, figsize=(9, 5), sharex=True)
     edges = np.arange(0, r.plan.load.duration_s + BUCKET_S, BUCKET_S)
     for ax, victim, title in ((axes[0], True, "sessions of the killed master"), (axes[1], False, "other sessions")):
         for status, color in ((200, "tab:green"), (503, "tab:orange"), (504, "tab:purple")):
@@ -75,6 +71,4 @@ def _plot(r: FailoverResult, path: Path) -> None:
         ax.set_ylabel("clicks/s")
         ax.legend(loc="upper right", fontsize=8)
     axes[1].set_xlabel("seconds since the load started")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -8,6 +8,7 @@ import numpy as np
 
 from bench.reliability.overload import PHASES, OverloadResult
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 from service.settings import Settings
 
 
@@ -98,12 +99,7 @@ def _cost_lines(r: OverloadResult) -> list[str]:
 
 
 def _plot(r: OverloadResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True)
+    fig, (top, bottom) = subplots(2, 1, figsize=(9, 5.5), sharex=True)
     for i, phase in enumerate(PHASES):
         offset = i * r.plan.phase_s
         edges = np.arange(0, r.plan.phase_s + 1, 1.0)
@@ -123,6 +119,4 @@ def _plot(r: OverloadResult, path: Path) -> None:
     bottom.set_ylabel("ms")
     bottom.set_xlabel("seconds since the nominal phase started")
     bottom.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

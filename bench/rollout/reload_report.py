@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 from bench.rollout.reload import SWAP_MARGIN_S, WARMUP_S, ReloadResult
 from bench.rollout.reload_diagnosis import diagnosis_lines, lateness_ms
 
@@ -82,14 +83,9 @@ def write_reload_report(r: ReloadResult, out_dir: Path, command: str) -> list[Pa
 
 
 def _plot(r: ReloadResult, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = [c for c in r.load.clicks if c.status == 200]
     refused = [c for c in r.load.clicks if not 200 <= c.status < 300 and c.status > 0]
-    fig, (ax, under) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(3, 2))
+    fig, (ax, under) = subplots(2, 1, figsize=(10, 6.5), sharex=True, height_ratios=(3, 2))
     ax.scatter([c.t for c in ok], [c.latency_s * 1000 for c in ok], s=1, alpha=0.3, label="click latency (200)")
     if refused:
         ax.scatter([c.t for c in refused], [max(c.latency_s * 1000, 0.1) for c in refused], s=6, color="black",
@@ -113,7 +109,5 @@ def _plot(r: ReloadResult, path: Path) -> Path:
     under.set_xlabel("seconds since the load started")
     under.set_ylabel("ms (or count)")
     under.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path

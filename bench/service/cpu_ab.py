@@ -26,6 +26,7 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -149,6 +150,7 @@ class AbRun:
     poisson_p99_ms: float | None = None
     poisson_p999_ms: float | None = None
     profile: dict[str, float] = field(default_factory=dict)  # stage -> share of py-spy samples
+    statuses: dict[str, dict[int, int]] = field(default_factory=dict)  # window -> answers outside 2xx by status
 
 
 @dataclass
@@ -163,6 +165,7 @@ class AbResult:
     models: dict[str, str] = field(default_factory=dict)  # config -> what /readyz names
     otlp_posts: int = 0
     notes: list[str] = field(default_factory=list)
+    kept_logs: Path | None = None  # where the server logs of runs with answers outside 2xx are kept
 
 
 def run_ab(plan: AbPlan, on_step: Callable[[str], None] | None = None) -> AbResult:
@@ -189,49 +192,85 @@ def _measure(config: AbConfig, r: int, position: int, plan: AbPlan, work: Path, 
     assert store.proc is not None
     client = redis.Redis(unix_socket_path=str(store.socket_path))
     try:
-        with _served(config, plan, store.unix_url, work, otlp) as server:
+        with _served(config, r, plan, store.unix_url, work, otlp) as server:
             result.models.setdefault(config.name, _model_of(server))
             wrk_log = work / f"wrk-{config.name}.log"
-            plan.wrk(server.url, plan.warmup_s, wrk_log)
+            warmup = plan.wrk(server.url, plan.warmup_s, wrk_log)
             cpu0, redis0 = server.cpu_seconds(), cpu_seconds(store.proc.pid)
             closed = plan.wrk(server.url, plan.seconds, wrk_log)
             cpu, redis_cpu = server.cpu_seconds() - cpu0, cpu_seconds(store.proc.pid) - redis0
-            answered = _answered(closed, config, server)
+            answered = _answered(closed, config, server, result)
             memory = client.info("memory")
             run = AbRun(config=config.name, round=r, position=position, clicks=answered, non_2xx=closed.non_2xx,
                         clicks_per_s=answered / closed.seconds, server_cpu_ms=1000 * cpu / answered,
                         redis_cpu_ms=1000 * redis_cpu / answered, closed_p99_ms=closed.p99_ms,
                         redis_keys=int(client.dbsize()), redis_mb=int(memory["used_memory"]) / 2**20,
-                        shoppers=_count_keys(client, USER_KEYS))
-            if closed.non_2xx:
-                result.notes.append(f"{config.name}, round {r + 1}: {closed.non_2xx} of {closed.requests} clicks "
-                                    f"answered non-2xx (see the server log)")
+                        shoppers=_count_keys(client, USER_KEYS),
+                        statuses=_outside_2xx(("warm-up", warmup), ("measured", closed)))
             run = _with_round_trips(run, server, client, plan, wrk_log)
             run = _with_poisson(run, server, plan, wrk_log)
-            return _with_profile(run, server, plan, work, result)
+            run = _with_profile(run, server, plan, work, result)
+            if run.statuses:  # the service logs no line per refused click (access log off): its counters say why
+                (work / f"{server.log_path.stem}.metrics").write_text(http_text(f"{server.url}/metrics"))
+        _note_outside_2xx(run, server.log_path, result)
+        return run
     finally:
         client.close()
         store.stop()
 
 
 @contextmanager
-def _served(config: AbConfig, plan: AbPlan, redis_url: str, work: Path, otlp: str) -> Iterator[RunningServer]:
-    """`serve` of the config's tree: PYTHONSAFEPATH keeps this checkout (the working directory) off sys.path."""
+def _served(config: AbConfig, r: int, plan: AbPlan, redis_url: str, work: Path, otlp: str
+            ) -> Iterator[RunningServer]:
+    """`serve` of the config's tree: PYTHONSAFEPATH keeps this checkout (the working directory) off sys.path.
+    Its log is the run's own (`<config>-r<round>.log`), so a run with answers outside 2xx can keep it."""
     model_dir = plan.model_dir or config.root / "models" / "default"
     env = {"PYTHONPATH": str(config.root), "PYTHONSAFEPATH": "1", "SI_REDIS_URL": redis_url,
            "SI_AUTH_ENABLED": "false", "SI_MODEL_DIR": str(model_dir), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
            **config.env}
-    spec = ServerSpec(config.name, (sys.executable, "-c", SERVE_ENTRY, "--host", LOOPBACK, "--port", "{port}"), env)
+    argv = (sys.executable, "-c", SERVE_ENTRY, "--host", LOOPBACK, "--port", "{port}")
+    spec = ServerSpec(f"{config.name}-r{r + 1}", argv, env)
     with running_server(spec, free_port(), work) as server:
         yield server
 
 
-def _answered(closed: WrkResult, config: AbConfig, server: RunningServer) -> int:
+def _answered(closed: WrkResult, config: AbConfig, server: RunningServer, result: AbResult) -> int:
     answered = closed.requests - closed.non_2xx
     if answered <= 0:
-        raise RuntimeError(f"{config.name}: no click answered 2xx in the measured window ({closed.requests} sent); "
-                           f"see {server.log_path}")
+        raise RuntimeError(f"{config.name}: no click answered 2xx in the measured window ({closed.requests} sent, "
+                           f"{_status_text(closed.statuses)}); see {_keep_log(server.log_path, result)}")
     return answered
+
+
+def _outside_2xx(*windows: tuple[str, WrkResult]) -> dict[str, dict[int, int]]:
+    """{window: {status: answers}} of the windows that had answers outside 2xx."""
+    return {name: dict(sorted(wrk.statuses.items())) for name, wrk in windows if wrk.statuses}
+
+
+def _status_text(statuses: dict[int, int]) -> str:
+    return ", ".join(f"{n} × {status}" for status, n in sorted(statuses.items())) or "no status outside 2xx"
+
+
+def _keep_log(server_log: Path, result: AbResult) -> Path:
+    """A copy of the server's log (and its /metrics at the run's end, `<log>.metrics`, where taken) outside the
+    run's temporary folder, which goes when the bench ends."""
+    if result.kept_logs is None:
+        result.kept_logs = Path(tempfile.mkdtemp(prefix="si-cpu-ab-logs-"))
+    kept = result.kept_logs / server_log.name
+    shutil.copyfile(server_log, kept)
+    scraped = server_log.with_suffix(".metrics")
+    if scraped.is_file():
+        shutil.copyfile(scraped, kept.with_suffix(".metrics"))
+    return kept
+
+
+def _note_outside_2xx(run: AbRun, server_log: Path, result: AbResult) -> None:
+    """A run with answers outside 2xx keeps its server's log and says which statuses, in which window."""
+    if not run.statuses:
+        return
+    windows = "; ".join(f"{window}: {_status_text(by)}" for window, by in run.statuses.items())
+    result.notes.append(f"{run.config}, round {run.round + 1}: answers outside 2xx ({windows}); the server's log: "
+                        f"{_keep_log(server_log, result)}")
 
 
 def _with_round_trips(run: AbRun, server: RunningServer, client: redis.Redis, plan: AbPlan, wrk_log: Path) -> AbRun:
@@ -243,7 +282,8 @@ def _with_round_trips(run: AbRun, server: RunningServer, client: redis.Redis, pl
         sent = trips.take()
     answered = max(wrk.requests - wrk.non_2xx, 1)
     return replace(run, round_trips=sum(sent.values()) / answered,
-                    commands={name: n / answered for name, n in sorted(sent.items())})
+                   commands={name: n / answered for name, n in sorted(sent.items())},
+                   statuses={**run.statuses, **_outside_2xx(("round trips", wrk))})
 
 
 def _with_poisson(run: AbRun, server: RunningServer, plan: AbPlan, wrk_log: Path) -> AbRun:
@@ -252,7 +292,8 @@ def _with_poisson(run: AbRun, server: RunningServer, plan: AbPlan, wrk_log: Path
         return run
     connections = math.ceil(plan.rate * (plan.think_ms + 3.0) / 1000)
     wrk = plan.wrk(server.url, plan.poisson_s, wrk_log, connections=connections, think_ms=plan.think_ms)
-    return replace(run, poisson_rate=wrk.ok_rate, poisson_p99_ms=wrk.p99_ms, poisson_p999_ms=wrk.p999_ms)
+    return replace(run, poisson_rate=wrk.ok_rate, poisson_p99_ms=wrk.p99_ms, poisson_p999_ms=wrk.p999_ms,
+                   statuses={**run.statuses, **_outside_2xx(("poisson", wrk))})
 
 
 def _with_profile(run: AbRun, server: RunningServer, plan: AbPlan, work: Path, result: AbResult) -> AbRun:

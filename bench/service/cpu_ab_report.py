@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.report.files import provenance_lines, write_rows_csv
+from bench.report.plots import save_figure, subplots
 from bench.service.cpu_ab import AbConfig, AbResult, AbRun
 
 BOOTSTRAP_RESAMPLES = 4000
@@ -118,10 +119,11 @@ def _cpu_table(result: AbResult) -> list[str]:
 
 
 def _redis_table(result: AbResult) -> list[str]:
+    trips_note = (f"Round trips: commands clients sent per answered click (a script counts once), under MONITOR in a "
+             f"{result.plan.round_trip_s:g} s window of their own after the measured one; " if result.plan.round_trip_s
+             else "Round trips: not counted (`--round-trip-s 0`); ")
     lines = ["## Redis, throughput and state (medians over rounds)", "",
-             "Round trips: commands clients sent per answered click (a script counts once), under MONITOR in a "
-             f"{result.plan.round_trip_s:g} s window of their own after the measured one; keys and memory at the end "
-             "of the measured window.", "",
+             f"{trips_note}keys and memory at the end of the measured window.", "",
              "| config | Redis CPU ms per click | round trips per click | commands per click | Redis keys "
              "| shopper histories | Redis MB | clicks/s | closed-loop p99 ms | non-2xx |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -198,7 +200,8 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
     return {
         "config": run.config, "round": run.round + 1, "position": run.position + 1, "tree": config.tree,
         "env": json.dumps(config.env, sort_keys=True), "ids": result.plan.ids, "clicks": run.clicks,
-        "non_2xx": run.non_2xx, "clicks_per_s": f"{run.clicks_per_s:.1f}", "server_cpu_ms": f"{run.server_cpu_ms:.4f}",
+        "non_2xx": run.non_2xx, "statuses": json.dumps(run.statuses, sort_keys=True),
+        "clicks_per_s": f"{run.clicks_per_s:.1f}", "server_cpu_ms": f"{run.server_cpu_ms:.4f}",
         "redis_cpu_ms": f"{run.redis_cpu_ms:.4f}", "closed_p99_ms": f"{run.closed_p99_ms:.2f}",
         "round_trips_per_click": "" if run.round_trips is None else f"{run.round_trips:.4f}",
         "commands_per_click": json.dumps({k: round(v, 4) for k, v in run.commands.items()}),
@@ -212,13 +215,8 @@ def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
 
 
 def write_plot(result: AbResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     comparisons = compare_cpu(result)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 1.6 + 0.6 * len(comparisons)))
+    fig, (left, right) = subplots(1, 2, figsize=(12, 1.6 + 0.6 * len(comparisons)))
     for y, c in enumerate(comparisons):
         left.scatter(c.values, [y] * len(c.values), color=f"C{y}", alpha=0.7)
         left.plot([c.median] * 2, [y - 0.3, y + 0.3], color=f"C{y}", linewidth=2)
@@ -235,6 +233,4 @@ def write_plot(result: AbResult, path: Path) -> None:
         axis.invert_yaxis()
         axis.grid(alpha=0.3)
     fig.suptitle(f"{result.machine['cpu']}, {result.machine['cores']} logical cores", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -8,7 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.load.locust import EVENTS_ROUTE
-from bench.service.report_sections import events, light_table, num, sat, saturation_rounds, stages, tail
+from bench.report.plots import save_figure, subplots
+from bench.service.report_sections import (
+    events,
+    light_table,
+    num,
+    outside_2xx,
+    sat,
+    saturation_rounds,
+    stages,
+    tail,
+)
 from bench.service.run import ROUND_TRIP_S, BenchResult, LightPoisson, PoissonRun
 from model.export.machine import machine_line
 
@@ -183,6 +193,7 @@ def markdown(result: BenchResult, command: str) -> str:
         "FastHttpUser) is the mission's mixed load with Poisson arrivals: each user draws exponential gaps at "
         f"{plan.user_rate:g} req/s, users = rate / {plan.user_rate:g}.",
         *(f"- Note: {note}" for note in result.notes),
+        *outside_2xx(result),
         "",
     ]
     return "\n".join(lines)
@@ -314,12 +325,7 @@ def _f(value: float | None) -> str:
 
 
 def write_plot(result: BenchResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 5))
+    fig, (left, right) = subplots(1, 2, figsize=(15, 5))
     rows = [r for r in result.routes if r.route == EVENTS_ROUTE]
     styles = {"p50_ms": ":", "p99_ms": "--", "p999_ms": "-"}
     for i, config in enumerate(sorted({r.config for r in rows})):
@@ -345,6 +351,4 @@ def write_plot(result: BenchResult, path: Path) -> None:
     right.invert_yaxis()
     right.set_xlim(0, max((s.wrk.ok_rate for s in result.saturation), default=1) * 1.6)
     fig.suptitle(f"session-intent service benchmark: {machine_line()} (shared machine)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

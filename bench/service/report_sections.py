@@ -127,3 +127,12 @@ def saturation_rounds(result: BenchResult) -> list[str]:
         spread = f"{min(ratios):.2f} – {max(ratios):.2f}" if ratios else "–"
         out.append(f"| {name} | {min(cpu):.3f} – {max(cpu):.3f} | {spread} |")
     return out
+
+
+def outside_2xx(result: BenchResult) -> list[str]:
+    """Which statuses the wrk runs got outside 2xx (wrk's own count says only how many answered >= 400)."""
+    runs = [("closed loop", s.config, s.round, s.wrk) for s in result.saturation_rounds]
+    runs += [("light client", p.config, i, p.wrk) for i, p in enumerate(result.light_rounds)]
+    return [f"- Answers outside 2xx, {step}, {config} (run {i + 1}): "
+            + ", ".join(f"{n} × {status}" for status, n in sorted(wrk.statuses.items()))
+            for step, config, i, wrk in runs if wrk.statuses]  # fmt: skip

@@ -107,7 +107,8 @@ def warm(engine: Engine, batch_sizes: Sequence[int]) -> None:
     logger.info("engine %s warmed up on %s at batch sizes %s", engine.model_id, engine.provider, list(batch_sizes))
 
 
-def _session_options(intra_op_threads: int) -> Any:
+def session_options(intra_op_threads: int) -> Any:
+    """The service's ORT session options (bench/engine/published_probe.py times variants of them)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -139,7 +140,7 @@ class OnnxEngine:
             plan, asked = providers, providers.providers
         else:
             plan, asked = plan_providers(providers, card.window, len(self.context_names)), list(providers)
-        self.session = ort.InferenceSession(str(self.model_path), _session_options(intra_op_threads),
+        self.session = ort.InferenceSession(str(self.model_path), session_options(intra_op_threads),
                                             providers=plan.providers, provider_options=plan.options)  # fmt: skip
         meta = self.session.get_modelmeta().custom_metadata_map
         self._check_metadata(meta)

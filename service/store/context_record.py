@@ -72,12 +72,20 @@ HISTORY_READY, HISTORY_FOLD = 0, 1
 CONTEXT_STATE_LEVELS: tuple[str, ...] = ("off", "session", "full")
 
 
+def decode_contexts(rows: Sequence[Sequence[int | bytes | str]]) -> np.ndarray:
+    """k rows of the script's CONTEXT_DIM integers → (k, CONTEXT_DIM) float32 raw context, durations in seconds.
+    One conversion per batch (service/model_inputs.py), not one per click on the event loop."""
+    if not rows:
+        return np.zeros((0, CONTEXT_DIM), dtype=np.float32)
+    values = np.array(rows, dtype=np.float64).reshape(len(rows), -1)
+    if values.shape[1] != CONTEXT_DIM:
+        raise ValueError(f"expected {CONTEXT_DIM} context values from append_event.lua, got {values.shape[1]}")
+    return (values / _DIVISORS).astype(np.float32)
+
+
 def decode_context(raw: Sequence[int | bytes | str]) -> np.ndarray:
     """The script's CONTEXT_DIM integers → (CONTEXT_DIM,) float32 raw context, durations in seconds."""
-    values = np.array(raw, dtype=np.float64)  # the script's integers (one vectorised conversion per click)
-    if values.shape != (CONTEXT_DIM,):
-        raise ValueError(f"expected {CONTEXT_DIM} context values from append_event.lua, got {values.shape}")
-    return (values / _DIVISORS).astype(np.float32)
+    return decode_contexts([raw])[0]
 
 
 def lua_prelude() -> str:

@@ -35,10 +35,28 @@ def pack_event(ts_ms: int, action: int, from_ad: bool) -> int:
     return ts_ms * TS_SCALE + action * ACTION_SCALE + int(from_ad)
 
 
-def unpack_events(packed: Sequence[bytes | str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def unpack_events(packed: Sequence[bytes | str | int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Packed list entries → actions (k,) int64, ts (k,) float64 seconds, from_ad (k,) bool."""
     values = np.array(list(map(int, packed)), dtype=np.int64)
     return (values >> ACTION_SHIFT) & ACTION_MASK, (values >> TS_SHIFT) / 1000.0, (values & 1).astype(bool)
+
+
+def unpack_windows(windows: Sequence[Sequence[bytes | str | int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`unpack_events` of each of B windows, in one conversion for the whole batch (the engine thread's, not one per
+    click on the event loop); each window's arrays are views of the batch's."""
+    actions, ts, from_ad = unpack_events([entry for window in windows for entry in window])
+    out = []
+    start = 0
+    for window in windows:
+        stop = start + len(window)
+        out.append((actions[start:stop], ts[start:stop], from_ad[start:stop]))
+        start = stop
+    return out
+
+
+def packed_ts(entry: bytes | str | int) -> float:
+    """The epoch seconds of one packed entry, as `unpack_events` gives them (the same float64 division)."""
+    return (int(entry) >> TS_SHIFT) / 1000.0
 
 
 def lua_prelude() -> str:

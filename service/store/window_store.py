@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from model.context import CONTEXT_DIM
-from model.features import ADD_CART, N_ACTIONS, ORDER
+from model.features import ADD_CART, N_ACTIONS, ORDER, RawWindow
 from model.risk import CART_CLOSED, CART_OPEN
 from service.messages import event_id_reused
 from service.model_repository import version_of
@@ -37,7 +37,7 @@ from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.cluster_history import ClusterHistory
 from service.store.keys import KeyScheme
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
-from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, unpack_events
+from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE, packed_ts, unpack_events
 from service.store.replies import reply_text
 from service.store.score_record import (
     LISTED_FIELDS,
@@ -66,25 +66,47 @@ class EventIdConflict(Exception):
         super().__init__(f"{event_id_reused(event_id)}: {differs} differ(s)")
 
 
-@dataclass(frozen=True, eq=False)
+# The click path builds one AppendResult and one ScoreParts per click: plain slotted dataclasses build about three
+# times faster than frozen ones (each field of a frozen one is set through object.__setattr__). Nothing mutates them.
+@dataclass(eq=False, slots=True)
 class SessionWindow:
-    """A session's stored window, oldest first; k ≤ N events.
+    """A session's stored window, oldest first; k ≤ N events, as the list holds them (`packed`, packing.py).
 
+    The click path hands `packed` to the batch, which unpacks all its windows at once on the engine thread
+    (service/model_inputs.py); the arrays below are unpacked on demand:
     actions  (k,) int64   index into model.features.ACTIONS
     ts       (k,) float64 epoch seconds, millisecond resolution
     from_ad  (k,) bool    sticky: true from the session's first from_ad event on
     """
 
-    actions: np.ndarray
-    ts: np.ndarray
-    from_ad: np.ndarray
+    packed: Sequence[bytes | int]
     cart_has_items: bool
 
     def __len__(self) -> int:
-        return int(self.actions.shape[0])
+        return len(self.packed)
+
+    def unpacked(self) -> RawWindow:
+        """(actions, ts, from_ad), the arrays above."""
+        return unpack_events(self.packed)
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self.unpacked()[0]
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.unpacked()[1]
+
+    @property
+    def from_ad(self) -> np.ndarray:
+        return self.unpacked()[2]
+
+    def newest_ts(self, n: int) -> list[float]:
+        """The epoch seconds of the newest n events (fewer in a shorter window), oldest first, as `ts` holds them."""
+        return [packed_ts(entry) for entry in self.packed[-n:]]
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class AppendResult(SessionWindow):
     """The window after one append, and what the append found out about the event."""
 
@@ -93,12 +115,22 @@ class AppendResult(SessionWindow):
     duplicate: bool = False
     out_of_order: bool = False  # ts older than the previous event's; kept in arrival order
     stored_answer: dict[str, Any] | None = None  # duplicate already scored: the first answer
-    # (CONTEXT_DIM,) float32 raw context of the click in model/context.py's CONTEXT_NAMES order; None when
-    # the store keeps no context state (SI_CONTEXT_STATE=off). A retry gets the session's context now.
-    context: np.ndarray | None = None
+    # The click's context as append_event.lua returned it (CONTEXT_DIM integers, durations in ms, in model/context.py's
+    # CONTEXT_NAMES order), decoded a batch at a time on the engine thread (service/model_inputs.py); None when the
+    # store keeps no context state (SI_CONTEXT_STATE=off). A retry gets the session's context now.
+    context_row: Sequence[Any] | None = None
+    # A (CONTEXT_DIM,) float32 row given in seconds already, served instead of `context_row` (replay's).
+    given_context: np.ndarray | None = None
+
+    @property
+    def context(self) -> np.ndarray | None:
+        """(CONTEXT_DIM,) float32 raw context of the click, durations in seconds; None without context state."""
+        if self.given_context is not None:
+            return self.given_context
+        return None if self.context_row is None else context_record.decode_context(self.context_row)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class ScoreParts:
     """One record's share of a write_scores.lua call: KEYS (its meta and event-id keys) and ARGV."""
 
@@ -114,6 +146,9 @@ class ClickIds:
     item: str | None = None
     category: str | None = None
     user_hash: str | None = None
+
+
+NO_IDS = ClickIds()  # shared by every click without ids, so that none builds its own
 
 
 def event_id_digest(event_id: str | None) -> bytes:
@@ -186,7 +221,7 @@ class SessionWindowStore:
         args = (
             event_id_digest(event_id), action, round(ts * 1000), "1" if from_ad else "0",
             self.window, self.ttl_s, self.event_id_memory, ADD_CART, ORDER, body,
-            *self._context_args(session_id, ids or ClickIds()),
+            *self._context_args(session_id, ids or NO_IDS),
         )
         keys = self.key_scheme.click(session_id)
         if self._with_history(ids):
@@ -196,19 +231,18 @@ class SessionWindowStore:
         if int(duplicate) == APPEND_CONFLICT:
             raise EventIdConflict(event_id or "", differing_parts(reply_text(answer), body))
         context = await self._context(session_id, ids, reply[6], int(duplicate) != APPEND_DUPLICATE)
-        actions, times, flags = unpack_events(reply[7:])
         answer_text = reply_text(answer)
         stored = decode_answer(session_id, int(event_index), answer_text, reply_text(model)) if answer_text else None
         return AppendResult(
-            actions=actions, ts=times, from_ad=flags, cart_has_items=int(cart) == CART_OPEN,
+            packed=reply[7:], cart_has_items=int(cart) == CART_OPEN,
             cart_state=int(cart), event_index=int(event_index),
             duplicate=int(duplicate) == APPEND_DUPLICATE, out_of_order=bool(out_of_order), stored_answer=stored,
-            context=context,
+            context_row=context,
         )
 
     async def _context(self, session_id: str, ids: ClickIds | None, raw: list[Any],
-                       new_click: bool) -> np.ndarray | None:
-        """The click's context from the script's row; on a cluster, a session whose history is pending (the row's
+                       new_click: bool) -> Sequence[Any] | None:
+        """The click's context row as the script gave it; on a cluster, a session whose history is pending (the row's
         extra value, then the fold data of the id's earlier state if unfolded) gets it started here and its row
         filled in (cluster_history.py)."""
         if not self.context_level:
@@ -216,7 +250,9 @@ class SessionWindowStore:
         if len(raw) > CONTEXT_DIM and self._history is not None and ids is not None and ids.user_hash:
             snapshot = await self._history.start(session_id, ids.user_hash, own=raw[CONTEXT_DIM + 1:])
             raw = raw[:CONTEXT_DIM] if snapshot is None else snapshot.fill(raw[:CONTEXT_DIM], ids.item, new_click)
-        return context_record.decode_context(raw)
+        if len(raw) != CONTEXT_DIM:
+            raise ValueError(f"expected {CONTEXT_DIM} context values from append_event.lua, got {len(raw)}")
+        return raw
 
     def _with_history(self, ids: ClickIds | None) -> bool:
         """The user's record joins the click's call: history kept, a user given, and one Redis (on a cluster its
@@ -240,9 +276,7 @@ class SessionWindowStore:
             packed, cart = await pipe.execute()
         if not packed:
             return None
-        actions, times, flags = unpack_events(packed)
-        cart_has_items = reply_text(cart) == str(CART_OPEN)
-        return SessionWindow(actions=actions, ts=times, from_ad=flags, cart_has_items=cart_has_items)
+        return SessionWindow(packed=packed, cart_has_items=reply_text(cart) == str(CART_OPEN))
 
     def score_parts(self, record: ScoreRecord) -> ScoreParts:
         """A record's KEYS and ARGV of write_scores.lua, built once: the ScoreWriter builds them as each click is
