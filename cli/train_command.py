@@ -116,7 +116,9 @@ def train(
         str,
         typer.Option("--calibration-score",
                      help="Whose sessions score auto's out-of-fold ECE: validation | pooled (training sample + "
-                          "validation; in-sample training windows flatter the net's own logits: docs/training.md)."),
+                          "validation; in-sample training windows flatter the net's own logits: docs/training.md) | "
+                          "crossfit (pooled, with training logits from 4 fold nets that never saw them; 4 more "
+                          "trainings)."),
     ] = "validation",
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")

@@ -36,7 +36,8 @@ NONE, VALIDATION, TRAIN_VALIDATION = "none", "validation", "train+validation"
 CALIBRATION_SOURCES: tuple[str, ...] = (NONE, VALIDATION, TRAIN_VALIDATION)
 CALIBRATION_FITS: tuple[str, ...] = ("auto", VALIDATION, TRAIN_VALIDATION)  # TrainConfig.calibration_fit
 POOLED = "pooled"
-CALIBRATION_SCORES: tuple[str, ...] = (POOLED, VALIDATION)  # TrainConfig.calibration_score: whose sessions judge
+CROSSFIT = "crossfit"  # pooled, with out-of-fold training logits (crossfit.py): judged and fitted alike
+CALIBRATION_SCORES: tuple[str, ...] = (POOLED, VALIDATION, CROSSFIT)  # TrainConfig.calibration_score
 MAX_TRAIN_WINDOWS = 200_000
 FOLDS = 5
 
@@ -93,9 +94,10 @@ def choose_calibration(
     if score not in CALIBRATION_SCORES:
         raise ValueError(f"calibration score must be one of {CALIBRATION_SCORES}, got {score!r}")
     sources = CALIBRATION_SOURCES if fit == "auto" else (fit,)
-    if score == POOLED and train_sessions is None:
-        raise ValueError("the pooled calibration score needs the training windows' sessions")
-    judged_with = train_sessions if score == POOLED else None
+    pooled = score in (POOLED, CROSSFIT)
+    if pooled and train_sessions is None:
+        raise ValueError(f"the {score} calibration score needs the training windows' sessions")
+    judged_with = train_sessions if pooled else None
     chosen, record = [], {}
     for j in range(val.shape[1]):
         scores = {s: out_of_fold_ece(s, val[:, j], y_val[:, j], sessions, train[:, j], y_train[:, j], seed, judged_with)

@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -27,11 +27,13 @@ from model.training.calibration import calibrate
 from model.training.calibration_choice import (
     CALIBRATION_FITS,
     CALIBRATION_SCORES,
+    CROSSFIT,
     MAX_TRAIN_WINDOWS,
     VALIDATION,
     choose_calibration,
 )
 from model.training.checkpoint import predict_logits
+from model.training.crossfit import out_of_fold_logits
 from model.training.distill import distillation_loss, ensemble_soft_targets
 from model.training.id_dropout import drop_context_ids
 from model.training.nets import IntentNet, NetConfig, build_net
@@ -155,19 +157,30 @@ def train_model(
     del trained_on, soft
     history["context_dropout"] = {"share": train_cfg.context_dropout if net_cfg.context_dim else 0.0,
                                   "sessions": dropped}  # fmt: skip
-    history["calibration"] = _calibrate(net, train, val, train_cfg) if train_cfg.calibrate else None
+    oof = None
+    if train_cfg.calibrate and train_cfg.calibration_score == CROSSFIT:
+        label_only = replace(train_cfg, calibrate=False)
+        oof = out_of_fold_logits(
+            dataset, lambda d: train_model(d, net_cfg, label_only, show_progress=False), train_cfg.seed
+        )
+    history["calibration"] = _calibrate(net, train, val, train_cfg, oof) if train_cfg.calibrate else None
     return net.eval(), history
 
 
-def _calibrate(net: IntentNet, train: WindowSet, val: WindowSet, cfg: TrainConfig) -> dict[str, Any]:
+def _calibrate(
+    net: IntentNet, train: WindowSet, val: WindowSet, cfg: TrainConfig, oof: tuple[Any, ...] | None = None
+) -> dict[str, Any]:
     """Fit the per-label Platt scaling on the windows `cfg.calibration_fit` names (chosen on validation) and fold it
     into `net`; the record for the card. train: the TRAIN part with its ids, as validation is scored (the set the
-    loop trained on, before context dropout: sampled from, never copied whole)."""
+    loop trained on, before context dropout: sampled from, never copied whole). oof: `out_of_fold_logits`'s
+    (logits, labels, sessions, best epochs) of the training windows, which then replace `net`'s own."""
     names = net.config.context
     logits = predict_logits(net, val.view, val.context_view(names))  # type: ignore[arg-type]
     train_logits, y_train = np.zeros((0, 2), dtype=np.float32), np.zeros((0, 2), dtype=np.float32)
     train_sessions = np.zeros(0, dtype=np.int64)
-    if cfg.calibration_fit != VALIDATION:
+    if oof is not None:
+        train_logits, y_train, train_sessions, _ = oof
+    elif cfg.calibration_fit != VALIDATION:
         if len(train) > MAX_TRAIN_WINDOWS:
             train = train.take(np.sort(np.random.default_rng(cfg.seed).choice(len(train), MAX_TRAIN_WINDOWS, False)))
         train_logits = predict_logits(net, train.view, train.contexts(slice(None), names))  # type: ignore[arg-type]
@@ -176,6 +189,8 @@ def _calibrate(net: IntentNet, train: WindowSet, val: WindowSet, cfg: TrainConfi
         logits, val.Y, val.session, train_logits, y_train, cfg.calibration_fit, cfg.seed, cfg.calibration_score,
         train_sessions,
     )  # fmt: skip
+    if oof is not None:
+        choice = {**choice, "out_of_fold_nets": {"folds": len(oof[3]), "best_epochs": oof[3]}}
     return calibrate(net, logits, val.Y, calibration, choice)
 
 
