@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
+
+from cli.common import fail
 
 
 def register(app: typer.Typer) -> None:
@@ -55,11 +57,11 @@ def ablation(
         tuple(x.strip() for x in v.split(",") if x.strip()) for v in (splits, sets, baselines)
     )
     if arch not in ARCHS:
-        _fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+        fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
     for given, known, flag in ((split_list, ("session", "time"), "--splits"), (set_list, tuple(CONTEXT_SETS), "--sets"),
                                (base_list, BASELINES[1:], "--baselines")):  # fmt: skip
         if not given or set(given) - set(known):
-            _fail(console, f"{flag}: expected a comma-separated subset of {', '.join(known)}")
+            fail(console, f"{flag}: expected a comma-separated subset of {', '.join(known)}")
     if threads > 0:
         import torch
 
@@ -77,11 +79,8 @@ def ablation(
     try:
         result = run_ablation(data, models_dir, options)
     except (BadEventFile, ValueError) as exc:
-        _fail(console, f"cannot run the ablation: {exc}")
+        fail(console, f"cannot run the ablation: {exc}")
     md, csv = write_ablation(result, output)
     console.print(f"wrote {md} and {csv} in {result['seconds']:.0f} s; the networks are in {models_dir}")
 
 
-def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}")
-    raise typer.Exit(code=2)

@@ -10,13 +10,14 @@ import math
 import subprocess
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.common import fail
 from model.artifacts import REPO_ROOT
 from model.policy import DEFAULT_PURCHASE_BUDGET
 
@@ -145,15 +146,15 @@ def train(
     try:
         names = context_names(context)
     except ValueError as exc:
-        _fail(console, f"--context: {exc}")
+        fail(console, f"--context: {exc}")
     if arch not in ARCHS:
-        _fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
+        fail(console, f"unknown --arch {arch!r}; expected one of: {', '.join(ARCHS)}")
     if split not in ("session", "time"):
-        _fail(console, f"--split must be 'session' or 'time', got {split!r}")
+        fail(console, f"--split must be 'session' or 'time', got {split!r}")
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        _fail(console, f"unknown --timezone {timezone!r}; use an IANA name such as UTC or Asia/Shanghai")
+        fail(console, f"unknown --timezone {timezone!r}; use an IANA name such as UTC or Asia/Shanghai")
     features = FeatureConfig(timezone=timezone, window=window)
     teacher_nets, teacher_record = _load_teachers(console, teacher or [], window)
     if threads > 0:  # also for the validation pass after training (see TrainConfig.threads)
@@ -165,7 +166,7 @@ def train(
         with console.status(f"reading and encoding {data}"):
             dataset = load_dataset(data, features, split, cache_dir)
     except BadEventFile as exc:
-        _fail(console, str(exc))
+        fail(console, str(exc))
     net_cfg = NetConfig.for_arch(arch, window=window, context=names, wide=wide and bool(names))
     try:
         train_cfg = TrainConfig(
@@ -176,11 +177,11 @@ def train(
             weight_decay=weight_decay,
         )  # fmt: skip
     except ValueError as exc:
-        _fail(console, str(exc))
+        fail(console, str(exc))
     try:
         net, history = train_model(dataset, net_cfg, train_cfg, teacher=teacher_nets, alpha=alpha)
     except TrainingDataError as exc:
-        _fail(console, f"cannot train on {data}: {exc}")
+        fail(console, f"cannot train on {data}: {exc}")
 
     val = dataset.part(Split.VAL)
     p_val = predict_proba(net, val.view, val.context_view(names))  # type: ignore[arg-type]  # batch by batch
@@ -235,9 +236,9 @@ def _load_teachers(console: Console, paths: list[Path], window: int) -> tuple[li
         try:
             net, card = load_model(path)
         except (FileNotFoundError, ValueError) as exc:
-            _fail(console, f"--teacher {path}: {exc}")
+            fail(console, f"--teacher {path}: {exc}")
         if card.features.window != window:
-            _fail(console, f"--teacher {path} was trained with --window {card.features.window}; pass the same")
+            fail(console, f"--teacher {path} was trained with --window {card.features.window}; pass the same")
         nets.append(net)
         members.append({"path": str(path), "name": card.name, "arch": card.arch, "seed": card.seed})
     if not members:
@@ -259,9 +260,6 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def _fail(console: Console, message: str) -> NoReturn:
-    console.print(f"[red]error:[/] {message}", soft_wrap=True)  # unwrapped: paths stay copyable
-    raise typer.Exit(code=2)
 
 
 def _json_safe(value: Any) -> Any:
