@@ -39,7 +39,7 @@ from service.request_id import HEADER_KEY as REQUEST_ID_KEY
 from service.request_id import RequestIds, request_id_var
 from service.routes.paths import is_api, is_click
 from service.schemas import JSON_MEDIA_TYPE, is_json_media
-from service.store.window_store import EventIdConflict
+from service.store.window_values import EventIdConflict
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("service.access")

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from service.store.window_store import AppendResult, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import AppendResult
 
 
 def rows_by_session(session_ids: Sequence[str], contexts: np.ndarray) -> dict[str, deque[np.ndarray]]:

@@ -30,7 +30,8 @@ from service.model_inputs import ContextWindow, PackedWindow, run_model
 from service.schemas import EventContribution, EventIn, ExplainOut, ScoreOut
 from service.served_model import ModelSlot, ServedModel, scored_by
 from service.store.score_record import ScoreRecord, scores_of
-from service.store.window_store import NO_IDS, ClickIds, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import NO_IDS, ClickIds
 from service.store.write_behind import ScoreWriter
 from service.user_ids import UserIdHasher
 

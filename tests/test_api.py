@@ -23,7 +23,8 @@ from service.app import create_app
 from service.engine.onnx_engine import load_engine
 from service.settings import Settings
 from service.store.keys import KeyScheme
-from service.store.window_store import AppendResult, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import AppendResult
 from tests.redis_procs import RedisServer
 from tests.service_support import WINDOW, copy_with_card, metric_sample, service_settings, tiny_model_dir, written
 from tests.uvicorn_proc import UvicornThread

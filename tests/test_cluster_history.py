@@ -18,7 +18,8 @@ from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART
 from service.store.context_record import USER_FIELDS
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import ClickIds
 from tests.cluster_procs import RedisClusterProcs, cluster_round_trips
 from tests.test_context_state import random_clicks
 

@@ -27,7 +27,8 @@ from service.model_repository import ModelVersion
 from service.scorer import engine_runner
 from service.served_model import ModelSlot, ServedModel
 from service.store.keys import KeyScheme
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import ClickIds
 from service.user_ids import UserIdHasher
 from tests.redis_procs import RedisServer
 from tests.service_support import metric_sample, service_settings, tiny_model_dir

@@ -18,7 +18,8 @@ from bench.procs.round_trips import RoundTripCounter
 from model.context import CONTEXT_NAMES
 from model.context_tracker import ContextTracker
 from model.features import ACTION_INDEX, ADD_CART, N_ACTIONS, ORDER
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import ClickIds
 
 T0 = 1_764_000_000.0
 VIEW = ACTION_INDEX["view_product"]

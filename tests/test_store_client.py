@@ -9,7 +9,8 @@ from redis.exceptions import DataError
 
 from service.settings import Settings
 from service.store.client import connect_redis, hiredis_packing
-from service.store.window_store import ClickIds, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import ClickIds
 
 COMMANDS = [
     ("EVALSHA", "a" * 40, 2, "si:v1:{s}:w", "si:v1:{s}:m", b"\x00\xff digest", 3, 1_765_000_000_123, "0", "é", -5),

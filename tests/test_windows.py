@@ -15,7 +15,8 @@ from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.store.packing import pack_event, packed_ts, unpack_events, unpack_windows
 from service.store.score_record import body_key, differing_parts
-from service.store.window_store import EventIdConflict, ScoreRecord, SessionWindowStore, event_id_digest
+from service.store.window_store import ScoreRecord, SessionWindowStore
+from service.store.window_values import EventIdConflict, event_id_digest
 
 T0 = 1_764_000_000.0  # 2025-11-24, epoch seconds
 VIEW = ACTION_INDEX["view_product"]

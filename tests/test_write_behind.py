@@ -8,7 +8,8 @@ import pytest
 import redis.asyncio as aredis
 
 from service.metrics import ServiceMetrics
-from service.store.window_store import ScoreParts, ScoreRecord, SessionWindowStore
+from service.store.window_store import ScoreRecord, SessionWindowStore
+from service.store.window_values import ScoreParts
 from service.store.write_behind import ScoreWriter
 
 T0 = 1_764_000_000.0

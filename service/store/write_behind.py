@@ -10,7 +10,8 @@ import logging
 
 from service.metrics import ServiceMetrics
 from service.store.score_record import ScoreRecord
-from service.store.window_store import ScoreParts, SessionWindowStore
+from service.store.window_store import SessionWindowStore
+from service.store.window_values import ScoreParts
 
 log = logging.getLogger(__name__)
 
