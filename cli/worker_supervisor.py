@@ -1,7 +1,8 @@
 """The supervisor of `serve --workers N` (cli/serve_workers.py): uvicorn's Multiprocess, with two changes.
 
 - A worker found dead is reported at ERROR, with its exit code or signal, before uvicorn starts its
-  replacement, and its live gauges leave /metrics (prometheus_client's `mark_process_dead`).
+  replacement (or just after, when it died while uvicorn's own pass was pinging the others), and its live
+  gauges leave /metrics (prometheus_client's `mark_process_dead`).
 - SIGHUP reloads the model in every worker instead of restarting them: uvicorn's own SIGHUP replaces each
   worker by a new process, which drops its warm engine and batcher and, behind a busy socket, in-flight
   clicks. Here the parent forwards the signal to each worker, whose app follows the repository's pointers
@@ -46,6 +47,7 @@ class WorkerSupervisor(Multiprocess):
     def __init__(self, config: Config, sockets: list[socket]) -> None:
         super().__init__(config, sockets)
         self.owed_hup: list[Process] = []  # workers a SIGHUP has not reached yet
+        self.reported: set[int | None] = set()  # pids of the workers whose death was logged
 
     def handle_hup(self) -> None:
         log.info("SIGHUP: every worker reloads what the model repository's pointers name")
@@ -69,8 +71,18 @@ class WorkerSupervisor(Multiprocess):
         if not self.should_exit.is_set():
             for process in self.processes:
                 if not process.process.is_alive():
-                    multiprocess.mark_process_dead(process.pid)
-                    log.error("worker [%s] died (%s); starting a new one in its place", process.pid,
-                              describe_exit(process.process.exitcode))
+                    self._report_death(process)
             self.forward_hup()
+        before = list(self.processes)
         super().keep_subprocess_alive()
+        # A worker that dies while uvicorn's pass pings the others is replaced by that pass before the loop above
+        # sees it (or one that hung was killed there): report it now, so no death goes unreported.
+        for process in before:
+            if process not in self.processes and process.pid not in self.reported:
+                self._report_death(process)
+
+    def _report_death(self, process: Process) -> None:
+        self.reported.add(process.pid)
+        multiprocess.mark_process_dead(process.pid)
+        log.error("worker [%s] died (%s); a new one takes its place", process.pid,
+                  describe_exit(process.process.exitcode))

@@ -71,3 +71,29 @@ def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
     assert not metrics_dir.exists()
     assert not any(w.is_running() for w in survivors)
     assert output.count("AUTH IS OFF") >= 2  # every worker keeps the embedded default's meaning
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_while_uvicorn_pings_another_is_still_reported(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn's pass pings each worker in turn and replaces a dead one on the spot; a death that lands while it
+    waits on an earlier worker's ping is replaced before the supervisor's own check runs. It must still be logged."""
+    for name in ("SI_REDIS_URL", "SI_API_KEYS", "SI_AUTH_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    model_dir = tiny_model_dir(tmp_path_factory.getbasetemp())
+    serve = ServeProcess({"SI_MODEL_DIR": str(model_dir), "SI_WORKERS": "2"}, log_path=tmp_path / "serve.log").start()
+    parent = psutil.Process(serve.pid)
+    try:
+        wait_for(lambda: len(workers_of(parent)) == 2)
+        first, second = sorted(workers_of(parent), key=lambda w: w.create_time())  # uvicorn pings in start order
+        os.kill(first.pid, signal.SIGSTOP)  # its ping now waits out the health-check timeout
+        time.sleep(1.5)  # a pass (every 0.5 s) is now stuck on the first worker's ping
+        os.kill(second.pid, signal.SIGKILL)
+        wait_for(lambda: f"worker [{second.pid}] died (killed by SIGKILL)" in serve.output())
+        wait_for(lambda: f"worker [{first.pid}] died" in serve.output())  # the hung one, killed by uvicorn
+        gone = {first.pid, second.pid}
+        wait_for(lambda: len(workers_of(parent)) == 2 and not gone & {w.pid for w in workers_of(parent)})
+    finally:
+        output = serve.stop()
+    assert output.count("died (") == 2, output
