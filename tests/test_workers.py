@@ -29,15 +29,22 @@ def wait_for(predicate: object, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"not true within {timeout_s} s")
 
 
-@pytest.mark.slow
-def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
+def _two_workers_on_the_embedded_default(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+) -> tuple[ServeProcess, psutil.Process]:
+    """`serve --workers 2` with no Redis URL or auth settings (the embedded default), and its parent process."""
     for name in ("SI_REDIS_URL", "SI_API_KEYS", "SI_AUTH_ENABLED"):
         monkeypatch.delenv(name, raising=False)
     model_dir = tiny_model_dir(tmp_path_factory.getbasetemp())
     serve = ServeProcess({"SI_MODEL_DIR": str(model_dir), "SI_WORKERS": "2"}, log_path=tmp_path / "serve.log").start()
-    parent = psutil.Process(serve.pid)
+    return serve, psutil.Process(serve.pid)
+
+
+@pytest.mark.slow
+def test_workers_share_one_embedded_redis_report_a_death_and_exit_cleanly(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    serve, parent = _two_workers_on_the_embedded_default(tmp_path_factory, tmp_path, monkeypatch)
     try:
         (redis_server,) = [p for p in parent.children() if "redis-server" in p.name()]
         wait_for(lambda: len(workers_of(parent)) == 2)
@@ -79,11 +86,7 @@ def test_a_worker_that_dies_while_uvicorn_pings_another_is_still_reported(
 ) -> None:
     """uvicorn's pass pings each worker in turn and replaces a dead one on the spot; a death that lands while it
     waits on an earlier worker's ping is replaced before the supervisor's own check runs. It must still be logged."""
-    for name in ("SI_REDIS_URL", "SI_API_KEYS", "SI_AUTH_ENABLED"):
-        monkeypatch.delenv(name, raising=False)
-    model_dir = tiny_model_dir(tmp_path_factory.getbasetemp())
-    serve = ServeProcess({"SI_MODEL_DIR": str(model_dir), "SI_WORKERS": "2"}, log_path=tmp_path / "serve.log").start()
-    parent = psutil.Process(serve.pid)
+    serve, parent = _two_workers_on_the_embedded_default(tmp_path_factory, tmp_path, monkeypatch)
     try:
         wait_for(lambda: len(workers_of(parent)) == 2)
         first, second = sorted(workers_of(parent), key=lambda w: w.create_time())  # uvicorn pings in start order
