@@ -154,7 +154,7 @@ class SessionScorer:
         """Occlusion: the window, and the window without each one of its events, scored in ONE batch."""
         deadline = time.monotonic() + self.deadline_s
         stored = await self.store.read_window(session_id)
-        if stored is None or len(stored.actions) == 0:
+        if stored is None or len(stored) == 0:
             return None
         actions, ts, from_ad = stored.unpacked()
         n_events = len(actions)
