@@ -41,6 +41,11 @@ def ablation(
     threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = 1,
     n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of sessions.")] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    context_dropout: Annotated[
+        float,
+        typer.Option("--context-dropout", min=0.0, max=1.0,
+                     help="Share of training sessions trained id-less, as `train --context-dropout`."),
+    ] = 0.2,
 ) -> None:
     """Train the network and fit the baselines per split × context set; write ablation.md and ablation.csv."""
     from model.context import CONTEXT_SETS
@@ -69,11 +74,12 @@ def ablation(
     args = ["session-intent", "ablation", "--data", str(data), "-o", str(output), "--models-dir", str(models_dir),
             "--arch", arch, "--splits", splits, "--sets", sets, "--baselines", baselines, "--timezone", timezone,
             "--window", str(window), "--epochs", str(epochs), "--threads", str(threads), "--n-boot", str(n_boot),
-            "--seed", str(seed)]  # fmt: skip
+            "--seed", str(seed), "--context-dropout", str(context_dropout)]  # fmt: skip
     options = AblationOptions(
         arch=arch, splits=split_list, sets=set_list, baselines=base_list,
         features=FeatureConfig(timezone=timezone, window=window),
-        train=TrainConfig(epochs=epochs, seed=seed, threads=threads), n_boot=n_boot, seed=seed,
+        train=TrainConfig(epochs=epochs, seed=seed, threads=threads, context_dropout=context_dropout),
+        n_boot=n_boot, seed=seed,
         command=shlex.join(args),
     )  # fmt: skip
     try:

@@ -36,6 +36,7 @@ def test_ablation_writes_rows_models_and_the_report_section(tmp_path: Path) -> N
     assert len(card.context_names) == 16 and card.context["fingerprint"]
     assert ModelCard.load(tmp_path / "models" / "session_none").context == {}
     assert "session-intent ablation …" in md.read_text() and "## Targets" in md.read_text()
+    assert "train 20% of their training sessions id-less" in md.read_text()
     report = (tmp_path / "out" / "report.md").read_text()
     assert report.index("## Context ablation") < report.index("## Notes")
     splice_report(tmp_path / "out" / "report.md")  # again, as `evaluate` does: the same text

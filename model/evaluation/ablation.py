@@ -156,4 +156,4 @@ def run_ablation(data: Path, models_dir: Path, opts: AblationOptions) -> dict[st
         facts.append(split_facts)
     sets = {s: list(CONTEXT_SETS[s]) for s in opts.sets}
     return {"rows": rows, "splits": facts, "seconds": time.perf_counter() - began, "command": opts.command,
-            "arch": opts.arch, "n_boot": opts.n_boot, "sets": sets}  # fmt: skip
+            "arch": opts.arch, "n_boot": opts.n_boot, "sets": sets, "train": opts.train.to_dict()}  # fmt: skip

@@ -114,7 +114,9 @@ def render_markdown(result: dict[str, Any], chosen: str) -> str:
         "# Context ablation on Taobao: which context groups help\n",
         "Regenerate with:\n", f"```\n{result['command']}\n```\n",
         f"- Network: `{result['arch']}` with the context entering its head (model/training/nets.py); the baselines "
-        "get the same window features and the same context, scaled alike (model/evaluation/baselines.py).",
+        "get the same window features and the same context, scaled alike (model/evaluation/baselines.py). The "
+        f"networks train {result['train']['context_dropout']:.0%} of their training sessions id-less (context "
+        f"dropout) and Platt-scale on `{result['train']['calibration_score']}` sessions (docs/training.md).",
         "- Context sets (model/context.py): "
         + "; ".join(f"`{s}` = {len(n)} features" for s, n in result["sets"].items()) + ".",
         f"- Every metric is on test windows, with a 95 % percentile bootstrap over {result['n_boot']} resamples of "
