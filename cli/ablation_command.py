@@ -46,6 +46,12 @@ def ablation(
         typer.Option("--context-dropout", min=0.0, max=1.0,
                      help="Share of training sessions trained id-less, as `train --context-dropout`."),
     ] = 0.2,
+    calibration_score: Annotated[
+        str,
+        typer.Option("--calibration-score",
+                     help="Whose sessions choose each network's calibration, as `train --calibration-score`: "
+                          "validation | pooled | crossfit (4 more trainings per network)."),
+    ] = "validation",
 ) -> None:
     """Train the network and fit the baselines per split × context set; write ablation.md and ablation.csv."""
     from model.context import CONTEXT_SETS
@@ -74,12 +80,17 @@ def ablation(
     args = ["session-intent", "ablation", "--data", str(data), "-o", str(output), "--models-dir", str(models_dir),
             "--arch", arch, "--splits", splits, "--sets", sets, "--baselines", baselines, "--timezone", timezone,
             "--window", str(window), "--epochs", str(epochs), "--threads", str(threads), "--n-boot", str(n_boot),
-            "--seed", str(seed), "--context-dropout", str(context_dropout)]  # fmt: skip
+            "--seed", str(seed), "--context-dropout", str(context_dropout),
+            "--calibration-score", calibration_score]  # fmt: skip
+    try:
+        train = TrainConfig(epochs=epochs, seed=seed, threads=threads, context_dropout=context_dropout,
+                            calibration_score=calibration_score)  # fmt: skip
+    except ValueError as exc:
+        fail(console, str(exc))
     options = AblationOptions(
         arch=arch, splits=split_list, sets=set_list, baselines=base_list,
         features=FeatureConfig(timezone=timezone, window=window),
-        train=TrainConfig(epochs=epochs, seed=seed, threads=threads, context_dropout=context_dropout),
-        n_boot=n_boot, seed=seed,
+        train=train, n_boot=n_boot, seed=seed,
         command=shlex.join(args),
     )  # fmt: skip
     try:
