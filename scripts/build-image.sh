@@ -34,11 +34,19 @@ buildah bud --isolation chroot --network host "${base_args[@]}" -t "$tag" "$repo
 container=$(buildah from "$tag")
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 entrypoint=$(buildah inspect "$tag" | python3 -c 'import json, sys; print(" ".join(json.load(sys.stdin)["OCIv1"]["config"]["Entrypoint"]))')
+# setsid: the run leads its own process group, which the entrypoint's server and its embedded redis-server join
+# (chroot isolation has no PID namespace to end them). buildah does not pass a TERM on to them, so the cleanup
+# signals the whole group; before it did, every run left an orphaned redis-server behind.
 # shellcheck disable=SC2086  # the entrypoint's words, as the image declares them
-buildah run --isolation chroot --network host --env SI_PORT="$port" "$container" -- $entrypoint \
+setsid buildah run --isolation chroot --network host --env SI_PORT="$port" "$container" -- $entrypoint \
   >/tmp/si-image-serve.log 2>&1 &
 server=$!
-cleanup() { kill "$server" 2>/dev/null; pkill -f "SI_PORT=$port" 2>/dev/null; buildah rm "$container" >/dev/null 2>&1 || true; }
+stop_group() {
+  kill -TERM -- "-$server" 2>/dev/null || return 0
+  for _ in $(seq 20); do kill -0 -- "-$server" 2>/dev/null || return 0; sleep 0.5; done
+  kill -KILL -- "-$server" 2>/dev/null || true
+}
+cleanup() { stop_group; buildah rm "$container" >/dev/null 2>&1 || true; [[ -z "${root:-}" ]] || rm -rf "$root"; }
 trap cleanup EXIT
 for _ in $(seq 60); do
   curl -sf "localhost:$port/readyz" >/dev/null && break
