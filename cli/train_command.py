@@ -260,8 +260,6 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-
-
 def _json_safe(value: Any) -> Any:
     """nan → None and floats to 6 digits, recursively: card.json stays strict JSON, and readable."""
     if isinstance(value, float):

@@ -14,7 +14,6 @@ Environment: MODEL (models/default), DATA (data/taobao.csv), OUT (/tmp/crossfit)
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import sys
@@ -26,11 +25,10 @@ from model.card import ModelCard
 from model.data.dataset import Dataset, Split, load_dataset
 from model.training.calibration_choice import CALIBRATION_SOURCES, fit_source, out_of_fold_ece
 from model.training.checkpoint import load_model, predict_logits
+from model.training.crossfit import FOLDS, training_folds, without_fold
 from model.training.loop import TrainConfig, train_model
-from model.training.nets import NetConfig
+from model.training.nets import LABELS, NetConfig
 
-FOLDS = 4
-LABELS = ("add_cart", "make_order")
 MODEL = Path(os.environ.get("MODEL", "models/default"))
 OUT = Path(os.environ.get("OUT", "/tmp/crossfit"))
 log = logging.getLogger("crossfit-calibration-check")
@@ -38,12 +36,10 @@ log = logging.getLogger("crossfit-calibration-check")
 
 def train_fold(dataset: Dataset, card: ModelCard, fold_of: np.ndarray, k: int) -> None:
     """Train without fold k's training sessions (moved out of TRAIN) and save the logits on them."""
-    split = dataset.split.copy()
-    split[fold_of == k] = Split.TEST
     cfg = TrainConfig(epochs=30, batch_size=256, lr=1e-3, patience=4, seed=0, threads=1, context_dropout=0.2,
                       calibrate=False)  # fmt: skip
     net_cfg = NetConfig.for_arch(card.arch, window=card.features.window, context=card.context_names)
-    net, history = train_model(dataclasses.replace(dataset, split=split), net_cfg, cfg, show_progress=False)
+    net, history = train_model(without_fold(dataset, fold_of, k), net_cfg, cfg, show_progress=False)
     held = dataset.part(Split.TRAIN)
     held = held.take(fold_of[held.session] == k)
     logits = predict_logits(net, held.view, held.contexts(slice(None), card.context_names))  # type: ignore[arg-type]
@@ -77,9 +73,7 @@ def main() -> None:
     card = ModelCard.load(MODEL)
     cache = Path(os.environ.get("CACHE", "cache"))
     dataset = load_dataset(Path(os.environ.get("DATA", "data/taobao.csv")), card.features, "session", cache)
-    train_sessions = np.flatnonzero(dataset.split == Split.TRAIN)
-    fold_of = np.full(len(dataset.split), -1)
-    fold_of[train_sessions] = np.random.default_rng(0).integers(0, FOLDS, size=len(train_sessions))
+    fold_of = training_folds(dataset, seed=0)  # the folds `train --calibration-score crossfit` deals at seed 0
     if sys.argv[1:2] == ["fold"]:
         train_fold(dataset, card, fold_of, int(sys.argv[2]))
     else:
