@@ -17,6 +17,9 @@ the whole session, not only the model's window of N events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -66,40 +69,59 @@ def cart_open_after(actions: npt.ArrayLike, starts: npt.ArrayLike | None = None)
     return cart_states(actions, starts) == CART_OPEN
 
 
+# Each rule below is written once, over values that may be numpy arrays or Python scalars, and takes the `select`
+# it branches with: numpy's `where` for arrays (evaluation, training, shadow), `_pick` for one click (the click path),
+# so a click pays no numpy call per rule. The array and one-click names are thin wrappers that only convert types.
+Select = Callable[[Any, Any, Any], Any]
+
+
+def _pick(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """`np.where` for one value: the click path's select, without numpy's cost per call."""
+    return if_true if condition else if_false
+
+
+def _risk_rule(p_add_cart: Any, p_make_order: Any, cart_has_items: Any, select: Select) -> Any:
+    """(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order); after an order closed the cart,
+    cart_has_items is false, so the risk is p_add_cart × (1 − p_make_order)."""
+    return select(cart_has_items, 1.0, p_add_cart) * (1.0 - p_make_order)
+
+
+def _intent_rule(p_make_order: Any, risk: Any, thresholds: Thresholds, select: Select) -> Any:
+    """purchase if p_make_order ≥ τ_order, else cart_abandonment if risk ≥ τ_risk, else browse."""
+    return select(p_make_order >= thresholds.order, PURCHASE,
+                  select(risk >= thresholds.risk, CART_ABANDONMENT, BROWSE))
+
+
+def _alert_rule(risk: Any, cart_open: Any, threshold: float) -> Any:
+    """A click raises a coupon alert when its cart is open and its risk reaches the policy's threshold
+    (once per open cart: write_scores.lua mirrors this rule and remembers the alerted cart)."""
+    return cart_open & (risk >= threshold)
+
+
 def abandonment_risk(
     p_add_cart: npt.ArrayLike, p_make_order: npt.ArrayLike, cart_has_items: npt.ArrayLike
 ) -> np.ndarray:
-    """(cart_has_items ? 1 : p_add_cart) × (1 − p_make_order); after an order closed the cart,
-    cart_has_items is false, so the risk is p_add_cart × (1 − p_make_order)."""
-    p_add = np.asarray(p_add_cart, dtype=np.float64)
-    p_order = np.asarray(p_make_order, dtype=np.float64)
-    cart = np.asarray(cart_has_items, dtype=bool)
-    return np.where(cart, 1.0, p_add) * (1.0 - p_order)
-
-
-def intent_codes(p_make_order: npt.ArrayLike, risk: npt.ArrayLike, thresholds: Thresholds) -> np.ndarray:
-    """purchase if p_make_order ≥ τ_order, else cart_abandonment if risk ≥ τ_risk, else browse."""
-    p_order = np.asarray(p_make_order, dtype=np.float64)
-    risk_arr = np.asarray(risk, dtype=np.float64)
-    codes = np.full(np.broadcast(p_order, risk_arr).shape, BROWSE, dtype=np.int8)
-    codes[risk_arr >= thresholds.risk] = CART_ABANDONMENT
-    codes[p_order >= thresholds.order] = PURCHASE
-    return codes
+    """`_risk_rule` over arrays, as float64."""
+    return np.asarray(_risk_rule(np.asarray(p_add_cart, dtype=np.float64), np.asarray(p_make_order, dtype=np.float64),
+                                 np.asarray(cart_has_items, dtype=bool), np.where))
 
 
 def click_risk(p_add_cart: float, p_make_order: float, cart_has_items: bool) -> float:
-    """`abandonment_risk` of one click in Python floats: the same float64 operations, so the same value, without
-    numpy's cost per call on the click path (tests/test_cart_semantics.py holds the two equal)."""
-    return (1.0 if cart_has_items else float(p_add_cart)) * (1.0 - float(p_make_order))
+    """`_risk_rule` of one click in Python floats: the same float64 operations as `abandonment_risk`, so the same
+    value (tests/test_cart_semantics.py holds the two equal)."""
+    return float(_risk_rule(float(p_add_cart), float(p_make_order), bool(cart_has_items), _pick))
+
+
+def intent_codes(p_make_order: npt.ArrayLike, risk: npt.ArrayLike, thresholds: Thresholds) -> np.ndarray:
+    """`_intent_rule` over arrays: int8 indexes into INTENTS."""
+    codes = _intent_rule(np.asarray(p_make_order, dtype=np.float64), np.asarray(risk, dtype=np.float64), thresholds,
+                         np.where)
+    return np.asarray(codes, dtype=np.int8)
 
 
 def intent_name(p_make_order: float, risk: float, thresholds: Thresholds) -> str:
-    """`intent_codes` of one click, compared as float64 in Python (no numpy per click)."""
-    if float(p_make_order) >= thresholds.order:
-        return INTENTS[PURCHASE]
-    if float(risk) >= thresholds.risk:
-        return INTENTS[CART_ABANDONMENT]
-    return INTENTS[BROWSE]
+    """`_intent_rule` of one click, compared as float64 in Python (no numpy per click)."""
+    return INTENTS[_intent_rule(float(p_make_order), float(risk), thresholds, _pick)]
 
 
 def decision_thresholds(card: ModelCard) -> Thresholds:
@@ -113,11 +135,10 @@ def decision_thresholds(card: ModelCard) -> Thresholds:
 
 
 def alert_due(risk: npt.ArrayLike, cart_open: npt.ArrayLike, threshold: float) -> np.ndarray:
-    """A click raises a coupon alert when its cart is open and its risk reaches the policy's threshold
-    (once per open cart: write_scores.lua mirrors this rule and remembers the alerted cart)."""
-    return np.asarray(cart_open, dtype=bool) & (np.asarray(risk, dtype=np.float64) >= threshold)
+    """`_alert_rule` over arrays."""
+    return np.asarray(_alert_rule(np.asarray(risk, dtype=np.float64), np.asarray(cart_open, dtype=bool), threshold))
 
 
 def click_alert_due(risk: float, cart_open: bool, threshold: float) -> bool:
-    """`alert_due` of one click, in Python floats."""
-    return bool(cart_open) and float(risk) >= threshold
+    """`_alert_rule` of one click, in Python floats."""
+    return bool(_alert_rule(float(risk), bool(cart_open), threshold))
