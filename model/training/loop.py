@@ -146,10 +146,12 @@ def train_model(
         raise TrainingDataError(f"NetConfig.window={net_cfg.window} but the dataset's windows have N={window}")
     train, val = dataset.part(Split.TRAIN), dataset.part(Split.VAL)
     teachers = [teacher] if isinstance(teacher, IntentNet) else list(teacher or [])
-    soft = _soft_targets(teachers, train, train_cfg.temperature) if teachers else None
     trained_on, dropped = train, 0
     if net_cfg.context_dim:
         trained_on, dropped = drop_context_ids(train, dataset.sessions, train_cfg.context_dropout, train_cfg.seed)
+    # The teachers score what the student is shown: a session trained without its ids is taught the teachers'
+    # scores for it without ids, not scores the student cannot see the grounds for.
+    soft = _soft_targets(teachers, trained_on, train_cfg.temperature) if teachers else None
     with deterministic_torch(train_cfg.seed, train_cfg.threads):
         net = build_net(net_cfg)
         history = fit(net, trained_on, val, train_cfg, soft=soft, alpha=alpha, show_progress=show_progress)
