@@ -18,6 +18,8 @@ from cli.extras import require_modules
 from model.artifacts import DEFAULT_MODEL_DIR, REPO_ROOT
 
 ModelDir = Annotated[Path, typer.Option(help="Model the service loads.")]
+Ids = Annotated[bool, typer.Option(help="Clicks carry user_id/item_id/category_id from bounded pools, so the fault "
+                                        "meets the context state and the shoppers' histories too.")]
 
 
 def register_bench(bench_app: typer.Typer) -> None:
@@ -52,6 +54,7 @@ def bench_chaos(
                                                       help="Closed-loop seconds per fsync round; 0 skips.")] = 10.0,
     throughput_rounds: Annotated[int, typer.Option(min=1, max=5)] = 2,
     concurrency: Annotated[int, typer.Option(min=1, max=512, help="Closed-loop (wrk) connections.")] = 32,
+    ids: Ids = True,
     model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where chaos.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
@@ -64,8 +67,8 @@ def bench_chaos(
     log = logging.getLogger(__name__)
     results = []
     for policy in FSYNC_POLICIES:
-        plan = ChaosPlan(appendfsync=policy, load=fault_load(rate, sessions, duration, "chaos"), kill_at_s=kill_at,
-                         restart_at_s=restart_at, model_dir=model_dir)
+        load = fault_load(rate, sessions, duration, "chaos", ids=ids)
+        plan = ChaosPlan(appendfsync=policy, load=load, kill_at_s=kill_at, restart_at_s=restart_at, model_dir=model_dir)
         log.info("chaos run, appendfsync %s: %.0f clicks/s for %.0f s", policy, rate, duration)
         results.append(run_chaos(plan))
     throughput = (run_fsync_throughput(model_dir, concurrency, throughput_seconds, throughput_rounds)
@@ -79,6 +82,7 @@ def bench_failover(
     sessions: Annotated[int, typer.Option(min=3, help="Sessions the clicks spread over.")] = 300,
     duration: Annotated[float, typer.Option(min=10.0, max=300.0, help="Seconds of load.")] = 30.0,
     kill_at: Annotated[float, typer.Option(help="SIGKILL one master at this second.")] = 8.0,
+    ids: Ids = True,
     model_dir: ModelDir = DEFAULT_MODEL_DIR,
     out_dir: Annotated[Path, typer.Option(help="Where failover.{md,csv,png} go.")] = DEFAULT_OUT_DIR,
 ) -> None:
@@ -88,7 +92,8 @@ def bench_failover(
     from bench.reliability.failover_report import write_failover_report
     from bench.reliability.probe import fault_load
 
-    plan = FailoverPlan(load=fault_load(rate, sessions, duration, "fo"), kill_at_s=kill_at, model_dir=model_dir)
+    load = fault_load(rate, sessions, duration, "fo", ids=ids)
+    plan = FailoverPlan(load=load, kill_at_s=kill_at, model_dir=model_dir)
     result = run_failover(plan)
     _report(ctx, lambda command: write_failover_report(result, out_dir, command))
 

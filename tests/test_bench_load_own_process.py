@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
-from bench.load.open_loop import OpenLoopPlan
+from bench.load.open_loop import CATEGORIES, SHELF, OpenLoopPlan, draw_arrivals
 from bench.load.own_process import run_in_own_process, run_inline
 
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"event_index":1}'
@@ -73,3 +76,23 @@ def _churn() -> None:
         a: list[object] = [i]
         a.append(a)  # a cycle: only the cyclic GC frees it
         cycles.append(a)
+
+
+def test_clicks_with_ids_name_the_sessions_shopper_and_an_item_of_its_shelf() -> None:
+    """`ids`: every click names its session's one shopper and an item of its shelf; without, no ids at all, and the
+    draw (times, sessions, actions) is the same either way."""
+    plan = OpenLoopPlan(rate=500, duration_s=2.0, sessions=40, seed=3)
+    plain, with_ids = draw_arrivals(plan, "h"), draw_arrivals(replace(plan, ids=True), "h")
+    np.testing.assert_array_equal(plain.due, with_ids.due)
+    assert plain.sessions == with_ids.sessions
+    bodies = [json.loads(r.split(b"\r\n\r\n", 1)[1]) for r in with_ids.requests]
+    assert all("user_id" not in json.loads(r.split(b"\r\n\r\n", 1)[1]) for r in plain.requests)
+    users: dict[str, set[str]] = {}
+    shelves: dict[str, set[str]] = {}
+    for session, body in zip(with_ids.sessions, bodies, strict=True):
+        users.setdefault(session, set()).add(body["user_id"])
+        shelves.setdefault(session, set()).add(body["item_id"])
+        assert body["category_id"] == f"c-{int(body['item_id'][2:]) % CATEGORIES}"
+    assert all(len(u) == 1 for u in users.values())  # one shopper per session
+    assert len({u for us in users.values() for u in us}) == 4  # a tenth as many shoppers as sessions: they return
+    assert all(len(items) <= SHELF for items in shelves.values()) and max(map(len, shelves.values())) > 1

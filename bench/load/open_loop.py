@@ -57,6 +57,14 @@ class OpenLoopPlan:
     session_prefix: str = "open"
     max_clicks: int | None = None  # stop drawing arrivals after this many, even before duration_s
     keep_pool: bool = False  # replace the connections the server closes
+    # Clicks carry user_id, item_id and category_id, so the context state and the shoppers' histories are written
+    # on every click (the pools of loadtest/wrk_events_ids.lua: a tenth as many shoppers as sessions, each session
+    # browsing its own shelf of 8 items out of 5,000 in 100 categories).
+    ids: bool = False
+
+
+SHOPPERS_PER_SESSION = 0.1
+ITEMS, CATEGORIES, SHELF = 5000, 100, 8
 
 
 def session_id(plan: OpenLoopPlan, index: int) -> str:
@@ -75,6 +83,7 @@ class Arrivals:
 
 def draw_arrivals(plan: OpenLoopPlan, host: str) -> Arrivals:
     rng = random.Random(plan.seed)
+    shelf_rng = random.Random(f"{plan.seed}-items")  # its own stream: the ids leave times, sessions, actions as drawn
     counters = [0] * plan.sessions
     due: list[float] = []
     sessions: list[str] = []
@@ -87,7 +96,7 @@ def draw_arrivals(plan: OpenLoopPlan, host: str) -> Arrivals:
         session = session_id(plan, index)
         event_id = f"{session}-{counters[index]}"
         counters[index] += 1
-        body = f'{{"event_id":"{event_id}","action":"{rng.choice(ACTIONS)}"}}'.encode()
+        body = _click_body(rng.choice(ACTIONS), plan, index, event_id, shelf_rng)
         requests.append(
             f"POST /v1/sessions/{session}/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n".encode()
@@ -98,6 +107,16 @@ def draw_arrivals(plan: OpenLoopPlan, host: str) -> Arrivals:
         event_ids.append(event_id)
         t += rng.expovariate(plan.rate)
     return Arrivals(np.array(due), sessions, event_ids, requests)
+
+
+def _click_body(action: str, plan: OpenLoopPlan, index: int, event_id: str, shelf_rng: random.Random) -> bytes:
+    """One click's JSON, and with `plan.ids` the session's shopper and an item of its shelf."""
+    if not plan.ids:
+        return f'{{"event_id":"{event_id}","action":"{action}"}}'.encode()
+    shopper = index % max(1, int(plan.sessions * SHOPPERS_PER_SESSION))
+    item = (index * 7919 + shelf_rng.randrange(SHELF)) % ITEMS
+    return (f'{{"event_id":"{event_id}","action":"{action}","user_id":"u-{shopper}","item_id":"i-{item}",'
+            f'"category_id":"c-{item % CATEGORIES}"}}').encode()
 
 
 class _Connection(asyncio.Protocol):

@@ -32,7 +32,8 @@ def chaos_rows(results: Sequence[ChaosResult]) -> list[dict[str, object]]:
             "readyz_green_after_restart_s": round(ready, 3) if ready is not None else "never",
             "rss_mb_before": round(r.rss_mb(0, r.killed_at), 1), "rss_mb_outage": round(r.rss_mb(*r.outage()), 1),
             "rss_mb_after": round(r.rss_mb(r.restarted_at, float("inf")), 1),
-            "acknowledged": r.audit.acknowledged, "acknowledged_lost": r.audit.lost, "tracebacks": r.tracebacks,
+            "ids": r.plan.load.ids, "acknowledged": r.audit.acknowledged, "acknowledged_lost": r.audit.lost,
+            "context_lost": r.audit.context_lost, "tracebacks": r.tracebacks,
         })
     return rows
 
@@ -55,16 +56,18 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
         *provenance_lines(command, "the service, redis-server and the load generator share them."),
         "Each run: Poisson clicks, each with its own event_id, sent once; redis-server (AOF on) gets SIGKILL, then "
         "starts again on its directory and port. Recovery times count from the restart (spawn, AOF replay "
-        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts "
-        "(bench/reliability/ack_audit.py). "
+        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts; *context lost*: the same "
+        "count from the session's context state (bench/reliability/ack_audit.py). *ids*: the clicks carry "
+        "user_id, item_id and category_id (bench/load/open_loop.py's pools), so they write the context state and "
+        "the shoppers' histories too. "
         "SIGKILL kills the process, not the kernel: what redis-server had written to its AOF survives in the page "
         "cache either way, so `everysec` can only lose its last second on a kernel crash or power loss, which this "
         "run does not simulate.", "",
         *_table(rows, ["appendfsync", "rate", "outage_s", "sent", "status_200", "status_503", "other_statuses",
                        "server_errors_500", "503_without_retry_after", "p99_503_ms", "readyz_red_in_outage",
                        "readyz_probe_timeouts", "first_200_after_restart_s", "readyz_green_after_restart_s"]), "",
-        *_table(rows, ["appendfsync", "rss_mb_before", "rss_mb_outage", "rss_mb_after", "acknowledged",
-                       "acknowledged_lost", "tracebacks"]), "",
+        *_table(rows, ["appendfsync", "ids", "rss_mb_before", "rss_mb_outage", "rss_mb_after", "acknowledged",
+                       "acknowledged_lost", "context_lost", "tracebacks"]), "",
     ]
     if throughput:
         lines += ["## Throughput cost of `appendfsync always`", "",

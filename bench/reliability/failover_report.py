@@ -30,7 +30,8 @@ def failover_row(r: FailoverResult) -> dict[str, object]:
         "p99_503_ms": round(r.p99_ms(True, 503), 1),
         "readyz_non_200_probes": sum(p.ready_status != 200 for p in r.probes), "probes": len(r.probes),
         "server_errors_500": sum(n for s, n in {**victim, **others}.items() if s >= 500 and s not in (503, 504)),
-        "acknowledged": r.audit.acknowledged, "acknowledged_lost": r.audit.lost, "tracebacks": r.tracebacks,
+        "ids": r.plan.load.ids, "acknowledged": r.audit.acknowledged, "acknowledged_lost": r.audit.lost,
+        "context_lost": r.audit.context_lost, "tracebacks": r.tracebacks,
     }
 
 
@@ -49,7 +50,10 @@ def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -
         "takes Poisson clicks; the master serving the first session's slot gets SIGKILL and stays down, so its "
         "replica is promoted. Times count from the kill. *Killed master sessions*: sessions whose slot it served. "
         "*Acknowledged lost*: clicks answered 200 that the cluster no longer counts (replication is asynchronous, "
-        "so a write acknowledged by the master just before the kill can be missing on the promoted replica).", "",
+        "so a write acknowledged by the master just before the kill can be missing on the promoted replica). "
+        "*Context lost*: the same count from the session's context state (bench/reliability/ack_audit.py). *ids*: "
+        "the clicks carry user_id, item_id and category_id (bench/load/open_loop.py's pools), so they write the "
+        "context state and the shoppers' histories too.", "",
         "| " + " | ".join(row) + " |", "|" + "---|" * len(row), "| " + " | ".join(str(v) for v in row.values()) + " |",
         "", f"![answers per second]({png_path.name})", "",
     ]

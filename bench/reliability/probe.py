@@ -63,8 +63,10 @@ async def _run(step: Awaitable[None]) -> None:
     await step
 
 
-def fault_load(rate: float, sessions: int, duration_s: float, session_prefix: str, seed: int = 0) -> OpenLoopPlan:
+def fault_load(rate: float, sessions: int, duration_s: float, session_prefix: str, seed: int = 0,
+               ids: bool = False) -> OpenLoopPlan:
     """The load of a fault run: up to 512 clicks in flight, a click past that not sent rather than queued, and
-    the pool kept whole, so a fault that slows the answers meets every connection."""
+    the pool kept whole, so a fault that slows the answers meets every connection. With `ids`, every click writes
+    the context state and its shopper's history too."""
     return OpenLoopPlan(rate=rate, duration_s=duration_s, sessions=sessions, seed=seed, connections=512,
-                        max_pending=0, session_prefix=session_prefix, keep_pool=True)
+                        max_pending=0, session_prefix=session_prefix, keep_pool=True, ids=ids)

@@ -23,7 +23,7 @@ def test_a_killed_master_costs_only_its_own_slots_and_the_service_follows_the_pr
         redis_binary("redis-server"), redis_binary("redis-cli")
     except RuntimeError as exc:
         pytest.skip(f"cannot build a Redis Cluster here: {exc}")
-    load = fault_load(rate=80, sessions=90, duration_s=18, session_prefix="fo")
+    load = fault_load(rate=80, sessions=90, duration_s=18, session_prefix="fo", ids=True)  # context state too
     plan = FailoverPlan(load=load, kill_at_s=3, model_dir=model_dir)
     result = run_failover(plan)
     assert 0 < len(result.victim_sessions) < load.sessions
@@ -39,4 +39,5 @@ def test_a_killed_master_costs_only_its_own_slots_and_the_service_follows_the_pr
     assert tail and tail.count(200) / len(tail) >= OTHERS_OK_SHARE
     assert result.tracebacks == 0
     # Replication is asynchronous: report, do not promise, what the kill cost (docs/reliability.md).
-    print(f"\nacknowledged {result.audit.acknowledged}, lost {result.audit.lost}; first 200 after {first_ok:.2f} s")
+    print(f"\nacknowledged {result.audit.acknowledged}, lost {result.audit.lost} (context {result.audit.context_lost});"
+          f" first 200 after {first_ok:.2f} s")
