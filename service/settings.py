@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     redis_cluster: bool = Field(default=False, description="Connect with redis.asyncio.RedisCluster.")
     redis_timeout_ms: float = Field(default=500.0, gt=0, description="Socket connect/read timeout of each Redis call.")
     redis_max_connections: int = Field(default=32, ge=1, description="Connection pool bound; a burst waits.")
+    redis_cluster_refresh_ms: float = Field(
+        default=250.0, ge=0, description="A Redis Cluster's topology refreshes at most once per this many ms.")
     redis_prefix: str = Field(default="si:v1", min_length=1, description="Versioned key prefix.")
     # Bounds the embedded default only: past it redis-server evicts the keys that expire soonest (volatile-ttl),
     # i.e. the idlest sessions, instead of growing until the host kills it. A real Redis is bounded by its operator.

@@ -57,6 +57,7 @@ def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -
         "| " + " | ".join(row) + " |", "|" + "---|" * len(row), "| " + " | ".join(str(v) for v in row.values()) + " |",
         "", f"![answers per second]({png_path.name})", "",
     ]
+    lines += _first_traceback(result.service_log)
     md_path = out_dir / "failover.md"
     md_path.write_text("\n".join(lines))
     return [md_path, csv_path, png_path]
@@ -76,3 +77,14 @@ def _plot(r: FailoverResult, path: Path) -> None:
         ax.legend(loc="upper right", fontsize=8)
     axes[1].set_xlabel("seconds since the load started")
     save_figure(fig, path)
+
+
+def _first_traceback(service_log: str, max_lines: int = 40) -> list[str]:
+    """The service log's first traceback (with the line before it, and up to `max_lines` after its start), so a
+    report that counts tracebacks also shows one."""
+    lines = service_log.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), None)
+    if start is None:
+        return []
+    return ["## The first traceback in the service's log", "", "```",
+            *lines[max(start - 1, 0):start + max_lines], "```", ""]

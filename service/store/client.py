@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -31,13 +32,48 @@ def connect_redis(url: str, settings: Settings) -> Any:
     timeout = settings.redis_timeout_ms / 1000
     retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
     if settings.redis_cluster:
-        return RedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                     max_connections=settings.redis_max_connections, retry=retry)
+        return PacedRedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                          max_connections=settings.redis_max_connections, retry=retry,
+                                          min_refresh_s=settings.redis_cluster_refresh_ms / 1000)
     # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
     pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
                                            socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
     pool.connection_class = hiredis_packing(pool.connection_class)
     return Redis.from_pool(pool)
+
+
+class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
+    """A RedisCluster that refreshes its topology at most once per `min_refresh_s` after its first.
+
+    redis-py (8.1) marks the whole client for a topology refresh on every connection error, and the next call on
+    ANY slot first waits for that refresh, under one lock, before it is sent. With a master dead, each of its
+    sessions' clicks fails and marks the client again, so every other master's clicks queued behind a refresh
+    after each of them: 10-20 % of them passed the 250 ms deadline (504) through the whole failover, in
+    `session-intent bench failover` runs on 2 cores (docs/reliability.md). Paced, the calls between two refreshes
+    go by the last topology: the dead master's calls fail at once (503 with Retry-After, as before), the others
+    go on, and the first call after the interval refreshes, so the promoted replica is found within it.
+    """
+
+    def __init__(self, *args: Any, min_refresh_s: float = 0.25, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_refresh_s = min_refresh_s
+        self._refreshed_at: float | None = None  # time.monotonic() of the last refresh; None before the first
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> PacedRedisCluster:
+        if self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.min_refresh_s:
+            return self  # still marked: the first call after the interval refreshes
+        if self._initialize:  # the mark is redis-py's own flag: only a refresh it asked for restarts the interval
+            try:
+                await super().initialize(*args, **kwargs)
+            finally:  # a failed refresh (no node answered) is paced too
+                self._refreshed_at = time.monotonic()
+        return self
+
+    async def aclose(self) -> None:
+        """Close even while a refresh is deferred (redis-py closes only a client with no refresh pending)."""
+        self._initialize = False
+        self._refreshed_at = None
+        await super().aclose()
 
 
 def hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:

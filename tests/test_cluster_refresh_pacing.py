@@ -1,0 +1,87 @@
+"""The cluster client's topology refreshes, paced (service/store/client.py), against a real local Redis Cluster with
+one master killed: redis-py asks for a refresh on every connection error, and a call on a healthy master waits for
+each one. Paced, the dead master's calls still fail at once, the healthy master's still answer, and the refreshes
+come at most once per interval instead of once per failure."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.cluster
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.store.client import PacedRedisCluster
+from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
+
+CALLS_S = 0.6  # well inside the cluster's node timeout (2 s): the replica is not promoted yet
+INTERVAL_S = 0.25
+
+
+class _CountedRefreshes(RedisCluster):  # type: ignore[misc]
+    """Counts the refreshes redis-py's own `initialize` makes (it refreshes only while marked)."""
+
+    refreshes = 0
+
+    async def initialize(self, *args: Any, **kwargs: Any) -> Any:
+        self.refreshes += self._initialize
+        return await super().initialize(*args, **kwargs)
+
+
+class _Counted(PacedRedisCluster, _CountedRefreshes):  # type: ignore[misc]
+    """PacedRedisCluster over the counter: its super().initialize is the counter's, then redis-py's."""
+
+
+async def _calls_with_a_dead_master(procs: RedisClusterProcs, dead_key: str, live_key: str,
+                                    min_refresh_s: float) -> tuple[int, int, int]:
+    """(topology refreshes, failed calls on the dead master, answered calls on a live one) over CALLS_S."""
+    host, port = procs.startup_node
+    client = _Counted(host=host, port=port, min_refresh_s=min_refresh_s, socket_timeout=0.5,
+                      socket_connect_timeout=0.5,
+                      retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)))
+    await client.initialize()
+    client.refreshes = 0
+    failed = answered = 0
+    deadline = time.monotonic() + CALLS_S
+    try:
+        while time.monotonic() < deadline:
+            try:
+                await client.get(dead_key)
+            except RedisConnectionError:
+                failed += 1
+            answered += await client.get(live_key) == b"1"
+    finally:
+        await client.aclose()
+    return client.refreshes, failed, answered
+
+
+@pytest.mark.slow
+def test_a_dead_masters_errors_refresh_the_topology_once_per_interval_not_once_per_call(tmp_path: Path) -> None:
+    procs = start_cluster_or_skip(tmp_path)
+    try:
+        dead_key = "k-0"
+        dead = procs.master_of(dead_key)
+        live_key = next(k for k in (f"k-{i}" for i in range(1, 50)) if procs.master_of(k).port != dead.port)
+        with redis.cluster.RedisCluster(*procs.startup_node) as sync_client:
+            sync_client.set(live_key, "1")
+        assert dead.proc is not None
+        dead.proc.kill()
+        dead.proc.wait()
+        dead.proc = None
+        unpaced = asyncio.run(_calls_with_a_dead_master(procs, dead_key, live_key, min_refresh_s=0.0))
+        paced = asyncio.run(_calls_with_a_dead_master(procs, dead_key, live_key, min_refresh_s=INTERVAL_S))
+    finally:
+        procs.stop()
+    print(f"\nunpaced {unpaced}, paced {paced} (refreshes, failed, answered)")
+    # Unpaced (redis-py's own behaviour): a refresh after every failed call.
+    assert unpaced[1] > 10 and unpaced[0] >= unpaced[1] - 1, unpaced
+    # Paced: the same failures, answered at once, and the live master's calls go on between refreshes.
+    refreshes, failed, answered = paced
+    assert failed > 10 and answered == failed, paced
+    assert refreshes <= CALLS_S / INTERVAL_S + 2, paced
