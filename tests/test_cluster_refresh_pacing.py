@@ -16,6 +16,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from service.store.client import PacedRedisCluster
 from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
@@ -85,3 +86,39 @@ def test_a_dead_masters_errors_refresh_the_topology_once_per_interval_not_once_p
     refreshes, failed, answered = paced
     assert failed > 10 and answered == failed, paced
     assert refreshes <= CALLS_S / INTERVAL_S + 2, paced
+
+
+@pytest.mark.slow
+def test_a_cluster_gone_whole_fails_every_call_as_a_redis_error(tmp_path: Path) -> None:
+    """With every node gone, each call inside a long interval still fails as a Redis error (the service's 503),
+    never as another exception (a 500): the refreshes no node answers leave the client without a default node."""
+    procs = start_cluster_or_skip(tmp_path)
+
+    async def calls_after_the_cluster_is_gone() -> list[str]:
+        host, port = procs.startup_node
+        client = PacedRedisCluster(host=host, port=port, min_refresh_s=10.0, socket_timeout=0.5,
+                                   socket_connect_timeout=0.5,
+                                   retry=Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,)))
+        await client.initialize()
+        await client.set("k", "1")
+        procs.stop()
+        errors = []
+        try:
+            for key in ("k", "k", "other", "k", "other"):
+                try:
+                    await client.get(key)
+                except RedisError as exc:
+                    errors.append(type(exc).__name__)
+            try:
+                await client.ping()
+            except RedisError as exc:
+                errors.append(type(exc).__name__)
+        finally:
+            await client.aclose()
+        return errors
+
+    try:
+        errors = asyncio.run(calls_after_the_cluster_is_gone())
+    finally:
+        procs.stop()
+    assert len(errors) == 6, errors  # every call failed, each as a RedisError (anything else propagates: red)

@@ -57,16 +57,17 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     def __init__(self, *args: Any, min_refresh_s: float = 0.25, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.min_refresh_s = min_refresh_s
-        self._refreshed_at: float | None = None  # time.monotonic() of the last refresh; None before the first
+        self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh; None: none, or it failed
 
     async def initialize(self, *args: Any, **kwargs: Any) -> PacedRedisCluster:
         if self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.min_refresh_s:
             return self  # still marked: the first call after the interval refreshes
         if self._initialize:  # the mark is redis-py's own flag: only a refresh it asked for restarts the interval
-            try:
-                await super().initialize(*args, **kwargs)
-            finally:  # a failed refresh (no node answered) is paced too
-                self._refreshed_at = time.monotonic()
+            # A failed refresh (no node answered) leaves the client without a default node, so it is not paced:
+            # the next call refreshes again and fails as a connection error (503), as redis-py alone would.
+            self._refreshed_at = None
+            await super().initialize(*args, **kwargs)
+            self._refreshed_at = time.monotonic()
         return self
 
     async def aclose(self) -> None:
