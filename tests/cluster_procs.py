@@ -18,13 +18,13 @@ __all__ = ["ClusterRoundTrips", "RedisClusterProcs", "free_cluster_ports", "mani
            "start_cluster_or_skip"]
 
 
-def start_cluster_or_skip(directory: Path) -> RedisClusterProcs:
+def start_cluster_or_skip(directory: Path, node_timeout_ms: int = 2000) -> RedisClusterProcs:
     """A started 6-node cluster in `directory`; the test is skipped where redis-server/cli are missing."""
     try:
         redis_binary("redis-server"), redis_binary("redis-cli")
     except RuntimeError as exc:
         pytest.skip(f"cannot build a Redis Cluster here: {exc}")
-    return RedisClusterProcs(directory).start()
+    return RedisClusterProcs(directory, node_timeout_ms=node_timeout_ms).start()
 
 
 class ClusterRoundTrips:
