@@ -19,15 +19,15 @@ import logging
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from model.context import CONTEXT_SETS, context_without_ids
+from model.context import CONTEXT_SETS
 from model.data.dataset import Split, load_dataset
 from model.evaluation.bootstrap import expected_calibration_error
+from model.evaluation.idless import without_ids
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba
 from model.training.loop import TrainConfig, train_model
@@ -52,7 +52,7 @@ def main() -> None:
     names = CONTEXT_SETS["session+history"]
     dataset = load_dataset(args.data, FeatureConfig(timezone="Asia/Shanghai"), "session", args.cache_dir)
     val = dataset.part(Split.VAL)
-    idless = replace(val, context=context_without_ids(dataset.sessions.events))
+    idless = without_ids(dataset, val)
     rows = []
     for share in shares:
         for seed in range(args.seeds):

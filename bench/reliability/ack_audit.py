@@ -23,6 +23,13 @@ from service.store.context_record import CONTEXT_FIELDS
 from service.store.keys import DEFAULT_PREFIX, KeyScheme
 from service.store.score_record import META_FIELDS
 
+# The reports' words for the audit's context column and the load's ids column (chaos and failover alike).
+CONTEXT_TERMS = (
+    "*Context lost*: the same count from the session's context state (bench/reliability/ack_audit.py). *ids*: the "
+    "clicks carry user_id, item_id and category_id (bench/load/open_loop.py's pools), so they write the context "
+    "state and the shoppers' histories too."
+)
+
 
 @dataclass(frozen=True)
 class AckAudit:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.reliability.ack_audit import CONTEXT_TERMS
 from bench.reliability.chaos import ChaosResult, Throughput
 from bench.report.files import provenance_lines, write_rows_csv
 from bench.report.plots import save_figure, subplots
@@ -56,10 +57,7 @@ def write_chaos_report(results: Sequence[ChaosResult], throughput: Sequence[Thro
         *provenance_lines(command, "the service, redis-server and the load generator share them."),
         "Each run: Poisson clicks, each with its own event_id, sent once; redis-server (AOF on) gets SIGKILL, then "
         "starts again on its directory and port. Recovery times count from the restart (spawn, AOF replay "
-        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts; *context lost*: the same "
-        "count from the session's context state (bench/reliability/ack_audit.py). *ids*: the clicks carry "
-        "user_id, item_id and category_id (bench/load/open_loop.py's pools), so they write the context state and "
-        "the shoppers' histories too. "
+        "included). *Acknowledged lost*: clicks answered 200 that Redis no longer counts. " + CONTEXT_TERMS + " "
         "SIGKILL kills the process, not the kernel: what redis-server had written to its AOF survives in the page "
         "cache either way, so `everysec` can only lose its last second on a kernel crash or power loss, which this "
         "run does not simulate.", "",

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.reliability.ack_audit import CONTEXT_TERMS
 from bench.reliability.failover import FailoverResult
 from bench.report.files import provenance_lines, write_rows_csv
 from bench.report.plots import save_figure, subplots
@@ -51,9 +52,7 @@ def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -
         "replica is promoted. Times count from the kill. *Killed master sessions*: sessions whose slot it served. "
         "*Acknowledged lost*: clicks answered 200 that the cluster no longer counts (replication is asynchronous, "
         "so a write acknowledged by the master just before the kill can be missing on the promoted replica). "
-        "*Context lost*: the same count from the session's context state (bench/reliability/ack_audit.py). *ids*: "
-        "the clicks carry user_id, item_id and category_id (bench/load/open_loop.py's pools), so they write the "
-        "context state and the shoppers' histories too.", "",
+        + CONTEXT_TERMS, "",
         "| " + " | ".join(row) + " |", "|" + "---|" * len(row), "| " + " | ".join(str(v) for v in row.values()) + " |",
         "", f"![answers per second]({png_path.name})", "",
     ]

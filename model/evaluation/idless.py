@@ -23,6 +23,11 @@ from model.training.checkpoint import load_net, predict_proba
 from model.training.nets import LABELS
 
 
+def without_ids(dataset: Dataset, part: WindowSet) -> WindowSet:
+    """`part` with the context serving computes for its clicks sent without ids (model.context.context_without_ids)."""
+    return replace(part, context=context_without_ids(dataset.sessions.events))
+
+
 def idless_metrics(
     model_dir: Path, card: ModelCard, dataset: Dataset, test: WindowSet, p_with_ids: np.ndarray, n_boot: int, seed: int
 ) -> dict[str, Any] | None:
@@ -31,7 +36,7 @@ def idless_metrics(
     names = tuple(card.context_names)
     if not names:
         return None
-    idless = replace(test, context=context_without_ids(dataset.sessions.events))
+    idless = without_ids(dataset, test)
     p = predict_proba(load_net(model_dir), test.view, idless.contexts(slice(None), names))  # type: ignore[arg-type]
     labels = {
         label: {
