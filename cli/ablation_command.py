@@ -14,6 +14,12 @@ import typer
 from rich.console import Console
 
 from cli.common import fail
+from model.features import FeatureConfig
+from model.training.config import TrainConfig
+
+# The options' defaults are the configs' own (one definition); both modules are torch-free.
+_TRAIN = TrainConfig()
+_FEATURES = FeatureConfig()
 
 
 def register(app: typer.Typer) -> None:
@@ -35,23 +41,27 @@ def ablation(
     baselines: Annotated[str, typer.Option("--baselines", help="Comma-separated baselines.")] = (
         "logreg,random_forest,hist_gbm"
     ),
-    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = "UTC",
-    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = 10,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 30,
-    threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = 1,
+    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = (
+        _FEATURES.timezone
+    ),
+    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = _FEATURES.window,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = _TRAIN.epochs,
+    threads: Annotated[int, typer.Option("--threads", min=0, help="torch threads (0: torch's default).")] = (
+        _TRAIN.threads
+    ),
     n_boot: Annotated[int, typer.Option("--n-boot", min=0, help="Bootstrap resamples of sessions.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed")] = _TRAIN.seed,
     context_dropout: Annotated[
         float,
         typer.Option("--context-dropout", min=0.0, max=1.0,
                      help="Share of training sessions trained id-less, as `train --context-dropout`."),
-    ] = 0.2,
+    ] = _TRAIN.context_dropout,
     calibration_score: Annotated[
         str,
         typer.Option("--calibration-score",
                      help="Whose sessions choose each network's calibration, as `train --calibration-score`: "
                           "validation | pooled | crossfit (4 more trainings per network)."),
-    ] = "validation",
+    ] = _TRAIN.calibration_score,
 ) -> None:
     """Train the network and fit the baselines per split × context set; write ablation.md and ablation.csv."""
     from model.context import CONTEXT_SETS
@@ -59,8 +69,6 @@ def ablation(
     from model.evaluation.ablation import AblationOptions, run_ablation
     from model.evaluation.baselines import BASELINES
     from model.evaluation.report.ablation import write_ablation
-    from model.features import FeatureConfig
-    from model.training.loop import TrainConfig
     from model.training.nets import ARCHS
 
     console = Console()

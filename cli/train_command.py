@@ -19,7 +19,13 @@ from rich.table import Table
 
 from cli.common import fail
 from model.artifacts import REPO_ROOT
-from model.policy import DEFAULT_PURCHASE_BUDGET
+from model.features import FeatureConfig
+from model.policy import DEFAULT_BUDGET, DEFAULT_PURCHASE_BUDGET
+from model.training.config import DEFAULT_PATIENCE, TrainConfig
+
+# The options' defaults are the configs' own (one definition); both modules are torch-free.
+_TRAIN = TrainConfig()
+_FEATURES = FeatureConfig()
 
 
 def register(app: typer.Typer) -> None:
@@ -33,10 +39,14 @@ def train(
     arch: Annotated[str, typer.Option("--arch", help="lstm_gru | lstm_gru_small | lstm | gru | lstm_attn.")] = (
         "lstm_gru_small"
     ),
-    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most epochs; early stopping may end sooner.")] = 30,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of weights and batch order.")] = 0,
-    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = 10,
-    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = "UTC",
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Most epochs; early stopping may end sooner.")] = (
+        _TRAIN.epochs
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of weights and batch order.")] = _TRAIN.seed,
+    window: Annotated[int, typer.Option("--window", min=1, help="Window length N.")] = _FEATURES.window,
+    timezone: Annotated[str, typer.Option("--timezone", help="Shop time zone of the calendar flags.")] = (
+        _FEATURES.timezone
+    ),
     split: Annotated[str, typer.Option("--split", help="session (hash, stratified) | time (later days test).")] = (
         "session"
     ),
@@ -46,20 +56,24 @@ def train(
                      help="Model directory to distil from; repeat it to distil an ensemble (the mean of its logits)."),
     ] = None,
     alpha: Annotated[float, typer.Option("--alpha", min=0.0, max=1.0, help="Weight of the true labels.")] = 0.5,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Distillation temperature.")] = 1.0,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 256,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = 1e-3,
-    patience: Annotated[int, typer.Option("--patience", min=0, help="Flat validation epochs before stopping.")] = 4,
+    temperature: Annotated[float, typer.Option("--temperature", min=0.01, help="Distillation temperature.")] = (
+        _TRAIN.temperature
+    ),
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = _TRAIN.batch_size,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Adam learning rate.")] = _TRAIN.lr,
+    patience: Annotated[int, typer.Option("--patience", min=0, help="Flat validation epochs before stopping.")] = (
+        DEFAULT_PATIENCE
+    ),
     min_delta: Annotated[
         float,
         typer.Option("--min-delta", min=0.0, help="Validation make_order PR-AUC gain that counts as progress."),
-    ] = 0.0,
+    ] = _TRAIN.min_delta,
     max_minutes: Annotated[
         float | None, typer.Option("--max-minutes", min=0.0, help="Wall-clock budget for the training loop.")
-    ] = None,
+    ] = _TRAIN.max_minutes,
     threads: Annotated[
         int, typer.Option("--threads", min=0, help="torch threads; 0: torch's default (1 is fastest on a busy box).")
-    ] = 1,
+    ] = _TRAIN.threads,
     cache_dir: Annotated[
         Path | None,
         typer.Option("--cache-dir", file_okay=False, help="Memory-mapped cache of the encoded events."),
@@ -77,7 +91,7 @@ def train(
     ),
     alert_budget: Annotated[
         float, typer.Option("--alert-budget", min=0.0, max=1.0, help="Alert at most this share of sessions.")
-    ] = 0.10,
+    ] = DEFAULT_BUDGET,
     alert_precision: Annotated[
         float | None,
         typer.Option("--alert-precision", min=0.0, max=1.0, help="Alert precision target (replaces the budget)."),
@@ -103,16 +117,16 @@ def train(
             "--context-dropout", min=0.0, max=1.0,
             help="Share of training sessions trained with their context as for clicks without ids (context nets).",
         ),
-    ] = 0.2,
+    ] = _TRAIN.context_dropout,
     calibrate: Annotated[
         bool, typer.Option("--calibrate/--no-calibrate", help="Platt-scale each label on validation, folded in.")
-    ] = True,
+    ] = _TRAIN.calibrate,
     calibration_fit: Annotated[
         str,
         typer.Option("--calibration-fit",
                      help="Windows the calibration is fitted on: auto (per label, by out-of-fold ECE) | "
                           "validation | train+validation."),
-    ] = "auto",
+    ] = _TRAIN.calibration_fit,
     calibration_score: Annotated[
         str,
         typer.Option("--calibration-score",
@@ -120,19 +134,20 @@ def train(
                           "validation; in-sample training windows flatter the net's own logits: docs/training.md) | "
                           "crossfit (pooled, with training logits from 4 fold nets that never saw them; 4 more "
                           "trainings)."),
-    ] = "validation",
+    ] = _TRAIN.calibration_score,
     wide: Annotated[
         bool, typer.Option("--wide", help="Add a linear path from the scaled context to the logits (context nets).")
     ] = False,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam weight decay.")] = 0.0,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", min=0.0, help="Adam weight decay.")] = (
+        _TRAIN.weight_decay
+    ),
 ) -> None:
     """Train a model on an event CSV, tune its thresholds on validation, and write a model directory."""
     from model.card import ModelCard
     from model.context import context_card, context_names
     from model.data.dataset import BadEventFile, Split, load_dataset, slot_coverage
-    from model.features import FeatureConfig
     from model.training.checkpoint import predict_proba, save_model
-    from model.training.loop import TrainConfig, TrainingDataError, train_model
+    from model.training.loop import TrainingDataError, train_model
     from model.training.nets import ARCHS, NetConfig
     from model.training.thresholds import (
         abandonment_inputs,

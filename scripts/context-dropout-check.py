@@ -30,7 +30,8 @@ from model.evaluation.bootstrap import expected_calibration_error
 from model.evaluation.idless import without_ids
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import NetConfig
 
 log = logging.getLogger("context-dropout-check")

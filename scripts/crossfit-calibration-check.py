@@ -25,8 +25,9 @@ from model.card import ModelCard
 from model.data.dataset import Dataset, Split, load_dataset
 from model.training.calibration_choice import CALIBRATION_SOURCES, fit_source, out_of_fold_ece
 from model.training.checkpoint import load_model, predict_logits
+from model.training.config import TrainConfig
 from model.training.crossfit import FOLDS, training_folds, without_fold
-from model.training.loop import TrainConfig, train_model
+from model.training.loop import train_model
 from model.training.nets import LABELS, NetConfig
 
 MODEL = Path(os.environ.get("MODEL", "models/default"))

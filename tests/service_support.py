@@ -33,7 +33,8 @@ def tiny_model_dir(root: Path, context: tuple[str, ...] = ()) -> Path:
     from model.export.exporter import ValidationWindows, export_model
     from model.features import FeatureConfig
     from model.training.checkpoint import save_model
-    from model.training.loop import TrainConfig, deterministic_torch, fit
+    from model.training.config import TrainConfig
+    from model.training.loop import deterministic_torch, fit
     from model.training.nets import NetConfig, build_net
 
     features = FeatureConfig(window=WINDOW)

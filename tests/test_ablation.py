@@ -11,7 +11,7 @@ from model.card import ModelCard
 from model.data.synth import generate_sessions, write_csv
 from model.evaluation.ablation import AblationOptions, run_ablation
 from model.evaluation.report.ablation import splice_report, write_ablation
-from model.training.loop import TrainConfig
+from model.training.config import TrainConfig
 
 
 @pytest.mark.usefixtures("one_torch_thread")

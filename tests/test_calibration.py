@@ -26,7 +26,8 @@ from model.training.calibration import (
 )
 from model.training.calibration_choice import CALIBRATION_SOURCES, choose_calibration, fit_source, out_of_fold_ece
 from model.training.checkpoint import predict_logits
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import NetConfig, build_net
 
 WINDOW = 5

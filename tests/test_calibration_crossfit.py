@@ -12,8 +12,9 @@ import pytest
 from model.data.dataset import Dataset, Split
 from model.training.calibration_choice import choose_calibration
 from model.training.checkpoint import predict_logits
+from model.training.config import TrainConfig
 from model.training.crossfit import FOLDS, out_of_fold_logits, training_folds, without_fold
-from model.training.loop import TrainConfig, train_model
+from model.training.loop import train_model
 from tests.test_calibration import CONTEXT_NAMES, TINY_CONTEXT, dataset
 
 __all__ = ["dataset"]  # test_calibration's fixture, used here by name

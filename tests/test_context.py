@@ -154,7 +154,8 @@ def test_a_context_net_trains_saves_reloads_and_its_card_records_the_context(tmp
     from model.data.sessions import Sessions
     from model.features import FeatureConfig
     from model.training.checkpoint import load_model, predict_proba, save_model
-    from model.training.loop import TrainConfig, fit
+    from model.training.config import TrainConfig
+    from model.training.loop import fit
     from model.training.nets import NetConfig, build_net
 
     log, ids = random_log(11, n_users=12)

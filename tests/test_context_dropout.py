@@ -16,9 +16,10 @@ from model.data.dataset import Dataset, Sessions, Split, WindowSet, load_dataset
 from model.data.synth import generate_sessions, write_csv
 from model.features import FeatureConfig
 from model.training import loop
+from model.training.config import TrainConfig
 from model.training.distill import ensemble_soft_targets
 from model.training.id_dropout import drop_context_ids
-from model.training.loop import TrainConfig, deterministic_torch, fit, train_model
+from model.training.loop import deterministic_torch, fit, train_model
 from model.training.nets import NetConfig, build_net
 
 WINDOW = 5

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from model.card import ModelCard
 from model.data.dataset import Dataset, Split
 from model.training.checkpoint import predict_proba
+from model.training.config import TrainConfig
 from model.training.distill import ensemble_soft_targets, teacher_soft_targets
-from model.training.loop import TrainConfig, train_model
+from model.training.loop import train_model
 from model.training.nets import IntentNet, NetConfig, build_net
 from tests.test_train import TINY, WINDOW, cli, dataset, synth_csv
 

@@ -22,7 +22,8 @@ from model.evaluation.folds import fold_split, run_folds, session_folds
 from model.evaluation.sweep import run_sweep
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba, save_model
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import LABELS, NetConfig
 from model.training.thresholds import abandonment_inputs, tune_thresholds
 

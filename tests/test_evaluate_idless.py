@@ -13,7 +13,8 @@ from model.data.synth import generate_sessions, write_csv
 from model.evaluation.evaluate import EvalOptions, evaluate_model
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba, save_model
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import NetConfig
 from model.training.thresholds import abandonment_inputs, tune_thresholds
 

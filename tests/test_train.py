@@ -23,7 +23,8 @@ from model.features import ACTIONS, ADD_CART, ORDER, FeatureConfig
 from model.risk import abandonment_risk, decision_thresholds
 from model.training.batches import epoch_batches
 from model.training.checkpoint import load_model, predict_logits, predict_proba
-from model.training.loop import TrainConfig, fit, train_model
+from model.training.config import TrainConfig
+from model.training.loop import fit, train_model
 from model.training.nets import NetConfig, build_net
 from model.training.thresholds import abandonment_inputs, tune_thresholds
 

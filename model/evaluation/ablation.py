@@ -26,7 +26,8 @@ from model.evaluation.baselines import Predictions, run_baselines
 from model.evaluation.bootstrap import N_BOOT, bootstrap_estimates, paired_difference
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba, save_model
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import NetConfig
 from model.training.thresholds import abandonment_inputs, tune_thresholds, validation_metrics
 

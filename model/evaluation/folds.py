@@ -21,7 +21,8 @@ from model.data.dataset import Dataset, Split
 from model.evaluation.baselines import Predictions, run_baselines
 from model.evaluation.bootstrap import point_metrics
 from model.training.checkpoint import load_net, predict_proba
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import LABELS
 from model.training.thresholds import best_f1_threshold
 

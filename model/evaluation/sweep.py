@@ -21,7 +21,8 @@ from model.data.published import SWEEP_WINDOWS, TABLE4_ALL_SESSIONS, TABLE4_CART
 from model.evaluation.bootstrap import N_BOOT, bootstrap_estimates
 from model.features import FeatureConfig
 from model.training.checkpoint import predict_proba
-from model.training.loop import TrainConfig, train_model
+from model.training.config import TrainConfig
+from model.training.loop import train_model
 from model.training.nets import LABELS, NetConfig
 
 log = logging.getLogger(__name__)

@@ -31,13 +31,16 @@ import numpy as np
 
 from model.evaluation.bootstrap import expected_calibration_error
 from model.training.calibration import LabelCalibration, fit_label
+from model.training.config import (
+    AUTO,
+    CALIBRATION_SCORES,
+    CALIBRATION_SOURCES,
+    CROSSFIT,
+    NONE,
+    POOLED,
+    VALIDATION,
+)
 
-NONE, VALIDATION, TRAIN_VALIDATION = "none", "validation", "train+validation"
-CALIBRATION_SOURCES: tuple[str, ...] = (NONE, VALIDATION, TRAIN_VALIDATION)
-CALIBRATION_FITS: tuple[str, ...] = ("auto", VALIDATION, TRAIN_VALIDATION)  # TrainConfig.calibration_fit
-POOLED = "pooled"
-CROSSFIT = "crossfit"  # pooled, with out-of-fold training logits (crossfit.py): judged and fitted alike
-CALIBRATION_SCORES: tuple[str, ...] = (POOLED, VALIDATION, CROSSFIT)  # TrainConfig.calibration_score
 MAX_TRAIN_WINDOWS = 200_000
 FOLDS = 5
 
@@ -86,14 +89,14 @@ def out_of_fold_ece(
 
 def choose_calibration(
     val: np.ndarray, y_val: np.ndarray, sessions: np.ndarray, train: np.ndarray, y_train: np.ndarray,
-    fit: str = "auto", seed: int = 0, score: str = VALIDATION, train_sessions: np.ndarray | None = None,
+    fit: str = AUTO, seed: int = 0, score: str = VALIDATION, train_sessions: np.ndarray | None = None,
 ) -> tuple[tuple[LabelCalibration, ...], dict[str, Any]]:  # fmt: skip
     """Per label of (n, 2) validation and (m, 2) training logits and labels: the calibration of the source with
     the lowest out-of-fold ECE under `score` (`fit` "auto"), or of the named source; and the record of the choice.
     sessions (n,) and train_sessions (m,): each window's session (train_sessions is needed for `pooled`)."""
     if score not in CALIBRATION_SCORES:
         raise ValueError(f"calibration score must be one of {CALIBRATION_SCORES}, got {score!r}")
-    sources = CALIBRATION_SOURCES if fit == "auto" else (fit,)
+    sources = CALIBRATION_SOURCES if fit == AUTO else (fit,)
     pooled = score in (POOLED, CROSSFIT)
     if pooled and train_sessions is None:
         raise ValueError(f"the {score} calibration score needs the training windows' sessions")
