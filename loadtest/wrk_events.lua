@@ -1,11 +1,21 @@
 -- wrk: closed-loop clicks on POST /v1/sessions/{id}/events (the saturation step of `session-intent bench service`).
 --   wrk -t1 -c64 -d10s -s loadtest/wrk_events.lua http://127.0.0.1:8000
 -- Random sessions out of a pool (windows fill to N and slide), a unique event_id per request, no ts
--- (the service stamps "now"). The action names are model.features.ACTIONS; SI_WRK_KEY, if set, is sent
--- as X-API-Key. Every request is a real, distinct click: nothing is answered from a cache.
-local actions = {"category", "view_product", "home", "ask_question", "order", "contact", "add_cart",
-                 "view_cart", "search", "concerned", "account", "recommend"}
-local sessions = tonumber(os.getenv("SI_WRK_SESSIONS") or "20000")
+-- (the service stamps "now"). SI_WRK_KEY, if set, is sent as X-API-Key. Every request is a real, distinct click:
+-- nothing is answered from a cache.
+-- The action names (SI_WRK_ACTIONS, model.features.ACTIONS) and the session pool (SI_WRK_SESSIONS) are
+-- bench/load/click_pools.py's, which the benchmarks pass on every run; the fallbacks below are for hand runs
+-- (tests/test_click_pools.py holds them equal).
+local function env_list(name, fallback)
+  local raw = os.getenv(name)
+  if not raw or raw == "" then return fallback end
+  local list = {}
+  for word in raw:gmatch("[^,]+") do table.insert(list, word) end
+  return list
+end
+actions = env_list("SI_WRK_ACTIONS", {"category", "view_product", "home", "ask_question", "order", "contact",
+                                      "add_cart", "view_cart", "search", "concerned", "account", "recommend"})
+sessions = tonumber(os.getenv("SI_WRK_SESSIONS") or "20000")
 local key = os.getenv("SI_WRK_KEY")
 local threads = 0
 local counter = 0

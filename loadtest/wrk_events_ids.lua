@@ -2,28 +2,25 @@
 -- (`session-intent bench cpu-ab --ids`).
 --   wrk -t1 -c64 -d10s -s loadtest/wrk_events_ids.lua http://127.0.0.1:8000
 -- Everything but the request comes from loadtest/wrk_events.lua (setup, init, SI_WRK_THINK_MS, the SI_WRK line).
--- Bounded pools, so that the state reaches a steady size:
---   SI_WRK_SESSIONS sessions (default 20000); session s belongs to user s % SI_WRK_USERS (default 2000; cpu-ab
---   passes a tenth of the sessions), so each shopper returns for about ten sessions: their history is read and folded;
---   each session browses its own shelf of 8 items out of SI_WRK_ITEMS (default 5000), so items are seen again
---   within a session; item i is in category i % SI_WRK_CATEGORIES (default 100).
--- The action names are model.features.ACTIONS.
+-- The pools are bench/load/click_pools.py's (its docstring says why they are bounded): session s belongs to user
+-- s % SI_WRK_USERS and browses a shelf of SI_WRK_SHELF items starting at item s * SI_WRK_STRIDE % SI_WRK_ITEMS;
+-- item i is in category i % SI_WRK_CATEGORIES. The benchmarks pass every SI_WRK_* on each run; the fallbacks
+-- below are for hand runs (tests/test_click_pools.py holds them equal). `actions` and `sessions` come from
+-- wrk_events.lua.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "wrk_events.lua")
 
-local actions = {"category", "view_product", "home", "ask_question", "order", "contact", "add_cart",
-                 "view_cart", "search", "concerned", "account", "recommend"}
-local sessions = tonumber(os.getenv("SI_WRK_SESSIONS") or "20000")
 local users = tonumber(os.getenv("SI_WRK_USERS") or "2000")
 local items = tonumber(os.getenv("SI_WRK_ITEMS") or "5000")
 local categories = tonumber(os.getenv("SI_WRK_CATEGORIES") or "100")
-local shelf = 8
+local shelf = tonumber(os.getenv("SI_WRK_SHELF") or "8")
+local stride = tonumber(os.getenv("SI_WRK_STRIDE") or "7919")
 local clicks = 0
 
 function request()
   clicks = clicks + 1
   local s = math.random(1, sessions)
-  local item = (s * 7919 + math.random(0, shelf - 1)) % items
+  local item = (s * stride + math.random(0, shelf - 1)) % items
   local body = string.format(
     '{"event_id":"ids-%d-%d-%d","action":"%s","from_ad":%s,"user_id":"u-%d","item_id":"i-%d","category_id":"c-%d"}',
     os.time(), clicks, math.random(1, 1000000000), actions[math.random(1, #actions)],

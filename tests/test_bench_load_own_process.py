@@ -11,7 +11,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bench.load.open_loop import CATEGORIES, SHELF, OpenLoopPlan, draw_arrivals
+from bench.load.click_pools import CATEGORIES, SHELF
+from bench.load.open_loop import OpenLoopPlan, draw_arrivals
 from bench.load.own_process import run_in_own_process, run_inline
 
 ANSWER = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 17\r\n\r\n{"event_index":1}'

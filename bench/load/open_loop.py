@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from bench.load.click_pools import SHELF, category, shelf_item, shoppers
 from bench.load.clicks import NOT_SENT, TRANSPORT_ERROR, Click, LoadRecord
 from model.features import ACTIONS
 
@@ -58,13 +59,8 @@ class OpenLoopPlan:
     max_clicks: int | None = None  # stop drawing arrivals after this many, even before duration_s
     keep_pool: bool = False  # replace the connections the server closes
     # Clicks carry user_id, item_id and category_id, so the context state and the shoppers' histories are written
-    # on every click (the pools of loadtest/wrk_events_ids.lua: a tenth as many shoppers as sessions, each session
-    # browsing its own shelf of 8 items out of 5,000 in 100 categories).
+    # on every click, drawn from the pools of click_pools.py (the same as wrk's clicks with ids).
     ids: bool = False
-
-
-SHOPPERS_PER_SESSION = 0.1
-ITEMS, CATEGORIES, SHELF = 5000, 100, 8
 
 
 def session_id(plan: OpenLoopPlan, index: int) -> str:
@@ -113,10 +109,10 @@ def _click_body(action: str, plan: OpenLoopPlan, index: int, event_id: str, shel
     """One click's JSON, and with `plan.ids` the session's shopper and an item of its shelf."""
     if not plan.ids:
         return f'{{"event_id":"{event_id}","action":"{action}"}}'.encode()
-    shopper = index % max(1, int(plan.sessions * SHOPPERS_PER_SESSION))
-    item = (index * 7919 + shelf_rng.randrange(SHELF)) % ITEMS
+    shopper = index % shoppers(plan.sessions)
+    item = shelf_item(index, shelf_rng.randrange(SHELF))
     return (f'{{"event_id":"{event_id}","action":"{action}","user_id":"u-{shopper}","item_id":"i-{item}",'
-            f'"category_id":"c-{item % CATEGORIES}"}}').encode()
+            f'"category_id":"c-{category(item)}"}}').encode()
 
 
 class _Connection(asyncio.Protocol):

@@ -12,10 +12,10 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.load.click_pools import SESSIONS, wrk_env
 from bench.procs.cpu import waited_children_cpu_seconds
 from model.artifacts import REPO_ROOT
 
@@ -53,14 +53,13 @@ def wrk_binary() -> str | None:
 
 
 def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_path: Path,
-            think_ms: float | None = None, script: Path = WRK_SCRIPT,
-            script_env: Mapping[str, str] | None = None) -> WrkResult:
+            think_ms: float | None = None, script: Path = WRK_SCRIPT, sessions: int = SESSIONS) -> WrkResult:
     """One bounded wrk run against POST /v1/sessions/{id}/events.
 
     think_ms: each connection waits an exponential think time of this mean before every click (Poisson-like
     arrivals, see loadtest/wrk_events.lua); None: closed loop, the next click as soon as the last answered.
-    script: the click generator (loadtest/wrk_events_ids.lua: clicks with user, item and category ids), with
-    `script_env` for its settings (SI_WRK_SESSIONS, ...).
+    script: the click generator (loadtest/wrk_events_ids.lua: clicks with user, item and category ids); it draws
+    from click_pools.py's pools over `sessions` sessions, handed over as SI_WRK_* variables.
     """
     binary = wrk_binary()
     if binary is None:
@@ -68,7 +67,7 @@ def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_pat
     argv = [binary, f"-t{threads}", f"-c{connections}", f"-d{duration_s:.0f}s", "--timeout", "5s",
             "-s", str(script), url]
     before = waited_children_cpu_seconds()
-    env = {**{k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}, **(script_env or {})}
+    env = {**{k: v for k, v in os.environ.items() if k != "SI_WRK_THINK_MS"}, **wrk_env(sessions)}
     if think_ms:
         env["SI_WRK_THINK_MS"] = f"{think_ms:g}"
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env)

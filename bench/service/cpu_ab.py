@@ -37,6 +37,7 @@ from pathlib import Path
 
 import redis
 
+from bench.load.click_pools import SESSIONS
 from bench.load.wrk import WRK_SCRIPT, WrkResult, run_wrk
 from bench.procs.cpu import cpu_seconds
 from bench.procs.redis_server import RedisServer, free_port
@@ -107,7 +108,7 @@ class AbPlan:
     rate: int = 620
     think_ms: float = 400.0
     ids: bool = False  # clicks carry user_id, item_id and category_id (loadtest/wrk_events_ids.lua)
-    sessions: int = 20_000  # the clicks' session pool (bench service's); with ids, a tenth as many shoppers
+    sessions: int = SESSIONS  # the clicks' session pool (bench service's); with ids, click_pools.shoppers
     model_dir: Path | None = None  # None: each tree's own models/default
     profile_s: float = 0.0  # 0: no py-spy profile
 
@@ -118,9 +119,8 @@ class AbPlan:
     def wrk(self, url: str, seconds: float, log: Path, connections: int | None = None,
             think_ms: float | None = None) -> WrkResult:
         """One wrk run of this plan's clicks (its script and pools); the closed loop's connections by default."""
-        pools = {"SI_WRK_SESSIONS": str(self.sessions), "SI_WRK_USERS": str(max(1, self.sessions // 10))}
         return run_wrk(url, seconds, connections or self.connections, 1, log, think_ms=think_ms, script=self.script,
-                       script_env=pools)
+                       sessions=self.sessions)
 
     def order(self, round_index: int) -> tuple[AbConfig, ...]:
         """Round r starts at config r mod n: AB, BA, AB, … so no configuration always runs first."""
