@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="redis://, rediss:// or unix:// URL; unset: embedded.")
     redis_cluster: bool = Field(default=False, description="Connect with redis.asyncio.RedisCluster.")
     redis_timeout_ms: float = Field(default=500.0, gt=0, description="Socket connect/read timeout of each Redis call.")
-    redis_max_connections: int = Field(default=32, ge=1, description="Connection pool bound; a burst waits.")
+    redis_max_connections: int = Field(default=32, ge=1, description="Connections (per cluster node); a burst waits.")
     redis_cluster_refresh_ms: float = Field(
         default=250.0, ge=0, description="A Redis Cluster's topology refreshes at most once per this many ms.")
     redis_prefix: str = Field(default="si:v1", min_length=1, description="Versioned key prefix.")

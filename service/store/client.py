@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 
 from service.settings import Settings
 
@@ -34,7 +36,8 @@ def connect_redis(url: str, settings: Settings) -> Any:
     if settings.redis_cluster:
         return PacedRedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                           max_connections=settings.redis_max_connections, retry=retry,
-                                          min_refresh_s=settings.redis_cluster_refresh_ms / 1000)
+                                          min_refresh_s=settings.redis_cluster_refresh_ms / 1000,
+                                          connection_wait_s=timeout)
     # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
     pool = BlockingConnectionPool.from_url(url, max_connections=settings.redis_max_connections, timeout=timeout,
                                            socket_timeout=timeout, socket_connect_timeout=timeout, retry=retry)
@@ -52,12 +55,39 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     `session-intent bench failover` runs on 2 cores (docs/reliability.md). Paced, the calls between two refreshes
     go by the last topology: the dead master's calls fail at once (503 with Retry-After, as before), the others
     go on, and the first call after the interval refreshes, so the promoted replica is found within it.
+
+    A burst past a node's `max_connections` waits for a free connection, up to `connection_wait_s`, as the single
+    server's BlockingConnectionPool does: redis-py's cluster node raises MaxConnectionsError at once instead
+    (redis/redis-py#3135). Connections are dialled lazily, so at start-up under load (200 clicks/s) a node's
+    first 32 calls were all still dialling and the next ones failed: 3-9 clicks answered 503 in the service's
+    first second, and the write-back's one call per slot (up to a batch's sessions at once) failed with them.
+    Pipelines (`read_scores`, the alert stream) take their connections outside this wait, as before.
     """
 
-    def __init__(self, *args: Any, min_refresh_s: float = 0.25, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.min_refresh_s = min_refresh_s
         self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh; None: none, or it failed
+        self.connection_wait_s = connection_wait_s
+        self._node_gates: dict[str, asyncio.Semaphore] = {}  # per node name: its calls in flight, at most its pool
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        gate = self._node_gates.get(target_node.name)
+        if gate is None:
+            gate = self._node_gates[target_node.name] = asyncio.Semaphore(target_node.max_connections)
+        if gate.locked():  # only a call that must wait pays for a timer
+            try:
+                async with asyncio.timeout(self.connection_wait_s):
+                    await gate.acquire()
+            except TimeoutError:
+                raise MaxConnectionsError(f"no free connection to {target_node.name} within "
+                                          f"{self.connection_wait_s:g} s") from None
+        else:
+            await gate.acquire()
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        finally:
+            gate.release()
 
     async def initialize(self, *args: Any, **kwargs: Any) -> PacedRedisCluster:
         if self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.min_refresh_s:

@@ -1,0 +1,79 @@
+"""A burst past a cluster node's connection bound waits for a free connection (service/store/client.py), against a
+real local Redis Cluster: redis-py's own cluster client fails the calls past the bound at once, which the service
+answered as 503s in its first second under load, while its connections were still being dialled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import MaxConnectionsError
+
+from service.store.client import PacedRedisCluster
+from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
+
+POOL = 2  # connections per node
+BURST = 40  # concurrent calls, all on one slot
+KEY = "{burst}:k"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterProcs]:
+    procs = start_cluster_or_skip(Path(tmp_path_factory.mktemp("cluster")))
+    try:
+        yield procs
+    finally:
+        procs.stop()
+
+
+async def _burst(client: RedisCluster) -> tuple[int, int, int]:
+    """(answered, MaxConnectionsError, the node's connections afterwards) for BURST concurrent calls on one node."""
+    await client.initialize()
+    try:
+        outcomes = await asyncio.gather(*(client.incr(KEY) for _ in range(BURST)), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, MaxConnectionsError):
+                raise outcome
+        node = client.get_node_from_key(KEY)
+        return (sum(isinstance(o, int) for o in outcomes), sum(isinstance(o, MaxConnectionsError) for o in outcomes),
+                len(node._connections))
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.slow
+def test_a_burst_past_the_bound_waits_for_a_connection(cluster: RedisClusterProcs) -> None:
+    host, port = cluster.startup_node
+    plain = asyncio.run(_burst(RedisCluster(host=host, port=port, max_connections=POOL)))
+    waited = asyncio.run(_burst(PacedRedisCluster(host=host, port=port, max_connections=POOL)))
+    assert plain[1] > 0, plain  # the premise: redis-py alone fails the calls past the bound
+    assert waited == (BURST, 0, POOL), waited  # every call answered, over no more connections than the bound
+
+
+@pytest.mark.slow
+def test_a_call_that_waits_past_its_limit_fails_as_a_redis_error(cluster: RedisClusterProcs) -> None:
+    """The wait is bounded: a call still without a connection after `connection_wait_s` fails with
+    MaxConnectionsError (a RedisError: the service answers 503 with Retry-After), and the bound is intact after."""
+    host, port = cluster.startup_node
+
+    async def blocked_then_free() -> tuple[float, int]:
+        client = PacedRedisCluster(host=host, port=port, max_connections=1, connection_wait_s=0.1, socket_timeout=5)
+        await client.initialize()
+        try:
+            holder = asyncio.ensure_future(client.blpop([KEY + ":list"], timeout=1))  # holds the one connection 1 s
+            await asyncio.sleep(0.05)
+            began = time.monotonic()
+            with pytest.raises(MaxConnectionsError):
+                await client.get(KEY)
+            waited = time.monotonic() - began
+            assert await holder is None
+            return waited, int(await client.get(KEY) or 0)  # the connection is free again
+        finally:
+            await client.aclose()
+
+    waited, _ = asyncio.run(blocked_then_free())
+    assert 0.09 <= waited < 0.9, waited
