@@ -19,7 +19,9 @@ sessions = tonumber(os.getenv("SI_WRK_SESSIONS") or "20000")
 local key = os.getenv("SI_WRK_KEY")
 local threads = 0
 local counter = 0
-local tag = "t0"
+-- A global, not a local: setup's thread:set("tag", ...) writes each thread's global, which a local would hide,
+-- and every thread would then seed alike and send the same event_ids to the same sessions (replayed, not scored).
+tag = "t0"
 local thread_list = {}  -- the main state's handles: done() reads each thread's `statuses`
 
 function setup(thread)

@@ -22,8 +22,8 @@ function request()
   local s = math.random(1, sessions)
   local item = (s * stride + math.random(0, shelf - 1)) % items
   local body = string.format(
-    '{"event_id":"ids-%d-%d-%d","action":"%s","from_ad":%s,"user_id":"u-%d","item_id":"i-%d","category_id":"c-%d"}',
-    os.time(), clicks, math.random(1, 1000000000), actions[math.random(1, #actions)],
+    '{"event_id":"ids-%s-%d-%d-%d","action":"%s","from_ad":%s,"user_id":"u-%d","item_id":"i-%d","category_id":"c-%d"}',
+    tag, os.time(), clicks, math.random(1, 1000000000), actions[math.random(1, #actions)],
     math.random() < 0.1 and "true" or "false",
     s % users, item, item % categories)
   return wrk.format("POST", "/v1/sessions/wrk-" .. s .. "/events", nil, body)

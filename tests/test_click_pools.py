@@ -13,7 +13,8 @@ from typing import ClassVar
 
 import pytest
 
-from bench.load.click_pools import CATEGORIES, ITEMS, SESSIONS, SHELF, SHELF_STRIDE, shelf_item, shoppers, wrk_env
+from bench.load import click_pools
+from bench.load.click_pools import SESSIONS, wrk_env
 from bench.load.wrk import WRK_SCRIPT, run_wrk
 from bench.service.cpu_ab import IDS_SCRIPT
 from model.features import ACTIONS
@@ -48,27 +49,40 @@ class _Capture(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("sessions", [30, 500])
-def test_wrk_with_ids_draws_from_the_pools_it_is_handed(tmp_path: Path, sessions: int) -> None:
+def _capture(tmp_path: Path, script: Path, sessions: int, threads: int) -> list[tuple[str, dict[str, object]]]:
     if shutil.which("wrk") is None:
         pytest.skip("needs wrk")
     _Capture.bodies = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        run_wrk(f"http://127.0.0.1:{server.server_address[1]}", 1, connections=2, threads=1,
-                log_path=tmp_path / "wrk.log", script=IDS_SCRIPT, sessions=sessions)
+        run_wrk(f"http://127.0.0.1:{server.server_address[1]}", 1, connections=2 * threads, threads=threads,
+                log_path=tmp_path / "wrk.log", script=script, sessions=sessions)
     finally:
         server.shutdown()
         server.server_close()
     assert len(_Capture.bodies) > 50
-    for path, body in _Capture.bodies:
+    return list(_Capture.bodies)
+
+
+def test_wrk_with_ids_draws_from_the_pools_it_is_handed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every pool differs from the scripts' fallbacks here, so each value the clicks obey came through run_wrk."""
+    actions, items, categories, shelf, stride, sessions = ("home", "order", "add_cart"), 700, 13, 3, 101, 30
+    for name, value in (("ACTIONS", actions), ("ITEMS", items), ("CATEGORIES", categories), ("SHELF", shelf),
+                        ("SHELF_STRIDE", stride)):  # fmt: skip
+        monkeypatch.setattr(click_pools, name, value)
+    for path, body in _capture(tmp_path, IDS_SCRIPT, sessions, threads=1):
         session = int(re.fullmatch(r"/v1/sessions/wrk-(\d+)/events", path).group(1))  # type: ignore[union-attr]
         item = int(str(body["item_id"]).removeprefix("i-"))
         assert 1 <= session <= sessions
-        assert body["user_id"] == f"u-{session % shoppers(sessions)}"
-        assert item in {shelf_item(session, pick) for pick in range(SHELF)}
-        assert body["category_id"] == f"c-{item % CATEGORIES}"
-        assert body["action"] in ACTIONS
-    assert max(int(str(b["item_id"])[2:]) for _, b in _Capture.bodies) < ITEMS
-    assert SHELF_STRIDE % ITEMS  # a stride that is a multiple of ITEMS would give every session the same shelf
+        assert body["user_id"] == f"u-{session % click_pools.shoppers(sessions)}"
+        assert item in {(session * stride + pick) % items for pick in range(shelf)}
+        assert body["category_id"] == f"c-{item % categories}"
+        assert body["action"] in actions
+
+
+@pytest.mark.parametrize("script", [WRK_SCRIPT, IDS_SCRIPT])
+def test_each_wrk_thread_sends_its_own_clicks(tmp_path: Path, script: Path) -> None:
+    """Two threads never send the same event_id: a repeated one is a retry, which the service replays."""
+    event_ids = [str(body["event_id"]) for _, body in _capture(tmp_path, script, SESSIONS, threads=2)]
+    assert len(set(event_ids)) == len(event_ids), len(event_ids) - len(set(event_ids))
