@@ -13,7 +13,8 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import MaxConnectionsError
 
-from service.store.client import PacedRedisCluster
+from service.settings import Settings
+from service.store.client import PacedRedisCluster, connect_redis
 from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
 POOL = 2  # connections per node
@@ -30,8 +31,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterPr
         procs.stop()
 
 
+async def _pipeline(client: RedisCluster) -> int:
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(KEY)
+        pipe.ttl(KEY)
+        await pipe.execute()
+    return 1
+
+
 async def _burst(client: RedisCluster) -> tuple[int, int, int]:
-    """(answered, MaxConnectionsError, the node's connections afterwards) for BURST concurrent calls on one node."""
+    """(calls answered, MaxConnectionsError, the node's connections afterwards) for BURST concurrent calls on one
+    node."""
     await client.initialize()
     try:
         outcomes = await asyncio.gather(*(client.incr(KEY) for _ in range(BURST)), return_exceptions=True)
@@ -52,6 +62,33 @@ def test_a_burst_past_the_bound_waits_for_a_connection(cluster: RedisClusterProc
     waited = asyncio.run(_burst(PacedRedisCluster(host=host, port=port, max_connections=POOL)))
     assert plain[1] > 0, plain  # the premise: redis-py alone fails the calls past the bound
     assert waited == (BURST, 0, POOL), waited  # every call answered, over no more connections than the bound
+
+
+@pytest.mark.slow
+def test_pipelines_get_the_spare_connections_while_commands_wait(cluster: RedisClusterProcs) -> None:
+    """Pipelines take connections beside the gate: with every gated call's connection busy (BLPOPs held 1 s), the
+    spare connections the service's client keeps above SI_REDIS_MAX_CONNECTIONS still serve pipelines at once."""
+    host, port = cluster.startup_node
+    spare = 2
+    settings = Settings(redis_cluster=True, redis_max_connections=POOL, redis_timeout_ms=3000)
+
+    async def pipelines_while_the_gate_is_full() -> tuple[list[object], float]:
+        client = connect_redis(f"redis://{host}:{port}/0", settings)
+        await client.initialize()
+        try:
+            holders = [asyncio.ensure_future(client.blpop([f"{KEY}:list{i}"], timeout=1)) for i in range(POOL)]
+            await asyncio.sleep(0.1)
+            began = time.monotonic()
+            outcomes = await asyncio.gather(*(_pipeline(client) for _ in range(spare)), return_exceptions=True)
+            took = time.monotonic() - began
+            await asyncio.gather(*holders)
+            return outcomes, took
+        finally:
+            await client.aclose()
+
+    outcomes, took = asyncio.run(pipelines_while_the_gate_is_full())
+    assert outcomes == [1] * spare, outcomes
+    assert took < 0.5, took  # not after the BLPOPs let go
 
 
 @pytest.mark.slow

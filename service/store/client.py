@@ -22,6 +22,11 @@ except ImportError:  # pragma: no cover - a serving install always has redis[hir
     hiredis_pack = None  # type: ignore[assignment]
 
 
+# A cluster node's connections beyond its gated calls (PacedRedisCluster): for pipelines, redirected calls and
+# topology reads, which take a connection without passing the gate.
+SPARE_CONNECTIONS = 8
+
+
 def connect_redis(url: str, settings: Settings) -> Any:
     """An asyncio client that reconnects by itself after Redis comes back (each call dials if needed).
 
@@ -35,7 +40,8 @@ def connect_redis(url: str, settings: Settings) -> Any:
     retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
     if settings.redis_cluster:
         return PacedRedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                          max_connections=settings.redis_max_connections, retry=retry,
+                                          max_connections=settings.redis_max_connections + SPARE_CONNECTIONS,
+                                          calls_per_node=settings.redis_max_connections, retry=retry,
                                           min_refresh_s=settings.redis_cluster_refresh_ms / 1000,
                                           connection_wait_s=timeout)
     # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
@@ -56,25 +62,30 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     go by the last topology: the dead master's calls fail at once (503 with Retry-After, as before), the others
     go on, and the first call after the interval refreshes, so the promoted replica is found within it.
 
-    A burst past a node's `max_connections` waits for a free connection, up to `connection_wait_s`, as the single
-    server's BlockingConnectionPool does: redis-py's cluster node raises MaxConnectionsError at once instead
-    (redis/redis-py#3135). Connections are dialled lazily, so at start-up under load (200 clicks/s) a node's
-    first 32 calls were all still dialling and the next ones failed: 3-9 clicks answered 503 in the service's
-    first second, and the write-back's one call per slot (up to a batch's sessions at once) failed with them.
-    Pipelines (`read_scores`, the alert stream) take their connections outside this wait, as before.
+    A command past `calls_per_node` in flight on its node waits for one to finish, up to `connection_wait_s`, as
+    the single server's BlockingConnectionPool does; redis-py's cluster node raises MaxConnectionsError at once
+    when its `max_connections` are all in use (redis/redis-py#3135). Connections are dialled lazily, so at start-up
+    under load (200 clicks/s) a node's first 32 calls were all still dialling and the next ones failed: 3-9 clicks
+    answered 503 in the service's first second, and the write-back's one call per slot (up to a batch's sessions
+    at once) failed with them. The gate holds a command's first node only: pipelines (`read_scores`, the alert
+    stream, deletes), a MOVED/ASK redirect's second node and topology reads take their connections beside it,
+    from the pool's connections above `calls_per_node` (SPARE_CONNECTIONS), so gated commands never exhaust them.
     """
 
-    def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0,
+                 calls_per_node: int | None = None, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.min_refresh_s = min_refresh_s
         self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh; None: none, or it failed
         self.connection_wait_s = connection_wait_s
-        self._node_gates: dict[str, asyncio.Semaphore] = {}  # per node name: its calls in flight, at most its pool
+        self.calls_per_node = calls_per_node  # None: a node's whole pool
+        self._node_gates: dict[str, asyncio.Semaphore] = {}  # per node name: its gated calls in flight
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
         gate = self._node_gates.get(target_node.name)
         if gate is None:
-            gate = self._node_gates[target_node.name] = asyncio.Semaphore(target_node.max_connections)
+            gate = asyncio.Semaphore(self.calls_per_node or target_node.max_connections)
+            self._node_gates[target_node.name] = gate
         if gate.locked():  # only a call that must wait pays for a timer
             try:
                 async with asyncio.timeout(self.connection_wait_s):
