@@ -59,7 +59,8 @@ def run_wrk(url: str, duration_s: float, connections: int, threads: int, log_pat
     think_ms: each connection waits an exponential think time of this mean before every click (Poisson-like
     arrivals, see loadtest/wrk_events.lua); None: closed loop, the next click as soon as the last answered.
     script: the click generator (loadtest/wrk_events_ids.lua: clicks with user, item and category ids); it draws
-    from click_pools.py's pools over `sessions` sessions, handed over as SI_WRK_* variables.
+    from click_pools.py's pools over `sessions` sessions, handed over as SI_WRK_* variables, which replace any
+    the caller's environment holds (a benchmark's clicks are its plan's, never a leftover variable's).
     """
     binary = wrk_binary()
     if binary is None:
