@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -22,8 +22,8 @@ except ImportError:  # pragma: no cover - a serving install always has redis[hir
     hiredis_pack = None  # type: ignore[assignment]
 
 
-# A cluster node's connections beyond its gated calls (PacedRedisCluster): for pipelines, redirected calls and
-# topology reads, which take a connection without passing the gate.
+# A cluster node's connections beyond its gated commands (PacedRedisCluster): SPARE_CONNECTIONS - 1 pipelines at
+# once per client, and one for the rare redirected calls and topology reads, which take a connection without a gate.
 SPARE_CONNECTIONS = 8
 
 
@@ -41,7 +41,8 @@ def connect_redis(url: str, settings: Settings) -> Any:
     if settings.redis_cluster:
         return PacedRedisCluster.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                           max_connections=settings.redis_max_connections + SPARE_CONNECTIONS,
-                                          calls_per_node=settings.redis_max_connections, retry=retry,
+                                          calls_per_node=settings.redis_max_connections,
+                                          pipelines=SPARE_CONNECTIONS - 1, retry=retry,
                                           min_refresh_s=settings.redis_cluster_refresh_ms / 1000,
                                           connection_wait_s=timeout)
     # Blocking pool: a burst past the bound waits (up to the timeout) for a connection instead of failing.
@@ -67,38 +68,48 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     when its `max_connections` are all in use (redis/redis-py#3135). Connections are dialled lazily, so at start-up
     under load (200 clicks/s) a node's first 32 calls were all still dialling and the next ones failed: 3-9 clicks
     answered 503 in the service's first second, and the write-back's one call per slot (up to a batch's sessions
-    at once) failed with them. The gate holds a command's first node only: pipelines (`read_scores`, the alert
-    stream, deletes), a MOVED/ASK redirect's second node and topology reads take their connections beside it,
-    from the pool's connections above `calls_per_node` (SPARE_CONNECTIONS), so gated commands never exhaust them.
+    at once) failed with them. Pipelines (`read_scores`, the alert stream, deletes) wait likewise for one of
+    `pipelines` slots of the client, so they use at most that many of a node's connections above `calls_per_node`;
+    past it redis-py's pipeline would close the whole client on the MaxConnectionsError and retry. A MOVED/ASK
+    redirect's second node and topology reads take the remaining spare connection without a gate.
     """
 
     def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0,
-                 calls_per_node: int | None = None, **kwargs: Any) -> None:  # fmt: skip
+                 calls_per_node: int | None = None, pipelines: int | None = None, **kwargs: Any) -> None:  # fmt: skip
         super().__init__(*args, **kwargs)
         self.min_refresh_s = min_refresh_s
         self._refreshed_at: float | None = None  # time.monotonic() of the last good refresh; None: none, or it failed
         self.connection_wait_s = connection_wait_s
         self.calls_per_node = calls_per_node  # None: a node's whole pool
         self._node_gates: dict[str, asyncio.Semaphore] = {}  # per node name: its gated calls in flight
+        self._pipeline_gate = asyncio.Semaphore(pipelines) if pipelines else None  # None: pipelines ungated
 
     async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
         gate = self._node_gates.get(target_node.name)
         if gate is None:
             gate = asyncio.Semaphore(self.calls_per_node or target_node.max_connections)
             self._node_gates[target_node.name] = gate
-        if gate.locked():  # only a call that must wait pays for a timer
-            try:
-                async with asyncio.timeout(self.connection_wait_s):
-                    await gate.acquire()
-            except TimeoutError:
-                raise MaxConnectionsError(f"no free connection to {target_node.name} within "
-                                          f"{self.connection_wait_s:g} s") from None
-        else:
-            await gate.acquire()
+        await self.enter(gate, target_node.name)
         try:
             return await super()._execute_command(target_node, *args, **kwargs)
         finally:
             gate.release()
+
+    async def enter(self, gate: asyncio.Semaphore, what: str) -> None:
+        """Acquire `gate`, waiting at most `connection_wait_s`; past it, fail as a full pool (a RedisError)."""
+        if not gate.locked():  # only a call that must wait pays for a timer
+            await gate.acquire()
+            return
+        try:
+            async with asyncio.timeout(self.connection_wait_s):
+                await gate.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError(f"no free connection to {what} within {self.connection_wait_s:g} s") from None
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if self._pipeline_gate is None or shard_hint:  # redis-py refuses a shard hint itself
+            return super().pipeline(transaction, shard_hint)
+        return _GatedPipeline(self, self._pipeline_gate, transaction)  # type: ignore[abstract]  # as redis-py's own
 
     async def initialize(self, *args: Any, **kwargs: Any) -> PacedRedisCluster:
         if self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.min_refresh_s:
@@ -116,6 +127,22 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
         self._initialize = False
         self._refreshed_at = None
         await super().aclose()
+
+
+
+class _GatedPipeline(ClusterPipeline):  # type: ignore[misc]
+    """A cluster pipeline that runs only while it holds one of its client's pipeline slots."""
+
+    def __init__(self, client: PacedRedisCluster, gate: asyncio.Semaphore, transaction: Any | None) -> None:
+        super().__init__(client, transaction)
+        self._client, self._gate = client, gate
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        await self._client.enter(self._gate, "a pipeline slot")
+        try:
+            return list(await super().execute(raise_on_error, allow_redirections))
+        finally:
+            self._gate.release()
 
 
 def hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
