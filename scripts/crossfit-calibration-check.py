@@ -23,6 +23,7 @@ import numpy as np
 
 from model.card import ModelCard
 from model.data.dataset import Dataset, Split, load_dataset
+from model.training.calibration import remove_calibration
 from model.training.calibration_choice import CALIBRATION_SOURCES, fit_source, out_of_fold_ece
 from model.training.checkpoint import load_model, predict_logits
 from model.training.config import TrainConfig
@@ -55,8 +56,7 @@ def score(dataset: Dataset, card: ModelCard) -> None:
     net, _ = load_model(MODEL)
     val = dataset.part(Split.VAL)
     folded = predict_logits(net, val.view, val.contexts(slice(None), card.context_names)).astype(np.float64)  # type: ignore[arg-type]
-    fitted = card.extra["history"]["calibration"]
-    z_val = np.stack([(folded[:, j] - fitted[label]["b"]) / fitted[label]["a"] for j, label in enumerate(LABELS)], 1)
+    z_val = remove_calibration(folded, card.extra["history"]["calibration"])
     log.info("windows: %d training (out of fold), %d validation", len(z_train), len(z_val))
     for j, label in enumerate(LABELS):
         log.info("%s rate: training %.4f, validation %.4f", label, y_train[:, j].mean(), val.Y[:, j].mean())

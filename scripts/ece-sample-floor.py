@@ -27,7 +27,7 @@ import numpy as np
 from model.card import ModelCard
 from model.data.dataset import Split, load_dataset
 from model.evaluation.bootstrap import ECE_BINS, expected_calibration_error, weighted_ece
-from model.training.calibration import fit_label
+from model.training.calibration import fit_label, remove_calibration
 from model.training.checkpoint import load_model, predict_logits
 from model.training.crossfit import FOLDS
 from model.training.nets import LABELS
@@ -46,8 +46,7 @@ def pooled_logits(card: ModelCard) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     net, _ = load_model(MODEL)
     val = dataset.part(Split.VAL)
     folded = predict_logits(net, val.view, val.contexts(slice(None), card.context_names)).astype(np.float64)  # type: ignore[arg-type]
-    fitted = card.extra["history"]["calibration"]
-    z_val = np.stack([(folded[:, j] - fitted[label]["b"]) / fitted[label]["a"] for j, label in enumerate(LABELS)], 1)
+    z_val = remove_calibration(folded, card.extra["history"]["calibration"])
     z = np.concatenate([*(p["z"] for p in parts), z_val])
     y = np.concatenate([*(p["y"] for p in parts), val.Y])
     session = np.concatenate([*(p["s"] for p in parts), val.session])

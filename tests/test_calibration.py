@@ -20,9 +20,11 @@ from model.features import VECTOR_DIM, FeatureConfig
 from model.training.calibration import (
     LabelCalibration,
     apply_calibration,
+    calibration_record,
     fit_calibration,
     fit_label,
     fold_calibration,
+    remove_calibration,
 )
 from model.training.calibration_choice import CALIBRATION_SOURCES, choose_calibration, fit_source, out_of_fold_ece
 from model.training.checkpoint import predict_logits
@@ -68,6 +70,16 @@ def _miscalibrated(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     truth = rng.normal(-1.5, 1.0, size=(n, 2))
     y = (rng.random((n, 2)) < 1 / (1 + np.exp(-truth))).astype(np.float32)
     return (3.0 * truth + 1.0).astype(np.float32), y
+
+
+def test_the_cards_record_undoes_the_calibration() -> None:
+    """remove_calibration reads the card's a, b and gives back the network's own logits (the check scripts' input)."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(200, 2))
+    y = (rng.random((200, 2)) < 0.3).astype(np.int64)
+    calibration = (LabelCalibration(1.3, 0.4, applied=True), LabelCalibration(0.8, -0.2, applied=True))
+    record = calibration_record(calibration, logits, y)
+    np.testing.assert_allclose(remove_calibration(apply_calibration(logits, calibration), record), logits, atol=1e-5)
 
 
 def test_platt_scaling_lowers_the_validation_ece_and_keeps_the_ranking() -> None:

@@ -78,6 +78,14 @@ def apply_calibration(logits: np.ndarray, calibration: tuple[LabelCalibration, .
     return (np.asarray(logits, dtype=np.float64) * a + b).astype(np.float32)
 
 
+
+def remove_calibration(logits: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """(n, 2) logits of a calibrated net → the net's own, its card's folded a, b (`calibration_record`) undone."""
+    a = np.array([record[label]["a"] for label in LABELS], dtype=np.float64)
+    b = np.array([record[label]["b"] for label in LABELS], dtype=np.float64)
+    return (np.asarray(logits, dtype=np.float64) - b) / a
+
+
 def calibration_record(
     calibration: tuple[LabelCalibration, ...], logits: np.ndarray, y: np.ndarray
 ) -> dict[str, Any]:
