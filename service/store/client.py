@@ -89,13 +89,13 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
         if gate is None:
             gate = asyncio.Semaphore(self.calls_per_node or target_node.max_connections)
             self._node_gates[target_node.name] = gate
-        await self.enter(gate, target_node.name)
+        await self.acquire_slot(gate, target_node.name)
         try:
             return await super()._execute_command(target_node, *args, **kwargs)
         finally:
             gate.release()
 
-    async def enter(self, gate: asyncio.Semaphore, what: str) -> None:
+    async def acquire_slot(self, gate: asyncio.Semaphore, what: str) -> None:
         """Acquire `gate`, waiting at most `connection_wait_s`; past it, fail as a full pool (a RedisError)."""
         if not gate.locked():  # only a call that must wait pays for a timer
             await gate.acquire()
@@ -109,7 +109,7 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
         if self._pipeline_gate is None or shard_hint:  # redis-py refuses a shard hint itself
             return super().pipeline(transaction, shard_hint)
-        return _GatedPipeline(self, self._pipeline_gate, transaction)  # type: ignore[abstract]  # as redis-py's own
+        return _GatedPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py's own
 
     async def initialize(self, *args: Any, **kwargs: Any) -> PacedRedisCluster:
         if self._refreshed_at is not None and time.monotonic() - self._refreshed_at < self.min_refresh_s:
@@ -129,20 +129,21 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
         await super().aclose()
 
 
-
 class _GatedPipeline(ClusterPipeline):  # type: ignore[misc]
     """A cluster pipeline that runs only while it holds one of its client's pipeline slots."""
 
-    def __init__(self, client: PacedRedisCluster, gate: asyncio.Semaphore, transaction: Any | None) -> None:
+    def __init__(self, client: PacedRedisCluster, transaction: Any | None) -> None:
         super().__init__(client, transaction)
-        self._client, self._gate = client, gate
+        self._client = client
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
-        await self._client.enter(self._gate, "a pipeline slot")
+        gate = self._client._pipeline_gate
+        assert gate is not None  # PacedRedisCluster.pipeline makes this class only with a gate
+        await self._client.acquire_slot(gate, "a pipeline slot")
         try:
-            return list(await super().execute(raise_on_error, allow_redirections))
+            return await super().execute(raise_on_error, allow_redirections)
         finally:
-            self._gate.release()
+            gate.release()
 
 
 def hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
