@@ -18,7 +18,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from service.store.client import PacedRedisCluster
+from service.settings import Settings
+from service.store.client import PacedRedisCluster, connect_redis
 from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
 NODE_TIMEOUT_MS = 30_000  # no replica is promoted while the test runs, however slow the machine
@@ -127,3 +128,45 @@ def test_a_cluster_gone_whole_fails_every_call_as_a_redis_error(tmp_path: Path) 
     finally:
         procs.stop()
     assert len(errors) == 6, errors  # every call failed, each as a RedisError (anything else propagates: red)
+
+
+@pytest.mark.slow
+def test_a_pipeline_that_meets_a_dead_master_leaves_the_live_masters_calls_alone(tmp_path: Path) -> None:
+    """redis-py's cluster pipeline closes the whole client before retrying a connection error, so one pipeline
+    touching a dead master (a write-back, a /risk read) cut the live masters' calls in flight, which the client's
+    one retry then sent again. The service's client only marks the topology for a refresh: a call in flight on a
+    live master is sent once and answered on its own connection."""
+    procs = start_cluster_or_skip(tmp_path, node_timeout_ms=NODE_TIMEOUT_MS)
+    settings = Settings(redis_cluster=True, redis_timeout_ms=3000)  # past the BLPOP held below
+
+    async def pipeline_beside_a_live_call(dead_key: str, live_key: str, live_port: int) -> tuple[object, int]:
+        host, port = procs.startup_node
+        client = connect_redis(f"redis://{host}:{port}/0", settings)
+        await client.initialize()
+        try:
+            holder = asyncio.ensure_future(client.blpop([f"{{{live_key}}}:list"], timeout=1))
+            await asyncio.sleep(0.1)
+            with pytest.raises(RedisError):
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.get(live_key)
+                    pipe.get(dead_key)
+                    await pipe.execute()
+            held = (await asyncio.gather(holder, return_exceptions=True))[0]
+            with redis.Redis(host=host, port=live_port) as probe:
+                return held, probe.info("commandstats").get("cmdstat_blpop", {}).get("calls", 0)
+        finally:
+            await client.aclose()
+
+    try:
+        dead_key = "k-0"
+        dead = procs.master_of(dead_key)
+        live_key = next(k for k in (f"k-{i}" for i in range(1, 50)) if procs.master_of(k).port != dead.port)
+        assert dead.proc is not None
+        dead.proc.kill()
+        dead.proc.wait()
+        dead.proc = None
+        held, blpops = asyncio.run(pipeline_beside_a_live_call(dead_key, live_key, procs.master_of(live_key).port))
+    finally:
+        procs.stop()
+    assert held is None, held  # the BLPOP ran to its own timeout
+    assert blpops == 1, blpops  # sent once: its connection was not closed under it (2 with redis-py's close)

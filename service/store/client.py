@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from typing import Any
 
@@ -25,6 +26,10 @@ except ImportError:  # pragma: no cover - a serving install always has redis[hir
 # A cluster node's connections beyond its gated commands (PacedRedisCluster): SPARE_CONNECTIONS - 1 pipelines at
 # once per client, and one for the rare redirected calls and topology reads, which take a connection without a gate.
 SPARE_CONNECTIONS = 8
+
+# Set while a gated pipeline runs: redis-py's cluster pipeline answers a connection error by closing the whole client
+# (every node's connections) before its retry, which PacedRedisCluster.aclose turns into a topology refresh instead.
+_IN_PIPELINE: contextvars.ContextVar[bool] = contextvars.ContextVar("si_in_cluster_pipeline", default=False)
 
 
 def connect_redis(url: str, settings: Settings) -> Any:
@@ -72,6 +77,10 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     `pipelines` slots of the client, so they use at most that many of a node's connections above `calls_per_node`;
     past it redis-py's pipeline would close the whole client on the MaxConnectionsError and retry. A MOVED/ASK
     redirect's second node and topology reads take the remaining spare connection without a gate.
+
+    A pipeline that meets a connection error (a dead master, a full pool) does not close the client: redis-py's
+    pipeline calls `aclose` before its one retry, which would drop every node's connections under the calls in
+    flight on the healthy masters; here it marks the topology for a (paced) refresh instead.
     """
 
     def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0,
@@ -123,7 +132,11 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
         return self
 
     async def aclose(self) -> None:
-        """Close even while a refresh is deferred (redis-py closes only a client with no refresh pending)."""
+        """Close even while a refresh is deferred (redis-py closes only a client with no refresh pending); inside a
+        gated pipeline's retry, only mark the topology for a refresh."""
+        if _IN_PIPELINE.get():
+            self._initialize = True
+            return
         self._initialize = False
         self._refreshed_at = None
         await super().aclose()
@@ -140,9 +153,11 @@ class _GatedPipeline(ClusterPipeline):  # type: ignore[misc]
         gate = self._client._pipeline_gate
         assert gate is not None  # PacedRedisCluster.pipeline makes this class only with a gate
         await self._client.acquire_slot(gate, "a pipeline slot")
+        inside = _IN_PIPELINE.set(True)
         try:
             return await super().execute(raise_on_error, allow_redirections)
         finally:
+            _IN_PIPELINE.reset(inside)
             gate.release()
 
 
