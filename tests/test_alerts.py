@@ -4,15 +4,19 @@ one alert per open cart, written with the batch's scores, the order outcome writ
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aredis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from bench.procs.round_trips import RoundTripCounter
 from model.features import ACTION_INDEX, ADD_CART, ORDER
 from service.arms import ArmAssigner
+from service.settings import Settings
 from service.store.alerts import ALERT_FIELDS, AlertConfig, decode_outcomes
+from service.store.client import connect_redis
 from service.store.window_store import ScoreRecord, SessionWindowStore
 from tests.cluster_procs import RedisClusterProcs, start_cluster_or_skip
 
@@ -146,6 +150,36 @@ async def test_on_a_cluster_the_crossing_batch_adds_one_call(cluster: RedisClust
         assert [r["outcome"] for r in await outcomes(client, store, "c-3")] == ["order"]
     finally:
         await client.aclose()
+
+
+@pytest.mark.slow
+async def test_on_a_cluster_a_dead_master_loses_only_its_own_alerts(tmp_path: Path) -> None:
+    """The write-back goes as one pipeline per master: with a master dead its records fail (the flush raises, and
+    the ScoreWriter logs and counts it), while the alerts the other masters' calls raised still reach the stream.
+    Their markers are set, so dropping them with the failed flush would have lost them for good."""
+    procs = start_cluster_or_skip(tmp_path, node_timeout_ms=30_000)  # no replica is promoted while this runs
+    host, port = procs.startup_node
+    client = connect_redis(f"redis://{host}:{port}/0", Settings(redis_cluster=True, redis_timeout_ms=3000))
+    try:
+        store = SessionWindowStore(client, alerts=ALERTS)
+        sessions = [f"d-{i}" for i in range(24)]
+        for sid in sessions:
+            await click(store, sid, ADD_CART, 0)
+        kept = {procs.master_of(store.key_scheme.alerts).port, procs.master_of(store.risk_key).port}
+        master = {sid: procs.master_of(store.keys(sid)[1]).port for sid in sessions}
+        victim = next(procs.master_of(store.keys(sid)[1]) for sid in sessions if master[sid] not in kept)
+        assert victim.proc is not None
+        victim.proc.kill()
+        victim.proc.wait()
+        victim.proc = None
+        with pytest.raises(RedisError):
+            await store.write_scores([scored(sid, 0, 0.9, "treat") for sid in sessions])
+        alerted = sorted(a["session"] for a in await stream(client, store))
+        assert alerted == sorted(sid for sid in sessions if master[sid] != victim.port), alerted
+        assert alerted  # the premise: some sessions live on the other masters
+    finally:
+        await client.aclose()
+        procs.stop()
 
 
 def test_arms_are_stable_keyed_and_near_their_share() -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import ExitStack
 
 import pytest
+import redis
 from redis.asyncio.cluster import RedisCluster
 
 from model.features import ACTION_INDEX
@@ -94,3 +96,44 @@ async def test_a_write_back_costs_one_call_per_slot(client: RedisCluster, cluste
         sent = trips.take()
     assert sent["evalsha"] == len(slots) + 1, (sent, len(slots))
     print(f"\n64-record write-back on a cluster: {sent['evalsha']} EVALSHAs ({len(slots)} slots + the index)")
+
+
+async def test_a_write_back_is_one_round_trip_per_master(client: RedisCluster, cluster: RedisClusterProcs) -> None:
+    """The per-slot calls of a write-back go as one pipeline per master (docs/redis.md "Write-behind"), so Redis
+    reads them in one read per master, where one call per slot, each awaited on its own, meant about one read per
+    record. Counted by the masters themselves (INFO stats total_reads_processed)."""
+    store = SessionWindowStore(client)
+    sessions = [f"rt-{i}" for i in range(64)]
+    for session_id in sessions:
+        await store.append_event(session_id, None, VIEW, T0, None)
+    await store.write_scores([record(s, None, 0, 0.5) for s in sessions])  # every master has the script now
+    with ExitStack() as stack:
+        nodes = [stack.enter_context(redis.Redis(host="127.0.0.1", port=node.port)) for node in cluster.nodes]
+        masters = [node for node in nodes if node.info("replication")["role"] == "master"]
+        before = [master.info("stats")["total_reads_processed"] for master in masters]
+        await store.write_scores([record(s, None, 1, 0.6) for s in sessions])
+        after = [master.info("stats")["total_reads_processed"] for master in masters]
+    # Less each master's INFO read; a replica's REPLCONF ACK (once a second) may land in the window too.
+    reads = sum(a - b - 1 for a, b in zip(after, before, strict=True))
+    print(f"\n64-record write-back on a cluster: {reads} reads on {len(masters)} masters")
+    assert reads <= 2 * len(masters), (reads, len(masters))
+    scores = await store.read_scores("rt-63")
+    assert scores is not None and scores["abandonment_risk"] == 0.6
+
+
+async def test_a_write_back_reloads_the_script_on_masters_that_lost_it(client: RedisCluster,
+                                                                       cluster: RedisClusterProcs) -> None:
+    """A pipelined EVALSHA on a master without the script (a promoted replica, a restart) gets NOSCRIPT: the store
+    loads it and sends those calls again, so the batch is written whole."""
+    store = SessionWindowStore(client)
+    sessions = [f"ns-{i}" for i in range(32)]
+    for session_id in sessions:
+        await store.append_event(session_id, None, VIEW, T0, None)
+    for node in cluster.nodes:
+        with redis.Redis(host="127.0.0.1", port=node.port) as direct:
+            direct.script_flush()
+    await store.write_scores([record(s, None, 0, i / 100) for i, s in enumerate(sessions)])
+    risks = [(await store.read_scores(s) or {}).get("abandonment_risk") for s in sessions]
+    assert risks == [i / 100 for i in range(len(sessions))], risks
+    listed = await store.at_risk(min_risk=0.0, limit=100)
+    assert {row["session_id"] for row in listed} >= set(sessions), listed

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import NoScriptError, RedisError, SlotNotCoveredError
 
 from model.context import CONTEXT_DIM
 from model.features import ADD_CART, N_ACTIONS, ORDER
@@ -192,7 +192,8 @@ class SessionWindowStore:
                            record.policy))
 
     async def write_scores(self, records: Sequence[ScoreRecord]) -> None:
-        """Store a batch's answers, last scores and at-risk entries: one EVALSHA (one per slot on a cluster)."""
+        """Store a batch's answers, last scores and at-risk entries: one EVALSHA (on a cluster one per slot, sent as
+        one pipeline per master)."""
         await self.write_prepared([self.score_parts(record) for record in records])
 
     async def write_prepared(self, parts: Sequence[ScoreParts]) -> None:
@@ -211,19 +212,26 @@ class SessionWindowStore:
         by_slot: dict[int, list[ScoreParts]] = {}
         for part in parts:
             by_slot.setdefault(self.client.keyslot(part.keys[0]), []).append(part)
-        # The index lives on its own slot: an extra call, concurrent with the per-slot ones.
-        replies = await asyncio.gather(self._write_group([], index_args),
-                                       *(self._write_group(g, []) for g in by_slot.values()))
-        # So does the alert stream: one more call, only for a batch that raised an alert (docs/redis.md).
-        raised = [alert for reply in replies for alert in split_alerts(reply[2:])]
+        # The index lives on its own slot: one more call, beside the per-slot ones, all pipelined per master.
+        replies = await self._write_per_master([self._write_call([], index_args),
+                                                *(self._write_call(group, []) for group in by_slot.values())])
+        # So does the alert stream: one more call, only for a batch that raised an alert (docs/redis.md). The alerts
+        # of the calls that succeeded go out even when another master failed: their markers are set, so a later
+        # write of the same records would not raise them again.
+        raised = [alert for reply in replies if not isinstance(reply, BaseException)
+                  for alert in split_alerts(reply[2:])]
         if raised:
             async with self.client.pipeline(transaction=False) as pipe:
                 for alert in raised:
                     fields = stream_fields([reply_text(x) for x in alert])
                     pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
                 await pipe.execute()
+        failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+        if failed is not None:
+            raise failed
 
-    async def _write_group(self, parts: Sequence[ScoreParts], index_args: list[str]) -> list[Any]:
+    def _write_call(self, parts: Sequence[ScoreParts], index_args: list[str]) -> tuple[list[str], list[Any]]:
+        """write_scores.lua's (KEYS, ARGV) for records of one slot and/or the index's entries."""
         keys: list[str] = []
         args: list[str | bytes | int] = [len(parts), self.ttl_s, len(index_args) // 2]
         for part in parts:
@@ -237,7 +245,54 @@ class SessionWindowStore:
         if xadd_here:
             keys.append(self.key_scheme.alerts)
         args += self.alerts.args(xadd_here)
+        return keys, args
+
+    async def _write_group(self, parts: Sequence[ScoreParts], index_args: list[str]) -> list[Any]:
+        keys, args = self._write_call(parts, index_args)
         return list(await self._write(keys=keys, args=args))
+
+    async def _write_per_master(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Each (KEYS, ARGV) of write_scores.lua, one pipeline (one round trip) per master the calls' slots are on, the
+        masters concurrently; a call's reply, or its master's error. A batch's sessions are seldom on one slot, so
+        one call per slot, each its own round trip, cost about one round trip per click (docs/redis.md)."""
+        assert isinstance(self.client, RedisCluster)
+        masters: dict[str, ClusterNode] = {}
+        at_master: dict[str, list[int]] = {}
+        for i, (keys, _) in enumerate(calls):
+            master = self.client.get_node_from_key(keys[0])
+            if master is None:  # a slot no master covers: the pipeline raises redis-py's error for it
+                raise SlotNotCoveredError(f"no master serves the slot of {keys[0]!r}")
+            masters[master.name] = master
+            at_master.setdefault(master.name, []).append(i)
+        outcomes = await asyncio.gather(*(self._write_pipeline(masters[name], [calls[i] for i in at])
+                                          for name, at in at_master.items()), return_exceptions=True)
+        replies: list[Any] = [None] * len(calls)
+        for at, outcome in zip(at_master.values(), outcomes, strict=True):
+            for j, i in enumerate(at):
+                replies[i] = outcome if isinstance(outcome, BaseException) else outcome[j]
+        return replies
+
+    async def _write_pipeline(self, master: ClusterNode, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """write_scores.lua's calls on one master in one pipeline; a master without the script (a promoted replica,
+        a restart) gets it loaded, on it alone, and those calls again."""
+        replies = await self._evalsha_pipeline(calls)
+        unloaded = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unloaded:
+            # redis-py's own reload (register_script) loads on every master, which fails while another is down.
+            await self.client.execute_command("SCRIPT LOAD", self._write.script, target_nodes=master)
+            again = await self._evalsha_pipeline([calls[i] for i in unloaded])
+            for i, reply in zip(unloaded, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _evalsha_pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                # redis-py blocks the pipeline's `evalsha` method on a cluster, since a script's keys may span
+                # slots; each call's keys here share one, and the pipeline routes by them (a CROSSSLOT is its error).
+                pipe.execute_command("EVALSHA", self._write.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        return [reply if isinstance(reply, BaseException) else list(reply) for reply in replies]
 
     async def read_scores(self, session_id: str) -> dict[str, Any] | None:
         """The session's meta and its last stored scores (never runs the model); None when gone.
