@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import redis.asyncio
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -56,6 +57,8 @@ class FailoverResult:
     node_timeout_ms: int
     tracebacks: int
     service_log: str  # what the service logged (warnings and up)
+    # The masters' own counters from the load's start to the kill: (socket reads, EVALSHA calls).
+    master_traffic: tuple[int, int] = (0, 0)
 
     def clicks(self, victim: bool, since: float = 0.0) -> list[Click]:
         return [c for c in self.load.clicks if (c.session in self.victim_sessions) == victim and c.t >= since]
@@ -82,6 +85,13 @@ class FailoverResult:
         """Share of the other masters' clicks after the kill that answered 200."""
         others = self.clicks(False, self.killed_at)
         return sum(c.status == 200 for c in others) / len(others) if others else float("nan")
+
+    def per_click_before_kill(self) -> tuple[float, float]:
+        """(the masters' reads, their EVALSHAs) per click answered 200 before the kill: a read is one round trip
+        of one connection, however many commands it carried, so the two differ by what clients pipelined."""
+        answered = sum(c.status == 200 for c in self.load.clicks if c.t + c.latency_s < self.killed_at)
+        reads, scripts = self.master_traffic
+        return (reads / answered, scripts / answered) if answered else (float("nan"), float("nan"))
 
     def p99_ms(self, victim: bool, status: int) -> float:
         ms = [c.latency_s * 1000 for c in self.clicks(victim, self.killed_at) if c.status == status]
@@ -114,9 +124,25 @@ def _cluster_spec(url: str, model_dir: Path) -> ServerSpec:
     return ServerSpec(base.name, base.argv, {**base.env, "SI_REDIS_CLUSTER": "true"})
 
 
+async def _masters_traffic(procs: RedisClusterProcs) -> tuple[int, int]:
+    """(total_reads_processed, EVALSHA calls) summed over the running masters (INFO stats, INFO commandstats)."""
+    reads = scripts = 0
+    for node in procs.nodes:
+        if node.proc is None:
+            continue
+        async with redis.asyncio.Redis(host="127.0.0.1", port=node.port) as client:
+            if (await client.info("replication"))["role"] != "master":
+                continue
+            reads += (await client.info("stats"))["total_reads_processed"]
+            scripts += (await client.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+    return reads, scripts
+
+
 async def _kill(procs: RedisClusterProcs, victim_port: int, plan: FailoverPlan, started: float,
-                killed: list[float]) -> None:
-    await asyncio.sleep(plan.kill_at_s)
+                killed: list[float], traffic: list[tuple[int, int]]) -> None:
+    traffic.append(await _masters_traffic(procs))
+    await asyncio.sleep(plan.kill_at_s - (time.monotonic() - started))
+    traffic.append(await _masters_traffic(procs))
     victim = next(n for n in procs.nodes if n.port == victim_port)
     assert victim.proc is not None
     victim.proc.kill()
@@ -144,10 +170,12 @@ def run_failover(plan: FailoverPlan) -> FailoverResult:
         service = stack.enter_context(running_server(_cluster_spec(f"redis://{host}:{port}/0", plan.model_dir),
                                                      free_port(), work))
         killed: list[float] = []
-        kill = lambda started: _kill(procs, victim_port, plan, started, killed)  # noqa: E731
+        traffic: list[tuple[int, int]] = []
+        kill = lambda started: _kill(procs, victim_port, plan, started, killed, traffic)  # noqa: E731
         record, probes = asyncio.run(drive_under_fault(service.url, service.proc.pid, plan.load, kill))
         audit = _audit_after_promotion(procs, record, stack)
         service_log = service.log_path.read_text(errors="replace")
     victims = frozenset(s for s, p in owners.items() if p == victim_port)
+    (reads_0, scripts_0), (reads_1, scripts_1) = traffic
     return FailoverResult(plan, record, audit, probes, killed[0], victims, node_timeout_ms,
-                          service_log.count("Traceback"), service_log)
+                          service_log.count("Traceback"), service_log, (reads_1 - reads_0, scripts_1 - scripts_0))

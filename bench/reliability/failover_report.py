@@ -18,6 +18,7 @@ def failover_row(r: FailoverResult) -> dict[str, object]:
     span = r.unavailable_span_s()
     first_ok = r.first_ok_after_kill_s()
     victim = r.statuses(True, r.killed_at)
+    reads, scripts = r.per_click_before_kill()
     others = r.statuses(False, r.killed_at)
     return {
         "rate": r.plan.load.rate, "sessions": r.plan.load.sessions, "duration_s": r.plan.load.duration_s,
@@ -33,6 +34,7 @@ def failover_row(r: FailoverResult) -> dict[str, object]:
         "server_errors_500": sum(n for s, n in {**victim, **others}.items() if s >= 500 and s not in (503, 504)),
         "ids": r.plan.load.ids, "acknowledged": r.audit.acknowledged, "acknowledged_lost": r.audit.lost,
         "context_lost": r.audit.context_lost, "tracebacks": r.tracebacks,
+        "master_reads_per_click": round(reads, 3), "master_evalshas_per_click": round(scripts, 3),
     }
 
 
@@ -52,7 +54,11 @@ def write_failover_report(result: FailoverResult, out_dir: Path, command: str) -
         "replica is promoted. Times count from the kill. *Killed master sessions*: sessions whose slot it served. "
         "*Acknowledged lost*: clicks answered 200 that the cluster no longer counts (replication is asynchronous, "
         "so a write acknowledged by the master just before the kill can be missing on the promoted replica). "
-        + CONTEXT_TERMS, "",
+        + CONTEXT_TERMS + " *Master reads / EVALSHAs per click*: from the load's start to the kill, the masters' "
+        "own `total_reads_processed` (INFO stats) and EVALSHA calls (INFO commandstats) over the clicks answered 200 "
+        "in that time; a read is one round trip of one connection, however many pipelined commands it carried. "
+        "Both include the score write-back; the reads also the readiness probes' and the replicas' "
+        "acknowledgements.", "",
         "| " + " | ".join(row) + " |", "|" + "---|" * len(row), "| " + " | ".join(str(v) for v in row.values()) + " |",
         "", f"![answers per second]({png_path.name})", "",
     ]
