@@ -34,9 +34,16 @@ def test_a_config_names_a_tree_and_environment_overrides(tmp_path: Path) -> None
     on = parse_config("on=SI_TRACING=otlp,OTEL_RESOURCE_ATTRIBUTES=a=1,b=2,SI_LOG_LEVEL=warning")
     assert on.root == REPO_ROOT and on.tree == "this tree"
     assert on.env == {"SI_TRACING": "otlp", "OTEL_RESOURCE_ATTRIBUTES": "a=1,b=2", "SI_LOG_LEVEL": "warning"}
-    for bad in ("=SI_X=1", "a b=SI_X=1", f"x=@{tmp_path}", "x=nothing-here"):
+    for bad in ("=SI_X=1", "a b=SI_X=1", f"x=@{tmp_path}", "x=nothing-here", "x=+smallest"):
         with pytest.raises(ValueError):
             parse_config(bad)
+
+
+def test_a_config_may_serve_the_published_stand_in_beside_its_overrides() -> None:
+    """`+published` may stand anywhere among the parts: it is split off as @DIR and KEY=VALUE are."""
+    for text in ("pub-w2=+published,SI_WORKERS=2", "pub-w2=SI_WORKERS=2,+published"):
+        assert parse_config(text) == AbConfig("pub-w2", REPO_ROOT, {"SI_WORKERS": "2"}, published=True), text
+    assert not parse_config("small=SI_WORKERS=2").published
 
 
 def test_rounds_rotate_the_order() -> None:

@@ -57,7 +57,10 @@ USER_KEYS = KeyScheme().user("0").replace("{u:0}", "{u:*}")  # this tree's schem
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # A spec's parts are split at the commas that start another part (@ or an upper-case NAME=), so a value may hold
 # commas, even `a=1,b=2`.
-_PART_START = re.compile(r",(?=@|[A-Z_][A-Z0-9_]*=)")
+_PART_START = re.compile(r",(?=@|\+|[A-Z_][A-Z0-9_]*=)")
+# The part naming the published-size stand-in that `bench service` serves (bench/service/models.py), built once per
+# run in its scratch directory, so a report that compares it can be regenerated from a clone.
+PUBLISHED = "+published"
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class AbConfig:
     name: str
     root: Path = REPO_ROOT
     env: dict[str, str] = field(default_factory=dict)
+    published: bool = False  # serves the published-size stand-in (PUBLISHED), unless env sets SI_MODEL_DIR
 
     @property
     def tree(self) -> str:
@@ -74,16 +78,21 @@ class AbConfig:
 
 
 def parse_config(text: str) -> AbConfig:
-    """`NAME=PART,PART…`, each PART `@DIR` (the source tree; default this one) or `KEY=VALUE` (an upper-case
-    environment variable); `NAME` alone: this tree as it is.
+    """`NAME=PART,PART…`, each PART `@DIR` (the source tree; default this one), `+published` (the published-size
+    stand-in instead of the tree's model) or `KEY=VALUE` (an upper-case environment variable); `NAME` alone: this
+    tree as it is.
 
-    e.g. `base=@/tmp/base`, `on=SI_TRACING=otlp`, `full-ids=SI_CONTEXT_STATE=full,SI_LOG_LEVEL=warning`.
+    e.g. `base=@/tmp/base`, `on=SI_TRACING=otlp`, `full-ids=SI_CONTEXT_STATE=full,SI_LOG_LEVEL=warning`,
+    `pub-w2=+published,SI_WORKERS=2`.
     """
     name, _, spec = text.partition("=")
     if not NAME.match(name):
         raise ValueError(f"config {text!r}: a name is 1-40 of [A-Za-z0-9_.-], first a letter or digit, then '='")
-    root, env = REPO_ROOT, {}
+    root, env, published = REPO_ROOT, {}, False
     for part in filter(None, _PART_START.split(spec)):
+        if part == PUBLISHED:
+            published = True
+            continue
         if part.startswith("@"):
             root = Path(part[1:]).expanduser().resolve()
             if not (root / "cli" / "serve_command.py").is_file():
@@ -91,9 +100,9 @@ def parse_config(text: str) -> AbConfig:
             continue
         key, eq, value = part.partition("=")
         if not eq or not re.fullmatch(r"[A-Z_][A-Z0-9_]*", key):
-            raise ValueError(f"config {name!r}: {part!r} is neither @DIR nor KEY=VALUE")
+            raise ValueError(f"config {name!r}: {part!r} is neither @DIR, {PUBLISHED} nor KEY=VALUE")
         env[key] = value
-    return AbConfig(name, root, env)
+    return AbConfig(name, root, env, published)
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class AbPlan:
     ids: bool = False  # clicks carry user_id, item_id and category_id (loadtest/wrk_events_ids.lua)
     sessions: int = SESSIONS  # the clicks' session pool (bench service's); with ids, click_pools.shoppers
     model_dir: Path | None = None  # None: each tree's own models/default
+    published_dir: Path | None = None  # the stand-in the +published configs serve; run_ab builds it
     profile_s: float = 0.0  # 0: no py-spy profile
 
     @property
@@ -166,6 +176,7 @@ class AbResult:
     otlp_posts: int = 0
     notes: list[str] = field(default_factory=list)
     kept_logs: Path | None = None  # where the server logs of runs with answers outside 2xx are kept
+    published_source: str | None = None  # where the +published stand-in's weights came from
 
 
 def run_ab(plan: AbPlan, on_step: Callable[[str], None] | None = None) -> AbResult:
@@ -174,6 +185,12 @@ def run_ab(plan: AbPlan, on_step: Callable[[str], None] | None = None) -> AbResu
     started = time.monotonic()
     result = AbResult(plan, time.strftime("%Y-%m-%d %H:%M:%S %Z"), cpu_description(), os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="si-cpu-ab-") as tmp, OtlpSink() as sink:
+        if any(config.published for config in plan.configs):
+            from bench.service.models import published_model
+
+            step("building the published-size stand-in")
+            published_dir, result.published_source = published_model(REPO_ROOT / "models", Path(tmp) / "published")
+            plan = replace(plan, published_dir=published_dir)
         for r in range(plan.rounds):
             for position, config in enumerate(plan.order(r)):
                 step(f"round {r + 1}/{plan.rounds}: {config.name}")
@@ -224,7 +241,7 @@ def _served(config: AbConfig, r: int, plan: AbPlan, redis_url: str, work: Path, 
             ) -> Iterator[RunningServer]:
     """`serve` of the config's tree: PYTHONSAFEPATH keeps this checkout (the working directory) off sys.path.
     Its log is the run's own (`<config>-r<round>.log`), so a run with answers outside 2xx can keep it."""
-    model_dir = plan.model_dir or config.root / "models" / "default"
+    model_dir = (plan.published_dir if config.published else plan.model_dir) or config.root / "models" / "default"
     env = {"PYTHONPATH": str(config.root), "PYTHONSAFEPATH": "1", "SI_REDIS_URL": redis_url,
            "SI_AUTH_ENABLED": "false", "SI_MODEL_DIR": str(model_dir), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
            **config.env}

@@ -92,6 +92,8 @@ def markdown(result: AbResult, name: str, command: str, png_name: str) -> str:
         "## Configurations", "",
         "| config | source tree | environment overrides | model (/readyz) |", "|---|---|---|---|",
         *(f"| {c.name} | {c.tree} | {_env_text(c)} | {result.models.get(c.name, '–')} |" for c in plan.configs), "",
+        *([f"`+published`: the published-size stand-in of `bench service` (bench/service/models.py), built for "
+           f"this run: {result.published_source}.", ""] if result.published_source else []),
         f"![CPU per click by round]({png_name})", "",
         *_cpu_table(result), "",
         *_redis_table(result), "",
@@ -192,7 +194,8 @@ def _median(values: Iterable[float]) -> float:
 
 
 def _env_text(config: AbConfig) -> str:
-    return ", ".join(f"`{k}={v}`" for k, v in config.env.items()) or "–"
+    parts = ["`+published`"] * config.published + [f"`{k}={v}`" for k, v in config.env.items()]
+    return ", ".join(parts) or "–"
 
 
 def _csv_row(result: AbResult, run: AbRun) -> dict[str, object]:
