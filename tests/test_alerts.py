@@ -156,7 +156,9 @@ async def test_on_a_cluster_the_crossing_batch_adds_one_call(cluster: RedisClust
 async def test_on_a_cluster_a_dead_master_loses_only_its_own_alerts(tmp_path: Path) -> None:
     """The write-back goes as one pipeline per master: with a master dead its records fail (the flush raises, and
     the ScoreWriter logs and counts it), while the alerts the other masters' calls raised still reach the stream.
-    Their markers are set, so dropping them with the failed flush would have lost them for good."""
+    Their markers are set, so dropping them with the failed flush would have lost them for good. No master has
+    write_scores.lua yet, so the live masters' calls also go through the NOSCRIPT reload on their own node, which
+    must not need the dead master (redis-py's own reload loads on every master)."""
     procs = start_cluster_or_skip(tmp_path, node_timeout_ms=30_000)  # no replica is promoted while this runs
     host, port = procs.startup_node
     client = connect_redis(f"redis://{host}:{port}/0", Settings(redis_cluster=True, redis_timeout_ms=3000))

@@ -23,8 +23,9 @@ except ImportError:  # pragma: no cover - a serving install always has redis[hir
     hiredis_pack = None  # type: ignore[assignment]
 
 
-# A cluster node's connections beyond its gated commands (PacedRedisCluster): SPARE_CONNECTIONS - 1 pipelines at
-# once per client, and one for the rare redirected calls and topology reads, which take a connection without a gate.
+# A cluster node's connections beyond its gated commands (PacedRedisCluster): SPARE_CONNECTIONS - 1 pipelines (reads,
+# deletes, alert XADDs, a write-back's one per master) at once per client, and one for the rare redirected calls and
+# topology reads, which take a connection without a gate.
 SPARE_CONNECTIONS = 8
 
 # Set while a gated pipeline runs: redis-py's cluster pipeline answers a connection error by closing the whole client
@@ -78,9 +79,13 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     past it redis-py's pipeline would close the whole client on the MaxConnectionsError and retry. A MOVED/ASK
     redirect's second node and topology reads take the remaining spare connection without a gate.
 
-    A pipeline that meets a connection error (a dead master, a full pool) does not close the client: redis-py's
-    pipeline calls `aclose` before its one retry, which would drop every node's connections under the calls in
-    flight on the healthy masters; here it marks the topology for a (paced) refresh instead.
+    A pipeline that meets a connection error (a dead master, a full pool, a cluster-down or redirect error) does not
+    close the client: redis-py's pipeline calls `aclose` before its one retry, 250 ms later, which would drop every
+    node's connections under the calls in flight on the healthy masters; here any close inside a gated pipeline
+    only marks the topology for a (paced) refresh. The retry re-sends the commands that got no answer: one whose
+    answer was lost may run twice. The service's pipelines tolerate that (reads, deletes, XADDs of alerts, and the
+    write-back, whose script writes the same values again; only an alert it raised the first time would not be
+    raised again).
     """
 
     def __init__(self, *args: Any, min_refresh_s: float = 0.25, connection_wait_s: float = 1.0,

@@ -15,14 +15,13 @@ single Redis and on `redis.asyncio.cluster.RedisCluster`. Redis errors propagate
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import NoScriptError, RedisError, SlotNotCoveredError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
 from model.context import CONTEXT_DIM
 from model.features import ADD_CART, N_ACTIONS, ORDER
@@ -31,6 +30,7 @@ from service.model_repository import version_of
 from service.store import context_record
 from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.cluster_history import ClusterHistory
+from service.store.cluster_write_back import write_per_master
 from service.store.keys import KeyScheme
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE
@@ -213,22 +213,26 @@ class SessionWindowStore:
         for part in parts:
             by_slot.setdefault(self.client.keyslot(part.keys[0]), []).append(part)
         # The index lives on its own slot: one more call, beside the per-slot ones, all pipelined per master.
-        replies = await self._write_per_master([self._write_call([], index_args),
-                                                *(self._write_call(group, []) for group in by_slot.values())])
-        # So does the alert stream: one more call, only for a batch that raised an alert (docs/redis.md). The alerts
-        # of the calls that succeeded go out even when another master failed: their markers are set, so a later
-        # write of the same records would not raise them again.
-        raised = [alert for reply in replies if not isinstance(reply, BaseException)
-                  for alert in split_alerts(reply[2:])]
-        if raised:
-            async with self.client.pipeline(transaction=False) as pipe:
-                for alert in raised:
-                    fields = stream_fields([reply_text(x) for x in alert])
-                    pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
-                await pipe.execute()
-        failed = next((reply for reply in replies if isinstance(reply, BaseException)), None)
+        calls = [self._write_call([], index_args), *(self._write_call(group, []) for group in by_slot.values())]
+        replies = await write_per_master(self.client, self._write, calls)
+        # The alerts of the calls that succeeded go out even when another master failed: their markers are set, so a
+        # later write of the same records would not raise them again.
+        await self._xadd_alerts([alert for reply in replies if not isinstance(reply, Exception)
+                                 for alert in split_alerts(reply[2:])])
+        failed = next((reply for reply in replies if isinstance(reply, Exception)), None)
         if failed is not None:
             raise failed
+
+    async def _xadd_alerts(self, raised: list[list[Any]]) -> None:
+        """A cluster's alerts, which write_scores.lua cannot XADD (the stream has its own slot): one more call, only
+        for a batch that raised an alert (docs/redis.md)."""
+        if not raised:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for alert in raised:
+                fields = stream_fields([reply_text(x) for x in alert])
+                pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
+            await pipe.execute()
 
     def _write_call(self, parts: Sequence[ScoreParts], index_args: list[str]) -> tuple[list[str], list[Any]]:
         """write_scores.lua's (KEYS, ARGV) for records of one slot and/or the index's entries."""
@@ -250,49 +254,6 @@ class SessionWindowStore:
     async def _write_group(self, parts: Sequence[ScoreParts], index_args: list[str]) -> list[Any]:
         keys, args = self._write_call(parts, index_args)
         return list(await self._write(keys=keys, args=args))
-
-    async def _write_per_master(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Each (KEYS, ARGV) of write_scores.lua, one pipeline (one round trip) per master the calls' slots are on, the
-        masters concurrently; a call's reply, or its master's error. A batch's sessions are seldom on one slot, so
-        one call per slot, each its own round trip, cost about one round trip per click (docs/redis.md)."""
-        assert isinstance(self.client, RedisCluster)
-        masters: dict[str, ClusterNode] = {}
-        at_master: dict[str, list[int]] = {}
-        for i, (keys, _) in enumerate(calls):
-            master = self.client.get_node_from_key(keys[0])
-            if master is None:  # a slot no master covers: the pipeline raises redis-py's error for it
-                raise SlotNotCoveredError(f"no master serves the slot of {keys[0]!r}")
-            masters[master.name] = master
-            at_master.setdefault(master.name, []).append(i)
-        outcomes = await asyncio.gather(*(self._write_pipeline(masters[name], [calls[i] for i in at])
-                                          for name, at in at_master.items()), return_exceptions=True)
-        replies: list[Any] = [None] * len(calls)
-        for at, outcome in zip(at_master.values(), outcomes, strict=True):
-            for j, i in enumerate(at):
-                replies[i] = outcome if isinstance(outcome, BaseException) else outcome[j]
-        return replies
-
-    async def _write_pipeline(self, master: ClusterNode, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """write_scores.lua's calls on one master in one pipeline; a master without the script (a promoted replica,
-        a restart) gets it loaded, on it alone, and those calls again."""
-        replies = await self._evalsha_pipeline(calls)
-        unloaded = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if unloaded:
-            # redis-py's own reload (register_script) loads on every master, which fails while another is down.
-            await self.client.execute_command("SCRIPT LOAD", self._write.script, target_nodes=master)
-            again = await self._evalsha_pipeline([calls[i] for i in unloaded])
-            for i, reply in zip(unloaded, again, strict=True):
-                replies[i] = reply
-        return replies
-
-    async def _evalsha_pipeline(self, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                # redis-py blocks the pipeline's `evalsha` method on a cluster, since a script's keys may span
-                # slots; each call's keys here share one, and the pipeline routes by them (a CROSSSLOT is its error).
-                pipe.execute_command("EVALSHA", self._write.sha, len(keys), *keys, *args)
-            replies = await pipe.execute(raise_on_error=False)
-        return [reply if isinstance(reply, BaseException) else list(reply) for reply in replies]
 
     async def read_scores(self, session_id: str) -> dict[str, Any] | None:
         """The session's meta and its last stored scores (never runs the model); None when gone.
