@@ -44,6 +44,8 @@ def test_a_config_may_serve_the_published_stand_in_beside_its_overrides() -> Non
     for text in ("pub-w2=+published,SI_WORKERS=2", "pub-w2=SI_WORKERS=2,+published"):
         assert parse_config(text) == AbConfig("pub-w2", REPO_ROOT, {"SI_WORKERS": "2"}, published=True), text
     assert not parse_config("small=SI_WORKERS=2").published
+    # Only the whole part counts: a value may still hold ",+".
+    assert parse_config("x=OTEL_RESOURCE_ATTRIBUTES=a=1,+b").env == {"OTEL_RESOURCE_ATTRIBUTES": "a=1,+b"}
 
 
 def test_rounds_rotate_the_order() -> None:

@@ -57,7 +57,7 @@ USER_KEYS = KeyScheme().user("0").replace("{u:0}", "{u:*}")  # this tree's schem
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
 # A spec's parts are split at the commas that start another part (@ or an upper-case NAME=), so a value may hold
 # commas, even `a=1,b=2`.
-_PART_START = re.compile(r",(?=@|\+|[A-Z_][A-Z0-9_]*=)")
+_PART_START = re.compile(r",(?=@|\+published(?:,|$)|[A-Z_][A-Z0-9_]*=)")
 # The part naming the published-size stand-in that `bench service` serves (bench/service/models.py), built once per
 # run in its scratch directory, so a report that compares it can be regenerated from a clone.
 PUBLISHED = "+published"
@@ -241,6 +241,8 @@ def _served(config: AbConfig, r: int, plan: AbPlan, redis_url: str, work: Path, 
             ) -> Iterator[RunningServer]:
     """`serve` of the config's tree: PYTHONSAFEPATH keeps this checkout (the working directory) off sys.path.
     Its log is the run's own (`<config>-r<round>.log`), so a run with answers outside 2xx can keep it."""
+    if config.published and plan.published_dir is None:
+        raise RuntimeError(f"{config.name}: serves {PUBLISHED}, but the run built no stand-in (run_ab builds it)")
     model_dir = (plan.published_dir if config.published else plan.model_dir) or config.root / "models" / "default"
     env = {"PYTHONPATH": str(config.root), "PYTHONSAFEPATH": "1", "SI_REDIS_URL": redis_url,
            "SI_AUTH_ENABLED": "false", "SI_MODEL_DIR": str(model_dir), "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
