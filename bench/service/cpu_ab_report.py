@@ -194,7 +194,7 @@ def _median(values: Iterable[float]) -> float:
 
 
 def _env_text(config: AbConfig) -> str:
-    parts = ["`+published`"] * config.published + [f"`{k}={v}`" for k, v in config.env.items()]
+    parts = (["`+published`"] if config.published else []) + [f"`{k}={v}`" for k, v in config.env.items()]
     return ", ".join(parts) or "–"
 
 

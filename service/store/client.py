@@ -73,8 +73,9 @@ class PacedRedisCluster(RedisCluster):  # type: ignore[misc]
     the single server's BlockingConnectionPool does; redis-py's cluster node raises MaxConnectionsError at once
     when its `max_connections` are all in use (redis/redis-py#3135). Connections are dialled lazily, so at start-up
     under load (200 clicks/s) a node's first 32 calls were all still dialling and the next ones failed: 3-9 clicks
-    answered 503 in the service's first second, and the write-back's one call per slot (up to a batch's sessions
-    at once) failed with them. Pipelines (`read_scores`, the alert stream, deletes) wait likewise for one of
+    answered 503 in the service's first second, and the write-back's calls (then one per slot, up to a batch's
+    sessions at once) failed with them. Pipelines (`read_scores`, the alert stream, deletes, the write-back's one
+    per master) wait likewise for one of
     `pipelines` slots of the client, so they use at most that many of a node's connections above `calls_per_node`;
     past it redis-py's pipeline would close the whole client on the MaxConnectionsError and retry. A MOVED/ASK
     redirect's second node and topology reads take the remaining spare connection without a gate.

@@ -30,7 +30,7 @@ from service.model_repository import version_of
 from service.store import context_record
 from service.store.alerts import AlertConfig, split_alerts, stream_fields
 from service.store.cluster_history import ClusterHistory
-from service.store.cluster_write_back import write_per_master
+from service.store.cluster_write_back import Call, write_per_master
 from service.store.keys import KeyScheme
 from service.store.lua_scripts import HISTORY_SCRIPTS, lua_script
 from service.store.packing import APPEND_CONFLICT, APPEND_DUPLICATE
@@ -234,7 +234,7 @@ class SessionWindowStore:
                 pipe.xadd(self.key_scheme.alerts, fields, maxlen=self.alerts.stream_maxlen, approximate=True)
             await pipe.execute()
 
-    def _write_call(self, parts: Sequence[ScoreParts], index_args: list[str]) -> tuple[list[str], list[Any]]:
+    def _write_call(self, parts: Sequence[ScoreParts], index_args: list[str]) -> Call:
         """write_scores.lua's (KEYS, ARGV) for records of one slot and/or the index's entries."""
         keys: list[str] = []
         args: list[str | bytes | int] = [len(parts), self.ttl_s, len(index_args) // 2]
